@@ -1,0 +1,33 @@
+"""mangostore: the local-first, encrypted, embedded data layer of AlphanumericMango.
+
+>>> import mangostore
+>>> with mangostore.open(":memory:", encrypted=False) as db:
+...     db.schema_version > 0
+True
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from mangostore import errors
+from mangostore.db import Database, Status, TableInfo
+from mangostore.db import open_database as open
+from mangostore.keys.kdf import KdfParams
+from mangostore.settings import Settings
+
+try:
+    __version__ = version("mangostore")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Database",
+    "KdfParams",
+    "Settings",
+    "Status",
+    "TableInfo",
+    "__version__",
+    "errors",
+    "open",
+]

@@ -1,0 +1,407 @@
+"""The Database facade: lifecycle, transactions, raw SQL, and the service attributes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mangostore.engine.connection import Row, connect, driver_errors, fetch_all
+from mangostore.engine.pool import PoolStats, ReaderPool
+from mangostore.engine.pragmas import Connection, reader_setup, writer_setup
+from mangostore.engine.writer import Writer
+from mangostore.errors import (
+    ConfigurationError,
+    DatabaseClosedError,
+    NotADatabaseError,
+)
+from mangostore.keys.keyring import Keyring, keyring_path
+from mangostore.schema.runner import MigrationRunner, load_migrations
+from mangostore.settings import Settings
+
+Params = Sequence[Any] | dict[str, Any]
+MEMORY = ":memory:"
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """A table and how many rows it holds."""
+
+    name: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What ``mangostore status`` shows: never a key."""
+
+    path: str
+    schema_version: int
+    latest_version: int
+    file_bytes: int
+    wal_bytes: int
+    page_encryption: bool
+    field_encryption: bool
+    keyring: dict[str, Any] | None
+    tables: list[TableInfo]
+    pool: PoolStats | None
+
+
+class Database:
+    """An open mangostore database. Create it with :func:`mangostore.open`.
+
+    Thread-safe: reads run on pooled reader connections in parallel; writes queue for
+    the single writer connection.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        keyring: Keyring | None,
+        writer: Writer,
+        pool: ReaderPool | None,
+        runner: MigrationRunner,
+        settings: Settings,
+        recovery_key: str | None,
+    ) -> None:
+        self._path = path
+        self._keyring = keyring
+        self._writer = writer
+        self._pool = pool
+        self._runner = runner
+        self.settings = settings
+        self._recovery_key = recovery_key
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._schema_version = runner.current_version()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"schema v{self._schema_version}"
+        return f"<mangostore.Database {self._path!r} {state}>"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The database file (``":memory:"`` for an in-memory database)."""
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        return self._schema_version
+
+    @property
+    def page_encryption(self) -> bool:
+        """Whether pages, WAL and indexes are encrypted by SQLCipher."""
+        return self._keyring is not None and self._keyring.page_encryption
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The unlocked keyring, or ``None`` for a database opened without a passphrase."""
+        return self._keyring
+
+    def take_recovery_key(self) -> str | None:
+        """Return the recovery key made when this database was created, once.
+
+        The key is kept nowhere else: show it to the person and let them store it.
+        Returns ``None`` on every later call and for databases that were opened, not made.
+        """
+        key, self._recovery_key = self._recovery_key, None
+        return key
+
+    def close(self) -> None:
+        """Close every connection; further use raises :class:`DatabaseClosedError`."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+        self._writer.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError("the database is closed; open it again to use it")
+
+    # -- transactions and raw SQL ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Run the block in one transaction; nested blocks are savepoints.
+
+        Everything written in the block is committed when it ends normally and rolled
+        back if it raises. Reads inside the block see its own writes.
+
+        Raises:
+            DatabaseLockedError: another writer held the lock past the busy timeout.
+        """
+        self._check_open()
+        with self._writer.transaction():
+            yield self
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        if self._writer.owned_by_current_thread() or self._pool is None:
+            # Inside a transaction a read must see its own uncommitted writes; an
+            # in-memory database has no second connection that could see it at all.
+            with self._writer.transaction() as conn:
+                yield conn
+        else:
+            with self._pool.reader() as conn:
+                yield conn
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a read-only statement and return its rows.
+
+        Values must be passed as ``params`` (``?`` or ``:name`` placeholders), never
+        formatted into ``sql``. Rows allow ``row["column"]`` and ``row[0]``.
+
+        Raises:
+            QueryError: SQLite rejected the statement (or it tried to write).
+        """
+        self._check_open()
+        with self._reading() as conn:
+            return fetch_all(conn, sql, params)
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one writing statement in the current transaction (or its own) and return rowcount.
+
+        Raises:
+            ConstraintError: a subclass naming the constraint that refused the write.
+            QueryError: SQLite rejected the statement.
+        """
+        self._check_open()
+        with self._writer.transaction() as conn, driver_errors():
+            return int(conn.execute(sql, params).rowcount)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self, to: int | None = None) -> list[int]:
+        """Move the schema to version ``to`` (default: the latest), making a backup first.
+
+        Returns the versions applied (or reverted, when going down).
+
+        Raises:
+            MigrationError: a step failed and everything was rolled back.
+        """
+        self._check_open()
+        page_key = self._keyring.subkey("page") if self.page_encryption else None  # type: ignore[union-attr]
+        hook = _pre_migration_backup(self._writer, self._path, page_key, self.settings)
+        done = self._runner.migrate(to, before=hook)
+        self._schema_version = self._runner.current_version()
+        return done
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def change_passphrase(self, old: str, new: str) -> None:
+        """Rewrap the master key under a new passphrase; no data is re-encrypted.
+
+        Raises:
+            WrongPassphraseError: ``old`` is wrong (nothing changes).
+            ConfigurationError: the database has no keyring, or ``new`` is empty.
+        """
+        self._check_open()
+        if self._keyring is None:
+            raise ConfigurationError("this database was opened without a passphrase")
+        self._keyring.change_passphrase(old, new, self.settings.kdf)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """Describe the database: versions, sizes, encryption, row counts. Never a key."""
+        self._check_open()
+        # table_list tells real and virtual tables from FTS shadow tables.
+        names = [
+            r[0]
+            for r in self.query(
+                "SELECT name FROM pragma_table_list WHERE schema = 'main' "
+                "AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "ORDER BY name"
+            )
+        ]
+        tables = [
+            TableInfo(name, int(self.query(f'SELECT count(*) FROM "{name}"')[0][0]))
+            for name in names
+        ]
+        file_bytes = wal_bytes = 0
+        if self._path != MEMORY:
+            file_bytes = _size(self._path)
+            wal_bytes = _size(self._path + "-wal")
+        return Status(
+            path=self._path,
+            schema_version=self._schema_version,
+            latest_version=self._runner.latest,
+            file_bytes=file_bytes,
+            wal_bytes=wal_bytes,
+            page_encryption=self.page_encryption,
+            field_encryption=self._keyring is not None,
+            keyring=self._keyring.describe() if self._keyring is not None else None,
+            tables=tables,
+            pool=self._pool.stats() if self._pool is not None else None,
+        )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def backup_copy(writer: Writer, dest: str, page_key: bytes | None) -> None:
+    """Copy the database, consistently, to ``dest`` with the SQLite backup API.
+
+    The copy is encrypted with the same page key, so it opens with the same keyring.
+    """
+    target = connect(dest, page_key, [])
+    try:
+        with writer.transaction() as conn, driver_errors(f"copying the database to {dest}"):
+            conn.backup(target)
+    finally:
+        target.close()
+    os.chmod(dest, 0o600)
+
+
+def _pre_migration_backup(
+    writer: Writer, path: str, page_key: bytes | None, settings: Settings
+) -> Callable[[int, int], None] | None:
+    """Return the hook that copies the database before a migration changes it."""
+    if path == MEMORY or not settings.backup_before_migrate:
+        return None
+
+    def before(current: int, target: int) -> None:
+        if current:  # a brand-new database has nothing worth copying
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            backup_copy(writer, f"{path}.pre-v{current}-to-v{target}-{stamp}.bak", page_key)
+
+    return before
+
+
+def open_database(
+    path: str | os.PathLike[str],
+    passphrase: str | None = None,
+    *,
+    encrypted: bool = True,
+    create: bool = True,
+    recovery_key: str | None = None,
+    settings: Settings | None = None,
+    migrate: bool = True,
+) -> Database:
+    """Open (or create) a mangostore database and bring its schema up to date.
+
+    Args:
+        path: the database file, or ``":memory:"``.
+        passphrase: unlocks the keyring; required unless ``encrypted=False``.
+        encrypted: ``False`` asks for plain pages. With a passphrase, sensitive fields
+            are still encrypted; without one, nothing is.
+        create: make the database (and its keyring) when the file does not exist.
+        recovery_key: unlock with the recovery key instead of the passphrase.
+        settings: tunables; see :class:`mangostore.Settings`.
+        migrate: apply pending migrations (a backup copy is made first).
+
+    Raises:
+        ConfigurationError: no passphrase for an encrypted database, or bad settings.
+        WrongPassphraseError, KeyringMissingError, KeyringCorruptError: key problems.
+        NotADatabaseError: the file is not a mangostore database.
+        SchemaTooNewError, MigrationChecksumError, MigrationError: schema problems.
+    """
+    settings = settings or Settings()
+    path_str = os.fspath(path)
+    memory = path_str == MEMORY
+    unlocking = passphrase is not None or recovery_key is not None
+    if encrypted and not unlocking:
+        raise ConfigurationError(
+            "a passphrase is needed to open an encrypted database; pass passphrase=..., "
+            "or encrypted=False to ask for an unencrypted one"
+        )
+    exists = not memory and os.path.exists(path_str) and os.path.getsize(path_str) > 0
+    if not memory and not exists and not create:
+        raise NotADatabaseError(f"there is no database at {path_str}; pass create=True to make one")
+    created_files: list[Path] = []
+    keyring: Keyring | None = None
+    recovery_text: str | None = None
+    if unlocking:
+        ring_path = None if memory else keyring_path(path_str)
+        if ring_path is not None and exists:
+            keyring = Keyring.unlock(ring_path, passphrase=passphrase, recovery_key=recovery_key)
+        elif passphrase is None:
+            raise ConfigurationError("a recovery key can only unlock an existing database")
+        else:
+            keyring, recovery_text = Keyring.create(
+                ring_path, passphrase, settings.kdf, page_encryption=encrypted
+            )
+            if ring_path is not None:
+                created_files.append(ring_path)
+    elif exists and keyring_path(path_str).exists():
+        raise NotADatabaseError(
+            f"{path_str} has a keyring beside it, so it is encrypted: open it with its passphrase"
+        )
+    if not memory and not exists:
+        created_files += [Path(path_str + suffix) for suffix in ("", "-wal", "-shm")]
+    page_key = keyring.subkey("page") if keyring is not None and keyring.page_encryption else None
+    writer_conn: Connection | None = None
+    try:
+        writer_conn = connect(path_str, page_key, writer_setup(settings.busy_timeout_ms))
+        if exists:
+            _check_is_mangostore(writer_conn, path_str)
+        writer = Writer(writer_conn, busy_timeout_ms=settings.busy_timeout_ms)
+        pool = None
+        if not memory:
+            pool = ReaderPool(
+                lambda: connect(path_str, page_key, reader_setup(settings.busy_timeout_ms)),
+                max_size=settings.pool_max_readers,
+                acquire_timeout_s=settings.pool_acquire_timeout_ms / 1000,
+                idle_timeout_s=settings.pool_idle_timeout_ms / 1000,
+            )
+        runner = MigrationRunner(writer, load_migrations())
+        if migrate:
+            runner.migrate(before=_pre_migration_backup(writer, path_str, page_key, settings))
+        else:
+            runner.verify()
+        return Database(
+            path_str,
+            keyring=keyring,
+            writer=writer,
+            pool=pool,
+            runner=runner,
+            settings=settings,
+            recovery_key=recovery_text,
+        )
+    except BaseException:
+        if writer_conn is not None:
+            writer_conn.close()
+        # A database that failed to come into being leaves nothing behind, least of
+        # all a keyring that would block the next attempt.
+        for leftover in created_files:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        raise
+
+
+def _check_is_mangostore(conn: Connection, path: str) -> None:
+    with driver_errors(path):
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "schema_migrations" not in tables:
+        raise NotADatabaseError(
+            f"{path} is an SQLite database but not a mangostore one (it has no "
+            "schema_migrations table); refusing to add tables to it"
+        )

@@ -1,0 +1,1 @@
+"""The SQLite/SQLCipher engine: connections, pragmas, the writer and the reader pool."""

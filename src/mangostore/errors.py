@@ -1,0 +1,210 @@
+"""The one exception tree of mangostore.
+
+Every error raised by mangostore derives from :class:`MangoError`. Errors of the
+underlying driver (``sqlcipher3``) never escape unwrapped: they are translated at
+the engine boundary and kept as ``__cause__``. Messages say what went wrong and
+what to do; they never contain keys, passphrases or plaintext of encrypted fields.
+
+::
+
+    MangoError
+    ├── ConfigurationError            bad settings or KDF parameters
+    ├── DatabaseClosedError           the Database was used after close()
+    ├── DatabaseError                 any other driver failure (kept as __cause__)
+    │   ├── QueryError                SQL that SQLite rejected (syntax, unknown table)
+    │   ├── DatabaseLockedError       another writer held the lock past the busy timeout
+    │   └── PoolTimeoutError          no reader connection free within the acquire timeout
+    ├── NotADatabaseError             the file is not a mangostore database (or not this keyring's)
+    ├── KeyError_                     (see below; key-related failures)
+    │   ├── WrongPassphraseError      the passphrase or recovery key does not unwrap the master key
+    │   ├── KeyringError              the keyring sidecar is unusable
+    │   │   ├── KeyringMissingError   no keyring beside an encrypted database
+    │   │   └── KeyringCorruptError   the keyring is damaged or was tampered with
+    │   └── TamperedDataError         a field ciphertext failed authentication (one generic class)
+    ├── SchemaError
+    │   ├── SchemaTooNewError         the database was migrated by newer code
+    │   ├── MigrationError            a migration failed and was rolled back
+    │   └── MigrationChecksumError    an applied migration file was edited afterwards
+    ├── ValidationError               input refused before it reached the database
+    │   ├── UnknownColumnError        a column or order-by name not in the table's schema
+    │   ├── MissingFieldError         a required column was not given
+    │   ├── InvalidValueError         wrong type or a value outside an enumeration
+    │   └── JSONValueError            not JSON-serialisable, malformed, or too large
+    ├── ConstraintError               the database refused a write
+    │   ├── UniqueConstraintError
+    │   ├── ForeignKeyError
+    │   ├── CheckConstraintError
+    │   └── NotNullError
+    ├── NotFoundError                 no record with that id
+    └── BatchError                    one item of a batch failed; the whole batch was rolled back
+
+``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
+builtin ``KeyError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchError",
+    "CheckConstraintError",
+    "ConfigurationError",
+    "ConstraintError",
+    "DatabaseClosedError",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "ForeignKeyError",
+    "InvalidValueError",
+    "JSONValueError",
+    "KeyManagementError",
+    "KeyringCorruptError",
+    "KeyringError",
+    "KeyringMissingError",
+    "MangoError",
+    "MigrationChecksumError",
+    "MigrationError",
+    "MissingFieldError",
+    "NotADatabaseError",
+    "NotFoundError",
+    "NotNullError",
+    "PoolTimeoutError",
+    "QueryError",
+    "SchemaError",
+    "SchemaTooNewError",
+    "TamperedDataError",
+    "UniqueConstraintError",
+    "UnknownColumnError",
+    "ValidationError",
+    "WrongPassphraseError",
+]
+
+
+class MangoError(Exception):
+    """Root of every error raised by mangostore."""
+
+
+class ConfigurationError(MangoError):
+    """Settings or key-derivation parameters are invalid or unsafe."""
+
+
+class DatabaseClosedError(MangoError):
+    """The database was used after :meth:`Database.close`."""
+
+
+class DatabaseError(MangoError):
+    """A failure reported by the database engine; the driver error is ``__cause__``."""
+
+
+class QueryError(DatabaseError):
+    """SQLite rejected a statement (syntax error, unknown table or column)."""
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another writer held the database lock longer than the busy timeout."""
+
+
+class PoolTimeoutError(DatabaseError):
+    """No reader connection became free within the acquire timeout."""
+
+
+class NotADatabaseError(MangoError):
+    """The file is not a mangostore database, or does not belong to the keyring beside it."""
+
+
+class KeyManagementError(MangoError):
+    """A failure of the key hierarchy."""
+
+
+class WrongPassphraseError(KeyManagementError):
+    """The passphrase (or recovery key) does not unwrap the master key."""
+
+
+class KeyringError(KeyManagementError):
+    """The keyring sidecar cannot be used."""
+
+
+class KeyringMissingError(KeyringError):
+    """An encrypted database has no keyring sidecar beside it."""
+
+
+class KeyringCorruptError(KeyringError):
+    """The keyring sidecar is damaged, truncated, or was modified outside mangostore."""
+
+
+class TamperedDataError(KeyManagementError):
+    """An encrypted value failed authentication.
+
+    Raised, with one generic message, for every way a ciphertext can be wrong:
+    flipped bits, truncation, an unknown version or key id, a destroyed key, or a
+    value moved to another row, column or database.
+    """
+
+
+class SchemaError(MangoError):
+    """The database schema cannot be used by this version of mangostore."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The database was migrated by a newer mangostore than this one."""
+
+
+class MigrationError(SchemaError):
+    """A migration failed; every change of that run was rolled back."""
+
+
+class MigrationChecksumError(SchemaError):
+    """A migration file differs from the one that was applied to this database."""
+
+
+class ValidationError(MangoError):
+    """Input was refused before it reached the database; nothing was written."""
+
+
+class UnknownColumnError(ValidationError):
+    """A column, filter or order-by name is not part of the table's schema."""
+
+
+class MissingFieldError(ValidationError):
+    """A required column was not given."""
+
+
+class InvalidValueError(ValidationError):
+    """A value has the wrong type or lies outside the column's allowed values."""
+
+
+class JSONValueError(ValidationError):
+    """A JSON column value is not serialisable, is malformed, or exceeds the size limit."""
+
+
+class ConstraintError(MangoError):
+    """The database refused a write because it would break a constraint."""
+
+
+class UniqueConstraintError(ConstraintError):
+    """A value that must be unique is already taken."""
+
+
+class ForeignKeyError(ConstraintError):
+    """A reference points at a row that does not exist, or a row is still referenced."""
+
+
+class CheckConstraintError(ConstraintError):
+    """A value is outside what the column's CHECK constraint allows."""
+
+
+class NotNullError(ConstraintError):
+    """A required column was NULL."""
+
+
+class NotFoundError(MangoError):
+    """No record exists with the given id."""
+
+
+class BatchError(MangoError):
+    """An item of a batch failed; the whole batch was rolled back.
+
+    ``index`` is the position of the failing item and ``__cause__`` the reason.
+    """
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index

@@ -1,0 +1,466 @@
+"""The keyring sidecar: the wrapped master key, its KDF parameters, and the per-user key block.
+
+Layout of ``<database>.keyring`` (JSON, format version 1)::
+
+    {
+      "format": "mangostore-keyring", "version": 1,
+      "vault_id": "<uuid shared by every device of this database>",
+      "page_encryption": true,
+      "kdf": {"alg": "argon2id", "memory_kib": .., "iterations": .., "parallelism": ..,
+              "salt": b64},
+      "master": {"passphrase": b64(nonce | AES-GCM(kek, master)),
+                 "recovery":   b64(nonce | AES-GCM(recovery-kek, master))},
+      "data_keys": {"<key id>": {"user_id": "..", "wrapped": b64}},
+      "erased_users": ["<user id>", ...],
+      "mac": b64(HMAC-SHA256(keyring sub-key, canonical JSON of everything above))
+    }
+
+The passphrase never touches the database: Argon2id turns it into a key-encryption
+key (KEK) that only unwraps the random master key. Changing the passphrase rewraps
+that one key. Per-user data keys live here rather than in the database file, so
+destroying one (erasure) also reaches every copy of the database file.
+
+Concurrent writers (two processes creating user keys) are serialised with an
+advisory ``flock`` on ``<keyring>.lock``; the file itself is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mangostore.errors import (
+    ConfigurationError,
+    KeyringCorruptError,
+    KeyringMissingError,
+    WrongPassphraseError,
+)
+from mangostore.keys.kdf import SALT_BYTES, KdfParams, derive_kek
+from mangostore.keys.subkeys import derive_subkey
+
+FORMAT: Final = "mangostore-keyring"
+FORMAT_VERSION: Final = 1
+MAX_KEYRING_BYTES: Final = 16 * 1024 * 1024
+_NONCE_BYTES: Final = 12
+_MASTER_BYTES: Final = 32
+
+
+def keyring_path(database_path: str | os.PathLike[str]) -> Path:
+    """Return where the keyring sidecar of ``database_path`` lives."""
+    return Path(os.fspath(database_path) + ".keyring")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise KeyringCorruptError(f"the keyring's {what} is missing or not text; restore it")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyringCorruptError(f"the keyring's {what} is not valid base64; restore it") from None
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def format_recovery_key(raw: bytes) -> str:
+    """Render 32 random bytes as groups of base32 characters a person can copy."""
+    text = base64.b32encode(raw).decode("ascii").rstrip("=")
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def parse_recovery_key(text: str) -> bytes:
+    """Read a recovery key typed by a person (case, dashes and spaces ignored).
+
+    Raises:
+        WrongPassphraseError: the text is not a well-formed recovery key.
+    """
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum())
+    try:
+        raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != _MASTER_BYTES:
+        raise WrongPassphraseError(
+            "that is not a mangostore recovery key: it should be 52 letters and digits "
+            "in groups of four, as shown when the database was created"
+        )
+    return raw
+
+
+def _wrap(kek: bytes, master: bytes, aad: bytes) -> str:
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return _b64(nonce + AESGCM(kek).encrypt(nonce, master, aad))
+
+
+def _unwrap(kek: bytes, blob: bytes, aad: bytes) -> bytes | None:
+    if len(blob) != _NONCE_BYTES + _MASTER_BYTES + 16:
+        return None
+    try:
+        return AESGCM(kek).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+    except InvalidTag:
+        return None
+
+
+def _aad(vault_id: str, slot: str) -> bytes:
+    return f"{FORMAT}/{FORMAT_VERSION}/{vault_id}/{slot}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeyEntry:
+    """One per-user data key as stored in the key block: still wrapped."""
+
+    key_id: str
+    user_id: str
+    wrapped: bytes
+
+
+@dataclass(eq=False)
+class Keyring:
+    """An unlocked keyring: the master key in memory and the sidecar it came from.
+
+    ``path`` is ``None`` for an in-memory database, whose keyring is never written.
+    The repr shows neither the master key nor any sub-key.
+    """
+
+    path: Path | None
+    vault_id: str
+    page_encryption: bool
+    kdf: KdfParams
+    _master: bytes = field(repr=False)
+    _doc: dict[str, Any] = field(repr=False)
+    _subkeys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- creation and unlocking -------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path | None,
+        passphrase: str,
+        kdf: KdfParams,
+        *,
+        page_encryption: bool,
+    ) -> tuple[Keyring, str]:
+        """Create a keyring with a fresh master key; return it and the recovery key text.
+
+        The recovery key is returned once and stored nowhere: only its wrap of the
+        master key is kept.
+
+        Raises:
+            ConfigurationError: unsafe KDF parameters or an empty passphrase.
+            KeyringCorruptError: a keyring already exists at ``path``.
+        """
+        kdf.check()
+        if path is not None and path.exists():
+            raise ConfigurationError(
+                f"a keyring already exists at {path} but its database does not; restore the "
+                "database or move the stale keyring away before creating a new one"
+            )
+        vault_id = str(uuid.uuid4())
+        master = secrets.token_bytes(_MASTER_BYTES)
+        salt = secrets.token_bytes(SALT_BYTES)
+        recovery_raw = secrets.token_bytes(_MASTER_BYTES)
+        recovery_kek = derive_subkey(recovery_raw, "recovery", salt=vault_id.encode())
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "vault_id": vault_id,
+            "page_encryption": page_encryption,
+            "kdf": {**kdf.to_json(), "salt": _b64(salt)},
+            "master": {
+                "passphrase": _wrap(
+                    derive_kek(passphrase, salt, kdf), master, _aad(vault_id, "passphrase")
+                ),
+                "recovery": _wrap(recovery_kek, master, _aad(vault_id, "recovery")),
+            },
+            "data_keys": {},
+            "erased_users": [],
+        }
+        ring = cls(path, vault_id, page_encryption, kdf, master, doc)
+        ring._seal(doc)
+        if path is not None:
+            with ring._file_lock():
+                ring._write(doc)
+        return ring, format_recovery_key(recovery_raw)
+
+    @classmethod
+    def unlock(
+        cls,
+        path: Path,
+        *,
+        passphrase: str | None = None,
+        recovery_key: str | None = None,
+    ) -> Keyring:
+        """Read the sidecar at ``path`` and unwrap the master key.
+
+        Raises:
+            KeyringMissingError: there is no sidecar.
+            KeyringCorruptError: the sidecar is unreadable, malformed or tampered with.
+            WrongPassphraseError: neither the passphrase nor the recovery key fits.
+        """
+        doc = cls._read(path)
+        vault_id = doc["vault_id"]
+        kdf = KdfParams.from_json(doc["kdf"])
+        master_slots = doc["master"]
+        if recovery_key is not None:
+            kek = derive_subkey(
+                parse_recovery_key(recovery_key), "recovery", salt=vault_id.encode()
+            )
+            slot = "recovery"
+        elif passphrase is not None:
+            salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
+            if len(salt) < SALT_BYTES:
+                raise KeyringCorruptError("the keyring's KDF salt is too short; restore it")
+            kek = derive_kek(passphrase, salt, kdf)
+            slot = "passphrase"
+        else:
+            raise ConfigurationError("a passphrase or a recovery key is needed to unlock")
+        master = _unwrap(kek, _unb64(master_slots.get(slot), f"{slot} slot"), _aad(vault_id, slot))
+        if master is None:
+            what = "recovery key" if slot == "recovery" else "passphrase"
+            raise WrongPassphraseError(
+                f"wrong {what} for {path.name.removesuffix('.keyring')}: check it and try "
+                "again (a lost passphrase can be reset with the recovery key)"
+            )
+        ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc)
+        ring._verify(doc)
+        return ring
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def subkey(self, purpose: str) -> bytes:
+        """Return the sub-key for ``purpose`` (see :data:`mangostore.keys.subkeys.PURPOSES`)."""
+        with self._lock:
+            key = self._subkeys.get(purpose)
+            if key is None:
+                key = derive_subkey(self._master, purpose, salt=self.vault_id.encode())
+                self._subkeys[purpose] = key
+            return key
+
+    def change_passphrase(self, old: str, new: str, kdf: KdfParams | None = None) -> None:
+        """Rewrap the master key under ``new``; the data is not re-encrypted.
+
+        Raises:
+            WrongPassphraseError: ``old`` is not the current passphrase.
+            ConfigurationError: ``new`` is empty or the KDF parameters are unsafe.
+        """
+        params = kdf or self.kdf
+        params.check()
+        if not new:
+            raise ConfigurationError("the new passphrase must not be empty")
+        with self._update() as doc:
+            salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
+            current = KdfParams.from_json(doc["kdf"])
+            old_kek = derive_kek(old, salt, current)
+            if (
+                _unwrap(
+                    old_kek,
+                    _unb64(doc["master"]["passphrase"], "passphrase slot"),
+                    _aad(self.vault_id, "passphrase"),
+                )
+                is None
+            ):
+                raise WrongPassphraseError("the current passphrase is wrong; nothing was changed")
+            self._set_passphrase(doc, new, params)
+
+    def reset_passphrase(self, new: str, kdf: KdfParams | None = None) -> None:
+        """Set a new passphrase on a keyring unlocked with the recovery key."""
+        params = kdf or self.kdf
+        params.check()
+        if not new:
+            raise ConfigurationError("the new passphrase must not be empty")
+        with self._update() as doc:
+            self._set_passphrase(doc, new, params)
+
+    def _set_passphrase(self, doc: dict[str, Any], new: str, params: KdfParams) -> None:
+        salt = secrets.token_bytes(SALT_BYTES)
+        doc["kdf"] = {**params.to_json(), "salt": _b64(salt)}
+        doc["master"]["passphrase"] = _wrap(
+            derive_kek(new, salt, params), self._master, _aad(self.vault_id, "passphrase")
+        )
+        self.kdf = params
+
+    # -- the per-user key block ---------------------------------------------------------
+
+    def data_keys(self) -> list[DataKeyEntry]:
+        """Return every per-user data key entry (wrapped), reading the sidecar afresh."""
+        doc = self._refresh()
+        return [
+            DataKeyEntry(key_id, entry["user_id"], _unb64(entry["wrapped"], "data key"))
+            for key_id, entry in doc["data_keys"].items()
+        ]
+
+    def get_data_key(self, key_id: str) -> DataKeyEntry | None:
+        """Return the wrapped data key ``key_id``, or ``None`` if it was never made or destroyed."""
+        doc = self._doc
+        entry = doc["data_keys"].get(key_id)
+        if entry is None:
+            doc = self._refresh()
+            entry = doc["data_keys"].get(key_id)
+        if entry is None:
+            return None
+        return DataKeyEntry(key_id, entry["user_id"], _unb64(entry["wrapped"], "data key"))
+
+    def put_data_key(self, entry: DataKeyEntry) -> None:
+        """Store a wrapped data key, durably, before anything is encrypted with it."""
+        with self._update() as doc:
+            doc["data_keys"][entry.key_id] = {
+                "user_id": entry.user_id,
+                "wrapped": _b64(entry.wrapped),
+            }
+
+    def destroy_user_keys(self, user_id: str) -> list[str]:
+        """Remove every data key of ``user_id`` and remember the user as erased.
+
+        Returns the ids of the destroyed keys.
+        """
+        with self._update() as doc:
+            gone = [k for k, e in doc["data_keys"].items() if e["user_id"] == user_id]
+            for key_id in gone:
+                del doc["data_keys"][key_id]
+            if user_id not in doc["erased_users"]:
+                doc["erased_users"].append(user_id)
+        return gone
+
+    def erased_users(self) -> list[str]:
+        """Return the ids of users whose keys were destroyed."""
+        return list(self._refresh()["erased_users"])
+
+    # -- persistence --------------------------------------------------------------------
+
+    def _seal(self, doc: dict[str, Any]) -> None:
+        doc["mac"] = _b64(hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256"))
+
+    def _verify(self, doc: dict[str, Any]) -> None:
+        expected = hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256")
+        if not hmac.compare_digest(expected, _unb64(doc.get("mac"), "MAC")):
+            raise KeyringCorruptError(
+                "the keyring was modified outside mangostore (its MAC does not match); "
+                "restore it from a backup"
+            )
+
+    def _refresh(self) -> dict[str, Any]:
+        if self.path is None:
+            return self._doc
+        doc = self._read(self.path)
+        self._verify(doc)
+        self._doc = doc
+        return doc
+
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the sidecar under the file lock; nothing is written on error."""
+        with self._lock, self._file_lock():
+            doc = self._doc if self.path is None else self._read(self.path)
+            if self.path is not None:
+                self._verify(doc)
+            work = json.loads(json.dumps(doc))
+            yield work
+            self._seal(work)
+            if self.path is not None:
+                self._write(work)
+            self._doc = work
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        assert self.path is not None
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=".keyring-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(doc, handle, sort_keys=True, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_KEYRING_BYTES + 1)
+        except FileNotFoundError:
+            raise KeyringMissingError(
+                f"no keyring at {path}: an encrypted database needs its .keyring file beside "
+                "it; restore it from where you keep backups"
+            ) from None
+        if len(raw) > MAX_KEYRING_BYTES:
+            raise KeyringCorruptError(f"the keyring at {path} is implausibly large; restore it")
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise KeyringCorruptError(
+                f"the keyring at {path} is damaged (not valid JSON); restore it from a backup"
+            ) from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise KeyringCorruptError(f"{path} is not a mangostore keyring")
+        if doc.get("version") != FORMAT_VERSION:
+            raise KeyringCorruptError(
+                f"the keyring at {path} has format version {doc.get('version')!r}; this "
+                f"mangostore reads version {FORMAT_VERSION}: upgrade mangostore"
+            )
+        shape = (
+            isinstance(doc.get("vault_id"), str)
+            and isinstance(doc.get("kdf"), dict)
+            and isinstance(doc.get("master"), dict)
+            and isinstance(doc.get("data_keys"), dict)
+            and isinstance(doc.get("erased_users"), list)
+            and isinstance(doc.get("page_encryption"), bool)
+        )
+        if not shape:
+            raise KeyringCorruptError(f"the keyring at {path} is incomplete; restore it")
+        return doc
+
+    def describe(self) -> dict[str, Any]:
+        """Return what may be shown about this keyring: never a key."""
+        return {
+            "vault_id": self.vault_id,
+            "page_encryption": self.page_encryption,
+            "kdf": self.kdf.to_json(),
+            "format_version": FORMAT_VERSION,
+            "data_keys": len(self._doc["data_keys"]),
+        }

@@ -1,0 +1,1 @@
+"""The schema: numbered SQL migrations and the runner that applies them."""
