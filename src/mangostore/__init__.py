@@ -6,9 +6,7 @@
 True
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from mangostore import errors
 from mangostore.db import Database, Status, TableInfo
@@ -17,8 +15,8 @@ from mangostore.keys.kdf import KdfParams
 from mangostore.settings import Settings
 
 try:
-    __version__ = version("mangostore")
-except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = _metadata.version("mangostore")
+except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
 __all__ = [
