@@ -68,12 +68,12 @@ COLUMNS: dict[str, list[Column]] = {
         ("user_id", "TEXT", 1, None, 0),
         ("name", "TEXT", 1, None, 0),
         ("language", "TEXT", 0, "'en-US'", 0),
-        ("accuracy_score", "REAL", 0, '0.0', 0),
+        ("accuracy_score", "REAL", 0, "0.0", 0),
         ("training_data", "TEXT", 0, None, 0),
         ("voice_print", "TEXT", 0, None, 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("updated_at", "INTEGER", 1, None, 0),
-        ("is_active", "BOOLEAN", 0, '0', 0),
+        ("is_active", "BOOLEAN", 0, "0", 0),
     ],
     "command_history": [
         ("id", "TEXT", 0, None, 1),
@@ -88,7 +88,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("working_directory", "TEXT", 0, None, 0),
         ("timestamp", "INTEGER", 1, None, 0),
         ("voice_confidence", "REAL", 0, None, 0),
-        ("ai_suggested", "BOOLEAN", 0, '0', 0),
+        ("ai_suggested", "BOOLEAN", 0, "0", 0),
     ],
     "notification_types": [
         ("id", "TEXT", 0, None, 1),
@@ -97,17 +97,17 @@ COLUMNS: dict[str, list[Column]] = {
         ("priority", "TEXT", 0, "'normal'", 0),
         ("template", "TEXT", 1, None, 0),
         ("default_actions", "TEXT", 0, None, 0),
-        ("retention_days", "INTEGER", 0, '30', 0),
+        ("retention_days", "INTEGER", 0, "30", 0),
         ("created_at", "INTEGER", 1, None, 0),
     ],
     "notification_preferences": [
         ("id", "TEXT", 0, None, 1),
         ("user_id", "TEXT", 1, None, 0),
         ("notification_type_id", "TEXT", 1, None, 0),
-        ("enabled", "BOOLEAN", 0, '1', 0),
+        ("enabled", "BOOLEAN", 0, "1", 0),
         ("delivery_methods", "TEXT", 1, None, 0),
-        ("sound_enabled", "BOOLEAN", 0, '1', 0),
-        ("voice_enabled", "BOOLEAN", 0, '0', 0),
+        ("sound_enabled", "BOOLEAN", 0, "1", 0),
+        ("voice_enabled", "BOOLEAN", 0, "0", 0),
         ("urgency_threshold", "TEXT", 0, "'normal'", 0),
         ("quiet_hours_start", "TEXT", 0, None, 0),
         ("quiet_hours_end", "TEXT", 0, None, 0),
@@ -152,7 +152,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("context_type", "TEXT", 0, "'general'", 0),
         ("status", "TEXT", 0, "'active'", 0),
         ("conversation_data", "TEXT", 0, None, 0),
-        ("token_count", "INTEGER", 0, '0', 0),
+        ("token_count", "INTEGER", 0, "0", 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("last_message_at", "INTEGER", 0, None, 0),
         ("expires_at", "INTEGER", 0, None, 0),
@@ -165,11 +165,11 @@ COLUMNS: dict[str, list[Column]] = {
         ("memory_type", "TEXT", 1, None, 0),
         ("key_name", "TEXT", 1, None, 0),
         ("value_data", "TEXT", 1, None, 0),
-        ("confidence_score", "REAL", 0, '1.0', 0),
+        ("confidence_score", "REAL", 0, "1.0", 0),
         ("source", "TEXT", 0, None, 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("last_accessed", "INTEGER", 0, None, 0),
-        ("access_count", "INTEGER", 0, '0', 0),
+        ("access_count", "INTEGER", 0, "0", 0),
         ("expires_at", "INTEGER", 0, None, 0),
     ],
     "security_events": [
@@ -180,8 +180,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("source_component", "TEXT", 1, None, 0),
         ("event_data", "TEXT", 0, None, 0),
         ("client_info", "TEXT", 0, None, 0),
-        ("risk_score", "REAL", 0, '0.0', 0),
-        ("resolved", "BOOLEAN", 0, '0', 0),
+        ("risk_score", "REAL", 0, "0.0", 0),
+        ("resolved", "BOOLEAN", 0, "0", 0),
         ("resolved_at", "INTEGER", 0, None, 0),
         ("resolved_by", "TEXT", 0, None, 0),
         ("timestamp", "INTEGER", 1, None, 0),
@@ -211,7 +211,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("expires_at", "INTEGER", 0, None, 0),
         ("revoked_at", "INTEGER", 0, None, 0),
         ("revoked_reason", "TEXT", 0, None, 0),
-        ("is_active", "BOOLEAN", 0, '1', 0),
+        ("is_active", "BOOLEAN", 0, "1", 0),
         ("security_level", "TEXT", 0, "'standard'", 0),
     ],
     "kg_entities": [
@@ -222,11 +222,11 @@ COLUMNS: dict[str, list[Column]] = {
         ("name", "TEXT", 1, None, 0),
         ("description", "TEXT", 0, None, 0),
         ("metadata", "TEXT", 0, None, 0),
-        ("confidence_score", "REAL", 0, '1.0', 0),
+        ("confidence_score", "REAL", 0, "1.0", 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("updated_at", "INTEGER", 1, None, 0),
         ("last_accessed", "INTEGER", 0, None, 0),
-        ("access_count", "INTEGER", 0, '0', 0),
+        ("access_count", "INTEGER", 0, "0", 0),
     ],
     "kg_relations": [
         ("id", "TEXT", 0, None, 1),
@@ -235,8 +235,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("subject_id", "TEXT", 1, None, 0),
         ("predicate", "TEXT", 1, None, 0),
         ("object_id", "TEXT", 1, None, 0),
-        ("weight", "REAL", 0, '1.0', 0),
-        ("confidence_score", "REAL", 0, '1.0', 0),
+        ("weight", "REAL", 0, "1.0", 0),
+        ("confidence_score", "REAL", 0, "1.0", 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("last_confirmed", "INTEGER", 0, None, 0),
         ("source", "TEXT", 0, None, 0),
@@ -248,8 +248,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("observation_type", "TEXT", 1, None, 0),
         ("content", "TEXT", 1, None, 0),
         ("context", "TEXT", 0, None, 0),
-        ("confidence_score", "REAL", 0, '1.0', 0),
-        ("verified", "BOOLEAN", 0, '0', 0),
+        ("confidence_score", "REAL", 0, "1.0", 0),
+        ("verified", "BOOLEAN", 0, "0", 0),
         ("created_at", "INTEGER", 1, None, 0),
         ("verified_at", "INTEGER", 0, None, 0),
     ],
@@ -690,12 +690,10 @@ def test_unique_constraints_match_the_design(db: Any, table: str) -> None:
     indexes = db.query(
         "SELECT name FROM pragma_index_list(?) WHERE origin = 'u' AND \"unique\" = 1", [table]
     )
-    actual = {
-        tuple(r["name"] for r in db.query(
-            "SELECT name FROM pragma_index_info(?) ORDER BY seqno", [index["name"]]
-        ))
-        for index in indexes
-    }
+    actual: set[tuple[str, ...]] = set()
+    for index in indexes:
+        info = db.query("SELECT name FROM pragma_index_info(?) ORDER BY seqno", [index["name"]])
+        actual.add(tuple(r["name"] for r in info))
     assert actual == UNIQUE.get(table, set())
 
 
@@ -740,7 +738,9 @@ def test_kg_search_index_stems_and_folds_diacritics(db: Any) -> None:
 
 
 @pytest.mark.parametrize(("table", "column", "value"), ACCEPTED)
-def test_check_accepts_documented_values(parented: Any, table: str, column: str, value: Any) -> None:
+def test_check_accepts_documented_values(
+    parented: Any, table: str, column: str, value: Any
+) -> None:
     _insert(parented, table, "x", **{column: value})
     assert _value(parented, table, column, "x") == value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -10,9 +11,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mangostore.engine.connection import Row, connect, driver_errors, fetch_all
+from mangostore.clock import Clock, SystemClock
+from mangostore.engine.connection import (
+    Row,
+    connect,
+    driver_errors,
+    fetch_all,
+    is_driver_error,
+    is_transaction_control,
+    statement_context,
+)
 from mangostore.engine.pool import PoolStats, ReaderPool
 from mangostore.engine.pragmas import Connection, reader_setup, writer_setup
 from mangostore.engine.writer import Writer
@@ -20,10 +30,24 @@ from mangostore.errors import (
     ConfigurationError,
     DatabaseClosedError,
     NotADatabaseError,
+    QueryError,
 )
+from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring, keyring_path
+from mangostore.notify.service import NotificationService
+from mangostore.repos import RepositoryAccess
 from mangostore.schema.runner import MigrationRunner, load_migrations
 from mangostore.settings import Settings
+from mangostore.sql import quote_identifier
+
+if TYPE_CHECKING:
+    from mangostore.kg.conversations import ConversationService
+    from mangostore.kg.graph import KnowledgeGraph
+    from mangostore.kg.memory import MemoryService
+    from mangostore.security.audit import AuditLog
+    from mangostore.security.auth import AuthService
+    from mangostore.security.permissions import PermissionService
+    from mangostore.security.sessions import SessionService
 
 Params = Sequence[Any] | dict[str, Any]
 MEMORY = ":memory:"
@@ -31,7 +55,8 @@ MEMORY = ":memory:"
 
 @dataclass(frozen=True, slots=True)
 class TableInfo:
-    """A table and how many rows it holds."""
+    """A table and how many rows it holds (-1 when SQLite cannot count them, e.g. a
+    virtual table whose module is not loaded)."""
 
     name: str
     rows: int
@@ -53,7 +78,7 @@ class Status:
     pool: PoolStats | None
 
 
-class Database:
+class Database(RepositoryAccess):
     """An open mangostore database. Create it with :func:`mangostore.open`.
 
     Thread-safe: reads run on pooled reader connections in parallel; writes queue for
@@ -70,8 +95,11 @@ class Database:
         runner: MigrationRunner,
         settings: Settings,
         recovery_key: str | None,
+        clock: Clock,
     ) -> None:
         self._path = path
+        #: Where every timestamp this database writes comes from.
+        self.clock = clock
         self._keyring = keyring
         self._writer = writer
         self._pool = pool
@@ -176,9 +204,11 @@ class Database:
         formatted into ``sql``. Rows allow ``row["column"]`` and ``row[0]``.
 
         Raises:
-            QueryError: SQLite rejected the statement (or it tried to write).
+            QueryError: SQLite rejected the statement (or it tried to write, or to
+                begin or end a transaction: use :meth:`transaction`).
         """
         self._check_open()
+        _refuse_transaction_control(sql)
         with self._reading() as conn:
             return fetch_all(conn, sql, params)
 
@@ -187,10 +217,12 @@ class Database:
 
         Raises:
             ConstraintError: a subclass naming the constraint that refused the write.
-            QueryError: SQLite rejected the statement.
+            QueryError: SQLite rejected the statement, or it begins or ends a
+                transaction (use :meth:`transaction`).
         """
         self._check_open()
-        with self._writer.transaction() as conn, driver_errors():
+        _refuse_transaction_control(sql)
+        with self._writer.transaction() as conn, driver_errors(statement_context(sql)):
             return int(conn.execute(sql, params).rowcount)
 
     # -- schema ---------------------------------------------------------------------------
@@ -204,7 +236,7 @@ class Database:
             MigrationError: a step failed and everything was rolled back.
         """
         self._check_open()
-        page_key = self._keyring.subkey("page") if self.page_encryption else None  # type: ignore[union-attr]
+        page_key = _page_key(self._keyring)
         hook = _pre_migration_backup(self._writer, self._path, page_key, self.settings)
         done = self._runner.migrate(to, before=hook)
         self._schema_version = self._runner.current_version()
@@ -212,36 +244,113 @@ class Database:
 
     # -- keys -----------------------------------------------------------------------------
 
-    def change_passphrase(self, old: str, new: str) -> None:
+    def change_passphrase(self, old: str, new: str, *, kdf: KdfParams | None = None) -> None:
         """Rewrap the master key under a new passphrase; no data is re-encrypted.
+
+        ``kdf`` sets new Argon2id parameters; by default the keyring keeps its current
+        ones (which may be stronger than ``Settings.kdf``).
 
         Raises:
             WrongPassphraseError: ``old`` is wrong (nothing changes).
-            ConfigurationError: the database has no keyring, or ``new`` is empty.
+            ConfigurationError: the database has no keyring, ``new`` is empty, or
+                ``kdf`` is outside the safe range.
         """
         self._check_open()
         if self._keyring is None:
             raise ConfigurationError("this database was opened without a passphrase")
-        self._keyring.change_passphrase(old, new, self.settings.kdf)
+        self._keyring.change_passphrase(old, new, kdf)
+
+    @functools.cached_property
+    def notify(self) -> NotificationService:
+        """Notifications: types, preferences, sending, delivery, lifecycle.
+
+        See docs/notifications.md.
+        """
+        return NotificationService(self)
+
+    @functools.cached_property
+    def memory(self) -> MemoryService:
+        """AI memory: remember, recall, history, forget, expiry sweep.
+
+        See docs/memory.md.
+        """
+        from mangostore.kg.memory import MemoryService
+
+        return MemoryService(self)
+
+    @functools.cached_property
+    def conversations(self) -> ConversationService:
+        """AI conversations: create, append encrypted messages, read, archive, expire.
+
+        See docs/memory.md.
+        """
+        from mangostore.kg.conversations import ConversationService
+
+        return ConversationService(self)
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        """The tamper-evident audit log over ``security_events``: append, resolve,
+        verify, checkpoint.
+
+        See docs/security.md.
+        """
+        from mangostore.security.audit import AuditLog
+
+        return AuditLog(self)
+
+    @functools.cached_property
+    def auth(self) -> AuthService:
+        """Passwords, login and logout, lock-out and step-up.
+
+        See docs/authentication.md.
+        """
+        from mangostore.security.auth import AuthService
+
+        return AuthService(self)
+
+    @functools.cached_property
+    def sessions(self) -> SessionService:
+        """Login sessions: issue, validate, touch, revoke, step up (rows of
+        ``db.user_sessions``).
+
+        See docs/authentication.md.
+        """
+        from mangostore.security.sessions import SessionService
+
+        return SessionService(self)
+
+    @functools.cached_property
+    def access(self) -> PermissionService:
+        """Access control: grant, deny, revoke, check, require (rows of ``db.permissions``).
+
+        See docs/authentication.md.
+        """
+        from mangostore.security.permissions import PermissionService
+
+        return PermissionService(self)
+
+    @functools.cached_property
+    def kg(self) -> KnowledgeGraph:
+        """The knowledge graph: entities, relations, observations, traversal, hybrid search.
+
+        See docs/knowledge-graph.md. Call ``db.kg.close()`` before closing the database
+        to write buffered access counts.
+        """
+        from mangostore.kg.graph import KnowledgeGraph
+
+        return KnowledgeGraph(self)
 
     # -- inspection -----------------------------------------------------------------------
 
     def status(self) -> Status:
-        """Describe the database: versions, sizes, encryption, row counts. Never a key."""
+        """Describe the database: versions, sizes, encryption, row counts. Never a key.
+
+        The row counts come from one read transaction, so they agree with each other.
+        """
         self._check_open()
-        # table_list tells real and virtual tables from FTS shadow tables.
-        names = [
-            r[0]
-            for r in self.query(
-                "SELECT name FROM pragma_table_list WHERE schema = 'main' "
-                "AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                "ORDER BY name"
-            )
-        ]
-        tables = [
-            TableInfo(name, int(self.query(f'SELECT count(*) FROM "{name}"')[0][0]))
-            for name in names
-        ]
+        with self._snapshot() as conn:
+            tables = [TableInfo(name, _count_rows(conn, name)) for name in _table_names(conn)]
         file_bytes = wal_bytes = 0
         if self._path != MEMORY:
             file_bytes = _size(self._path)
@@ -259,6 +368,56 @@ class Database:
             pool=self._pool.stats() if self._pool is not None else None,
         )
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """Lend a connection inside one read transaction, so several reads agree."""
+        with self._reading() as conn:
+            if conn.in_transaction:  # the writer, inside a transaction already
+                yield conn
+                return
+            with driver_errors("starting a read"):
+                conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+
+
+def _refuse_transaction_control(sql: str) -> None:
+    """Keep BEGIN, COMMIT and friends away from the connections the engine manages."""
+    if is_transaction_control(sql):
+        raise QueryError(
+            "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE are not run through query() or "
+            "execute(): use 'with db.transaction():', which nests as savepoints"
+        )
+
+
+def _table_names(conn: Connection) -> list[str]:
+    """Real and virtual tables of the main schema, without SQLite's and FTS shadow tables."""
+    with driver_errors("listing tables"):
+        rows = conn.execute(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' "
+            "AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY name"
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def _count_rows(conn: Connection, table: str) -> int:
+    """Count a table's rows; -1 when SQLite cannot (a virtual table's module is missing)."""
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {quote_identifier(table)}").fetchone()[0])
+    except Exception as exc:
+        if is_driver_error(exc):
+            return -1
+        raise
+
+
+def _page_key(keyring: Keyring | None) -> bytes | None:
+    """The SQLCipher page key, or ``None`` when pages are not encrypted."""
+    return keyring.subkey("page") if keyring is not None and keyring.page_encryption else None
+
 
 def _size(path: str) -> int:
     try:
@@ -271,14 +430,45 @@ def backup_copy(writer: Writer, dest: str, page_key: bytes | None) -> None:
     """Copy the database, consistently, to ``dest`` with the SQLite backup API.
 
     The copy is encrypted with the same page key, so it opens with the same keyring.
+    It is readable by its owner only from the start. The writer lock is held, but no
+    transaction: the backup API cannot copy from a connection in a write transaction.
+
+    Raises:
+        DatabaseError: the copy failed (a partial new file is removed).
+        DatabaseLockedError: the write lock was not obtained within the busy timeout.
     """
-    target = connect(dest, page_key, [])
+    created = _create_private_file(dest)
     try:
-        with writer.transaction() as conn, driver_errors(f"copying the database to {dest}"):
-            conn.backup(target)
-    finally:
-        target.close()
-    os.chmod(dest, 0o600)
+        target = connect(dest, page_key, [])
+        try:
+            with writer.idle_connection() as conn, driver_errors(f"copying the database to {dest}"):
+                conn.backup(target)
+        finally:
+            target.close()
+    except BaseException:
+        if created:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+        raise
+
+
+def _create_private_file(path: str) -> bool:
+    """Make ``path`` mode 0600 (creating it empty if missing); return whether it was created."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return False
+    return True
+
+
+def _unused_path(base: str) -> str:
+    """Return ``base``, or ``base`` with a counter before ``.bak`` if it is taken."""
+    candidate, counter = base, 1
+    while os.path.exists(candidate):
+        counter += 1
+        candidate = base.removesuffix(".bak") + f"-{counter}.bak"
+    return candidate
 
 
 def _pre_migration_backup(
@@ -291,7 +481,8 @@ def _pre_migration_backup(
     def before(current: int, target: int) -> None:
         if current:  # a brand-new database has nothing worth copying
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            backup_copy(writer, f"{path}.pre-v{current}-to-v{target}-{stamp}.bak", page_key)
+            dest = _unused_path(f"{path}.pre-v{current}-to-v{target}-{stamp}.bak")
+            backup_copy(writer, dest, page_key)
 
     return before
 
@@ -305,6 +496,7 @@ def open_database(
     recovery_key: str | None = None,
     settings: Settings | None = None,
     migrate: bool = True,
+    clock: Clock | None = None,
 ) -> Database:
     """Open (or create) a mangostore database and bring its schema up to date.
 
@@ -317,6 +509,8 @@ def open_database(
         recovery_key: unlock with the recovery key instead of the passphrase.
         settings: tunables; see :class:`mangostore.Settings`.
         migrate: apply pending migrations (a backup copy is made first).
+        clock: where timestamps come from (default: the system clock); tests pass a
+            :class:`mangostore.clock.ManualClock`.
 
     Raises:
         ConfigurationError: no passphrase for an encrypted database, or bad settings.
@@ -357,14 +551,18 @@ def open_database(
         )
     if not memory and not exists:
         created_files += [Path(path_str + suffix) for suffix in ("", "-wal", "-shm")]
-    page_key = keyring.subkey("page") if keyring is not None and keyring.page_encryption else None
+    page_key = _page_key(keyring)
     writer_conn: Connection | None = None
+    pool: ReaderPool | None = None
     try:
-        writer_conn = connect(path_str, page_key, writer_setup(settings.busy_timeout_ms))
-        if exists:
-            _check_is_mangostore(writer_conn, path_str)
+        # A foreign file is refused before the setup switches it to WAL.
+        writer_conn = connect(
+            path_str,
+            page_key,
+            writer_setup(settings.busy_timeout_ms),
+            check=functools.partial(_check_is_mangostore, path=path_str) if exists else None,
+        )
         writer = Writer(writer_conn, busy_timeout_ms=settings.busy_timeout_ms)
-        pool = None
         if not memory:
             pool = ReaderPool(
                 lambda: connect(path_str, page_key, reader_setup(settings.busy_timeout_ms)),
@@ -385,8 +583,11 @@ def open_database(
             runner=runner,
             settings=settings,
             recovery_key=recovery_text,
+            clock=clock or SystemClock(),
         )
     except BaseException:
+        if pool is not None:
+            pool.close()
         if writer_conn is not None:
             writer_conn.close()
         # A database that failed to come into being leaves nothing behind, least of
@@ -398,6 +599,7 @@ def open_database(
 
 
 def _check_is_mangostore(conn: Connection, path: str) -> None:
+    """Refuse an SQLite file that has tables but no ``schema_migrations``: not ours."""
     with driver_errors(path):
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if tables and "schema_migrations" not in tables:

@@ -36,7 +36,15 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   ├── CheckConstraintError
     │   └── NotNullError
     ├── NotFoundError                 no record with that id
-    └── BatchError                    one item of a batch failed; the whole batch was rolled back
+    ├── BatchError                    one item of a batch failed; the whole batch was rolled back
+    ├── InvalidTransitionError        a status change the lifecycle forbids
+    ├── TemplateError                 a template and its parameters do not match (a ValidationError)
+    ├── DeliveryError                 a notification deliverer failed
+    ├── AuthenticationError           bad credentials or an unusable session token
+    │   ├── AccountLockedError        too many failed logins; retry after the lock expires
+    │   ├── SessionExpired            the session passed its idle or absolute lifetime
+    │   └── SessionRevoked            the session was revoked
+    └── PermissionDenied              the user lacks the permission asked for
 
 ``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
 builtin ``KeyError``.
@@ -45,6 +53,8 @@ builtin ``KeyError``.
 from __future__ import annotations
 
 __all__ = [
+    "AccountLockedError",
+    "AuthenticationError",
     "BatchError",
     "CheckConstraintError",
     "ConfigurationError",
@@ -52,7 +62,9 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseError",
     "DatabaseLockedError",
+    "DeliveryError",
     "ForeignKeyError",
+    "InvalidTransitionError",
     "InvalidValueError",
     "JSONValueError",
     "KeyManagementError",
@@ -66,11 +78,15 @@ __all__ = [
     "NotADatabaseError",
     "NotFoundError",
     "NotNullError",
+    "PermissionDenied",
     "PoolTimeoutError",
     "QueryError",
     "SchemaError",
     "SchemaTooNewError",
+    "SessionExpired",
+    "SessionRevoked",
     "TamperedDataError",
+    "TemplateError",
     "UniqueConstraintError",
     "UnknownColumnError",
     "ValidationError",
@@ -156,7 +172,14 @@ class MigrationChecksumError(SchemaError):
 
 
 class ValidationError(MangoError):
-    """Input was refused before it reached the database; nothing was written."""
+    """Input was refused before it reached the database; nothing was written.
+
+    ``field`` names the offending column or argument when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownColumnError(ValidationError):
@@ -176,7 +199,14 @@ class JSONValueError(ValidationError):
 
 
 class ConstraintError(MangoError):
-    """The database refused a write because it would break a constraint."""
+    """The database refused a write because it would break a constraint.
+
+    ``field`` names the column concerned when SQLite or the repository could tell.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UniqueConstraintError(ConstraintError):
@@ -208,3 +238,44 @@ class BatchError(MangoError):
     def __init__(self, message: str, *, index: int) -> None:
         super().__init__(message)
         self.index = index
+
+
+class InvalidTransitionError(MangoError):
+    """A status change that the lifecycle does not allow; nothing was changed."""
+
+
+class TemplateError(ValidationError):
+    """A message template and its parameters do not match (missing or unexpected names)."""
+
+
+class DeliveryError(MangoError):
+    """A deliverer could not deliver a notification; it will be retried."""
+
+
+class AuthenticationError(MangoError):
+    """Credentials or a session token were not accepted.
+
+    The message never says whether the user name exists.
+    """
+
+
+class AccountLockedError(AuthenticationError):
+    """Too many failed logins; the account is locked until ``locked_until`` (epoch ms)."""
+
+    def __init__(self, message: str, *, locked_until: int) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
+
+
+# SessionExpired, SessionRevoked and PermissionDenied are the names the public
+# contract uses, hence no "Error" suffix.
+class SessionExpired(AuthenticationError):
+    """The session passed its idle or absolute lifetime; log in again."""
+
+
+class SessionRevoked(AuthenticationError):
+    """The session was revoked; log in again."""
+
+
+class PermissionDenied(MangoError):
+    """The user lacks the permission asked for."""

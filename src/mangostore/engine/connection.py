@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -29,11 +30,17 @@ def connect(
     path: str,
     page_key: bytes | None,
     setup: list[Callable[[Connection], None]],
+    *,
+    check: Callable[[Connection], None] | None = None,
 ) -> Connection:
     """Open one connection, apply the page key, prove it can read, then run ``setup``.
 
+    ``check`` runs before ``setup``, which changes the file (WAL): a caller that must
+    first make sure the file is its own refuses it there, leaving it untouched.
+
     Raises:
-        NotADatabaseError: the file is not SQLite, or the key does not decrypt it.
+        NotADatabaseError: the file is not SQLite, is damaged, or the key does not
+            decrypt it.
         DatabaseError: any other failure of the driver.
     """
     try:
@@ -48,27 +55,41 @@ def connect(
         if page_key is not None:
             quiet_cipher_log(conn)
             apply_key(conn, page_key)
-        # The first read decrypts page 1: this is where a wrong key or a foreign file shows.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        _probe(conn, path, encrypted=page_key is not None)
+        if check is not None:
+            check(conn)
         for step in setup:
             step(conn)
-    except sqlcipher3.DatabaseError as exc:
+    except BaseException as exc:
         conn.close()
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
-            hint = (
-                "it is encrypted or damaged, or belongs to another keyring"
-                if page_key is not None
-                else "it may be an encrypted database: open it with its passphrase"
-            )
-            raise NotADatabaseError(
-                f"{path} is not a readable mangostore database: {hint}"
-            ) from exc
-        translate_error(exc, path)
-    except BaseException:
-        conn.close()
+        if is_driver_error(exc):
+            translate_error(exc, path)
         raise
     conn.row_factory = sqlcipher3.Row
     return conn
+
+
+def _probe(conn: Connection, path: str, *, encrypted: bool) -> None:
+    """Read page 1, where a wrong key, a foreign file or a cut-short one shows.
+
+    Raises:
+        NotADatabaseError: SQLite reports the file is not a database, or is corrupt.
+    """
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.Error as exc:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith("SQLITE_NOTADB"):
+            hint = (
+                "it is encrypted or damaged, or belongs to another keyring"
+                if encrypted
+                else "it may be an encrypted database: open it with its passphrase"
+            )
+        elif name.startswith("SQLITE_CORRUPT"):
+            hint = "it is damaged or cut short: restore it from a backup"
+        else:
+            raise
+        raise NotADatabaseError(f"{path} is not a readable mangostore database: {hint}") from exc
 
 
 def translate_error(exc: BaseException, context: str = "") -> NoReturn:
@@ -76,35 +97,104 @@ def translate_error(exc: BaseException, context: str = "") -> NoReturn:
 
     The driver's exception is kept as ``__cause__``. Constraint messages from SQLite
     name the table and column (``UNIQUE constraint failed: users.username``), which
-    is passed on so the caller learns which field was wrong.
+    is passed on, with the column as ``field``, so the caller learns what was wrong.
     """
     if isinstance(exc, MangoError):
         raise exc
     message = str(exc)
     where = f" ({context})" if context else ""
     if isinstance(exc, sqlcipher3.IntegrityError):
-        cls: type[ConstraintError] = ConstraintError
-        if message.startswith("UNIQUE") or message.startswith("PRIMARY KEY"):
-            cls = UniqueConstraintError
-        elif message.startswith("FOREIGN KEY"):
-            cls = ForeignKeyError
-        elif message.startswith("CHECK"):
-            cls = CheckConstraintError
-        elif message.startswith("NOT NULL"):
-            cls = NotNullError
-        raise cls(f"{message}{where}") from exc
-    if isinstance(exc, sqlcipher3.OperationalError):
-        if "locked" in message or "busy" in message:
-            raise DatabaseLockedError(
-                f"the database is locked by another writer{where}; retry later or raise "
-                "Settings.busy_timeout_ms"
-            ) from exc
-        raise QueryError(f"{message}{where}") from exc
-    if isinstance(exc, sqlcipher3.ProgrammingError | sqlcipher3.InterfaceError):
+        raise _constraint_class(message)(f"{message}{where}", field=_field(message)) from exc
+    if _is_lock_error(exc):
+        raise DatabaseLockedError(
+            f"the database is locked by another writer{where}; retry later or raise "
+            "Settings.busy_timeout_ms"
+        ) from exc
+    if isinstance(exc, _QUERY_ERRORS):
         raise QueryError(f"{message}{where}") from exc
     if isinstance(exc, sqlcipher3.Error):
         raise DatabaseError(f"{message}{where}") from exc
     raise exc
+
+
+# The driver raises Warning, which is not an Error, for two statements in one string.
+_DRIVER_ERRORS = (sqlcipher3.Error, sqlcipher3.Warning)
+_QUERY_ERRORS = (
+    sqlcipher3.OperationalError,
+    sqlcipher3.ProgrammingError,
+    sqlcipher3.InterfaceError,
+    sqlcipher3.Warning,
+)
+
+
+def _constraint_class(message: str) -> type[ConstraintError]:
+    """Pick the ConstraintError subclass from SQLite's message, which is stable."""
+    for prefix, cls in _CONSTRAINT_PREFIXES:
+        if message.startswith(prefix):
+            return cls
+    return ConstraintError
+
+
+_CONSTRAINT_PREFIXES: tuple[tuple[str, type[ConstraintError]], ...] = (
+    ("UNIQUE", UniqueConstraintError),
+    ("PRIMARY KEY", UniqueConstraintError),
+    ("FOREIGN KEY", ForeignKeyError),
+    ("CHECK", CheckConstraintError),
+    ("NOT NULL", NotNullError),
+)
+_CONSTRAINT_COLUMN = re.compile(r"^(?:UNIQUE|NOT NULL) constraint failed: [^.,\s]+\.([^,\s]+)")
+
+
+def _field(message: str) -> str | None:
+    """Return the (first) column a UNIQUE or NOT NULL message names, if any."""
+    match = _CONSTRAINT_COLUMN.match(message)
+    return match.group(1) if match else None
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """Tell SQLITE_BUSY and SQLITE_LOCKED (and their extended codes) from other errors.
+
+    The error name is used rather than the message, which may quote a table name.
+    """
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    message = str(exc)
+    return isinstance(exc, sqlcipher3.OperationalError) and (
+        message.startswith("database is locked") or message.startswith("database table is locked")
+    )
+
+
+_WRITE_TARGET = re.compile(
+    r"\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)"
+    r"\s+((?:\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|[\w.]+))",
+    re.IGNORECASE,
+)
+
+
+def statement_context(sql: str) -> str:
+    """Describe a statement for an error message: the table it writes, else nothing.
+
+    SQLite's FOREIGN KEY and CHECK messages do not name the table; this does. Only
+    the table name is taken from the SQL, never values (which are parameters).
+    """
+    match = _WRITE_TARGET.search(sql)
+    return f"writing {match.group(1)}" if match else ""
+
+
+_TRANSACTION_CONTROL = re.compile(
+    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def is_transaction_control(sql: str) -> bool:
+    """Tell whether ``sql`` begins, ends or marks a transaction (``BEGIN``, ``COMMIT``...).
+
+    Such statements would end the writer's transaction behind its back, so that
+    later writes of the block would commit on their own.
+    """
+    return _TRANSACTION_CONTROL.match(sql) is not None
 
 
 @contextlib.contextmanager
@@ -112,13 +202,13 @@ def driver_errors(context: str = "") -> Iterator[None]:
     """Translate driver exceptions raised inside the block."""
     try:
         yield
-    except sqlcipher3.Error as exc:
+    except _DRIVER_ERRORS as exc:
         translate_error(exc, context)
 
 
 def is_driver_error(exc: BaseException) -> bool:
     """Tell whether ``exc`` comes from the driver."""
-    return isinstance(exc, sqlcipher3.Error)
+    return isinstance(exc, _DRIVER_ERRORS)
 
 
 def fetch_all(conn: Connection, sql: str, params: Any) -> list[Any]:

@@ -27,7 +27,9 @@ class ReaderPool:
     """Hands out reader connections; at most ``max_size`` are open at once.
 
     Connections are made lazily, reused most-recently-used first (warm page cache),
-    and closed once idle for ``idle_timeout_s``.
+    and closed once idle for ``idle_timeout_s``: the pool looks for them on every
+    acquire and release, and :meth:`sweep` closes them on demand. ``clock`` returns
+    seconds; tests pass a fake one.
     """
 
     def __init__(
@@ -97,20 +99,23 @@ class ReaderPool:
             raise
 
     def _release(self, conn: Connection) -> None:
+        healthy = _end_transaction(conn)
         with self._cond:
-            if self._closed:
+            if self._closed or not healthy:
                 self._open -= 1
-                conn.close()
+                _close_quietly(conn)
             else:
                 self._idle.append((conn, self._clock()))
+                self._close_expired()
             self._cond.notify()
 
     def _close_expired(self) -> None:
+        """Close idle connections unused for the idle timeout; the caller holds the lock."""
         now = self._clock()
         keep = []
         for conn, last_used in self._idle:
             if now - last_used >= self._idle_timeout_s:
-                conn.close()
+                _close_quietly(conn)
                 self._open -= 1
             else:
                 keep.append((conn, last_used))
@@ -132,7 +137,26 @@ class ReaderPool:
         with self._cond:
             self._closed = True
             for conn, _ in self._idle:
-                conn.close()
+                _close_quietly(conn)
                 self._open -= 1
             self._idle = []
             self._cond.notify_all()
+
+
+def _end_transaction(conn: Connection) -> bool:
+    """Roll back a transaction a caller left open (``BEGIN`` through ``query``).
+
+    A reader kept inside a transaction would pin an old snapshot for every later
+    caller. Returns ``False`` when the connection is unusable and must be closed.
+    """
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except Exception:
+        return False
+    return True
+
+
+def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()

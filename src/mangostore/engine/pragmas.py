@@ -37,6 +37,16 @@ def set_busy_timeout(conn: Connection, busy_timeout_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
 
+def wait_when_busy(busy_timeout_ms: int) -> Callable[[Connection], None]:
+    """Return the setup step that applies ``busy_timeout_ms`` (see :func:`set_busy_timeout`)."""
+
+    def busy_timeout(conn: Connection) -> None:
+        """Wait for another process's lock instead of failing at once."""
+        set_busy_timeout(conn, busy_timeout_ms)
+
+    return busy_timeout
+
+
 def sync_normal(conn: Connection) -> None:
     """In WAL mode NORMAL is durable against application crashes and far cheaper than FULL."""
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -62,7 +72,7 @@ def writer_setup(busy_timeout_ms: int) -> list[Callable[[Connection], None]]:
     return [
         use_wal,
         enforce_foreign_keys,
-        lambda conn: set_busy_timeout(conn, busy_timeout_ms),
+        wait_when_busy(busy_timeout_ms),
         sync_normal,
         secure_delete,
         temp_in_memory,
@@ -70,10 +80,16 @@ def writer_setup(busy_timeout_ms: int) -> list[Callable[[Connection], None]]:
 
 
 def reader_setup(busy_timeout_ms: int) -> list[Callable[[Connection], None]]:
-    """Return the setup steps of a reader connection, in order."""
+    """Return the setup steps of a reader connection, in order.
+
+    Readers get the writer's settings too: the last connection to close runs the
+    WAL checkpoint, and it may be a reader. ``query_only`` comes last.
+    """
     return [
         enforce_foreign_keys,
-        lambda conn: set_busy_timeout(conn, busy_timeout_ms),
+        wait_when_busy(busy_timeout_ms),
+        sync_normal,
+        secure_delete,
         temp_in_memory,
         read_only,
     ]

@@ -6,9 +6,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from mangostore.engine.connection import driver_errors, is_driver_error, translate_error
+from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
-from mangostore.errors import DatabaseClosedError, DatabaseLockedError
+from mangostore.errors import DatabaseClosedError, DatabaseError, DatabaseLockedError
 
 
 class Writer:
@@ -47,13 +47,14 @@ class Writer:
 
         Raises:
             DatabaseLockedError: the lock was not obtained within the busy timeout.
-            DatabaseClosedError: the database was closed.
+            DatabaseClosedError: the database was closed (also when it was closed
+                inside the block: nothing of the block was committed).
+            DatabaseError: SQLite ended the transaction inside the block (after an
+                ``ON CONFLICT ROLLBACK``, ``RAISE(ROLLBACK)`` or a full disk); nothing
+                of the block was committed.
+            ConstraintError: a deferred foreign key was still broken at COMMIT.
         """
-        if not self._lock.acquire(timeout=self._timeout_s):
-            raise DatabaseLockedError(
-                "another thread held the write lock past the busy timeout; retry later or "
-                "raise Settings.busy_timeout_ms"
-            )
+        self._acquire()
         try:
             conn = self.connection
             if self._depth == 0:
@@ -63,6 +64,35 @@ class Writer:
         finally:
             self._lock.release()
 
+    @contextlib.contextmanager
+    def idle_connection(self) -> Iterator[Connection]:
+        """Hold the write lock without opening a transaction, and lend the connection.
+
+        For the backup API, which cannot copy from a connection that is inside a
+        write transaction (it reports SQLITE_LOCKED, forever).
+
+        Raises:
+            DatabaseLockedError: the lock was not obtained within the busy timeout.
+            DatabaseError: the calling thread is inside a transaction.
+            DatabaseClosedError: the database was closed.
+        """
+        self._acquire()
+        try:
+            if self._depth:
+                raise DatabaseError(
+                    "this cannot run inside a transaction; call it outside db.transaction()"
+                )
+            yield self.connection
+        finally:
+            self._lock.release()
+
+    def _acquire(self) -> None:
+        if not self._lock.acquire(timeout=self._timeout_s):
+            raise DatabaseLockedError(
+                "another thread held the write lock past the busy timeout; retry later or "
+                "raise Settings.busy_timeout_ms"
+            )
+
     def _outer(self, conn: Connection) -> Iterator[Connection]:
         with driver_errors("starting a write transaction"):
             conn.execute("BEGIN IMMEDIATE")
@@ -70,48 +100,81 @@ class Writer:
         self._depth = 1
         try:
             yield conn
+            self._commit(conn)
         except BaseException:
+            # Also after a failed COMMIT: SQLite keeps the transaction open then
+            # (deferred foreign keys, SQLITE_BUSY), and it must not leak into the next one.
             self._rollback(conn)
             raise
-        else:
-            try:
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                self._rollback(conn)
-                if is_driver_error(exc):
-                    translate_error(exc, "committing")
-                raise
         finally:
             self._depth = 0
             self._owner = None
 
+    def _commit(self, conn: Connection) -> None:
+        self._check_alive(conn)
+        with driver_errors("committing"):
+            conn.execute("COMMIT")
+
     def _savepoint(self, conn: Connection) -> Iterator[Connection]:
+        # A SAVEPOINT outside a transaction would start a new one, whose writes
+        # would then commit at RELEASE, on their own: refuse instead.
+        self._check_alive(conn)
         name = f"mango_sp_{self._depth}"
         with driver_errors("starting a savepoint"):
             conn.execute(f"SAVEPOINT {name}")
         self._depth += 1
         try:
             yield conn
-        except BaseException:
-            with driver_errors("rolling back a savepoint"):
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-            raise
-        else:
             with driver_errors("releasing a savepoint"):
                 conn.execute(f"RELEASE {name}")
+        except BaseException:
+            self._rollback_to(conn, name)
+            raise
         finally:
             self._depth -= 1
 
+    def _check_alive(self, conn: Connection) -> None:
+        """Refuse to go on with a transaction that is no longer open."""
+        if self._conn is None:
+            raise DatabaseClosedError(
+                "the database was closed inside a transaction; nothing of it was committed"
+            )
+        if not conn.in_transaction:
+            raise DatabaseError(
+                "the transaction was rolled back by SQLite inside the block (ON CONFLICT "
+                "ROLLBACK, RAISE(ROLLBACK), a full disk) or ended by a COMMIT or ROLLBACK "
+                "statement; nothing more is written in it: retry the whole block"
+            )
+
+    def _rollback_to(self, conn: Connection, name: str) -> None:
+        """Undo a savepoint; if that fails, undo the whole transaction.
+
+        The caller re-raises the block's own exception. Were the savepoint left in
+        place, the outer block could commit the failed part.
+        """
+        if self._conn is None or not conn.in_transaction:
+            return  # already gone: the outer block reports it
+        try:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        except Exception:
+            self._rollback(conn)
+
     @staticmethod
     def _rollback(conn: Connection) -> None:
-        # SQLite may already have rolled back (e.g. after SQLITE_FULL); that is fine.
-        if conn.in_transaction:
-            with contextlib.suppress(Exception):
+        """Roll back if a transaction is open; never raises (the caller has an error to report)."""
+        # SQLite may already have rolled back (e.g. after SQLITE_FULL), or the
+        # connection may be closed: either way there is nothing left to undo.
+        with contextlib.suppress(Exception):
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
 
     def close(self) -> None:
-        """Close the writer connection, waiting for a running transaction to finish."""
+        """Close the writer connection, waiting for a running transaction to finish.
+
+        Closed by the thread inside a transaction, the transaction is lost (SQLite
+        rolls it back) and leaving its block raises :class:`DatabaseClosedError`.
+        """
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from argon2.exceptions import HashingError
 from argon2.low_level import Type, hash_secret_raw
 
 from mangostore.errors import ConfigurationError, KeyringCorruptError
@@ -86,19 +88,40 @@ def derive_kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
     """Derive the 256-bit key-encryption key from a passphrase.
 
     Parameters are checked before any work is done, so hostile parameters cost nothing.
+    The passphrase is normalised to Unicode NFC first: the same typed passphrase
+    arrives composed from one keyboard and decomposed from another ("é" as one code
+    point or as "e" plus an accent) and must unlock either way.
+
+    Args:
+        passphrase: the secret typed by the person.
+        salt: the random salt stored in the keyring (at least ``SALT_BYTES`` long).
+        params: the Argon2id cost parameters.
+
+    Returns:
+        ``KEY_BYTES`` bytes of key material.
 
     Raises:
-        ConfigurationError: the passphrase is empty or the parameters are unsafe.
+        ConfigurationError: the passphrase is empty, the salt too short, the parameters
+            unsafe, or Argon2id could not run with them on this machine.
     """
     params.check()
     if not isinstance(passphrase, str) or not passphrase:
         raise ConfigurationError("the passphrase must be a non-empty string")
-    return hash_secret_raw(
-        secret=passphrase.encode("utf-8"),
-        salt=salt,
-        time_cost=params.iterations,
-        memory_cost=params.memory_kib,
-        parallelism=params.parallelism,
-        hash_len=KEY_BYTES,
-        type=Type.ID,
-    )
+    if not isinstance(salt, bytes) or len(salt) < SALT_BYTES:
+        raise ConfigurationError(f"the Argon2id salt must be at least {SALT_BYTES} bytes")
+    try:
+        return hash_secret_raw(
+            secret=unicodedata.normalize("NFC", passphrase).encode("utf-8"),
+            salt=salt,
+            time_cost=params.iterations,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            hash_len=KEY_BYTES,
+            type=Type.ID,
+        )
+    except HashingError as exc:
+        # Typically memory_kib more than this machine can allocate.
+        raise ConfigurationError(
+            f"Argon2id could not run with {params.memory_kib} KiB of memory and "
+            f"parallelism {params.parallelism} ({exc}); use smaller KDF parameters"
+        ) from exc

@@ -12,8 +12,16 @@ Layout of ``<database>.keyring`` (JSON, format version 1)::
                  "recovery":   b64(nonce | AES-GCM(recovery-kek, master))},
       "data_keys": {"<key id>": {"user_id": "..", "wrapped": b64}},
       "erased_users": ["<user id>", ...],
-      "mac": b64(HMAC-SHA256(keyring sub-key, canonical JSON of everything above))
+      "mac": b64(HMAC-SHA256(keyring sub-key, canonical JSON of everything above)),
+      "checksum": b64(SHA-256(canonical JSON of everything above, mac included))
     }
+
+Two integrity checks, for two different failures. The checksum needs no key, so
+accidental damage (a truncated copy, flipped bits, a hand edit) is reported as a
+damaged keyring before any key is derived; without it a damaged salt, wrapped key
+or vault id would look exactly like a wrong passphrase. The MAC needs the master
+key, so it is checked after unlocking and catches deliberate edits whose author
+also recomputed the checksum.
 
 The passphrase never touches the database: Argon2id turns it into a key-encryption
 key (KEK) that only unwraps the random master key. Changing the passphrase rewraps
@@ -21,7 +29,9 @@ that one key. Per-user data keys live here rather than in the database file, so
 destroying one (erasure) also reaches every copy of the database file.
 
 Concurrent writers (two processes creating user keys) are serialised with an
-advisory ``flock`` on ``<keyring>.lock``; the file itself is replaced atomically.
+advisory ``flock`` on ``<keyring>.lock``; the file itself is replaced atomically,
+and a new keyring is linked into place only if none exists, so creating one never
+overwrites another.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import base64
 import binascii
 import contextlib
 import fcntl
+import hashlib
 import hmac
 import json
 import os
@@ -48,6 +59,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mangostore.errors import (
     ConfigurationError,
     KeyringCorruptError,
+    KeyringError,
     KeyringMissingError,
     WrongPassphraseError,
 )
@@ -60,6 +72,15 @@ MAX_KEYRING_BYTES: Final = 16 * 1024 * 1024
 _NONCE_BYTES: Final = 12
 _MASTER_BYTES: Final = 32
 
+#: What identifies one version of the sidecar on disk: (device, inode, size, mtime).
+#: Every write replaces the file, so a change of any of these means "read it again".
+_Stamp = tuple[int, int, int, int]
+
+
+def _stamp_of(st: os.stat_result) -> _Stamp:
+    """Return the identity of the file version described by ``st``."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
 
 def keyring_path(database_path: str | os.PathLike[str]) -> Path:
     """Return where the keyring sidecar of ``database_path`` lives."""
@@ -67,10 +88,16 @@ def keyring_path(database_path: str | os.PathLike[str]) -> Path:
 
 
 def _b64(data: bytes) -> str:
+    """Encode ``data`` as standard base64 text."""
     return base64.b64encode(data).decode("ascii")
 
 
 def _unb64(text: Any, what: str) -> bytes:
+    """Decode base64 ``text`` read from the keyring field ``what``.
+
+    Raises:
+        KeyringCorruptError: the field is missing, not text, or not base64.
+    """
     if not isinstance(text, str):
         raise KeyringCorruptError(f"the keyring's {what} is missing or not text; restore it")
     try:
@@ -79,9 +106,15 @@ def _unb64(text: Any, what: str) -> bytes:
         raise KeyringCorruptError(f"the keyring's {what} is not valid base64; restore it") from None
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in doc.items() if k != "mac"}
+def _canonical(doc: dict[str, Any], *, without: tuple[str, ...] = ("mac", "checksum")) -> bytes:
+    """Serialise ``doc`` deterministically, leaving out the integrity fields in ``without``."""
+    body = {k: v for k, v in doc.items() if k not in without}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _checksum(doc: dict[str, Any]) -> str:
+    """Return the keyless checksum of ``doc`` (everything but the checksum itself)."""
+    return _b64(hashlib.sha256(_canonical(doc, without=("checksum",))).digest())
 
 
 def format_recovery_key(raw: bytes) -> str:
@@ -110,11 +143,13 @@ def parse_recovery_key(text: str) -> bytes:
 
 
 def _wrap(kek: bytes, master: bytes, aad: bytes) -> str:
+    """Encrypt ``master`` under ``kek`` with AES-GCM; return ``b64(nonce | ciphertext)``."""
     nonce = secrets.token_bytes(_NONCE_BYTES)
     return _b64(nonce + AESGCM(kek).encrypt(nonce, master, aad))
 
 
 def _unwrap(kek: bytes, blob: bytes, aad: bytes) -> bytes | None:
+    """Decrypt a wrapped master key; ``None`` if ``kek`` (or ``aad``) does not fit."""
     if len(blob) != _NONCE_BYTES + _MASTER_BYTES + 16:
         return None
     try:
@@ -124,6 +159,7 @@ def _unwrap(kek: bytes, blob: bytes, aad: bytes) -> bytes | None:
 
 
 def _aad(vault_id: str, slot: str) -> bytes:
+    """Bind a wrapped key to its vault and slot, so it cannot be moved to another."""
     return f"{FORMAT}/{FORMAT_VERSION}/{vault_id}/{slot}".encode()
 
 
@@ -151,7 +187,10 @@ class Keyring:
     _master: bytes = field(repr=False)
     _doc: dict[str, Any] = field(repr=False)
     _subkeys: dict[str, bytes] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The file version _doc was read from or written as; None until known.
+    _seen: _Stamp | None = field(default=None, repr=False)
+    # Reentrant: _update holds it while _verify and _seal take sub-keys.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # -- creation and unlocking -------------------------------------------------------
 
@@ -171,14 +210,13 @@ class Keyring:
 
         Raises:
             ConfigurationError: unsafe KDF parameters or an empty passphrase.
-            KeyringCorruptError: a keyring already exists at ``path``.
+            KeyringError: a keyring already exists at ``path`` (it is left untouched).
         """
         kdf.check()
         if path is not None and path.exists():
-            raise ConfigurationError(
-                f"a keyring already exists at {path} but its database does not; restore the "
-                "database or move the stale keyring away before creating a new one"
-            )
+            # Checked again, atomically, when the file is linked into place; this
+            # early check only spares the Argon2id work.
+            raise _stale_keyring(path)
         vault_id = str(uuid.uuid4())
         master = secrets.token_bytes(_MASTER_BYTES)
         salt = secrets.token_bytes(SALT_BYTES)
@@ -203,7 +241,7 @@ class Keyring:
         ring._seal(doc)
         if path is not None:
             with ring._file_lock():
-                ring._write(doc)
+                ring._seen = ring._write(doc, exclusive=True)
         return ring, format_recovery_key(recovery_raw)
 
     @classmethod
@@ -221,31 +259,32 @@ class Keyring:
             KeyringCorruptError: the sidecar is unreadable, malformed or tampered with.
             WrongPassphraseError: neither the passphrase nor the recovery key fits.
         """
-        doc = cls._read(path)
+        if recovery_key is None and passphrase is None:
+            raise ConfigurationError("a passphrase or a recovery key is needed to unlock")
+        doc, seen = cls._read(path)
         vault_id = doc["vault_id"]
+        # Everything is validated before the (deliberately expensive) derivation.
         kdf = KdfParams.from_json(doc["kdf"])
-        master_slots = doc["master"]
+        slot = "recovery" if recovery_key is not None else "passphrase"
+        wrapped = _unb64(doc["master"].get(slot), f"{slot} slot")
         if recovery_key is not None:
             kek = derive_subkey(
                 parse_recovery_key(recovery_key), "recovery", salt=vault_id.encode()
             )
-            slot = "recovery"
-        elif passphrase is not None:
+        else:
+            assert passphrase is not None
             salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
             if len(salt) < SALT_BYTES:
                 raise KeyringCorruptError("the keyring's KDF salt is too short; restore it")
             kek = derive_kek(passphrase, salt, kdf)
-            slot = "passphrase"
-        else:
-            raise ConfigurationError("a passphrase or a recovery key is needed to unlock")
-        master = _unwrap(kek, _unb64(master_slots.get(slot), f"{slot} slot"), _aad(vault_id, slot))
+        master = _unwrap(kek, wrapped, _aad(vault_id, slot))
         if master is None:
             what = "recovery key" if slot == "recovery" else "passphrase"
             raise WrongPassphraseError(
                 f"wrong {what} for {path.name.removesuffix('.keyring')}: check it and try "
                 "again (a lost passphrase can be reset with the recovery key)"
             )
-        ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc)
+        ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc, _seen=seen)
         ring._verify(doc)
         return ring
 
@@ -269,8 +308,10 @@ class Keyring:
         """
         params = kdf or self.kdf
         params.check()
-        if not new:
-            raise ConfigurationError("the new passphrase must not be empty")
+        _check_new_passphrase(new)
+        wrong = WrongPassphraseError("the current passphrase is wrong; nothing was changed")
+        if not isinstance(old, str) or not old:
+            raise wrong
         with self._update() as doc:
             salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
             current = KdfParams.from_json(doc["kdf"])
@@ -283,25 +324,33 @@ class Keyring:
                 )
                 is None
             ):
-                raise WrongPassphraseError("the current passphrase is wrong; nothing was changed")
+                raise wrong
             self._set_passphrase(doc, new, params)
+        self.kdf = params
 
     def reset_passphrase(self, new: str, kdf: KdfParams | None = None) -> None:
-        """Set a new passphrase on a keyring unlocked with the recovery key."""
+        """Set a new passphrase on a keyring unlocked with the recovery key.
+
+        The old passphrase is not needed (it is presumed lost); the recovery key
+        keeps working.
+
+        Raises:
+            ConfigurationError: ``new`` is empty or the KDF parameters are unsafe.
+        """
         params = kdf or self.kdf
         params.check()
-        if not new:
-            raise ConfigurationError("the new passphrase must not be empty")
+        _check_new_passphrase(new)
         with self._update() as doc:
             self._set_passphrase(doc, new, params)
+        self.kdf = params
 
     def _set_passphrase(self, doc: dict[str, Any], new: str, params: KdfParams) -> None:
+        """Wrap the master key under ``new`` with a fresh salt, in ``doc`` only."""
         salt = secrets.token_bytes(SALT_BYTES)
         doc["kdf"] = {**params.to_json(), "salt": _b64(salt)}
         doc["master"]["passphrase"] = _wrap(
             derive_kek(new, salt, params), self._master, _aad(self.vault_id, "passphrase")
         )
-        self.kdf = params
 
     # -- the per-user key block ---------------------------------------------------------
 
@@ -314,12 +363,17 @@ class Keyring:
         ]
 
     def get_data_key(self, key_id: str) -> DataKeyEntry | None:
-        """Return the wrapped data key ``key_id``, or ``None`` if it was never made or destroyed."""
-        doc = self._doc
+        """Return the wrapped data key ``key_id``, or ``None`` if it was never made or destroyed.
+
+        The sidecar is read again whenever it changed on disk, so a key destroyed
+        through another handle (or process) is gone here too; otherwise the copy in
+        memory is used and a lookup costs one ``stat``.
+
+        Raises:
+            KeyringMissingError, KeyringCorruptError: the sidecar changed and is unusable.
+        """
+        doc = self._refresh() if self._changed_on_disk() else self._doc
         entry = doc["data_keys"].get(key_id)
-        if entry is None:
-            doc = self._refresh()
-            entry = doc["data_keys"].get(key_id)
         if entry is None:
             return None
         return DataKeyEntry(key_id, entry["user_id"], _unb64(entry["wrapped"], "data key"))
@@ -352,9 +406,16 @@ class Keyring:
     # -- persistence --------------------------------------------------------------------
 
     def _seal(self, doc: dict[str, Any]) -> None:
+        """Set the MAC and then the checksum of ``doc``."""
         doc["mac"] = _b64(hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256"))
+        doc["checksum"] = _checksum(doc)
 
     def _verify(self, doc: dict[str, Any]) -> None:
+        """Check the MAC of ``doc`` under this keyring's sub-key.
+
+        Raises:
+            KeyringCorruptError: the MAC does not match.
+        """
         expected = hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256")
         if not hmac.compare_digest(expected, _unb64(doc.get("mac"), "MAC")):
             raise KeyringCorruptError(
@@ -363,29 +424,42 @@ class Keyring:
             )
 
     def _refresh(self) -> dict[str, Any]:
+        """Re-read and verify the sidecar; keep and return it."""
         if self.path is None:
             return self._doc
-        doc = self._read(self.path)
+        doc, seen = self._read(self.path)
         self._verify(doc)
-        self._doc = doc
+        with self._lock:
+            self._doc, self._seen = doc, seen
         return doc
+
+    def _changed_on_disk(self) -> bool:
+        """Tell whether the sidecar differs from the version held in memory."""
+        if self.path is None:
+            return False
+        try:
+            now = _stamp_of(os.stat(self.path))
+        except FileNotFoundError:
+            return True  # let the re-read report the missing keyring
+        return self._seen is None or now != self._seen
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write the sidecar under the file lock; nothing is written on error."""
         with self._lock, self._file_lock():
-            doc = self._doc if self.path is None else self._read(self.path)
+            doc = self._doc if self.path is None else self._read(self.path)[0]
             if self.path is not None:
                 self._verify(doc)
             work = json.loads(json.dumps(doc))
             yield work
             self._seal(work)
             if self.path is not None:
-                self._write(work)
+                self._seen = self._write(work)
             self._doc = work
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
+        """Hold the advisory lock that serialises every writer of this sidecar."""
         if self.path is None:
             yield
             return
@@ -397,7 +471,14 @@ class Keyring:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def _write(self, doc: dict[str, Any]) -> None:
+    def _write(self, doc: dict[str, Any], *, exclusive: bool = False) -> _Stamp:
+        """Write ``doc`` durably and atomically; with ``exclusive``, never replace a file.
+
+        Returns the stamp of the file written.
+
+        Raises:
+            KeyringError: ``exclusive`` and a keyring already exists at the path.
+        """
         assert self.path is not None
         directory = self.path.parent
         fd, tmp = tempfile.mkstemp(prefix=".keyring-", dir=directory)
@@ -406,8 +487,17 @@ class Keyring:
                 json.dump(doc, handle, sort_keys=True, indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
+                written = _stamp_of(os.fstat(handle.fileno()))
             os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
+            if exclusive:
+                # link() fails if the name exists, where replace() would clobber it.
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    raise _stale_keyring(self.path) from None
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -417,11 +507,22 @@ class Keyring:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        return written
 
     @staticmethod
-    def _read(path: Path) -> dict[str, Any]:
+    def _read(path: Path) -> tuple[dict[str, Any], _Stamp]:
+        """Read the sidecar and check its size, format, version, checksum and shape.
+
+        Nothing here needs a key, so a damaged file is refused before any derivation.
+        Returns the document and the stamp of the file version it came from.
+
+        Raises:
+            KeyringMissingError: there is no file at ``path``.
+            KeyringCorruptError: the file is damaged or not a keyring this code reads.
+        """
         try:
             with path.open("rb") as handle:
+                seen = _stamp_of(os.fstat(handle.fileno()))
                 raw = handle.read(MAX_KEYRING_BYTES + 1)
         except FileNotFoundError:
             raise KeyringMissingError(
@@ -443,6 +544,12 @@ class Keyring:
                 f"the keyring at {path} has format version {doc.get('version')!r}; this "
                 f"mangostore reads version {FORMAT_VERSION}: upgrade mangostore"
             )
+        stored = doc.get("checksum")
+        if not isinstance(stored, str) or not hmac.compare_digest(stored, _checksum(doc)):
+            raise KeyringCorruptError(
+                f"the keyring at {path} is damaged (its checksum does not match its contents); "
+                "restore it from a backup"
+            )
         shape = (
             isinstance(doc.get("vault_id"), str)
             and isinstance(doc.get("kdf"), dict)
@@ -453,7 +560,7 @@ class Keyring:
         )
         if not shape:
             raise KeyringCorruptError(f"the keyring at {path} is incomplete; restore it")
-        return doc
+        return doc, seen
 
     def describe(self) -> dict[str, Any]:
         """Return what may be shown about this keyring: never a key."""
@@ -464,3 +571,21 @@ class Keyring:
             "format_version": FORMAT_VERSION,
             "data_keys": len(self._doc["data_keys"]),
         }
+
+
+def _check_new_passphrase(new: Any) -> None:
+    """Refuse a new passphrase that could not be used to unlock.
+
+    Raises:
+        ConfigurationError: ``new`` is not a non-empty string.
+    """
+    if not isinstance(new, str) or not new:
+        raise ConfigurationError("the new passphrase must be a non-empty string")
+
+
+def _stale_keyring(path: Path) -> KeyringError:
+    """Return the error for creating a database where a keyring already exists."""
+    return KeyringError(
+        f"a keyring already exists at {path} but its database does not; restore the "
+        "database beside it, or move the stale keyring away before creating a new one"
+    )

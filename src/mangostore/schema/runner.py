@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlcipher3
 
-from mangostore.engine.connection import driver_errors, is_driver_error
+from mangostore.engine.connection import driver_errors, is_driver_error, is_transaction_control
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.writer import Writer
 from mangostore.errors import (
@@ -67,6 +67,8 @@ class Migration:
             raise MigrationError(
                 f"{file_name} must contain one '{_UP}' line followed by one '{_DOWN}' line"
             )
+        # The same file checked out with CRLF line endings must keep its checksum.
+        text = text.replace("\r\n", "\n")
         up, down = text.split(_UP, 1)[1].split(_DOWN, 1)
         return cls(
             version=int(match.group(1)),
@@ -80,24 +82,72 @@ class Migration:
 def split_statements(sql: str) -> list[str]:
     """Split a script into complete statements (trigger bodies stay whole).
 
-    ``executescript`` is not used because the driver commits before running it,
-    which would break the single-transaction promise.
+    Semicolons inside strings, quoted names and comments do not end a statement,
+    nor do those inside ``CREATE TRIGGER ... BEGIN ... END``; several statements
+    may share a line. ``executescript`` is not used because the driver commits
+    before running it, which would break the single-transaction promise.
+
+    Raises:
+        MigrationError: the script ends in the middle of a statement.
     """
     statements: list[str] = []
-    current = ""
-    for line in sql.splitlines(keepends=True):
-        current += line
-        if sqlcipher3.complete_statement(current):
-            if current.strip():
-                statements.append(current.strip())
-            current = ""
-    if current.strip() and not all(
-        part.strip().startswith("--") or not part.strip() for part in current.splitlines()
-    ):
-        raise MigrationError(
-            f"incomplete SQL statement at the end of a migration: {current[:80]!r}"
-        )
+    start = 0
+    for end in _semicolons(sql):
+        chunk = sql[start : end + 1]
+        # complete_statement knows that a trigger body's semicolons end nothing.
+        if sqlcipher3.complete_statement(chunk):
+            if _has_code(chunk):
+                statements.append(chunk.strip())
+            start = end + 1
+    rest = sql[start:]
+    if _has_code(rest):
+        raise MigrationError(f"incomplete SQL statement at the end of a migration: {rest[:80]!r}")
     return statements
+
+
+_CLOSING_QUOTE = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def _scan(sql: str) -> Iterator[tuple[int, bool]]:
+    """Yield ``(index, is_semicolon)`` for the code of ``sql``: comments are skipped,
+    and a string or quoted name is yielded once, at its opening quote."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = n if newline < 0 else newline + 1
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            i = n if close < 0 else close + 2
+        elif sql[i] in _CLOSING_QUOTE:
+            yield i, False
+            i = _after_quoted(sql, i)
+        else:
+            yield i, sql[i] == ";"
+            i += 1
+
+
+def _after_quoted(sql: str, i: int) -> int:
+    """Return the index just past the string or quoted name that opens at ``i``."""
+    closer = _CLOSING_QUOTE[sql[i]]
+    j = i + 1
+    while True:
+        k = sql.find(closer, j)
+        if k < 0:
+            return len(sql)
+        if closer != "]" and sql.startswith(closer * 2, k):
+            j = k + 2  # a doubled quote stands for itself
+            continue
+        return k + 1
+
+
+def _semicolons(sql: str) -> list[int]:
+    return [i for i, semicolon in _scan(sql) if semicolon]
+
+
+def _has_code(sql: str) -> bool:
+    """Tell whether ``sql`` holds anything but whitespace, comments and semicolons."""
+    return any(not semicolon and not sql[i].isspace() for i, semicolon in _scan(sql))
 
 
 def load_migrations(directory: Traversable | Path | None = None) -> list[Migration]:
@@ -134,7 +184,7 @@ class MigrationRunner:
 
     def __init__(self, writer: Writer, migrations: Iterable[Migration]) -> None:
         self._writer = writer
-        self._migrations = list(migrations)
+        self._migrations = sorted(migrations, key=lambda m: m.version)
         self._by_version = {m.version: m for m in self._migrations}
 
     @property
@@ -145,18 +195,11 @@ class MigrationRunner:
     def applied(self) -> list[AppliedMigration]:
         """Return the recorded migrations, oldest first (empty for a new database)."""
         with self._writer.transaction() as conn:
-            if not _has_ledger(conn):
-                return []
-            rows = conn.execute(
-                "SELECT version, name, checksum, applied_at, duration_ms "
-                "FROM schema_migrations ORDER BY version"
-            ).fetchall()
-        return [AppliedMigration(*tuple(row)) for row in rows]
+            return _read_ledger(conn)
 
     def current_version(self) -> int:
         """Return the highest applied version, 0 for a new database."""
-        applied = self.applied()
-        return applied[-1].version if applied else 0
+        return _version_of(self.applied())
 
     def verify(self) -> None:
         """Refuse a database that is newer than this code or whose history was edited.
@@ -164,19 +207,41 @@ class MigrationRunner:
         Raises:
             SchemaTooNewError: a version above :attr:`latest` was applied.
             MigrationChecksumError: an applied migration's file changed since.
+            MigrationError: the recorded history does not match this code's
+                migrations (one is unknown, or one below the current version is missing).
         """
-        for record in self.applied():
-            known = self._by_version.get(record.version)
-            if known is None:
-                raise SchemaTooNewError(
-                    f"the database has schema version {record.version} ({record.name}), newer "
-                    f"than this mangostore knows ({self.latest}); upgrade mangostore to open it"
+        self._check_history(self.applied())
+
+    def _check_history(self, applied: list[AppliedMigration]) -> None:
+        for record in applied:
+            self._check_record(record)
+        recorded = {record.version for record in applied}
+        current = _version_of(applied)
+        for migration in self._migrations:
+            if migration.version < current and migration.version not in recorded:
+                raise MigrationError(
+                    f"migration {migration.version} ({migration.name}) was never applied, "
+                    f"yet the database is at version {current}; migrations must only be "
+                    "added after the newest one"
                 )
-            if known.checksum != record.checksum:
-                raise MigrationChecksumError(
-                    f"migration {record.version} ({record.name}) was changed after it was "
-                    "applied to this database; restore the original migration file"
-                )
+
+    def _check_record(self, record: AppliedMigration) -> None:
+        known = self._by_version.get(record.version)
+        if known is None and record.version > self.latest:
+            raise SchemaTooNewError(
+                f"the database has schema version {record.version} ({record.name}), newer "
+                f"than this mangostore knows ({self.latest}); upgrade mangostore to open it"
+            )
+        if known is None:
+            raise MigrationError(
+                f"the database records migration {record.version} ({record.name}), which "
+                "this mangostore does not have; it was made by another build of mangostore"
+            )
+        if known.checksum != record.checksum:
+            raise MigrationChecksumError(
+                f"migration {record.version} ({record.name}) was changed after it was "
+                "applied to this database; restore the original migration file"
+            )
 
     def migrate(
         self,
@@ -187,68 +252,113 @@ class MigrationRunner:
         """Move the schema to version ``to`` (default: latest), up or down.
 
         ``before(current, target)`` runs first when there is work to do (the caller
-        makes its backup copy there). Returns the versions applied or reverted.
+        makes its backup copy there, outside any transaction). The history is then
+        read again under the write lock, so a process that migrated in between is
+        seen, not repeated. Returns the versions applied or reverted.
 
         Raises:
             MigrationError: a step failed; the database is as it was before the call.
             SchemaTooNewError, MigrationChecksumError: see :meth:`verify`.
         """
         self.verify()
-        target = self.latest if to is None else to
-        if target != 0 and target not in self._by_version:
-            raise MigrationError(f"there is no migration {target}; versions are 0..{self.latest}")
+        target = self._target(to)
         current = self.current_version()
         if target == current:
             return []
         if before is not None:
             before(current, target)
-        if target > current:
-            steps = [m for m in self._migrations if current < m.version <= target]
-        else:
-            steps = [m for m in reversed(self._migrations) if target < m.version <= current]
         with self._writer.transaction() as conn:
-            # Deferred checks let a step drop or rebuild tables that reference each
-            # other; the final foreign_key_check below still refuses a broken result.
-            conn.execute("PRAGMA defer_foreign_keys = ON")
-            conn.execute(_CREATE_LEDGER)
+            applied = _read_ledger(conn)
+            self._check_history(applied)
+            current = _version_of(applied)
+            steps = self._steps(current, target)
+            with driver_errors("preparing to migrate"):
+                # Deferred checks let a step drop or rebuild tables that reference
+                # each other; the foreign_key_check below still refuses a broken result.
+                conn.execute("PRAGMA defer_foreign_keys = ON")
+                conn.execute(_CREATE_LEDGER)
             for migration in steps:
                 self._run(conn, migration, up=target > current)
-            with driver_errors("checking foreign keys after migrating"):
-                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-            if broken:
-                raise MigrationError(
-                    f"migrating to {target} would leave {len(broken)} rows with dangling "
-                    f"foreign keys (first in table {broken[0][0]}); nothing was changed"
-                )
+            _check_foreign_keys(conn, target)
         return [m.version for m in steps]
+
+    def _target(self, to: int | None) -> int:
+        target = self.latest if to is None else to
+        if target != 0 and target not in self._by_version:
+            raise MigrationError(f"there is no migration {target}; versions are 0..{self.latest}")
+        return target
+
+    def _steps(self, current: int, target: int) -> list[Migration]:
+        """The migrations to apply (ascending) or revert (descending) from current to target."""
+        if target >= current:
+            return [m for m in self._migrations if current < m.version <= target]
+        return [m for m in reversed(self._migrations) if target < m.version <= current]
 
     @staticmethod
     def _run(conn: Connection, migration: Migration, *, up: bool) -> None:
+        """Run one migration's statements and update the ledger, naming it in any error."""
         started = time.perf_counter()
         label = f"migration {migration.version} ({migration.name}) {'up' if up else 'down'}"
         try:
             for statement in split_statements(migration.up if up else migration.down):
+                if is_transaction_control(statement):
+                    raise MigrationError(
+                        f"it contains {statement.split()[0]!r}, but migrations run inside "
+                        "one transaction that the runner begins and ends"
+                    )
                 conn.execute(statement)
+            _record(conn, migration, up=up, started=started)
         except Exception as exc:
             if is_driver_error(exc) or isinstance(exc, MigrationError):
                 raise MigrationError(
                     f"{label} failed: {exc}; the database was left as it was"
                 ) from exc
             raise
-        if up:
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_at, duration_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                    int(time.time() * 1000),
-                    round((time.perf_counter() - started) * 1000),
-                ),
-            )
-        else:
-            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (migration.version,))
+
+
+def _record(conn: Connection, migration: Migration, *, up: bool, started: float) -> None:
+    """Add (up) or remove (down) the migration's row of ``schema_migrations``."""
+    if not up:
+        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (migration.version,))
+        return
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at, duration_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            migration.version,
+            migration.name,
+            migration.checksum,
+            int(time.time() * 1000),
+            round((time.perf_counter() - started) * 1000),
+        ),
+    )
+
+
+def _check_foreign_keys(conn: Connection, target: int) -> None:
+    """Refuse a migrated schema whose rows point at rows that no longer exist."""
+    with driver_errors("checking foreign keys after migrating"):
+        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise MigrationError(
+            f"migrating to {target} would leave {len(broken)} rows with dangling "
+            f"foreign keys (first in table {broken[0][0]}); nothing was changed"
+        )
+
+
+def _read_ledger(conn: Connection) -> list[AppliedMigration]:
+    """Return the rows of ``schema_migrations``, oldest first; none for a new database."""
+    with driver_errors("reading schema_migrations"):
+        if not _has_ledger(conn):
+            return []
+        rows = conn.execute(
+            "SELECT version, name, checksum, applied_at, duration_ms "
+            "FROM schema_migrations ORDER BY version"
+        ).fetchall()
+    return [AppliedMigration(*tuple(row)) for row in rows]
+
+
+def _version_of(applied: list[AppliedMigration]) -> int:
+    return applied[-1].version if applied else 0
 
 
 def _has_ledger(conn: Connection) -> bool:

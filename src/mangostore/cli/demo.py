@@ -1,0 +1,216 @@
+"""``mangostore demo``: a guided tour on a throwaway database, with no prompts.
+
+The tour is the list :data:`STEPS`; each step is a small function taking the
+shared :class:`Tour`. A feature shows itself by adding a step.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import click
+import uuid6
+from rich.console import Console
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+import mangostore
+from mangostore.cli._common import CommandError, console
+from mangostore.cli.database import render_status
+from mangostore.errors import WrongPassphraseError
+
+#: The passphrase of the demo database. It is printed: the database is thrown away.
+DEMO_PASSPHRASE = "mango-demo-passphrase"  # noqa: S105 (public by design)
+DEMO_EMAIL = "ada@example.com"
+
+
+@dataclass
+class Tour:
+    """What the steps share: where to write, the open database, the ids made so far."""
+
+    out: Console
+    folder: Path
+    db: mangostore.Database | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """The demo database file."""
+        return self.folder / "demo.db"
+
+    def database(self) -> mangostore.Database:
+        """Return the open database (a step that needs one runs after ``create_database``)."""
+        if self.db is None:
+            raise CommandError("demo step ran before the database was created")
+        return self.db
+
+
+class Step(NamedTuple):
+    """One step of the tour: a title and the function that performs it."""
+
+    title: str
+    run: Callable[[Tour], None]
+
+
+def _new_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create_database(tour: Tour) -> None:
+    """Create the encrypted database with a fixed, printed passphrase."""
+    tour.db = mangostore.open(tour.path, DEMO_PASSPHRASE)
+    # The key is thrown away with the database; `mangostore init` is where it is shown.
+    tour.db.take_recovery_key()
+    tour.out.print(f"Database: {tour.path}")
+    tour.out.print(f"Demo passphrase (for this throwaway database only): {DEMO_PASSPHRASE}")
+    tour.out.print(f"Schema version {tour.db.schema_version}; a recovery key was made too.")
+
+
+def add_user(tour: Tour) -> None:
+    """Write one user row."""
+    db = tour.database()
+    user_id, now = _new_id(), _now_ms()
+    db.execute(
+        "INSERT INTO users (id, username, email, created_at, updated_at, preferences) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, "ada", DEMO_EMAIL, now, now, json.dumps({"theme": "dark", "voice": True})),
+    )
+    tour.ids["user"] = user_id
+    tour.out.print(f"users: ada <{DEMO_EMAIL}>  id {user_id}")
+
+
+def add_project(tour: Tour) -> None:
+    """Write one project row owned by the user."""
+    db = tour.database()
+    project_id, now = _new_id(), _now_ms()
+    db.execute(
+        "INSERT INTO projects (id, user_id, name, display_name, path, type, created_at, "
+        "updated_at, last_accessed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            project_id,
+            tour.ids["user"],
+            "mango",
+            "Mango terminal",
+            "/home/ada/code/mango",
+            "python",
+            now,
+            now,
+            now,
+        ),
+    )
+    tour.ids["project"] = project_id
+    tour.out.print(f"projects: mango  id {project_id}")
+
+
+def add_commands(tour: Tour) -> None:
+    """Write a few command-history rows in one transaction."""
+    db = tour.database()
+    start = _now_ms()
+    commands = [
+        ("git status", "keyboard", 0, None, 0),
+        ("run the tests", "voice", 0, 0.93, 0),
+        ("ruff check --fix", "ai", 1, None, 1),
+    ]
+    with db.transaction():
+        for offset, (command, kind, exit_code, confidence, suggested) in enumerate(commands):
+            db.execute(
+                "INSERT INTO command_history (id, user_id, project_id, command, command_type, "
+                "exit_code, working_directory, timestamp, voice_confidence, ai_suggested) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _new_id(),
+                    tour.ids["user"],
+                    tour.ids["project"],
+                    command,
+                    kind,
+                    exit_code,
+                    "/home/ada/code/mango",
+                    start + offset,
+                    confidence,
+                    suggested,
+                ),
+            )
+    tour.out.print(f"command_history: {len(commands)} rows, committed together")
+
+
+def read_back(tour: Tour) -> None:
+    """Read the rows back with a join and show them."""
+    rows = tour.database().query(
+        "SELECT u.username, p.name AS project, c.command, c.command_type, c.exit_code "
+        "FROM command_history AS c JOIN users AS u ON u.id = c.user_id "
+        "JOIN projects AS p ON p.id = c.project_id WHERE c.user_id = ? ORDER BY c.timestamp",
+        (tour.ids["user"],),
+    )
+    table = Table(title="Command history")
+    for column in ("User", "Project", "Command", "Type", "Exit"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(str(value)) for value in row))
+    tour.out.print(table)
+
+
+def check_on_disk(tour: Tour) -> None:
+    """Close, look for the e-mail in the raw files, and reopen (a wrong passphrase fails)."""
+    tour.database().close()
+    tour.db = None
+    files = [p for p in tour.folder.iterdir() if p.name.startswith(tour.path.name)]
+    raw = b"".join(p.read_bytes() for p in files if p.is_file())
+    if DEMO_EMAIL.encode() in raw:
+        raise CommandError("the demo found plaintext in the database files")
+    tour.out.print(f"'{DEMO_EMAIL}' appears nowhere in the {len(raw):,} bytes on disk.")
+    try:
+        mangostore.open(tour.path, "not the passphrase", create=False).close()
+    except WrongPassphraseError as exc:
+        tour.out.print(f"A wrong passphrase is refused: {exc}")
+    else:
+        raise CommandError("the demo database opened with a wrong passphrase")
+    tour.db = mangostore.open(tour.path, DEMO_PASSPHRASE, create=False)
+    count = tour.db.query("SELECT count(*) FROM command_history")[0][0]
+    tour.out.print(f"Reopened with the passphrase: {count} command_history rows are there.")
+
+
+def show_status(tour: Tour) -> None:
+    """Show what `mangostore status` shows."""
+    render_status(tour.out, tour.database().status())
+
+
+#: The tour, in order.
+STEPS: list[Step] = [
+    Step("Create an encrypted database", create_database),
+    Step("Write a user", add_user),
+    Step("Write a project", add_project),
+    Step("Write command history", add_commands),
+    Step("Read it back", read_back),
+    Step("Look at the file on disk", check_on_disk),
+    Step("mangostore status", show_status),
+]
+
+
+@click.command()
+def demo() -> None:
+    """Tour mangostore on a throwaway encrypted database; asks nothing.
+
+    The database lives in a temporary folder that is deleted at the end.
+    """
+    out = console()
+    with tempfile.TemporaryDirectory(prefix="mangostore-demo-") as folder:
+        tour = Tour(out=out, folder=Path(folder))
+        try:
+            for number, step in enumerate(STEPS, start=1):
+                out.print(Rule(f"{number}. {step.title}"))
+                step.run(tour)
+        finally:
+            if tour.db is not None:
+                tour.db.close()
+    out.print("Done: the demo database was deleted.", style="green")

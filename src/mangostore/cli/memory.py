@@ -1,0 +1,131 @@
+"""``mangostore memory``: look at what the assistant remembers about a user."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.text import Text
+
+import mangostore
+from mangostore.cli._common import (
+    CommandError,
+    console,
+    existing_database,
+    key_file_option,
+    open_existing,
+    plain_option,
+)
+from mangostore.kg.memory import MEMORY_TYPES
+from mangostore.records import AIMemory
+
+#: The schema version that brought memory history and its full-text index.
+MEMORY_SCHEMA_VERSION = 10
+#: Longest value shown on a line of the text listing; --json shows values whole.
+_VALUE_WIDTH = 80
+
+
+@click.group()
+def memory() -> None:
+    """Look at the AI memory of a database.
+
+    The application remembers and recalls through db.memory; these commands read.
+    """
+
+
+@memory.command("list")
+@existing_database
+@click.option("--user", "user", required=True, help="The user: a user name or a user id.")
+@click.option(
+    "--type", "memory_type", type=click.Choice(MEMORY_TYPES), help="Only memories of this type."
+)
+@click.option("--project", "project_id", help="Only this project's and the user-wide memories.")
+@click.option("--json", "as_json", is_flag=True, help="Print the memories as JSON.")
+@plain_option
+@key_file_option
+def list_memories(
+    path: Path,
+    user: str,
+    memory_type: str | None,
+    project_id: str | None,
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
+    """List the current memories of --user in the database at PATH, by key.
+
+    Superseded, expired and forgotten memories are not shown; listing does not count
+    as recalling them.
+    """
+    with _open(path, plain, key_file) as db:
+        found = db.memory.list(_user_id(db, user), memory_type=memory_type, project_id=project_id)
+    rows = [_summary(m) for m in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    out = console()
+    if not rows:
+        out.print(f"No memories for {user}.")
+        return
+    for row in rows:
+        value = json.dumps(row["value"], ensure_ascii=False)
+        if len(value) > _VALUE_WIDTH:
+            value = value[: _VALUE_WIDTH - 3] + "..."
+        scope = f"project {row['project_id']}" if row["project_id"] else "user-wide"
+        expires = f", expires {row['expires']} UTC" if row["expires"] else ""
+        out.print(Text(f"{row['key']} = {value}"), soft_wrap=True)
+        out.print(
+            Text(
+                f"    {row['type']}, confidence {row['confidence']:.2f}, {scope}, "
+                f"since {row['created']} UTC{expires}, recalled {row['access_count']}x  "
+                f"{row['id']}"
+            ),
+            soft_wrap=True,
+        )
+
+
+def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
+    db = open_existing(path, plain=plain, key_file=key_file)
+    if db.schema_version < MEMORY_SCHEMA_VERSION:
+        version = db.schema_version
+        db.close()
+        raise CommandError(
+            f"{path} is at schema version {version}; memory needs version "
+            f"{MEMORY_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
+        )
+    return db
+
+
+def _user_id(db: mangostore.Database, user: str) -> str:
+    found = db.users.get_by_username(user)
+    if found is not None:
+        return found.id
+    if db.users.exists(user):
+        return user
+    raise CommandError(f"there is no user named (or with id) {user!r}")
+
+
+def _summary(m: AIMemory) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "key": m.key_name,
+        "value": m.value_data,
+        "type": m.memory_type,
+        "confidence": 1.0 if m.confidence_score is None else m.confidence_score,
+        "source": m.source,
+        "project_id": m.project_id,
+        "conversation_id": m.conversation_id,
+        "created": _utc(m.created_at),
+        "expires": _utc(m.expires_at),
+        "access_count": m.access_count or 0,
+        "last_accessed": _utc(m.last_accessed),
+    }
+
+
+def _utc(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

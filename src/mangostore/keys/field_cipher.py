@@ -1,0 +1,388 @@
+"""Per-user data keys, and the encryption of sensitive fields with them.
+
+Every user gets a random 256-bit data key the first time one of their values is
+encrypted. The key is wrapped (AES-256-GCM under the keyring's ``field`` sub-key,
+with the vault id, key id and user id as associated data) and stored in the keyring
+sidecar's key block *before* anything is encrypted with it, so no value can exist
+whose key was never saved. The database only holds metadata, in ``field_keys``:
+which key is the user's primary, how many values it has sealed, and which keys were
+retired or destroyed. Because the keys are not in the database file, destroying a
+user's keys (:meth:`FieldCipher.destroy_user_keys`) makes their values unreadable in
+every copy of that file, backups included.
+
+A random 96-bit nonce must not be used with one key more than 2**32 times; each
+key seals at most :data:`MAX_ENCRYPTIONS_PER_KEY` values (2**28, a collision chance
+below 2**-40) and the next encryption makes a new primary key. Older keys stay
+``retired`` and keep decrypting what they sealed.
+
+Unwrapped keys are cached in memory for the life of the :class:`FieldCipher`; they
+are never logged, and the repr of the cipher shows none of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import uuid6
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mangostore.engine.connection import driver_errors
+from mangostore.engine.pragmas import Connection
+from mangostore.engine.writer import Writer
+from mangostore.errors import KeyManagementError, UnknownColumnError
+from mangostore.keys.envelope import (
+    KEY_BYTES,
+    NONCE_BYTES,
+    FieldContext,
+    length_prefixed,
+    open_envelope,
+    seal,
+)
+from mangostore.keys.keyring import DataKeyEntry, Keyring
+from mangostore.schema.sensitive import is_sensitive
+
+if TYPE_CHECKING:
+    from mangostore.db import Database
+
+__all__ = [
+    "MAX_ENCRYPTIONS_PER_KEY",
+    "FieldCipher",
+    "FieldKeyInfo",
+    "field_cipher_for",
+    "unwrap_data_key",
+    "wrap_data_key",
+]
+
+#: Values one data key seals before the next encryption makes a new primary key.
+#: Well below the 2**32 random-nonce limit of AES-GCM; read at call time.
+MAX_ENCRYPTIONS_PER_KEY: int = 2**28
+
+_WRAP_LABEL = b"mangostore/field-key/v1"
+_WRAPPED_BYTES = NONCE_BYTES + KEY_BYTES + 16
+
+
+def _wrap_aad(vault_id: str, key_id: str, user_id: str) -> bytes:
+    return _WRAP_LABEL + length_prefixed(vault_id, key_id, user_id)
+
+
+def wrap_data_key(
+    field_key: bytes, vault_id: str, key_id: str, user_id: str, data_key: bytes
+) -> bytes:
+    """Wrap ``data_key`` under the field sub-key, bound to its vault, id and user.
+
+    Returns:
+        ``nonce (12) | AES-256-GCM ciphertext and tag (48)``.
+    """
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    aad = _wrap_aad(vault_id, key_id, user_id)
+    return nonce + AESGCM(field_key).encrypt(nonce, data_key, aad)
+
+
+def unwrap_data_key(field_key: bytes, vault_id: str, entry: DataKeyEntry) -> bytes | None:
+    """Unwrap a key-block entry; ``None`` if it does not authenticate (never raises)."""
+    wrapped = entry.wrapped
+    if len(wrapped) != _WRAPPED_BYTES:
+        return None
+    aad = _wrap_aad(vault_id, entry.key_id, entry.user_id)
+    try:
+        return AESGCM(field_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
+    except InvalidTag:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldKeyInfo:
+    """A row of ``field_keys``: what is known about a data key, never the key itself."""
+
+    id: str
+    user_id: str
+    status: str
+    encryption_count: int
+    created_at: int
+    retired_at: int | None
+    destroyed_at: int | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class FieldCipher:
+    """Encrypts and decrypts sensitive fields with per-user data keys.
+
+    Thread-safe: one lock guards the key cache and key creation, so threads sealing
+    the first values of a new user make exactly one primary key.
+
+    Args:
+        keyring: the unlocked keyring holding the key block and the field sub-key.
+        writer: the database's writer, whose transaction :meth:`encrypt` runs in.
+    """
+
+    def __init__(self, keyring: Keyring, writer: Writer) -> None:
+        self._keyring = keyring
+        self._writer = writer
+        self._lock = threading.RLock()
+        # key id (16 bytes) -> (owner user id, unwrapped key)
+        self._keys: dict[bytes, tuple[str, bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<FieldCipher vault {self._keyring.vault_id} ({len(self._keys)} keys cached)>"
+
+    @property
+    def vault_id(self) -> str:
+        """The vault id bound into every envelope of this database."""
+        return self._keyring.vault_id
+
+    def context(self, table: str, column: str, row_id: str, user_id: str) -> FieldContext:
+        """Return the context of a value, checking that the column is encrypted.
+
+        Raises:
+            UnknownColumnError: ``table.column`` is not in
+                :data:`mangostore.schema.sensitive.SENSITIVE_FIELDS`.
+        """
+        if not is_sensitive(table, column):
+            raise UnknownColumnError(
+                f"{table}.{column} is not an encrypted column; see "
+                "mangostore.schema.sensitive.SENSITIVE_FIELDS"
+            )
+        return FieldContext(self.vault_id, table, column, row_id, user_id)
+
+    # -- values ---------------------------------------------------------------------------
+
+    def encrypt(
+        self,
+        conn: Connection,
+        table: str,
+        column: str,
+        row_id: str,
+        user_id: str,
+        plaintext: bytes,
+    ) -> bytes:
+        """Seal ``plaintext`` for ``table.column`` of row ``row_id`` under the owner's key.
+
+        Runs in the caller's write transaction: the key's use count (and, on first
+        use or at the limit, a new primary key) commits or rolls back with the value.
+
+        Args:
+            conn: the writer connection of the current transaction.
+            table, column: an encrypted column.
+            row_id: the row's id.
+            user_id: the owning user's id.
+            plaintext: the serialised value.
+
+        Returns:
+            The envelope to store in the column.
+
+        Raises:
+            UnknownColumnError: the column is not encrypted.
+            KeyManagementError: the user was erased, so no new key is made for them.
+            RuntimeError: called outside a write transaction (a programming error).
+        """
+        ctx = self.context(table, column, row_id, user_id)
+        self._require_transaction("encrypt")
+        with self._lock:
+            key_id, key = self._primary_key(conn, user_id)
+            blob = seal(key, key_id, plaintext, ctx)
+            with driver_errors("counting a field key's use"):
+                conn.execute(
+                    "UPDATE field_keys SET encryption_count = encryption_count + 1 WHERE id = ?",
+                    (str(key_id),),
+                )
+        return blob
+
+    def decrypt(self, table: str, column: str, row_id: str, user_id: str, blob: object) -> bytes:
+        """Open a value read from ``table.column`` of row ``row_id`` owned by ``user_id``.
+
+        Returns:
+            The plaintext.
+
+        Raises:
+            UnknownColumnError: the column is not encrypted.
+            TamperedDataError: the value is not a genuine envelope for this place, or its
+                key was destroyed (one generic message, naming only the place).
+        """
+        ctx = self.context(table, column, row_id, user_id)
+        return open_envelope(lambda key_id: self._key(key_id, user_id), blob, ctx)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def primary_key_id(self, conn: Connection, user_id: str) -> uuid.UUID | None:
+        """Return the id of the user's primary key, or ``None`` if they have none."""
+        with driver_errors("reading field keys"):
+            row = conn.execute(
+                "SELECT id FROM field_keys WHERE user_id = ? AND status = 'primary'", (user_id,)
+            ).fetchone()
+        return None if row is None else uuid.UUID(row[0])
+
+    def rotate_user_key(self, conn: Connection, user_id: str) -> uuid.UUID:
+        """Make a new primary key for ``user_id`` and retire the current one.
+
+        Values sealed under the retired key stay readable; new values use the new key.
+
+        Raises:
+            KeyManagementError: the user was erased.
+            RuntimeError: called outside a write transaction.
+        """
+        self._require_transaction("rotate_user_key")
+        with self._lock:
+            old = self.primary_key_id(conn, user_id)
+            now = _now_ms()
+            if old is not None:
+                self._set_status(conn, old, "retired", now)
+            key_id, _ = self._create_key(conn, user_id, now)
+            return key_id
+
+    def destroy_user_keys(self, conn: Connection, user_id: str) -> list[str]:
+        """Destroy every data key of ``user_id`` (crypto-shredding); irreversible.
+
+        The metadata rows are marked ``destroyed`` in the caller's transaction, then
+        the wrapped keys are removed from the keyring sidecar and from memory. From
+        then on every value of the user, in this file and in every copy of it,
+        raises :class:`TamperedDataError`, and no new key is made for the user.
+
+        Returns:
+            The ids of the keys removed from the keyring.
+
+        Raises:
+            RuntimeError: called outside a write transaction.
+        """
+        self._require_transaction("destroy_user_keys")
+        with self._lock:
+            with driver_errors("destroying field keys"):
+                conn.execute(
+                    "UPDATE field_keys SET status = 'destroyed', destroyed_at = ? "
+                    "WHERE user_id = ? AND status != 'destroyed'",
+                    (_now_ms(), user_id),
+                )
+            gone = self._keyring.destroy_user_keys(user_id)
+            for key_id, (owner, _) in list(self._keys.items()):
+                if owner == user_id:
+                    del self._keys[key_id]
+        return gone
+
+    def list_keys(self, user_id: str | None = None) -> list[FieldKeyInfo]:
+        """Return the metadata of every data key (of one user if given), oldest first."""
+        sql = (
+            "SELECT id, user_id, status, encryption_count, created_at, retired_at, "
+            "destroyed_at FROM field_keys"
+        )
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            sql += " WHERE user_id = ?"
+            params = (user_id,)
+        with self._writer.transaction() as conn, driver_errors("reading field keys"):
+            rows = conn.execute(sql + " ORDER BY created_at, id", params).fetchall()
+        return [FieldKeyInfo(*tuple(row)) for row in rows]
+
+    def forget_cached_keys(self) -> None:
+        """Drop every unwrapped key held in memory; they are unwrapped again when needed."""
+        with self._lock:
+            self._keys.clear()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _require_transaction(self, what: str) -> None:
+        if not self._writer.owned_by_current_thread():
+            raise RuntimeError(
+                f"FieldCipher.{what} must run inside the database's write transaction"
+            )
+
+    def _key(self, key_id: bytes, user_id: str) -> bytes | None:
+        """Return the unwrapped key ``key_id`` if it exists and belongs to ``user_id``."""
+        with self._lock:
+            cached = self._keys.get(key_id)
+            if cached is None:
+                entry = self._keyring.get_data_key(str(uuid.UUID(bytes=key_id)))
+                if entry is None:
+                    return None
+                key = unwrap_data_key(self._keyring.subkey("field"), self.vault_id, entry)
+                if key is None:
+                    return None
+                cached = (entry.user_id, key)
+                self._keys[key_id] = cached
+        owner, key = cached
+        return key if owner == user_id else None
+
+    def _primary_key(self, conn: Connection, user_id: str) -> tuple[uuid.UUID, bytes]:
+        """Return the user's primary key, making one on first use or at the use limit."""
+        with driver_errors("reading field keys"):
+            row = conn.execute(
+                "SELECT id, encryption_count FROM field_keys "
+                "WHERE user_id = ? AND status = 'primary'",
+                (user_id,),
+            ).fetchone()
+        now = _now_ms()
+        if row is not None:
+            key_id = uuid.UUID(row[0])
+            key = self._key(key_id.bytes, user_id)
+            if key is None:
+                # The keyring no longer holds it (destroyed by another process, or an
+                # older keyring beside this file): record that, then make a new one.
+                self._set_status(conn, key_id, "destroyed", now)
+            elif int(row[1]) >= MAX_ENCRYPTIONS_PER_KEY:
+                self._set_status(conn, key_id, "retired", now)
+            else:
+                return key_id, key
+        return self._create_key(conn, user_id, now)
+
+    def _create_key(self, conn: Connection, user_id: str, now: int) -> tuple[uuid.UUID, bytes]:
+        if user_id in self._keyring.erased_users():
+            raise KeyManagementError(
+                f"user {user_id!r} was erased and their keys destroyed; no new data can be "
+                "encrypted for them"
+            )
+        key_id = uuid6.uuid7()
+        key = secrets.token_bytes(KEY_BYTES)
+        wrapped = wrap_data_key(
+            self._keyring.subkey("field"), self.vault_id, str(key_id), user_id, key
+        )
+        # The key block is written (durably) before the row that names the key, and
+        # both before any value is sealed with it. A rollback after this point leaves
+        # an unused key in the keyring, never a value without its key.
+        self._keyring.put_data_key(DataKeyEntry(str(key_id), user_id, wrapped))
+        with driver_errors("recording a field key"):
+            conn.execute(
+                "INSERT INTO field_keys (id, user_id, status, encryption_count, created_at) "
+                "VALUES (?, ?, 'primary', 0, ?)",
+                (str(key_id), user_id, now),
+            )
+        self._keys[key_id.bytes] = (user_id, key)
+        return uuid.UUID(bytes=key_id.bytes), key
+
+    @staticmethod
+    def _set_status(conn: Connection, key_id: uuid.UUID, status: str, now: int) -> None:
+        column = "retired_at" if status == "retired" else "destroyed_at"
+        with driver_errors("updating a field key"):
+            conn.execute(
+                f"UPDATE field_keys SET status = ?, {column} = ? WHERE id = ?",
+                (status, now, str(key_id)),
+            )
+
+
+_CIPHERS: weakref.WeakKeyDictionary[Database, FieldCipher] = weakref.WeakKeyDictionary()
+_CIPHERS_LOCK = threading.Lock()
+
+
+def field_cipher_for(db: Database) -> FieldCipher | None:
+    """Return the field cipher of ``db``, made on first call and kept while ``db`` lives.
+
+    Returns:
+        ``None`` for a database opened without a passphrase: it has no keyring, so its
+        sensitive columns are stored as plaintext.
+    """
+    keyring = db.keyring
+    if keyring is None:
+        return None
+    with _CIPHERS_LOCK:
+        cipher = _CIPHERS.get(db)
+        if cipher is None:
+            cipher = FieldCipher(keyring, db._writer)
+            _CIPHERS[db] = cipher
+        return cipher

@@ -1,0 +1,37 @@
+"""The knowledge graph: entities, relations, observations, validity, merges, traversal,
+hybrid search and embeddings. Use it as ``db.kg`` (a :class:`KnowledgeGraph`)."""
+
+from __future__ import annotations
+
+from mangostore.kg.embedding import Embedder, HashingEmbedder, MiniLMEmbedder, default_embedder
+from mangostore.kg.graph import KnowledgeGraph
+from mangostore.kg.model import (
+    EntityView,
+    GraphPath,
+    MergeReport,
+    Neighbor,
+    Observation,
+    Relation,
+    Subgraph,
+    Upsert,
+)
+from mangostore.kg.search import Evidence, Explanation, Hit
+
+__all__ = [
+    "Embedder",
+    "EntityView",
+    "Evidence",
+    "Explanation",
+    "GraphPath",
+    "HashingEmbedder",
+    "Hit",
+    "KnowledgeGraph",
+    "MergeReport",
+    "MiniLMEmbedder",
+    "Neighbor",
+    "Observation",
+    "Relation",
+    "Subgraph",
+    "Upsert",
+    "default_embedder",
+]

@@ -1,0 +1,166 @@
+"""The values the knowledge graph service returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mangostore.records import KGEntity
+
+__all__ = [
+    "ENTITY_TYPES",
+    "OBSERVATION_TYPES",
+    "EntityView",
+    "GraphPath",
+    "MergeReport",
+    "Neighbor",
+    "Observation",
+    "Relation",
+    "Subgraph",
+    "Upsert",
+]
+
+#: The entity types the schema accepts.
+ENTITY_TYPES = ("person", "project", "command", "file", "concept")
+#: The observation types the schema accepts.
+OBSERVATION_TYPES = ("fact", "behavior", "preference", "pattern")
+
+MatchKind = Literal["canonical", "alias", "similar"]
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A directed edge ``subject -predicate-> object`` with its validity."""
+
+    id: str
+    user_id: str
+    subject_id: str
+    predicate: str
+    object_id: str
+    weight: float
+    confidence: float
+    source: str | None
+    created_at: int
+    last_confirmed: int | None
+    valid_from: int
+    valid_to: int | None
+    invalidated_at: int | None
+    invalidation_reason: str | None
+    superseded_by: str | None
+    confirmations: int
+
+    def holds_at(self, t: int) -> bool:
+        """Tell whether the relation held at ``t`` (epoch ms)."""
+        return self.valid_from <= t and (self.valid_to is None or self.valid_to > t)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A fact observed about an entity, with its validity and verification."""
+
+    id: str
+    entity_id: str
+    user_id: str
+    observation_type: str
+    content: str
+    context: Any
+    confidence: float
+    verified: bool
+    verified_at: int | None
+    created_at: int
+    valid_from: int
+    valid_to: int | None
+    invalidated_at: int | None
+    invalidation_reason: str | None
+    superseded_by: str | None
+    confirmations: int
+
+    def holds_at(self, t: int) -> bool:
+        """Tell whether the observation held at ``t`` (epoch ms)."""
+        return self.valid_from <= t and (self.valid_to is None or self.valid_to > t)
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """What :meth:`KnowledgeGraph.upsert_entity` did.
+
+    Attributes:
+        entity: the entity as stored.
+        created: ``True`` when a new entity was made, ``False`` when one was matched.
+        matched_by: ``"canonical"``, ``"alias"`` or ``"similar"`` for a match, else None.
+        similarity: the trigram similarity of a ``"similar"`` match (1.0 otherwise).
+    """
+
+    entity: KGEntity
+    created: bool
+    matched_by: MatchKind | None = None
+    similarity: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MergeReport:
+    """What a merge changed (or, with ``dry_run``, would change).
+
+    Attributes:
+        merge_id: the id to pass to :meth:`KnowledgeGraph.undo_merge`; None for a dry run.
+        relations_repointed: relations of the dropped entity now attached to the kept one.
+        relations_combined: relations the kept entity already had; the dropped entity's
+            copy was folded into them (weight added, confirmations counted).
+        self_loops_removed: relations between the two entities, which would point from the
+            kept entity to itself.
+        observations_moved, aliases_moved: ids moved to the kept entity.
+        alias_added: the dropped entity's name, now an alias of the kept one (or None).
+    """
+
+    keep_id: str
+    drop_id: str
+    dry_run: bool
+    merge_id: str | None
+    relations_repointed: list[str] = field(default_factory=list)
+    relations_combined: list[tuple[str, str]] = field(default_factory=list)
+    self_loops_removed: list[str] = field(default_factory=list)
+    observations_moved: list[str] = field(default_factory=list)
+    aliases_moved: list[str] = field(default_factory=list)
+    alias_added: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    """An entity reached from the start within ``depth`` hops, by the relations in ``path``."""
+
+    entity: KGEntity
+    depth: int
+    path: list[Relation]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphPath:
+    """A chain of relations from one entity to another (followed in either direction)."""
+
+    entity_ids: list[str]
+    relations: list[Relation]
+
+    @property
+    def length(self) -> int:
+        """The number of hops."""
+        return len(self.relations)
+
+
+@dataclass(frozen=True, slots=True)
+class Subgraph:
+    """Entities and the valid relations among them."""
+
+    entities: list[KGEntity]
+    relations: list[Relation]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityView:
+    """An entity with everything attached to it, as ``mangostore kg show`` prints it."""
+
+    entity: KGEntity
+    aliases: list[str]
+    observations: list[Observation]
+    outgoing: list[Relation]
+    incoming: list[Relation]
+    names: dict[str, str]  # entity id -> name, for the other ends of the relations

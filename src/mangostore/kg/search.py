@@ -1,0 +1,651 @@
+"""Hybrid search over the knowledge graph: four retrievers, rank fusion, reranking.
+
+Retrievers, each returning entities in its own order:
+
+``fts``
+    BM25 over ``kg_search_index`` (names with descriptions, aliases, observations;
+    porter stemming). The query is cut into words and each word is quoted, so no
+    FTS5 syntax in user input (quotes, ``*``, ``NEAR(``, ``AND``/``OR``/``NOT``, ``^``,
+    ``-``, ``:``, column filters, parentheses, NUL) can change the query.
+``trigram``
+    Names and aliases sharing character trigrams with the query's words, scored by
+    trigram similarity: finds misspelt and misheard names.
+``vector``
+    Cosine similarity of the query's embedding to those of entities and observations
+    (only with an embedder).
+``graph``
+    Entities the query names (by canonical name, alias, or a trigram similarity of at
+    least :data:`LINK_SIMILARITY`) are linked; their neighbours within two hops are
+    ranked by distance, with relations whose predicate shares a word with the query
+    first (``preferred_shell`` for "which shell").
+
+The lists are fused with reciprocal rank fusion (:data:`RRF_K`, weights in
+:data:`WEIGHTS`), and the fused score multiplied by reranking factors: confidence,
+recency of the entity's last update or read (half-life :data:`HALF_LIFE_DAYS`), how
+often it was read, and a penalty for an entity that the query's linked entity was
+related to only by a relation that no longer holds (a superseded value).
+
+Only facts that hold at ``as_of`` (default now) are evidence: an invalidated
+observation is not matched, a closed relation is not followed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mangostore.errors import InvalidValueError
+from mangostore.kg.model import ENTITY_TYPES
+from mangostore.kg.names import canonical, trigrams
+from mangostore.kg.names import words as name_words
+from mangostore.records import KGEntity
+
+if TYPE_CHECKING:
+    from mangostore.engine.pragmas import Connection
+    from mangostore.kg.graph import KnowledgeGraph
+
+__all__ = [
+    "HALF_LIFE_DAYS",
+    "LINK_SIMILARITY",
+    "RETRIEVERS",
+    "RRF_K",
+    "WEIGHTS",
+    "Component",
+    "Evidence",
+    "Explanation",
+    "Hit",
+    "HybridSearch",
+    "fts_query",
+]
+
+RETRIEVERS = ("fts", "trigram", "vector", "graph")
+#: The constant of reciprocal rank fusion: a hit at rank r adds weight / (RRF_K + r).
+RRF_K = 60
+#: How much each retriever's ranks count in the fusion.
+WEIGHTS = {"fts": 1.0, "trigram": 0.6, "vector": 1.0, "graph": 1.2}
+#: Least trigram similarity for a name in the query to link its entity.
+LINK_SIMILARITY = 0.75
+#: How sure a link is when the query holds a whole word of a name but not all of it.
+PARTIAL_LINK = 0.6
+#: Least trigram similarity for the trigram retriever to report a name.
+TRIGRAM_FLOOR = 0.35
+#: A query word in more than this share of the full-text rows (and more than
+#: COMMON_MIN_ROWS rows) is left out of the full-text search, if other words remain.
+COMMON_SHARE = 0.02
+COMMON_MIN_ROWS = 500
+#: Recency half-life of the reranking factor, in days.
+HALF_LIFE_DAYS = 30.0
+#: Factor applied to a superseded value (see the module docstring).
+SUPERSEDED_FACTOR = 0.4
+_DAY_MS = 86_400_000
+#: Most paths walked from one linked entity (breadth first, so the nearest are kept).
+_WALK_ROWS = 500
+_MAX_QUERY_CHARS = 1_000
+
+_WORD = re.compile(r"[^\W_]+(?:_[^\W_]+)*")
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "now",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "should",
+        "so",
+        "some",
+        "tell",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "us",
+        "use",
+        "used",
+        "uses",
+        "using",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+
+
+def query_words(text: str) -> list[str]:
+    """Return the words of ``text``, lower-cased (letters and digits; NUL and symbols dropped)."""
+    return [w.casefold() for w in _WORD.findall(text[:_MAX_QUERY_CHARS])]
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def fts_query(text: str, common: frozenset[str] = frozenset()) -> str | None:
+    """Turn user text into a safe FTS5 query over the ``content`` column, or None.
+
+    Every word becomes a quoted string (inner quotes doubled), the words are joined
+    with OR and ranked by BM25; stopwords and the ``common`` words are left out unless
+    nothing else remains. Nothing in ``text`` can add an operator, a column filter or
+    a prefix query.
+    """
+    words = query_words(text)
+    content = [w for w in words if w not in STOPWORDS] or words
+    content = [w for w in content if w not in common] or content
+    if not content:
+        return None
+    unique = list(dict.fromkeys(content))[:32]
+    return "content : (" + " OR ".join('"' + w.replace('"', '""') + '"' for w in unique) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a retriever found an entity.
+
+    Attributes:
+        retriever: ``"fts"``, ``"trigram"``, ``"vector"`` or ``"graph"``.
+        kind: ``"entity"``, ``"alias"``, ``"observation"`` (the matched row) or
+            ``"relation"`` (a graph path).
+        source_id: the matched row's id (entity, alias, observation or relation).
+        text: the matched text, or the path as ``a -predicate-> b`` lines.
+        score: the retriever's own score (BM25, similarity, graph score).
+    """
+
+    retriever: str
+    kind: str
+    source_id: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One retriever's part in a hit's score."""
+
+    rank: int
+    contribution: float
+    raw_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """How a hit's score was made: ``score = rrf * product(factors)``."""
+
+    rrf: float
+    components: dict[str, Component]
+    factors: dict[str, float]
+    evidence: list[Evidence]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result."""
+
+    entity: KGEntity
+    score: float
+    explanation: Explanation | None = None
+
+
+@dataclass
+class _Ranked:
+    """One retriever's ordered results: entity id -> (raw score, evidence)."""
+
+    order: list[str] = field(default_factory=list)
+    found: dict[str, tuple[float, Evidence]] = field(default_factory=dict)
+
+    def add(self, entity_id: str, score: float, evidence: Evidence) -> None:
+        if entity_id not in self.found:
+            self.order.append(entity_id)
+            self.found[entity_id] = (score, evidence)
+
+
+class HybridSearch:
+    """One search over one knowledge graph; see the module docstring."""
+
+    def __init__(self, kg: KnowledgeGraph) -> None:
+        self._kg = kg
+        self._db = kg._db
+
+    def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        k: int = 10,
+        types: Sequence[str] | None = None,
+        as_of: int | None = None,
+        explain: bool = False,
+        retrievers: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """Run the search; see :meth:`KnowledgeGraph.search`."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidValueError("k must be a positive integer", field="k")
+        if types is not None:
+            unknown = [t for t in types if t not in ENTITY_TYPES]
+            if unknown:
+                raise InvalidValueError(
+                    f"unknown entity type {unknown[0]!r}; types are {', '.join(ENTITY_TYPES)}",
+                    field="types",
+                )
+        chosen = tuple(retrievers) if retrievers is not None else RETRIEVERS
+        for name in chosen:
+            if name not in RETRIEVERS:
+                raise InvalidValueError(
+                    f"unknown retriever {name!r}; choose from {', '.join(RETRIEVERS)}",
+                    field="retrievers",
+                )
+        if not isinstance(query, str):
+            raise InvalidValueError("the query must be a string", field="query")
+        text = query[:_MAX_QUERY_CHARS].replace("\x00", " ")
+        now = self._kg._now()
+        t = now if as_of is None else as_of
+        depth = max(50, 5 * k)
+        if "graph" in chosen:
+            self._kg._ensure_canonical(user_id)
+        if "vector" in chosen and self._kg.embedder is not None:
+            self._kg.embed_pending(user_id)
+        lists: dict[str, _Ranked] = {}
+        stale: set[str] = set()
+        with self._kg._read() as conn:
+            if "fts" in chosen:
+                lists["fts"] = self._fts(conn, user_id, text, t, depth)
+            trigram = (
+                self._trigram(conn, user_id, text, depth)
+                if ("trigram" in chosen or "graph" in chosen)
+                else _Ranked()
+            )
+            if "trigram" in chosen:
+                lists["trigram"] = trigram
+            if "graph" in chosen:
+                lists["graph"], stale = self._graph(conn, user_id, text, trigram, t, depth)
+        if "vector" in chosen:
+            lists["vector"] = self._vector(user_id, text, t, depth)
+        return self._fuse(lists, stale, user_id, k, types, as_of, t, explain)
+
+    # -- retrievers ----------------------------------------------------------------------
+
+    def _fts(self, conn: Connection, user_id: str, text: str, t: int, depth: int) -> _Ranked:
+        ranked = _Ranked()
+        match = fts_query(text, _common_words(conn, text))
+        if match is None:
+            return ranked
+        rows = conn.execute(
+            "SELECT s.entity_id, r.kind, r.source_id, s.content, bm25(kg_search_index) AS score "
+            "FROM kg_search_index s "
+            "JOIN kg_search_rows r ON r.id = s.rowid "
+            "JOIN kg_entities e ON e.id = s.entity_id "
+            "LEFT JOIN kg_observation_validity v "
+            "ON r.kind = 'observation' AND v.observation_id = r.source_id "
+            "WHERE kg_search_index MATCH ? AND e.user_id = ? "
+            "AND (r.kind <> 'observation' OR "
+            "(v.valid_from <= ? AND (v.valid_to IS NULL OR v.valid_to > ?))) "
+            "ORDER BY score LIMIT ?",
+            (match, user_id, t, t, depth * 3),
+        ).fetchall()
+        for entity_id, kind, source_id, content, score in rows:
+            ranked.add(entity_id, -float(score), Evidence("fts", kind, source_id, content, -score))
+        return ranked
+
+    def _trigram(self, conn: Connection, user_id: str, text: str, depth: int) -> _Ranked:
+        ranked = _Ranked()
+        words = [w for w in query_words(text) if w not in STOPWORDS]
+        if not words:
+            return ranked
+        candidates = self._kg._trigram_candidates(conn, user_id, " ".join(words), None, depth * 2)
+        windows = [
+            trigrams(" ".join(words[i : i + n]))
+            for n in range(1, min(4, len(words)) + 1)
+            for i in range(len(words) - n + 1)
+        ]
+        scored: dict[str, tuple[float, str]] = {}
+        for entity_id, name in candidates:
+            grams = trigrams(name)
+            similarity = max(_dice(w, grams) for w in windows)
+            if similarity >= TRIGRAM_FLOOR and similarity > scored.get(entity_id, (0.0, ""))[0]:
+                scored[entity_id] = (similarity, name)
+        for entity_id, (similarity, name) in sorted(scored.items(), key=lambda item: -item[1][0]):
+            ranked.add(
+                entity_id, similarity, Evidence("trigram", "name", entity_id, name, similarity)
+            )
+        return ranked
+
+    def _vector(self, user_id: str, text: str, t: int, depth: int) -> _Ranked:
+        ranked = _Ranked()
+        embedder = self._kg.embedder
+        if embedder is None or not text.strip():
+            return ranked
+        vector = embedder.embed([text])[0]
+        hits = self._kg.vector_index.search(user_id, embedder.model_version, vector, depth * 3)
+        observations = [h.source_id for h in hits if h.source_id != h.entity_id]
+        valid: set[str] = set()
+        if observations:
+            rows = self._db.query(
+                "SELECT observation_id FROM kg_observation_validity "
+                "WHERE observation_id IN (SELECT value FROM json_each(?)) "
+                "AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)",
+                (_json_list(observations), t, t),
+            )
+            valid = {r[0] for r in rows}
+        for hit in hits:
+            is_observation = hit.source_id != hit.entity_id
+            if is_observation and hit.source_id not in valid:
+                continue
+            kind = "observation" if is_observation else "entity"
+            ranked.add(
+                hit.entity_id,
+                hit.similarity,
+                Evidence("vector", kind, hit.source_id, "", hit.similarity),
+            )
+        return ranked
+
+    def _graph(
+        self,
+        conn: Connection,
+        user_id: str,
+        text: str,
+        trigram: _Ranked,
+        t: int,
+        depth: int,
+    ) -> tuple[_Ranked, set[str]]:
+        ranked = _Ranked()
+        linked = self._link(conn, user_id, text, trigram)
+        if not linked:
+            return ranked, set()
+        stems = {_stem(w) for w in query_words(text) if w not in STOPWORDS and len(w) >= 3}
+        scores: dict[str, float] = {}
+        evidence: dict[str, Evidence] = {}
+        current_matched: set[str] = set()
+        closed_matched: set[str] = set()
+        walk, slots = self._kg._walk_sql("both", None)
+        relation_ids: set[str] = set()
+        walks: list[tuple[str, float, list[tuple[str, int, list[str]]]]] = []
+        for entity_id, link_score in linked:
+            # A partial link (a first name) walks one hop: two would reach most of a hub.
+            hops_allowed = 2 if link_score >= LINK_SIMILARITY else 1
+            values = {
+                "start": entity_id,
+                "depth": hops_allowed,
+                "user": user_id,
+                "t": t,
+                "limit": _WALK_ROWS,
+            }
+            rows = conn.execute(
+                walk + "SELECT node, depth, rels FROM walk WHERE depth > 0 ORDER BY depth",
+                self._kg._bind(slots, values),
+            ).fetchall()
+            paths = [(node, hops, [x for x in rels.split(",") if x]) for node, hops, rels in rows]
+            walks.append((entity_id, link_score, paths))
+            relation_ids.update(rels[0] for _, _, rels in paths if rels)
+            for rel_id, subject, obj, predicate in conn.execute(
+                "SELECT r.id, r.subject_id, r.object_id, r.predicate FROM kg_relations r "
+                "JOIN kg_relation_validity v ON v.relation_id = r.id "
+                "WHERE (r.subject_id = ? OR r.object_id = ?) AND v.valid_to IS NOT NULL "
+                "AND v.valid_to <= ?",
+                (entity_id, entity_id, t),
+            ).fetchall():
+                if _predicate_matches(predicate, stems):
+                    closed_matched.add(obj if subject == entity_id else subject)
+                    del rel_id
+        relations = self._kg._relations_by_id(conn, relation_ids)
+        for entity_id, link_score, paths in walks:
+            self_score = link_score
+            if self_score > scores.get(entity_id, 0.0):
+                scores[entity_id] = self_score
+                evidence[entity_id] = Evidence(
+                    "graph", "entity", entity_id, "named in the query", self_score
+                )
+            seen: set[str] = set()
+            for node, hops, rels in paths:
+                if node == entity_id or node in seen or not rels:
+                    continue
+                seen.add(node)
+                first = relations.get(rels[0])
+                if first is None:
+                    continue
+                matched = _predicate_matches(first.predicate, stems)
+                if matched:
+                    current_matched.add(node)
+                score = link_score * (3.0 if matched else 1.0) / hops
+                score *= 1.0 + 0.1 * math.log1p(first.weight)
+                if score > scores.get(node, 0.0):
+                    scores[node] = score
+                    evidence[node] = Evidence(
+                        "graph",
+                        "relation",
+                        rels[0],
+                        f"{first.subject_id} -{first.predicate}-> {first.object_id}"
+                        + (f" (+{hops - 1} hop)" if hops > 1 else ""),
+                        score,
+                    )
+        for entity_id in sorted(scores, key=lambda e: -scores[e])[: depth * 2]:
+            ranked.add(entity_id, scores[entity_id], evidence[entity_id])
+        return ranked, closed_matched - current_matched
+
+    def _link(
+        self, conn: Connection, user_id: str, text: str, trigram: _Ranked
+    ) -> list[tuple[str, float]]:
+        """Return the entities the query names, with how sure the link is, best first."""
+        words = query_words(text)
+        grams = {
+            " ".join(words[i : i + n])
+            for n in range(1, min(4, len(words)) + 1)
+            for i in range(len(words) - n + 1)
+            if not all(w in STOPWORDS for w in words[i : i + n])
+        }
+        keys = sorted({canonical(g) for g in grams if g})
+        links: dict[str, float] = {}
+        if keys:
+            packed = _json_list(keys)
+            for (entity_id,) in conn.execute(
+                "SELECT entity_id FROM kg_entity_names WHERE user_id = ? "
+                "AND canonical_name IN (SELECT value FROM json_each(?)) "
+                "UNION SELECT entity_id FROM kg_aliases WHERE user_id = ? "
+                "AND canonical_alias IN (SELECT value FROM json_each(?))",
+                (user_id, packed, user_id, packed),
+            ).fetchall():
+                links[entity_id] = 1.0
+        query_set = {w for w in words if w not in STOPWORDS}
+        for entity_id in trigram.order:
+            similarity, why = trigram.found[entity_id]
+            if similarity >= LINK_SIMILARITY:
+                links.setdefault(entity_id, similarity)
+            elif query_set & set(name_words(why.text)) and len(why.text) >= 3:
+                # A part of a name ("Ann" for "Ann Smith") links, less surely.
+                links.setdefault(entity_id, PARTIAL_LINK)
+        return sorted(links.items(), key=lambda item: -item[1])[:5]
+
+    # -- fusion and reranking -------------------------------------------------------------
+
+    def _fuse(
+        self,
+        lists: dict[str, _Ranked],
+        stale: set[str],
+        user_id: str,
+        k: int,
+        types: Sequence[str] | None,
+        as_of: int | None,
+        t: int,
+        explain: bool,
+    ) -> list[Hit]:
+        fused: dict[str, float] = {}
+        for name, ranked in lists.items():
+            weight = WEIGHTS[name]
+            for rank, entity_id in enumerate(ranked.order, 1):
+                fused[entity_id] = fused.get(entity_id, 0.0) + weight / (RRF_K + rank)
+        if not fused:
+            return []
+        pool = sorted(fused, key=lambda e: -fused[e])[: max(3 * k, 30)]
+        with self._kg._read() as conn:
+            entities = self._kg._entities(conn, pool)
+            stale = stale | _superseded_values(conn, pool, t)
+        scored: list[tuple[float, str, dict[str, float]]] = []
+        for entity_id in pool:
+            entity = entities.get(entity_id)
+            if entity is None or entity.user_id != user_id:
+                continue
+            if types is not None and entity.entity_type not in types:
+                continue
+            if as_of is not None and entity.created_at > t:
+                continue
+            factors = _factors(entity, t, entity_id in stale)
+            score = fused[entity_id] * math.prod(factors.values())
+            scored.append((score, entity_id, factors))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        hits: list[Hit] = []
+        for score, entity_id, factors in scored[:k]:
+            explanation = None
+            if explain:
+                components = {}
+                evidence = []
+                for name, ranked in lists.items():
+                    if entity_id in ranked.found:
+                        rank = ranked.order.index(entity_id) + 1
+                        raw, why = ranked.found[entity_id]
+                        components[name] = Component(rank, WEIGHTS[name] / (RRF_K + rank), raw)
+                        evidence.append(why)
+                explanation = Explanation(fused[entity_id], components, factors, evidence)
+            hits.append(Hit(entities[entity_id], score, explanation))
+        self._kg.access.record(h.entity.id for h in hits)
+        return hits
+
+
+def _factors(entity: KGEntity, t: int, superseded: bool) -> dict[str, float]:
+    confidence = 1.0 if entity.confidence_score is None else entity.confidence_score
+    last = max(entity.updated_at, entity.last_accessed or 0)
+    age_days = max(0.0, (t - last) / _DAY_MS)
+    factors = {
+        "confidence": 0.5 + 0.5 * confidence,
+        "recency": 0.8 + 0.2 * 0.5 ** (age_days / HALF_LIFE_DAYS),
+        "access": 1.0 + 0.1 * min(1.0, math.log1p(entity.access_count or 0) / math.log1p(100)),
+    }
+    if superseded:
+        factors["superseded"] = SUPERSEDED_FACTOR
+    return factors
+
+
+def _porter_guesses(word: str) -> set[str]:
+    """A few forms the porter stemmer may have turned ``word`` into (for term statistics)."""
+    guesses = {word}
+    for suffix, replacement in (
+        ("ies", "i"),
+        ("es", ""),
+        ("s", ""),
+        ("ed", ""),
+        ("ing", ""),
+        ("ly", ""),
+        ("y", "i"),
+    ):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            guesses.add(word[: -len(suffix)] + replacement)
+    return guesses
+
+
+def _common_words(conn: Connection, text: str) -> frozenset[str]:
+    """The query's words found in more than :data:`COMMON_SHARE` of the index rows.
+
+    Searching for them costs time in proportion to their rows and adds almost nothing
+    to BM25, which weighs them close to zero.
+    """
+    words = {w for w in query_words(text) if w not in STOPWORDS}
+    if len(words) < 2:
+        return frozenset()
+    guesses = {w: _porter_guesses(w) for w in words}
+    total = conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0
+    limit = max(COMMON_MIN_ROWS, COMMON_SHARE * total)
+    counts = dict(
+        conn.execute(
+            "SELECT term, doc FROM kg_search_vocab WHERE term IN (SELECT value FROM json_each(?))",
+            (_json_list(sorted(set().union(*guesses.values()))),),
+        ).fetchall()
+    )
+    common = {w for w, forms in guesses.items() if max(counts.get(f, 0) for f in forms) > limit}
+    return frozenset(common) if common != words else frozenset()
+
+
+def _superseded_values(conn: Connection, pool: Sequence[str], t: int) -> set[str]:
+    """Entities that were the value of a single-valued predicate and no longer are.
+
+    Such an entity is the object of a closed relation of a predicate declared
+    single-valued, and of no relation of that predicate that holds at ``t``.
+    """
+    rows = conn.execute(
+        "SELECT r.object_id, max(v.valid_from <= ? AND (v.valid_to IS NULL OR v.valid_to > ?)) "
+        "FROM kg_relations r JOIN kg_relation_validity v ON v.relation_id = r.id "
+        "JOIN kg_predicates p ON p.predicate = r.predicate AND p.single_valued = 1 "
+        "WHERE r.object_id IN (SELECT value FROM json_each(?)) AND v.valid_from <= ? "
+        "GROUP BY r.object_id",
+        (t, t, _json_list(pool), t),
+    ).fetchall()
+    return {r[0] for r in rows if not r[1]}
+
+
+def _dice(a: set[str], b: set[str]) -> float:
+    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
+
+
+def _predicate_matches(predicate: str, stems: set[str]) -> bool:
+    return any(_stem(part) in stems for part in predicate.split("_") if len(part) >= 3)
+
+
+def _json_list(values: Sequence[Any]) -> str:
+    import json
+
+    return json.dumps(list(values))

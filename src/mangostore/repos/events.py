@@ -1,0 +1,92 @@
+"""The ``security_events`` repository: reads like any other, writes through the audit log.
+
+``security_events`` is an append-only HMAC chain (see :mod:`mangostore.security.audit`):
+``create`` appends through :meth:`AuditLog.append`, so every row gets its sequence
+number and MAC; ``update`` only records a resolution (through
+:meth:`AuditLog.resolve`); ``delete`` is refused by the table's triggers.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any, Final
+
+from mangostore.engine.pragmas import Connection
+from mangostore.errors import InvalidValueError, MissingFieldError
+from mangostore.records import SecurityEvent
+from mangostore.repos.base import Repository
+from mangostore.schema.sensitive import SYSTEM_OWNER
+
+#: The columns a caller gives to ``create``; the log sets every other one.
+_GIVEN: Final = (
+    "event_type",
+    "severity",
+    "source_component",
+    "user_id",
+    "event_data",
+    "client_info",
+    "risk_score",
+)
+_REQUIRED: Final = ("event_type", "severity", "source_component")
+
+
+class SecurityEventRepository(Repository[SecurityEvent]):
+    """``db.security_events``: ``user_id`` may be NULL; ``timestamp`` is the clock's now.
+
+    ``id``, ``timestamp``, ``seq`` and ``mac`` are set by the audit log and cannot be
+    given; ``update`` accepts only ``resolved=True`` with ``resolved_by``.
+    """
+
+    now_on_create = ("timestamp",)
+
+    def find_by_user(self, user_id: str) -> builtins.list[SecurityEvent]:
+        """Return the events about this user, in chain order."""
+        return self.list(user_id=user_id, order_by=["seq"])
+
+    def _insert(self, conn: Connection, fields: dict[str, Any]) -> SecurityEvent:
+        for name in fields:
+            self.spec.column(name)  # unknown names first, as for every table
+            if name not in _GIVEN:
+                raise InvalidValueError(
+                    f"security_events.{name} is set by the audit log and cannot be given",
+                    field=name,
+                )
+        missing = [c for c in _REQUIRED if c not in fields]
+        if missing:
+            raise MissingFieldError(
+                f"security_events needs {', '.join(missing)}", field=missing[0]
+            )
+        risk = fields.get("risk_score")
+        return self._db.audit.append(
+            fields["event_type"],
+            fields["severity"],
+            fields["source_component"],
+            user_id=fields.get("user_id"),
+            event_data=fields.get("event_data"),
+            client_info=fields.get("client_info"),
+            risk_score=0.0 if risk is None else risk,
+        )
+
+    def _update(
+        self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
+    ) -> SecurityEvent:
+        for name in fields:
+            self.spec.column(name)
+        if set(fields) - {"resolved", "resolved_by"} or fields.get("resolved") is not True:
+            raise InvalidValueError(
+                "security_events is append-only: an event cannot be changed, only resolved "
+                "(update(id, resolved=True, resolved_by=...) or db.audit.resolve())",
+                field=next(iter(fields), None),
+            )
+        if "resolved_by" not in fields:
+            raise MissingFieldError("resolving an event needs resolved_by", field="resolved_by")
+        return self._db.audit.resolve(id, fields["resolved_by"])
+
+    def _decrypt(self, name: str, values: Sequence[Any], stored: Any) -> Any:
+        owner_at = self.spec.names.index("user_id")
+        if values[owner_at] is None:
+            # Events about no user are sealed under the system owner's key.
+            values = [*values]
+            values[owner_at] = SYSTEM_OWNER
+        return super()._decrypt(name, values, stored)

@@ -1,0 +1,27 @@
+"""Projects: lookup by path, the active list, and access tracking."""
+
+from __future__ import annotations
+
+from mangostore.records import Project
+from mangostore.repos.base import UserOwnedRepository
+
+
+class ProjectRepository(UserOwnedRepository[Project]):
+    """``db.projects``. A user's project paths are unique."""
+
+    def find_by_path(self, user_id: str, path: str) -> Project | None:
+        """Return the user's project at ``path``, or ``None``."""
+        return self.first(user_id=user_id, path=path)
+
+    def find_active(self, user_id: str) -> list[Project]:
+        """Return the user's active projects, most recently accessed first."""
+        return self.list(user_id=user_id, status="active", order_by=["-last_accessed", "name"])
+
+    def touch(self, id: str) -> Project:
+        """Record that the project was just accessed (``last_accessed``; not ``updated_at``).
+
+        Raises:
+            NotFoundError: no such project.
+        """
+        with self._db._writer.transaction() as conn:
+            return self._update(conn, id, {"last_accessed": self._db.clock.now_ms()}, touch=False)

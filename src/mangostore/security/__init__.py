@@ -1,0 +1,1 @@
+"""Security services: authentication, sessions, permissions and the tamper-evident audit log."""

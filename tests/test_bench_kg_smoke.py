@@ -1,0 +1,60 @@
+"""The knowledge graph retrieval benchmark still runs at a tiny scale. No time is asserted."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import(name: str) -> ModuleType:
+    # `python -m pytest` puts the project root on sys.path; a bare `pytest` does not.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(name)
+
+
+harness = _import("bench.harness")
+runner = _import("bench.__main__")
+retrieval = _import("bench.bench_kg_retrieval")
+
+
+def test_retrieval_benchmark_runs_every_mode_against_its_baseline() -> None:
+    assert "kg_retrieval" in runner.available()
+    results = runner.run_module("kg_retrieval", harness.Config.smoke())
+    names = {m.name for m in results}
+    assert names == {
+        "sqlite FTS5 MATCH (baseline)",
+        "db.kg.search fts",
+        "db.kg.search vector",
+        "db.kg.search fts+graph",
+        "db.kg.search hybrid",
+    }
+    for m in results:
+        assert m.calls > 0, m
+        if m.baseline is not None:
+            assert m.baseline == "sqlite FTS5 MATCH (baseline)"
+
+
+def test_the_synthetic_history_asks_answerable_questions() -> None:
+    world = retrieval.build(300, 40, retrieval.HashingEmbedder(64))
+    try:
+        kinds = {q.kind for q in world.questions}
+        assert {"preference", "misspelt"} <= kinds
+        ids = {r[0] for r in world.db.query("SELECT id FROM kg_entities")}
+        assert all(q.answer in ids for q in world.questions)
+        assert all(
+            q.stale and q.answer not in q.stale for q in world.questions if q.kind == "preference"
+        )
+        closed = world.db.query(
+            "SELECT count(*) FROM kg_relation_validity WHERE valid_to IS NOT NULL"
+        )
+        assert closed[0][0] > 0  # preferences changed over time
+        quality, _ = retrieval.evaluate(world)
+        assert set(quality) == set(retrieval.MODES)
+        assert all(0.0 <= q["recall@5"] <= 1.0 for q in quality.values())
+    finally:
+        world.db.close()
