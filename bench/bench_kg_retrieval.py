@@ -51,15 +51,32 @@ from mangostore.kg.search import fts_query
 from mangostore.kg.vectors import embedding_text
 from mangostore.repos.base import new_id
 
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 RESULTS = Path(__file__).resolve().parent / "results" / "kg_retrieval.json"
 DAY = 86_400_000
 START = 1_700_000_000_000
 EXACT_EMBEDDINGS = 10_000
 
-FIRST = ["ann", "bob", "carla", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jamal", "kofi", "lena", "mateo", "nadia", "oskar", "priya", "quinn", "rosa", "sven", "tomas", "uma", "viktor", "wen", "yusuf", "zoe"]  # noqa: E501
-LAST = ["smith", "garcia", "novak", "okafor", "tanaka", "rossi", "dubois", "kowalski", "silva", "haddad", "nguyen", "berg", "costa", "ivanova", "meyer", "lindqvist"]  # noqa: E501
-ADJ = ["falcon", "amber", "cobalt", "tidal", "quartz", "ember", "maple", "nimbus", "orbit", "prism", "raven", "sable", "topaz", "velvet", "willow", "zephyr", "coral", "drift", "echo", "flint", "harbor", "iris", "juniper", "krypton", "lumen"]  # noqa: E501
-NOUN = ["api", "web", "gateway", "engine", "portal", "service", "worker", "dashboard", "pipeline", "bot", "cli", "sync", "store", "hub", "relay"]  # noqa: E501
+FIRST = _words(
+    "ann bob carla dmitri elena farid greta hiro ines jamal kofi lena mateo nadia "
+    "oskar priya quinn rosa sven tomas uma viktor wen yusuf zoe"
+)
+LAST = _words(
+    "smith garcia novak okafor tanaka rossi dubois kowalski silva haddad nguyen "
+    "berg costa ivanova meyer lindqvist"
+)
+ADJ = _words(
+    "falcon amber cobalt tidal quartz ember maple nimbus orbit prism raven sable "
+    "topaz velvet willow zephyr coral drift echo flint harbor iris juniper krypton "
+    "lumen"
+)
+NOUN = _words(
+    "api web gateway engine portal service worker dashboard pipeline bot cli sync store hub relay"
+)
 
 # (description stored, how a question paraphrases it)
 DOMAINS = [
@@ -141,7 +158,7 @@ PREFERENCES = [
     ("preferred_theme", "theme", ["solarized dark", "gruvbox", "dracula", "nord"]),
     ("preferred_browser", "browser", ["firefox", "chromium", "safari", "vivaldi"]),
 ]
-MODULES = ["auth", "billing", "cache", "config", "router", "models", "views", "utils", "schema", "migrations", "worker", "api"]  # noqa: E501
+MODULES = _words("auth billing cache config router models views utils schema migrations worker api")
 
 
 def misspell(rng: random.Random, text: str) -> str:

@@ -208,7 +208,7 @@ def _bench_get(
     users = itertools.cycle(order)
     suite.add(
         "db.users.get",
-        lambda: db.users.get(next(users)),
+        lambda: db.users.get(next(users), use_cache=False),
         number=number,
         baseline="sqlcipher3 SELECT + dict",
     )
@@ -232,7 +232,7 @@ def _bench_find_by_user(
     suite.add(base, _raw_find(reader, sql, PROJECTS.names, owner), number=number)
     suite.add(
         f"db.projects.find_by_user, {PROJECTS_PER_USER} rows",
-        lambda: db.projects.find_by_user(owner),
+        lambda: db.projects.find_by_user(owner, use_cache=False),
         number=number,
         baseline=base,
     )
@@ -254,7 +254,7 @@ def _bench_decrypt(
         projects = itertools.cycle(order)
         suite.add(
             f"db.projects.get, security_config {label}",
-            lambda projects=projects: db.projects.get(next(projects)),
+            lambda projects=projects: db.projects.get(next(projects), use_cache=False),
             number=number,
             baseline=base,
         )

@@ -15,7 +15,7 @@ from mangostore import KdfParams, Settings
 # Hypothesis runs more examples in CI than on a laptop, never with a deadline
 # (tests do not assert wall-clock times).
 settings.register_profile(
-    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci", max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "dev", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ STRONGER = PasswordParams(memory_kib=128, time_cost=2, parallelism=1)
 PASSWORD = "correct horse battery"
 SECOND = 1_000
 MINUTE = 60 * SECOND
+HOUR_MS = 60 * MINUTE
 
 
 class Sleeps(list[float]):
@@ -224,7 +226,7 @@ def test_overlong_password_at_login_fails_without_hashing_it(
 
 
 def test_login_refuses_to_run_inside_a_transaction(db: mangostore.Database, ann: Any) -> None:
-    with db.transaction(), pytest.raises(DatabaseError, match="inside db.transaction"):
+    with db.transaction(), pytest.raises(DatabaseError, match=r"inside db\.transaction"):
         db.auth.login("ann", "not the password")
 
 
@@ -283,9 +285,7 @@ def test_failures_outside_the_window_start_a_new_count(
     assert db.query("SELECT failed_attempts FROM login_attempts")[0][0] == 2
 
 
-def test_unknown_names_lock_out_exactly_like_known_ones(
-    db: mangostore.Database, ann: Any
-) -> None:
+def test_unknown_names_lock_out_exactly_like_known_ones(db: mangostore.Database, ann: Any) -> None:
     known = fail(db, "ann", 6)
     unknown = fail(db, "nobody", 6)
     assert [type(e) for e in known] == [type(e) for e in unknown]
@@ -299,9 +299,6 @@ def test_clock_set_back_does_not_shorten_a_lock(
     clock.advance(-HOUR_MS)
     with pytest.raises(AccountLockedError):
         db.auth.login("ann", PASSWORD)
-
-
-HOUR_MS = 60 * MINUTE
 
 
 def test_unlock_clears_the_lock(db: mangostore.Database, ann: Any) -> None:
@@ -321,8 +318,6 @@ def test_login_attempts_hold_no_user_name(db: mangostore.Database, ann: Any) -> 
 
 
 def test_concurrent_failures_are_all_counted(db: mangostore.Database, ann: Any) -> None:
-    import threading
-
     db.auth.configure(policy=AuthPolicy(password=CHEAP, max_failures=100))
     errors: list[BaseException] = []
 
@@ -360,7 +355,8 @@ def test_every_attempt_writes_an_event_with_a_rising_risk_score(
     assert all(e.event_type == "auth" for e in found)
     risks = [e.risk_score for e in found]
     assert risks[0] == 0.0
-    assert risks[1:6] == sorted(risks[1:6]) and risks[1] > 0
+    assert risks[1:6] == sorted(risks[1:6])
+    assert risks[1] > 0
     assert risks[6] == max(risks)
     assert [e.severity for e in found][5:7] == ["error", "error"]
     assert found[0].client_info == {"ip_address": "192.0.2.7", "user_agent": "ua"}
@@ -460,3 +456,12 @@ def test_auth_policy_refuses_nonsense() -> None:
         PasswordParams(salt_bytes=8)
     with pytest.raises(InvalidValueError):
         AuthPolicy(default_security_level="paranoid")
+
+
+def test_a_planted_hash_with_huge_parameters_is_not_computed(
+    db: mangostore.Database, ann: Any
+) -> None:
+    huge = "$argon2id$v=19$m=16777216,t=1000,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+    db.execute("UPDATE user_credentials SET password_hash = ?", (huge,))
+    with pytest.raises(AuthenticationError):
+        db.auth.login("ann", PASSWORD)

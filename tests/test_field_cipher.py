@@ -387,20 +387,23 @@ def test_destruction_reaches_a_copy_of_the_database_file(
     copy.parent.mkdir()
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
         user = add_user(db)
-        store_profile(db, user, SECRET)
+        blob = store_profile(db, user, SECRET)
     shutil.copy(db_path, copy)  # e.g. a backup taken before the erasure
     with (
         mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db,
         db._writer.transaction() as conn,
     ):
         cipher_of(db).destroy_user_keys(conn, user)
-    # The old file next to today's keyring: the row is there, its key is not.
+    # The old file next to today's keyring: the ciphertext it holds no longer opens...
     shutil.copy(keyring_path(db_path), keyring_path(copy))
     with mangostore.open(copy, passphrase=PASSPHRASE, settings=fast_settings) as old:
-        (info,) = cipher_of(old).list_keys(user)
-        assert info.status == "primary"  # the copy predates the erasure...
         with pytest.raises(TamperedDataError):
-            read_profile(old, user)  # ...and still cannot be read
+            cipher_of(old).decrypt(*PROFILE, user, user, blob)
+        # ...and opening re-applied the erasure the keyring remembers: the copy's key
+        # record is destroyed and the user's rows are gone from the copy too.
+        (info,) = cipher_of(old).list_keys(user)
+        assert info.status == "destroyed"
+        assert old.query("SELECT count(*) FROM users WHERE id = ?", (user,))[0][0] == 0
 
 
 # -- threads -------------------------------------------------------------------------------

@@ -402,3 +402,18 @@ def test_access_is_flushed_on_thresholds(graph: Graph) -> None:
     graph.kg.get(ids[2])
     graph.kg.close()
     assert graph.db.kg_entities.get(ids[2]).access_count == 2
+
+
+def test_kg_all_lists_every_public_name() -> None:
+    import inspect
+
+    import mangostore.kg
+    from mangostore.kg import Embedder, HashingEmbedder
+
+    public = {
+        name
+        for name, value in vars(mangostore.kg).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert set(mangostore.kg.__all__) == public - {"annotations"}
+    assert isinstance(HashingEmbedder(), Embedder)

@@ -362,7 +362,7 @@ def test_project_override_patches_one_project(db: mangostore.Database) -> None:
 
 def test_timezone_is_kept_in_the_users_preferences(db: mangostore.Database) -> None:
     user = db.users.create(username="ann", preferences={"theme": "dark"})
-    assert db.notify.timezone(user.id) == ZoneInfo("UTC")
+    assert db.notify.timezone(user.id) is dt.UTC
     db.notify.set_timezone(user.id, "Europe/Paris")
     assert db.users.get(user.id).preferences == {"theme": "dark", "timezone": "Europe/Paris"}
     assert db.notify.timezone(user.id) == PARIS
@@ -375,7 +375,7 @@ def test_timezone_is_kept_in_the_users_preferences(db: mangostore.Database) -> N
 
 def test_an_unknown_stored_zone_falls_back_to_utc(db: mangostore.Database) -> None:
     user = db.users.create(username="ann", preferences={"timezone": "Nowhere/Land"})
-    assert db.notify.timezone(user.id) == ZoneInfo("UTC")
+    assert db.notify.timezone(user.id) is dt.UTC
 
 
 def test_preferences_of_unknown_users_and_types_are_refused(db: mangostore.Database) -> None:

@@ -6,7 +6,6 @@ import datetime as dt
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -441,4 +440,4 @@ def test_resolve_previews_without_sending(world: World) -> None:
     assert plan.held == ("desktop",)
     assert plan.held_until == utc(2024, 6, 1, 13)
     assert world.db.notifications.count() == 0
-    assert world.db.notify.timezone(world.user) == ZoneInfo("UTC")
+    assert world.db.notify.timezone(world.user) is dt.UTC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
@@ -22,10 +23,13 @@ from mangostore.errors import ForeignKeyError, InvalidValueError, PermissionDeni
 from mangostore.security import permissions as permissions_module
 from mangostore.security.commit_watch import (
     AlwaysChanged,
+    CommitWatch,
     ConnectionChangesWatch,
     WalIndexWatch,
+    watch_for,
 )
 from mangostore.security.conditions import MAX_CONDITION_BYTES, MAX_DEPTH, MAX_NODES
+from mangostore.security.throttle import EventThrottle
 
 SECOND = 1_000
 MINUTE = 60 * SECOND
@@ -76,8 +80,11 @@ def refusing() -> Iterator[tuple[mangostore.Database, str]]:
 
 
 def denials(db: mangostore.Database) -> list[Any]:
-    return [e for e in db.audit.events() if e.source_component == "permissions"
-            and (e.event_data or {}).get("action") == "check"]
+    return [
+        e
+        for e in db.audit.events()
+        if e.source_component == "permissions" and (e.event_data or {}).get("action") == "check"
+    ]
 
 
 # -- the model -----------------------------------------------------------------------------
@@ -279,9 +286,9 @@ def test_revoke_inside_a_transaction_denies_within_and_after_it(
 def test_a_rolled_back_revoke_leaves_the_grant(any_db: mangostore.Database) -> None:
     user = any_db.users.create(username="ann").id
     grant = any_db.access.grant(user, "project", "p1", "read")
-    with pytest.raises(RuntimeError), any_db.transaction():
+    with contextlib.suppress(RuntimeError), any_db.transaction():
         any_db.access.revoke(grant.id)
-        raise RuntimeError
+        raise RuntimeError("roll it back")
     assert any_db.access.check(user, "project", "p1", "read")
 
 
@@ -293,7 +300,9 @@ def test_writes_around_the_service_invalidate_the_cache(any_db: mangostore.Datab
     assert not any_db.access.check(user, "project", "p1", "read")
     any_db.execute("UPDATE permissions SET revoked_at = NULL")
     assert any_db.access.check(user, "project", "p1", "read")
-    any_db.execute("UPDATE permission_effects SET effect = 'deny' WHERE permission_id = ?", (grant.id,))
+    any_db.execute(
+        "UPDATE permission_effects SET effect = 'deny' WHERE permission_id = ?", (grant.id,)
+    )
     assert not any_db.access.check(user, "project", "p1", "read")
     any_db.execute("DELETE FROM permission_effects")  # no effect recorded: an allow
     assert any_db.access.check(user, "project", "p1", "read")
@@ -313,9 +322,7 @@ def test_another_connection_revoking_is_seen(
     assert db.access.check(ann, "project", "p1", "read")
 
 
-def test_another_process_revoking_is_seen(
-    db: mangostore.Database, db_path: Path, ann: str
-) -> None:
+def test_another_process_revoking_is_seen(db: mangostore.Database, db_path: Path, ann: str) -> None:
     grant = db.access.grant(ann, "project", "p1", "read")
     assert db.access.check(ann, "project", "p1", "read")
     script = textwrap.dedent(
@@ -362,18 +369,14 @@ def test_cached_checks_read_nothing_until_something_commits(
     assert loads == ["p1", "p2", "p1", "p2", "p1"]
 
 
-def test_the_watch_matches_the_database(
-    any_db: mangostore.Database, tmp_path: Path
-) -> None:
+def test_the_watch_matches_the_database(any_db: mangostore.Database, tmp_path: Path) -> None:
     any_db.access.check(any_db.users.create(username="ann").id, "ai", "a", "read")
     watch = any_db.access._watch
     expected = ConnectionChangesWatch if any_db.path == ":memory:" else WalIndexWatch
     assert isinstance(watch, expected)
 
 
-def test_without_a_watch_every_check_reads_the_counter(
-    db: mangostore.Database, ann: str
-) -> None:
+def test_without_a_watch_every_check_reads_the_counter(db: mangostore.Database, ann: str) -> None:
     db.access._watch = AlwaysChanged()
     grant = db.access.grant(ann, "project", "p1", "read")
     assert db.access.check(ann, "project", "p1", "read")
@@ -418,14 +421,20 @@ def test_concurrent_checks_and_revokes(db: mangostore.Database, ann: str) -> Non
 def test_time_window(db: mangostore.Database, ann: str, clock: ManualClock) -> None:
     # START is 22:13 UTC (23:13 in Berlin, 17:13 in New York).
     db.access.grant(
-        ann, "terminal", "t1", "execute", conditions={"time_window": {"start": "22:00", "end": "22:30"}}
+        ann,
+        "terminal",
+        "t1",
+        "execute",
+        conditions={"time_window": {"start": "22:00", "end": "22:30"}},
     )
     db.access.grant(
         ann,
         "terminal",
         "t2",
         "execute",
-        conditions={"time_window": {"start": "09:00", "end": "17:00", "timezone": "America/New_York"}},
+        conditions={
+            "time_window": {"start": "09:00", "end": "17:00", "timezone": "America/New_York"}
+        },
     )
     db.access.grant(
         ann,
@@ -532,9 +541,17 @@ BAD_CONDITIONS = [
     pytest.param({"time_window": {"start": "24:00", "end": "17:00"}}, id="hour-24"),
     pytest.param({"time_window": {"start": "09:00", "end": "09:00"}}, id="empty-window"),
     pytest.param({"time_window": {"start": "09:00"}}, id="no-end"),
-    pytest.param({"time_window": {"start": "09:00", "end": "10:00", "timezone": "Mars/Olympus"}}, id="bad-zone"),
-    pytest.param({"time_window": {"start": "09:00", "end": "10:00", "timezone": "../../etc/passwd"}}, id="zone-path"),
-    pytest.param({"time_window": {"start": "09:00", "end": "10:00", "days": ["mon"]}}, id="window-extra"),
+    pytest.param(
+        {"time_window": {"start": "09:00", "end": "10:00", "timezone": "Mars/Olympus"}},
+        id="bad-zone",
+    ),
+    pytest.param(
+        {"time_window": {"start": "09:00", "end": "10:00", "timezone": "../../etc/passwd"}},
+        id="zone-path",
+    ),
+    pytest.param(
+        {"time_window": {"start": "09:00", "end": "10:00", "days": ["mon"]}}, id="window-extra"
+    ),
     pytest.param({"all": []}, id="all-empty"),
     pytest.param({"any": {"project": ["p1"]}}, id="any-not-a-list"),
     pytest.param({"project": [float("nan")]}, id="nan"),
@@ -563,7 +580,11 @@ def test_bad_conditions_are_refused_at_grant_time(
 def test_conditions_just_within_the_limits_are_accepted(db: mangostore.Database, ann: str) -> None:
     db.access.grant(ann, "project", "p1", "read", conditions=_nested(3))
     db.access.grant(
-        ann, "project", "p1", "read", conditions={"any": [{"project": [f"p{n}"]} for n in range(MAX_NODES - 1)]}
+        ann,
+        "project",
+        "p1",
+        "read",
+        conditions={"any": [{"project": [f"p{n}"]} for n in range(MAX_NODES - 1)]},
     )
     assert db.access.check(ann, "project", "p1", "read", context={"project_id": "p1"})
 
@@ -644,3 +665,51 @@ def test_grants_and_revokes_are_audited(db: mangostore.Database, ann: str) -> No
         if e.source_component == "permissions"
     ]
     assert actions == ["grant", "deny", "revoke"]
+
+
+# -- the commit watch and the event throttle ------------------------------------------------
+
+
+def test_wal_index_watch_sees_commits_not_uncommitted_writes(
+    db: mangostore.Database, ann: str
+) -> None:
+    watch = WalIndexWatch(str(db.path) + "-shm")
+    assert isinstance(watch, CommitWatch)
+    assert watch.changed()  # the first call
+    assert not watch.changed()
+    with db.transaction():
+        db.projects.create(user_id=ann, name="x", path="/x")
+        assert not watch.changed()
+    assert watch.changed()
+    db.query("SELECT count(*) FROM projects")
+    assert not watch.changed()  # reads leave the header alone
+    watch.close()
+    assert watch.changed()  # closed: always "maybe"
+
+
+def test_watch_for_falls_back_when_there_is_no_index(tmp_path: Path) -> None:
+    assert isinstance(watch_for(str(tmp_path / "missing.db"), None), AlwaysChanged)
+    assert isinstance(watch_for(":memory:", None), AlwaysChanged)
+    counts = iter([1, 1, 2])
+    watch = watch_for(":memory:", lambda: next(counts))
+    assert isinstance(watch, ConnectionChangesWatch)
+    assert [watch.changed(), watch.changed(), watch.changed()] == [True, False, True]
+
+
+def test_event_throttle_counts_repeats_within_the_interval() -> None:
+    throttle = EventThrottle(1_000, max_keys=2)
+    assert throttle.admit("a", 0) == 0
+    assert throttle.admit("a", 500) is None
+    assert throttle.admit("a", 999) is None
+    assert throttle.admit("a", 1_000) == 2
+    assert throttle.admit("a", 10) == 0  # the clock went back past the last written one
+    assert throttle.admit("b", 10) == 0
+    assert throttle.admit("c", 10) == 0  # full: forgets, so writes more, never less
+    assert throttle.admit("a", 11) == 0
+
+
+def test_denial_interval_is_configurable(db: mangostore.Database, ann: str) -> None:
+    db.access.configure(denial_log_interval_ms=0)
+    for _ in range(3):
+        db.access.check(ann, "ai", "a1", "read")
+    assert len(denials(db)) == 3

@@ -24,7 +24,7 @@ from mangostore.clock import ManualClock
 
 USERS = 2
 RESOURCE_TYPES = ["project", "terminal"]
-GRANT_IDS = ["r1", "r2", "*"]
+GRANT_IDS = ["r1", "*"]
 CHECK_IDS = ["r1", "r2"]
 PERMISSIONS = ["read", "write", "execute", "admin"]
 LEVELS = ["low", "standard", "high"]
@@ -98,7 +98,7 @@ contexts = st.fixed_dictionaries(
 )
 writes = st.tuples(
     st.just("write"),
-    st.sampled_from([False, False, False, True]),  # deny
+    st.sampled_from([False, False, False, False, True]),  # deny
     st.integers(0, USERS - 1),
     st.sampled_from(RESOURCE_TYPES),
     st.sampled_from(GRANT_IDS),
@@ -123,12 +123,25 @@ related = st.tuples(
     st.just("related"),
     st.integers(0, 1_000),
     st.sampled_from(CHECK_IDS),
-    st.sampled_from(PERMISSIONS),
+    st.sampled_from([None, None, *PERMISSIONS]),  # None: the record's own permission
     contexts,
 )
+# A deny (or an allow) on exactly what an earlier record covers: the interplay of
+# effects, conditions and expiry on one resource is where the rules are subtle.
+shadows = st.tuples(
+    st.just("shadow"),
+    st.integers(0, 1_000),
+    st.booleans(),  # deny
+    st.sampled_from([None, 1_000, 5_000]),
+    st.sampled_from(CONDITIONS[-3:]),
+)
 moves = st.tuples(st.just("clock"), st.integers(-2_000, 4_000))
+# The clock set to just before, at, or just after an earlier record's expiry.
+edges = st.tuples(st.just("edge"), st.integers(0, 1_000), st.sampled_from([-1, 0, 1]))
 programs = st.lists(
-    st.one_of(writes, revokes, checks, related, related, moves), min_size=4, max_size=40
+    st.one_of(writes, writes, shadows, revokes, checks, related, related, related, moves, edges),
+    min_size=10,
+    max_size=30,
 )
 
 
@@ -136,15 +149,23 @@ def test_check_agrees_with_the_reference_evaluator(tmp_path: Path) -> None:
     clock = ManualClock()
     names = itertools.count()
     with mangostore.open(
-        tmp_path / "property.db", passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF), clock=clock
+        tmp_path / "property.db",
+        passphrase=PASSPHRASE,
+        settings=Settings(kdf=FAST_KDF),
+        clock=clock,
     ) as db:
 
-        @settings(max_examples=60)
+        @settings(max_examples=100)
         @given(program=programs)
         def run(program: list[tuple[Any, ...]]) -> None:
             users = [db.users.create(username=f"user-{next(names)}").id for _ in range(USERS)]
             records: list[Record] = []
             for op in program:
+                if op[0] == "shadow" and records:
+                    _, index, deny, ttl, conditions = op
+                    target = records[index % len(records)]
+                    op = ("write", deny, target.user, target.resource_type)
+                    op += (target.resource_id, target.permission, ttl, conditions)
                 if op[0] == "write":
                     _, deny, user, rtype, rid, permission, ttl, conditions = op
                     expires_at = None if ttl is None else clock.now_ms() + ttl
@@ -158,7 +179,9 @@ def test_check_agrees_with_the_reference_evaluator(tmp_path: Path) -> None:
                         conditions=conditions,
                     )
                     records.append(
-                        Record(record.id, user, rtype, rid, permission, deny, expires_at, conditions)
+                        Record(
+                            record.id, user, rtype, rid, permission, deny, expires_at, conditions
+                        )
                     )
                 elif op[0] == "revoke" and records:
                     _, index, how = op
@@ -178,6 +201,10 @@ def test_check_agrees_with_the_reference_evaluator(tmp_path: Path) -> None:
                             raise RuntimeError("roll it back")
                 elif op[0] == "clock":
                     clock.advance(op[1])
+                elif op[0] == "edge" and records:
+                    expiring = records[op[1] % len(records)].expires_at
+                    if expiring is not None:
+                        clock.set(expiring + op[2])
                 elif op[0] in ("check", "related"):
                     if op[0] == "check":
                         _, user, rtype, rid, permission, ctx = op
@@ -185,12 +212,11 @@ def test_check_agrees_with_the_reference_evaluator(tmp_path: Path) -> None:
                         _, index, rid, permission, ctx = op
                         target = records[index % len(records)]
                         user, rtype = target.user, target.resource_type
+                        permission = permission or target.permission
                         rid = rid if target.resource_id == "*" else target.resource_id
                     else:
                         continue
-                    expected = reference(
-                        records, user, rtype, rid, permission, clock.now_ms(), ctx
-                    )
+                    expected = reference(records, user, rtype, rid, permission, clock.now_ms(), ctx)
                     actual = db.access.check(users[user], rtype, rid, permission, context=ctx)
                     assert actual == expected, (op, records)
 

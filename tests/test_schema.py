@@ -185,6 +185,9 @@ COLUMNS: dict[str, list[Column]] = {
         ("resolved_at", "INTEGER", 0, None, 0),
         ("resolved_by", "TEXT", 0, None, 0),
         ("timestamp", "INTEGER", 1, None, 0),
+        # mangostore's audit chain (migration 0007): sequence number and MAC.
+        ("seq", "INTEGER", 1, None, 0),
+        ("mac", "BLOB", 0, None, 0),
     ],
     "permissions": [
         ("id", "TEXT", 0, None, 1),
@@ -306,9 +309,9 @@ FOREIGN_KEYS: dict[str, set[tuple[str, str, str]]] = {
         ("project_id", "projects", "id"),
         ("user_id", "users", "id"),
     },
-    "security_events": {
-        ("user_id", "users", "id"),
-    },
+    # No reference to users: an audit event outlives the user it is about (erasure
+    # deletes the user, never the events of the chain).
+    "security_events": set(),
     "permissions": {
         ("user_id", "users", "id"),
     },
@@ -341,6 +344,7 @@ UNIQUE: dict[str, set[tuple[str, ...]]] = {
     "notification_types": {("name",)},
     "notification_preferences": {("user_id", "notification_type_id")},
     "user_sessions": {("session_token",)},
+    "security_events": {("seq",)},
 }
 
 INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -388,6 +392,8 @@ ENCRYPTED_COLUMNS = [
     ("voice_profiles", "voice_print"),
     ("ai_conversations", "conversation_data"),
     ("notifications", "metadata"),
+    ("security_events", "event_data"),
+    ("security_events", "client_info"),
 ]
 
 JSON_COLUMNS = [
@@ -400,8 +406,6 @@ JSON_COLUMNS = [
     ("notifications", "delivery_methods"),
     ("notification_actions", "action_data"),
     ("ai_memory", "value_data"),
-    ("security_events", "event_data"),
-    ("security_events", "client_info"),
     ("permissions", "conditions"),
     ("user_sessions", "device_info"),
     ("kg_entities", "metadata"),
@@ -525,6 +529,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "severity": "info",
         "source_component": "auth",
         "timestamp": NOW,
+        "seq": 1,
     },
     "permissions": {
         "user_id": "u1",
@@ -620,6 +625,8 @@ def _cases() -> tuple[list[Any], list[Any], list[Any]]:
 
 
 ACCEPTED, REFUSED, NULLABLE_CHECKED = _cases()
+# security_events is append-only: its trigger refuses every UPDATE before a CHECK runs.
+REFUSED_ON_UPDATE = [case for case in REFUSED if case.values[0] != "security_events"]
 
 
 def _insert(db: Any, table: str, row_id: str, **values: Any) -> None:
@@ -752,7 +759,7 @@ def test_check_refuses_other_values(parented: Any, table: str, column: str, valu
     assert _count(parented, table, "x") == 0
 
 
-@pytest.mark.parametrize(("table", "column", "value"), REFUSED)
+@pytest.mark.parametrize(("table", "column", "value"), REFUSED_ON_UPDATE)
 def test_check_refuses_other_values_on_update(
     parented: Any, table: str, column: str, value: Any
 ) -> None:

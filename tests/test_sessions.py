@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,7 +101,9 @@ def test_verifier_never_reaches_the_file(plain: mangostore.Database, tmp_path: P
         issued = db.sessions.issue(user.id)
         verifier = unb64(issued.token.split(".")[1])
         encoded = issued.token.split(".")[1].encode()
-    data = path.read_bytes() + (Path(str(path) + "-wal").read_bytes() if Path(str(path) + "-wal").exists() else b"")
+    data = path.read_bytes() + (
+        Path(str(path) + "-wal").read_bytes() if Path(str(path) + "-wal").exists() else b""
+    )
     assert verifier not in data
     assert encoded not in data
 
@@ -151,9 +154,7 @@ def test_unknown_selector_and_wrong_verifier_share_one_message(
     assert str(unknown.value) == str(wrong.value) == INVALID
 
 
-def test_a_hash_taken_from_a_dump_does_not_authenticate(
-    db: mangostore.Database, ann: Any
-) -> None:
+def test_a_hash_taken_from_a_dump_does_not_authenticate(db: mangostore.Database, ann: Any) -> None:
     issued = issue(db, ann)
     selector = issued.session.session_token
     (row,) = db.query("SELECT verifier_hash FROM session_verifiers")
@@ -175,7 +176,7 @@ def test_planting_a_plain_digest_does_not_authenticate_with_a_keyring(
 ) -> None:
     """Someone who can write the file cannot mint a session without the keyring."""
     issued = issue(db, ann)
-    selector, verifier = issued.token.split(".")
+    verifier = issued.token.split(".")[1]
     db.execute(
         "UPDATE session_verifiers SET verifier_hash = ?",
         (hashlib.sha256(unb64(verifier)).digest(),),
@@ -196,7 +197,9 @@ def test_moving_a_session_to_another_user_breaks_its_verifier(
 
 def test_lengthening_a_session_breaks_its_verifier(db: mangostore.Database, ann: Any) -> None:
     issued = issue(db, ann, "high")
-    db.execute("UPDATE user_sessions SET expires_at = expires_at + ?, security_level = 'low'", (DAY,))
+    db.execute(
+        "UPDATE user_sessions SET expires_at = expires_at + ?, security_level = 'low'", (DAY,)
+    )
     with pytest.raises(AuthenticationError):
         db.sessions.validate(issued.token)
 
@@ -220,9 +223,11 @@ def test_sessions_work_without_a_keyring(plain: mangostore.Database) -> None:
     user = plain.users.create(username="ann")
     issued = plain.sessions.issue(user.id)
     assert plain.sessions.validate(issued.token).user.id == user.id
-    selector, verifier = issued.token.split(".")
+    selector = issued.token.split(".")[0]
     with pytest.raises(AuthenticationError):
-        plain.sessions.validate(selector + "." + base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode())
+        plain.sessions.validate(
+            selector + "." + base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+        )
 
 
 # -- expiry --------------------------------------------------------------------------------
@@ -392,9 +397,9 @@ def test_revoke_all_revokes_a_users_sessions_only(db: mangostore.Database, ann: 
 
 def test_revoke_inside_a_transaction_rolls_back_with_it(db: mangostore.Database, ann: Any) -> None:
     issued = issue(db, ann)
-    with pytest.raises(RuntimeError), db.transaction():
+    with contextlib.suppress(RuntimeError), db.transaction():
         db.sessions.revoke(issued.session.id)
-        raise RuntimeError
+        raise RuntimeError("roll it back")
     assert db.sessions.validate(issued.token)
 
 

@@ -18,7 +18,6 @@ from mangostore.engine.connection import (
     Row,
     connect,
     driver_errors,
-    fetch_all,
     is_driver_error,
     is_transaction_control,
     statement_context,
@@ -34,6 +33,7 @@ from mangostore.errors import (
 )
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring, keyring_path
+from mangostore.monitor.instruments import Instruments
 from mangostore.notify.service import NotificationService
 from mangostore.repos import RepositoryAccess
 from mangostore.schema.runner import MigrationRunner, load_migrations
@@ -41,9 +41,12 @@ from mangostore.settings import Settings
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
+    from mangostore.cache import CacheManager
     from mangostore.kg.conversations import ConversationService
     from mangostore.kg.graph import KnowledgeGraph
     from mangostore.kg.memory import MemoryService
+    from mangostore.monitor import Monitor, PerformanceReport
+    from mangostore.privacy import PrivacyService
     from mangostore.security.audit import AuditLog
     from mangostore.security.auth import AuthService
     from mangostore.security.permissions import PermissionService
@@ -96,6 +99,7 @@ class Database(RepositoryAccess):
         settings: Settings,
         recovery_key: str | None,
         clock: Clock,
+        instruments: Instruments | None = None,
     ) -> None:
         self._path = path
         #: Where every timestamp this database writes comes from.
@@ -109,6 +113,8 @@ class Database(RepositoryAccess):
         self._closed = False
         self._close_lock = threading.Lock()
         self._schema_version = runner.current_version()
+        self._instruments = instruments or Instruments(path, settings, clock, keyring)
+        self._instruments.opened()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"schema v{self._schema_version}"
@@ -151,6 +157,7 @@ class Database(RepositoryAccess):
             if self._closed:
                 return
             self._closed = True
+        self._instruments.close()
         if self._pool is not None:
             self._pool.close()
         self._writer.close()
@@ -197,11 +204,17 @@ class Database(RepositoryAccess):
             with self._pool.reader() as conn:
                 yield conn
 
-    def query(self, sql: str, params: Params = ()) -> list[Row]:
+    def query(self, sql: str, params: Params = (), *, use_cache: bool | None = None) -> list[Row]:
         """Run a read-only statement and return its rows.
 
         Values must be passed as ``params`` (``?`` or ``:name`` placeholders), never
         formatted into ``sql``. Rows allow ``row["column"]`` and ``row[0]``.
+
+        The result comes from the query cache when it holds it and is stored there
+        otherwise; ``use_cache=False`` reads the database and leaves the cache alone
+        (default: ``Settings.cache_queries``). A cached result is never stale: any
+        commit that writes a table the statement reads drops it first. See
+        docs/caching.md.
 
         Raises:
             QueryError: SQLite rejected the statement (or it tried to write, or to
@@ -209,8 +222,34 @@ class Database(RepositoryAccess):
         """
         self._check_open()
         _refuse_transaction_control(sql)
-        with self._reading() as conn:
-            return fetch_all(conn, sql, params)
+        return self._instruments.rows(self._reading, sql, params, use_cache)
+
+    def _rows(
+        self, sql: str, params: Params, use_cache: bool | None, context: str = ""
+    ) -> list[Row]:
+        """Run a read for a repository, through the query cache unless told not to."""
+        return self._instruments.rows(self._reading, sql, params, use_cache, context)
+
+    @property
+    def cache(self) -> CacheManager:
+        """The memory, disk and query cache tiers. See docs/caching.md."""
+        return self._instruments.cache
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """Statement statistics (``None`` when ``Settings.monitor_queries`` is off)."""
+        return self._instruments.monitor
+
+    def performance_report(self) -> PerformanceReport:
+        """Measure the database: statements, caches, disk, indexes, recommendations.
+
+        Statement statistics are those of this process since the database was
+        opened. See docs/caching.md ("Monitoring").
+        """
+        self._check_open()
+        from mangostore.monitor.report import build_report
+
+        return build_report(self)
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one writing statement in the current transaction (or its own) and return rowcount.
@@ -287,6 +326,16 @@ class Database(RepositoryAccess):
         from mangostore.kg.conversations import ConversationService
 
         return ConversationService(self)
+
+    @functools.cached_property
+    def privacy(self) -> PrivacyService:
+        """Privacy: retention policies, export of a user's data, erasure of a user.
+
+        See docs/privacy.md.
+        """
+        from mangostore.privacy import PrivacyService
+
+        return PrivacyService(self)
 
     @functools.cached_property
     def audit(self) -> AuditLog:
@@ -554,6 +603,7 @@ def open_database(
     page_key = _page_key(keyring)
     writer_conn: Connection | None = None
     pool: ReaderPool | None = None
+    instruments = Instruments(path_str, settings, clock, keyring)
     try:
         # A foreign file is refused before the setup switches it to WAL.
         writer_conn = connect(
@@ -561,11 +611,20 @@ def open_database(
             page_key,
             writer_setup(settings.busy_timeout_ms),
             check=functools.partial(_check_is_mangostore, path=path_str) if exists else None,
+            factory=instruments.factory,
         )
         writer = Writer(writer_conn, busy_timeout_ms=settings.busy_timeout_ms)
+        instruments.attach_writer(writer)
         if not memory:
             pool = ReaderPool(
-                lambda: connect(path_str, page_key, reader_setup(settings.busy_timeout_ms)),
+                lambda: instruments.reader(
+                    connect(
+                        path_str,
+                        page_key,
+                        reader_setup(settings.busy_timeout_ms),
+                        factory=instruments.factory,
+                    )
+                ),
                 max_size=settings.pool_max_readers,
                 acquire_timeout_s=settings.pool_acquire_timeout_ms / 1000,
                 idle_timeout_s=settings.pool_idle_timeout_ms / 1000,
@@ -575,7 +634,7 @@ def open_database(
             runner.migrate(before=_pre_migration_backup(writer, path_str, page_key, settings))
         else:
             runner.verify()
-        return Database(
+        database = Database(
             path_str,
             keyring=keyring,
             writer=writer,
@@ -584,8 +643,14 @@ def open_database(
             settings=settings,
             recovery_key=recovery_text,
             clock=clock or SystemClock(),
+            instruments=instruments,
         )
+        if keyring is not None and keyring.erased_users():
+            # An older copy (or restored backup) may still hold erased users' rows.
+            database.privacy.reapply_erasures()
+        return database
     except BaseException:
+        instruments.close()
         if pool is not None:
             pool.close()
         if writer_conn is not None:

@@ -10,11 +10,15 @@ import click
 
 import mangostore
 from mangostore.cli._common import MangoGroup
+from mangostore.cli.audit import audit
+from mangostore.cli.auth import sessions, user
 from mangostore.cli.database import init, migrate, passwd, status
 from mangostore.cli.demo import demo
 from mangostore.cli.kg import kg
 from mangostore.cli.memory import memory
 from mangostore.cli.notify import notify
+from mangostore.cli.privacy import privacy
+from mangostore.cli.stats import stats
 
 __all__ = ["cli", "main"]
 
@@ -33,6 +37,11 @@ for _command in (init, status, migrate, passwd, demo, notify):
     cli.add_command(_command)
 cli.add_command(memory)
 cli.add_command(kg)
+cli.add_command(audit)
+cli.add_command(privacy)
+cli.add_command(stats)
+cli.add_command(user)
+cli.add_command(sessions)
 
 
 def main() -> None:

@@ -263,6 +263,47 @@ def open_existing(
     return mangostore.open(path, passphrase, create=False, migrate=False)
 
 
+def open_for(
+    path: Path,
+    *,
+    plain: bool,
+    key_file: Path | None,
+    needs_version: int,
+    feature: str,
+) -> mangostore.Database:
+    """Open an existing database for a command that needs schema ``needs_version``.
+
+    Commands never migrate behind the user's back: an older database is refused with
+    the command that upgrades it.
+
+    Raises:
+        CommandError: the schema is older than ``needs_version``.
+    """
+    db = open_existing(path, plain=plain, key_file=key_file)
+    if db.schema_version < needs_version:
+        version = db.schema_version
+        db.close()
+        raise CommandError(
+            f"{path} is at schema version {version}; {feature} needs version "
+            f"{needs_version}: run 'mangostore migrate {path}' first"
+        )
+    return db
+
+
+def resolve_user(db: mangostore.Database, user: str) -> str:
+    """Return the id of the user named ``user`` (a user name, or an id as given).
+
+    Raises:
+        CommandError: no such user.
+    """
+    found = db.users.get_by_username(user)
+    if found is not None:
+        return found.id
+    if db.users.exists(user):
+        return user
+    raise CommandError(f"there is no user named (or with id) {user!r}")
+
+
 def is_unencrypted_sqlite(path: Path) -> bool:
     """Whether ``path`` starts with the plain SQLite header (encrypted pages never do)."""
     try:

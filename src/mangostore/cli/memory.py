@@ -12,12 +12,12 @@ from rich.text import Text
 
 import mangostore
 from mangostore.cli._common import (
-    CommandError,
     console,
     existing_database,
     key_file_option,
-    open_existing,
+    open_for,
     plain_option,
+    resolve_user,
 )
 from mangostore.kg.memory import MEMORY_TYPES
 from mangostore.records import AIMemory
@@ -61,7 +61,9 @@ def list_memories(
     as recalling them.
     """
     with _open(path, plain, key_file) as db:
-        found = db.memory.list(_user_id(db, user), memory_type=memory_type, project_id=project_id)
+        found = db.memory.list(
+            resolve_user(db, user), memory_type=memory_type, project_id=project_id
+        )
     rows = [_summary(m) for m in found]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -88,24 +90,9 @@ def list_memories(
 
 
 def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    db = open_existing(path, plain=plain, key_file=key_file)
-    if db.schema_version < MEMORY_SCHEMA_VERSION:
-        version = db.schema_version
-        db.close()
-        raise CommandError(
-            f"{path} is at schema version {version}; memory needs version "
-            f"{MEMORY_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
-        )
-    return db
-
-
-def _user_id(db: mangostore.Database, user: str) -> str:
-    found = db.users.get_by_username(user)
-    if found is not None:
-        return found.id
-    if db.users.exists(user):
-        return user
-    raise CommandError(f"there is no user named (or with id) {user!r}")
+    return open_for(
+        path, plain=plain, key_file=key_file, needs_version=MEMORY_SCHEMA_VERSION, feature="memory"
+    )
 
 
 def _summary(m: AIMemory) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from rich.text import Text
 
 import mangostore
 from mangostore.cli._common import (
-    CommandError,
     console,
     existing_database,
     key_file_option,
-    open_existing,
+    open_for,
     plain_option,
+    resolve_user,
 )
 from mangostore.notify.preferences import PRIORITIES
 from mangostore.records import Notification
@@ -56,7 +56,7 @@ def list_notifications(
 ) -> None:
     """List the notifications of --user in the database at PATH, newest first."""
     with _open(path, plain, key_file) as db:
-        user_id = _user_id(db, user)
+        user_id = resolve_user(db, user)
         if unread:
             found = db.notify.unread(user_id, limit=limit)
         else:
@@ -117,7 +117,7 @@ def send(
     values = _parse_params(params)
     with _open(path, plain, key_file) as db:
         sent = db.notify.send(
-            _user_id(db, user),
+            resolve_user(db, user),
             type_name,
             values,
             project_id=project_id,
@@ -151,24 +151,13 @@ def read(path: Path, ids: tuple[str, ...], plain: bool, key_file: Path | None) -
 
 
 def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    db = open_existing(path, plain=plain, key_file=key_file)
-    if db.schema_version < NOTIFY_SCHEMA_VERSION:
-        version = db.schema_version
-        db.close()
-        raise CommandError(
-            f"{path} is at schema version {version}; notifications need version "
-            f"{NOTIFY_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
-        )
-    return db
-
-
-def _user_id(db: mangostore.Database, user: str) -> str:
-    found = db.users.get_by_username(user)
-    if found is not None:
-        return found.id
-    if db.users.exists(user):
-        return user
-    raise CommandError(f"there is no user named (or with id) {user!r}")
+    return open_for(
+        path,
+        plain=plain,
+        key_file=key_file,
+        needs_version=NOTIFY_SCHEMA_VERSION,
+        feature="notifications",
+    )
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:

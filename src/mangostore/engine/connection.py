@@ -32,11 +32,14 @@ def connect(
     setup: list[Callable[[Connection], None]],
     *,
     check: Callable[[Connection], None] | None = None,
+    factory: type | None = None,
 ) -> Connection:
     """Open one connection, apply the page key, prove it can read, then run ``setup``.
 
     ``check`` runs before ``setup``, which changes the file (WAL): a caller that must
     first make sure the file is its own refuses it there, leaving it untouched.
+    ``factory`` is a subclass of the driver's connection to make instead (the
+    monitor's instrumented connection).
 
     Raises:
         NotADatabaseError: the file is not SQLite, is damaged, or the key does not
@@ -47,7 +50,11 @@ def connect(
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for
         # writers); the driver's implicit transactions would hide the lock acquisition.
         conn = sqlcipher3.connect(
-            path, isolation_level=None, check_same_thread=False, uri=path.startswith("file:")
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=path.startswith("file:"),
+            factory=factory or sqlcipher3.Connection,
         )
     except sqlcipher3.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}") from exc

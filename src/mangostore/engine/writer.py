@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import DatabaseClosedError, DatabaseError, DatabaseLockedError
+
+T = TypeVar("T")
+
+
+class TransactionHooks(Protocol):
+    """Told about every outermost transaction (the query cache's invalidation).
+
+    Called with the write lock held; ``committed`` runs after COMMIT and before the
+    transaction's block returns.
+    """
+
+    def begun(self, conn: Connection) -> None:
+        """After ``BEGIN IMMEDIATE``."""
+
+    def committed(self) -> None:
+        """After a successful ``COMMIT``."""
+
+    def rolled_back(self) -> None:
+        """After the transaction was rolled back (or failed to begin or commit)."""
 
 
 class Writer:
@@ -26,6 +46,8 @@ class Writer:
         self._timeout_s = busy_timeout_ms / 1000
         self._depth = 0
         self._owner: int | None = None
+        #: Told about each outermost transaction; set once, before first use.
+        self.hooks: TransactionHooks | None = None
 
     @property
     def connection(self) -> Connection:
@@ -86,6 +108,21 @@ class Writer:
         finally:
             self._lock.release()
 
+    def run_if_idle(self, fn: Callable[[Connection], T]) -> T | None:
+        """Run ``fn`` on the writer connection if no transaction holds it right now.
+
+        Never waits: returns ``None`` when another thread (or this one) is inside a
+        transaction, or the database is closed.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._depth or self._conn is None:
+                return None
+            return fn(self._conn)
+        finally:
+            self._lock.release()
+
     def _acquire(self) -> None:
         if not self._lock.acquire(timeout=self._timeout_s):
             raise DatabaseLockedError(
@@ -98,14 +135,23 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
         self._owner = threading.get_ident()
         self._depth = 1
+        hooks = self.hooks
         try:
+            if hooks is not None:
+                hooks.begun(conn)
             yield conn
             self._commit(conn)
         except BaseException:
             # Also after a failed COMMIT: SQLite keeps the transaction open then
             # (deferred foreign keys, SQLITE_BUSY), and it must not leak into the next one.
             self._rollback(conn)
+            if hooks is not None:
+                hooks.rolled_back()
             raise
+        else:
+            # Outside the try: once COMMIT succeeded, nothing may report a rollback.
+            if hooks is not None:
+                hooks.committed()
         finally:
             self._depth = 0
             self._owner = None

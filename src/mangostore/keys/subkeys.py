@@ -11,7 +11,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 Purpose = Literal[
-    "page", "field", "blind-index", "audit", "backup", "sync", "export", "keyring", "recovery"
+    "page",
+    "field",
+    "blind-index",
+    "audit",
+    "backup",
+    "sync",
+    "export",
+    "keyring",
+    "recovery",
+    "cache",
 ]
 PURPOSES: Final[tuple[str, ...]] = (
     "page",
@@ -23,6 +32,7 @@ PURPOSES: Final[tuple[str, ...]] = (
     "export",
     "keyring",
     "recovery",
+    "cache",
 )
 _INFO_PREFIX: Final = b"mangostore/v1/"
 

@@ -406,6 +406,7 @@ _SELECT_VECTORS = (
     "JOIN kg_embedding_sources s ON s.embedding_id = e.id "
     "WHERE e.user_id = ? AND e.model_version = ?"
 )
+# Answered from the (user_id, model_version, created_at) index alone.
 _SIGNATURE = (
     "SELECT count(*), max(rowid), total(created_at) FROM kg_embeddings "
     "WHERE user_id = ? AND model_version = ?"
@@ -520,3 +521,14 @@ class SqliteVecIndex:
                 raise ConfigurationError("sqlite-vec cannot be loaded into this database")
             rows = conn.execute(sql, (to_blob(query), user_id, model_version, k)).fetchall()
         return [VectorHit(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+if TYPE_CHECKING:
+    # mypy checks here that each implementation conforms to its interface.
+    def _conforms(
+        minilm: MiniLMEmbedder,
+        hashing: HashingEmbedder,
+        by_numpy: NumpyIndex,
+        by_vec: SqliteVecIndex,
+    ) -> tuple[Embedder, Embedder, VectorIndex, VectorIndex]:
+        return minilm, hashing, by_numpy, by_vec

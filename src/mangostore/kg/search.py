@@ -66,6 +66,10 @@ RETRIEVERS = ("fts", "trigram", "vector", "graph")
 RRF_K = 60
 #: How much each retriever's ranks count in the fusion.
 WEIGHTS = {"fts": 1.0, "trigram": 0.6, "vector": 1.0, "graph": 1.2}
+#: Multiplies the graph's contribution for an entity reached from a linked entity by a
+#: relation whose predicate the query names ("who works on X": X <-works_on- person):
+#: the query states both ends of the fact, the strongest evidence there is.
+STRONG_BOOST = 3.0
 #: Least trigram similarity for a name in the query to link its entity.
 LINK_SIMILARITY = 0.75
 #: How sure a link is when the query holds a whole word of a name but not all of it.
@@ -250,6 +254,8 @@ class _Ranked:
 
     order: list[str] = field(default_factory=list)
     found: dict[str, tuple[float, Evidence]] = field(default_factory=dict)
+    #: Entities with the strongest kind of evidence (see STRONG_BOOST).
+    strong: set[str] = field(default_factory=set)
 
     def add(self, entity_id: str, score: float, evidence: Evidence) -> None:
         if entity_id not in self.found:
@@ -477,6 +483,7 @@ class HybridSearch:
                     )
         for entity_id in sorted(scores, key=lambda e: -scores[e])[: depth * 2]:
             ranked.add(entity_id, scores[entity_id], evidence[entity_id])
+        ranked.strong = current_matched & set(ranked.order)
         return ranked, closed_matched - current_matched
 
     def _link(
@@ -529,13 +536,15 @@ class HybridSearch:
         for name, ranked in lists.items():
             weight = WEIGHTS[name]
             for rank, entity_id in enumerate(ranked.order, 1):
-                fused[entity_id] = fused.get(entity_id, 0.0) + weight / (RRF_K + rank)
+                boost = STRONG_BOOST if entity_id in ranked.strong else 1.0
+                fused[entity_id] = fused.get(entity_id, 0.0) + boost * weight / (RRF_K + rank)
         if not fused:
             return []
         pool = sorted(fused, key=lambda e: -fused[e])[: max(3 * k, 30)]
         with self._kg._read() as conn:
             entities = self._kg._entities(conn, pool)
             stale = stale | _superseded_values(conn, pool, t)
+            successors = _successors(conn, sorted(stale & set(pool)), t)
         scored: list[tuple[float, str, dict[str, float]]] = []
         for entity_id in pool:
             entity = entities.get(entity_id)
@@ -548,6 +557,11 @@ class HybridSearch:
             factors = _factors(entity, t, entity_id in stale)
             score = fused[entity_id] * math.prod(factors.values())
             scored.append((score, entity_id, factors))
+        # A superseded value whose current value is also found is left out: the
+        # question is about now, and "bash" next to "zsh" would contradict it.
+        found = {entity_id for _, entity_id, _ in scored}
+        if as_of is None:
+            scored = [s for s in scored if not successors.get(s[1], set()) & found]
         scored.sort(key=lambda item: (-item[0], item[1]))
         hits: list[Hit] = []
         for score, entity_id, factors in scored[:k]:
@@ -559,7 +573,9 @@ class HybridSearch:
                     if entity_id in ranked.found:
                         rank = ranked.order.index(entity_id) + 1
                         raw, why = ranked.found[entity_id]
-                        components[name] = Component(rank, WEIGHTS[name] / (RRF_K + rank), raw)
+                        boost = STRONG_BOOST if entity_id in ranked.strong else 1.0
+                        contribution = boost * WEIGHTS[name] / (RRF_K + rank)
+                        components[name] = Component(rank, contribution, raw)
                         evidence.append(why)
                 explanation = Explanation(fused[entity_id], components, factors, evidence)
             hits.append(Hit(entities[entity_id], score, explanation))
@@ -635,6 +651,29 @@ def _superseded_values(conn: Connection, pool: Sequence[str], t: int) -> set[str
         (t, t, _json_list(pool), t),
     ).fetchall()
     return {r[0] for r in rows if not r[1]}
+
+
+def _successors(conn: Connection, stale: Sequence[str], t: int) -> dict[str, set[str]]:
+    """Map each superseded value to the values of the same subject and single-valued
+    predicate that hold at ``t`` (bash -> {zsh} once the preferred shell is zsh)."""
+    if not stale:
+        return {}
+    rows = conn.execute(
+        "SELECT old.object_id, cur.object_id FROM kg_relations old "
+        "JOIN kg_relation_validity ov ON ov.relation_id = old.id "
+        "JOIN kg_predicates p ON p.predicate = old.predicate AND p.single_valued = 1 "
+        "JOIN kg_relations cur ON cur.subject_id = old.subject_id "
+        "AND cur.predicate = old.predicate AND cur.object_id <> old.object_id "
+        "JOIN kg_relation_validity cv ON cv.relation_id = cur.id "
+        "WHERE old.object_id IN (SELECT value FROM json_each(?)) "
+        "AND ov.valid_to IS NOT NULL AND ov.valid_to <= ? "
+        "AND cv.valid_from <= ? AND (cv.valid_to IS NULL OR cv.valid_to > ?)",
+        (_json_list(stale), t, t, t),
+    ).fetchall()
+    found: dict[str, set[str]] = {}
+    for old, current in rows:
+        found.setdefault(old, set()).add(current)
+    return found
 
 
 def _dice(a: set[str], b: set[str]) -> float:

@@ -290,7 +290,7 @@ class NotificationService:
             self._db.users.update(user_id, preferences={**prefs, "timezone": zone})
 
     def timezone(self, user_id: str) -> dt.tzinfo:
-        """Return the user's time zone (UTC unless set with :meth:`set_timezone`).
+        """Return the user's time zone (``datetime.UTC`` unless set with :meth:`set_timezone`).
 
         Raises:
             NotFoundError: no such user.
@@ -936,18 +936,18 @@ class NotificationService:
         rows = self._db.query("SELECT preferences FROM users WHERE id = ?", (user_id,))
         if not rows:
             raise NotFoundError(f"no users record has id {user_id!r}")
-        name: Any = DEFAULT_ZONE
         text = rows[0][0]
-        if text is not None:
-            prefs = json.loads(text)
-            if isinstance(prefs, dict):
-                name = prefs.get("timezone", DEFAULT_ZONE)
+        prefs = json.loads(text) if text is not None else None
+        name = prefs.get("timezone") if isinstance(prefs, dict) else None
+        if name is None or name == DEFAULT_ZONE:
+            # Not ZoneInfo("UTC"): UTC must work without a time zone database.
+            return dt.UTC
         try:
             return load_zone(name)
         except InvalidValueError:
             # A zone this system does not know must not lose the notification.
             _log.warning("user %s has an unknown time zone %r; using UTC", user_id, name)
-            return load_zone(DEFAULT_ZONE)
+            return dt.UTC
 
     def _require_user(self, user_id: str) -> None:
         if not self._db.users.exists(user_id):

@@ -31,7 +31,7 @@ from mangostore.errors import (
 )
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
 from mangostore.records import Record
-from mangostore.repos.spec import INT64_MAX, TableSpec, table_spec
+from mangostore.repos.spec import TableSpec, table_spec
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
@@ -74,18 +74,21 @@ class Repository(Generic[R]):
 
     # -- reading ------------------------------------------------------------------------
 
-    def get(self, id: str) -> R:
+    def get(self, id: str, *, use_cache: bool | None = None) -> R:
         """Return the record with this id.
+
+        ``use_cache`` (here and in every read) chooses whether the row may come
+        from the query cache (default: ``Settings.cache_queries``); rows are cached,
+        and encrypted columns are decrypted on every read.
 
         Raises:
             NotFoundError: no such record.
         """
         key = self._id_column.check(self.spec.name, id)
-        with self._db._reading() as conn, driver_errors(self.spec.name):
-            row = conn.execute(self._sql_get, (key,)).fetchone()
-        if row is None:
+        rows = self._db._rows(self._sql_get, (key,), use_cache, self.spec.name)
+        if not rows:
             raise NotFoundError(f"no {self.spec.name} record has id {id!r}")
-        return self._build(row)
+        return self._build(rows[0])
 
     def list(
         self,
@@ -93,6 +96,7 @@ class Repository(Generic[R]):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        use_cache: bool | None = None,
         **filters: Any,
     ) -> builtins.list[R]:
         """Return the records matching every filter (``column=value``).
@@ -108,30 +112,33 @@ class Repository(Generic[R]):
         where, params = self._where(filters)
         sql = f"SELECT {self.spec.select_list} FROM {self.spec.quoted_table}{where}"
         sql += self._order(order_by) + _limit(limit, offset)
-        return self._select(sql, params)
+        return self._select(sql, params, use_cache)
 
-    def count(self, **filters: Any) -> int:
+    def count(self, *, use_cache: bool | None = None, **filters: Any) -> int:
         """Return how many records match the filters (see :meth:`list`)."""
         where, params = self._where(filters)
-        with self._db._reading() as conn, driver_errors(self.spec.name):
-            return int(
-                conn.execute(
-                    f"SELECT count(*) FROM {self.spec.quoted_table}{where}", params
-                ).fetchone()[0]
-            )
+        sql = f"SELECT count(*) FROM {self.spec.quoted_table}{where}"
+        return int(self._db._rows(sql, params, use_cache, self.spec.name)[0][0])
 
-    def exists(self, id: str | None = None, **filters: Any) -> bool:
+    def exists(
+        self, id: str | None = None, *, use_cache: bool | None = None, **filters: Any
+    ) -> bool:
         """Tell whether a record with this id (and/or matching the filters) exists."""
         if id is not None:
             filters["id"] = id
         where, params = self._where(filters)
         sql = f"SELECT EXISTS (SELECT 1 FROM {self.spec.quoted_table}{where})"
-        with self._db._reading() as conn, driver_errors(self.spec.name):
-            return bool(conn.execute(sql, params).fetchone()[0])
+        return bool(self._db._rows(sql, params, use_cache, self.spec.name)[0][0])
 
-    def first(self, *, order_by: str | Sequence[str] | None = None, **filters: Any) -> R | None:
+    def first(
+        self,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        use_cache: bool | None = None,
+        **filters: Any,
+    ) -> R | None:
         """Return the first record matching the filters, or ``None``."""
-        found = self.list(order_by=order_by, limit=1, **filters)
+        found = self.list(order_by=order_by, limit=1, use_cache=use_cache, **filters)
         return found[0] if found else None
 
     # -- writing ------------------------------------------------------------------------
@@ -209,9 +216,10 @@ class Repository(Generic[R]):
 
     # -- internals shared with subclasses -------------------------------------------------
 
-    def _select(self, sql: str, params: Sequence[Any]) -> builtins.list[R]:
-        with self._db._reading() as conn, driver_errors(self.spec.name):
-            rows = conn.execute(sql, params).fetchall()
+    def _select(
+        self, sql: str, params: Sequence[Any], use_cache: bool | None = None
+    ) -> builtins.list[R]:
+        rows = self._db._rows(sql, params, use_cache, self.spec.name)
         return [self._build(row) for row in rows]
 
     def _build(self, row: Sequence[Any], plain: Mapping[str, Any] | None = None) -> R:
@@ -517,9 +525,12 @@ class UserOwnedRepository(Repository[R]):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        use_cache: bool | None = None,
     ) -> builtins.list[R]:
         """Return the user's records."""
-        return self.list(order_by=order_by, limit=limit, offset=offset, user_id=user_id)
+        return self.list(
+            order_by=order_by, limit=limit, offset=offset, use_cache=use_cache, user_id=user_id
+        )
 
 
 def _batch_item(index: int, run: Any) -> Any:

@@ -54,9 +54,7 @@ class SecurityEventRepository(Repository[SecurityEvent]):
                 )
         missing = [c for c in _REQUIRED if c not in fields]
         if missing:
-            raise MissingFieldError(
-                f"security_events needs {', '.join(missing)}", field=missing[0]
-            )
+            raise MissingFieldError(f"security_events needs {', '.join(missing)}", field=missing[0])
         risk = fields.get("risk_score")
         return self._db.audit.append(
             fields["event_type"],

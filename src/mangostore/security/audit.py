@@ -26,6 +26,11 @@ sequence number and the MAC the first remaining event chains from; verification
 then starts at the anchor's word, and the anchor itself is authenticated when the
 walk reaches it.
 
+Events written before the chain existed (rows migrated from an older schema) store no
+MAC, but are chained all the same: their MACs are computed when needed, so the first
+event appended after them vouches for them. Until then :meth:`AuditLog.verify` reports
+them as not verified.
+
 A database opened without a passphrase has no keyring, hence no audit key: its
 events still get sequence numbers, but no MAC, and :meth:`AuditLog.verify` reports
 that the log cannot be verified. A key stored in the same file would let anyone who
@@ -72,6 +77,7 @@ __all__ = [
     "AuditLog",
     "AuditReport",
     "canonical_event",
+    "genesis_mac",
 ]
 
 TABLE: Final = "security_events"
@@ -163,7 +169,8 @@ def _chain_mac(key: bytes, prev: bytes, row: tuple[Any, ...] | list[Any]) -> byt
     return hmac.digest(key, prev + canonical_event(row), "sha256")
 
 
-def _genesis(key: bytes) -> bytes:
+def genesis_mac(key: bytes) -> bytes:
+    """Return the value the first event of a chain is chained from."""
     return hmac.digest(key, _GENESIS, "sha256")
 
 
@@ -184,7 +191,8 @@ class AuditReport:
         reason: what was wrong, in words; ``None`` when ``ok``.
         first_seq: the sequence number the kept log starts at (above 1 after retention).
         last_seq: the last sequence number in the log.
-        unsealed: events written before the chain existed (migrated rows, no MAC).
+        unsealed: events written before the chain existed (migrated rows, no MAC of
+            their own; the first event with a MAC after them vouches for them).
         keyed: the database has an audit key (a keyring).
         checkpoint_seq: the sequence number of the checkpoint checked, if any.
     """
@@ -251,7 +259,8 @@ class AuditCheckpoint:
         vault_id, seq, created_at = doc.get("vault_id"), doc.get("seq"), doc.get("created_at")
         if not (isinstance(vault_id, str) and _is_count(seq) and _is_count(created_at)):
             raise ValidationError("the audit checkpoint is incomplete or malformed")
-        assert isinstance(seq, int) and isinstance(created_at, int)
+        assert isinstance(seq, int)
+        assert isinstance(created_at, int)
         try:
             mac = bytes.fromhex(doc["mac"])
             signature = bytes.fromhex(doc["signature"])
@@ -281,6 +290,7 @@ class _Walk:
     expected: int | None = None
     checked: int = 0
     unsealed: int = 0
+    first_unsealed: int | None = None
     sealed_seen: bool = False
     first_seq: int | None = None
     last_seq: int | None = None
@@ -419,7 +429,9 @@ class AuditLog:
                 None,
             ]
             if key is not None:
-                row[_MAC] = _chain_mac(key, prev if prev is not None else _genesis(key), row)
+                if prev is None and seq > 1:
+                    prev = self.chain_mac_at(conn, seq - 1)  # the tip has no MAC of its own
+                row[_MAC] = _chain_mac(key, prev if prev is not None else genesis_mac(key), row)
             with driver_errors("appending to the audit log"):
                 conn.execute(_INSERT, row)
         return SecurityEvent(
@@ -562,10 +574,18 @@ class AuditLog:
         key = self._require_key()
         keyring = self._db.keyring
         assert keyring is not None
-        with self._db._snapshot() as conn, driver_errors("reading the audit log"):
-            tip = conn.execute(f"SELECT seq, mac FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
-        seq = 0 if tip is None else int(tip[0])
-        mac = _genesis(key) if tip is None or tip[1] is None else bytes(tip[1])
+        with self._db._snapshot() as conn:
+            with driver_errors("reading the audit log"):
+                tip = conn.execute(
+                    f"SELECT seq, mac FROM {TABLE} ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+            seq = 0 if tip is None else int(tip[0])
+            if tip is None:
+                mac = genesis_mac(key)
+            elif tip[1] is None:
+                mac = self.chain_mac_at(conn, seq)
+            else:
+                mac = bytes(tip[1])
         at = self._db.clock.now_ms()
         signature = _checkpoint_signature(key, keyring.vault_id, seq, mac, at)
         return AuditCheckpoint(keyring.vault_id, seq, mac, at, signature)
@@ -603,6 +623,16 @@ class AuditLog:
             if walk.broken is not None:
                 problems.append(walk.broken)
             problems += self._resolution_problems(conn, walk)
+            if walk.broken is None and walk.first_unsealed is not None and not walk.sealed_seen:
+                problems.append(
+                    (
+                        walk.first_unsealed,
+                        f"events {walk.first_unsealed}..{walk.last_seq} carry no MAC and no "
+                        "event with a MAC follows them: they predate the chain and nothing "
+                        "was appended since (append an event to seal them), or their MACs "
+                        "were removed",
+                    )
+                )
             if checkpoint is not None and walk.broken is None:
                 problem = _checkpoint_problem(walk, checkpoint)
                 if problem is not None:
@@ -620,11 +650,31 @@ class AuditLog:
             checkpoint_seq=None if checkpoint is None else checkpoint.seq,
         )
 
-    def _walk(self, conn: Connection, key: bytes, watch_seq: int | None) -> _Walk:
-        genesis = _genesis(key)
+    def chain_mac_at(self, conn: Connection, seq: int) -> bytes:
+        """Return the MAC that event ``seq`` carries, or for an event written before
+        the chain existed the MAC it would carry; the next event chains from it.
+
+        Raises:
+            ConfigurationError: the database has no audit key.
+        """
+        key = self._require_key()
+        with driver_errors("reading the audit log"):
+            row = conn.execute(f"SELECT mac FROM {TABLE} WHERE seq = ?", (seq,)).fetchone()
+        if row is not None and row[0] is not None:
+            return bytes(row[0])
+        walk = self._walk(conn, key, seq, until=seq)
+        return walk.watched_mac if walk.watched_mac is not None else genesis_mac(key)
+
+    def _walk(
+        self, conn: Connection, key: bytes, watch_seq: int | None, *, until: int | None = None
+    ) -> _Walk:
+        genesis = genesis_mac(key)
         walk = _Walk(prev=genesis, watch_seq=watch_seq)
         with driver_errors("reading the audit log"):
-            cursor = conn.execute(f"SELECT {_SELECT} FROM {TABLE} ORDER BY seq")
+            cursor = conn.execute(
+                f"SELECT {_SELECT} FROM {TABLE} WHERE seq <= ? ORDER BY seq",
+                (2**63 - 1 if until is None else until,),
+            )
             while walk.broken is None:
                 batch = cursor.fetchmany(_BATCH_ROWS)
                 if not batch:
@@ -638,7 +688,7 @@ class AuditLog:
                             break
                         walk.prev = walk.start_prev = start
                         walk.expected = walk.first_seq = int(row[_SEQ])
-                    if not self._step(walk, key, genesis, row):
+                    if not self._step(walk, key, row):
                         break
         return walk
 
@@ -681,7 +731,7 @@ class AuditLog:
         found.sort(key=lambda item: item[0], reverse=True)
         return found
 
-    def _step(self, walk: _Walk, key: bytes, genesis: bytes, row: tuple[Any, ...]) -> bool:
+    def _step(self, walk: _Walk, key: bytes, row: tuple[Any, ...]) -> bool:
         """Check one event; return whether the walk goes on."""
         seq = int(row[_SEQ])
         assert walk.expected is not None
@@ -693,8 +743,12 @@ class AuditLog:
             if walk.sealed_seen:
                 walk.broken = (seq, f"event {seq} has no MAC: it was inserted or altered")
                 return False
-            walk.unsealed += 1  # written before the chain existed
-            walk.prev = genesis
+            # Written before the chain existed: chained all the same, so the first event
+            # with a MAC vouches for every one before it.
+            walk.unsealed += 1
+            if walk.first_unsealed is None:
+                walk.first_unsealed = seq
+            walk.prev = _chain_mac(key, walk.prev, row)
         else:
             walk.sealed_seen = True
             expected = _chain_mac(key, walk.prev, row)

@@ -338,7 +338,7 @@ class AuthService:
         Raises:
             AuthenticationError: the token is malformed, unknown or wrong.
         """
-        session = self._db.sessions._authenticate(token)
+        session = self._db.sessions._authenticate(token)[0]
         revoked: bool = self._db.sessions.revoke(session.id, reason="logout")
         return revoked
 
@@ -403,7 +403,9 @@ class AuthService:
         """Refuse a locked name; verify the password (or burn the same work); count a failure."""
         name_key = self._name_key(username)
         self._refuse_if_locked(name_key, user, action, client)
-        stored = self._stored_hash(user.id) if user is not None else None
+        self._hasher.prepare()
+        # The same query for an unknown name (no user has an empty id).
+        stored = self._stored_hash(user.id if user is not None else "")
         if len(password) > self.policy.max_password_chars:
             stored, password = None, password[: self.policy.max_password_chars]
         if stored is None:
@@ -474,6 +476,8 @@ class AuthService:
         failures = 1
         if row is not None:
             count, last_failed, locked_until = int(row[0]), row[1], row[2]
+            if locked_until is not None and now < locked_until:
+                return count, int(locked_until)  # locked by a concurrent attempt: not extended
             lock_over = locked_until is not None and now >= locked_until
             # A clock set back makes now - last_failed negative: still within the window.
             stale = last_failed is None or now - last_failed > policy.failure_window_ms

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.low_level import ARGON2_VERSION
 
 from mangostore.errors import ConfigurationError
+from mangostore.keys.kdf import MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM
 
 __all__ = ["PasswordHasher", "PasswordParams"]
 
@@ -83,9 +85,27 @@ class PasswordHasher:
         if not stored.startswith("$argon2id$"):
             return False
         try:
+            found = argon2.extract_parameters(stored)
+            # The ceiling of the keyring's KDF: a planted hash must not make a login
+            # allocate gigabytes or run for minutes.
+            if (
+                found.memory_cost > MAX_MEMORY_KIB
+                or found.time_cost > MAX_ITERATIONS
+                or found.parallelism > MAX_PARALLELISM
+            ):
+                return False
             return self._hasher.verify(stored, _normalise(password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+
+    def prepare(self) -> None:
+        """Make the dummy hash :meth:`burn` verifies against, if not made yet.
+
+        Called before the first verification of any login, so that the one-off cost of
+        making it never falls on unknown user names only.
+        """
+        if self._dummy is None:
+            self._dummy = self.hash(secrets.token_urlsafe(24))
 
     def burn(self, password: str) -> None:
         """Do the work of one verification and throw the answer away.
@@ -93,8 +113,8 @@ class PasswordHasher:
         Used for unknown users, so that a login takes as long whether or not the user
         name exists. The dummy hash is made once, at the current parameters.
         """
-        if self._dummy is None:
-            self._dummy = self.hash(secrets.token_urlsafe(24))
+        self.prepare()
+        assert self._dummy is not None
         self.verify(self._dummy, password)
 
     def needs_upgrade(self, stored: str) -> bool:
@@ -112,7 +132,7 @@ class PasswordHasher:
         current = self.params
         return (
             found.type is not argon2.Type.ID
-            or found.version < argon2.low_level.ARGON2_VERSION
+            or found.version < ARGON2_VERSION
             or found.memory_cost < current.memory_kib
             or found.time_cost < current.time_cost
             or found.salt_len < current.salt_bytes

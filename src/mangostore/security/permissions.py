@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
-from mangostore.errors import InvalidValueError, MangoError, PermissionDenied
+from mangostore.errors import (
+    ConfigurationError,
+    InvalidValueError,
+    MangoError,
+    PermissionDenied,
+)
 from mangostore.records import Permission
 from mangostore.repos.base import new_id
 from mangostore.security.commit_watch import CommitWatch, watch_for
@@ -114,6 +119,17 @@ class PermissionService:
 
     def __repr__(self) -> str:
         return f"<PermissionService {self._db.path!r}>"
+
+    def configure(self, *, denial_log_interval_ms: int) -> None:
+        """Set how long repeats of one denial are counted instead of written (ms).
+
+        Raises:
+            ConfigurationError: not a non-negative integer.
+        """
+        value = denial_log_interval_ms
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigurationError("denial_log_interval_ms must be a non-negative integer")
+        self._denials = EventThrottle(value)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -460,7 +476,7 @@ class PermissionService:
             if self._watch_changed():
                 # Something was committed: the counter must be read again before any
                 # cached entry is trusted; a newer change makes older reads useless.
-                pass
+                self._generation = None
                 self._epoch += 1
             epoch, generation = self._epoch, self._generation
             if generation is not None:

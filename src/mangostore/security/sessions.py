@@ -17,9 +17,9 @@ it has been idle for the level's idle timeout, or at its absolute expiry
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from mangostore.repos.base import new_id
 from mangostore.security.conditions import SECURITY_LEVELS
 from mangostore.security.digests import digest_key, keyed_digest
 from mangostore.security.throttle import EventThrottle
+from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -169,16 +170,10 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str, size: int) -> bytes | None:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, binascii.Error):
-        return None
-    # The decoder skips stray characters and ignores spare bits: only the one
-    # canonical spelling of each token is accepted.
-    if len(raw) != size or _b64(raw) != text:
-        return None
-    return raw
+# Unpadded URL-safe base64 of 16 and 32 bytes. The last character carries spare bits
+# that must be zero (the decoder would ignore them): only the one canonical spelling
+# of each token is accepted.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")
 
 
 def parse_token(token: Any) -> tuple[str, bytes]:
@@ -187,13 +182,9 @@ def parse_token(token: Any) -> tuple[str, bytes]:
     Raises:
         AuthenticationError: the token does not have the shape of a session token.
     """
-    if not isinstance(token, str) or len(token) != TOKEN_CHARS or token[_SELECTOR_CHARS] != ".":
+    if type(token) is not str or len(token) != TOKEN_CHARS or not _TOKEN.match(token):
         raise AuthenticationError(MALFORMED)
-    selector = token[:_SELECTOR_CHARS]
-    verifier = _unb64(token[_SELECTOR_CHARS + 1 :], VERIFIER_BYTES)
-    if verifier is None or _unb64(selector, SELECTOR_BYTES) is None:
-        raise AuthenticationError(MALFORMED)
-    return selector, verifier
+    return token[:_SELECTOR_CHARS], base64.urlsafe_b64decode(token[_SELECTOR_CHARS + 1 :] + "=")
 
 
 class _Activity:
@@ -216,14 +207,17 @@ class SessionService:
         self._db = db
         self.policy = policy or SessionPolicy()
         self._noise = EventThrottle(self.policy.audit_repeat_interval_ms)
-        repo = db.user_sessions
-        self._repo = repo
-        spec = repo.spec
+        self._repo = db.user_sessions
+        self._users = db.users
+        sessions, users = self._repo.spec, self._users.spec
+        self._session_columns = len(sessions.names)
+        # One statement finds the session, its verifier digest and its user.
+        columns = [f"s.{quote_identifier(n)}" for n in sessions.names]
+        columns += ["v.verifier_hash"] + [f"u.{quote_identifier(n)}" for n in users.names]
         self._sql_find = (
-            f"SELECT {spec.select_list}, session_verifiers.verifier_hash "
-            f"FROM {spec.quoted_table} JOIN session_verifiers "
-            f"ON session_verifiers.session_id = {spec.quoted_table}.id "
-            f"WHERE {spec.quoted_table}.session_token = ?"
+            f"SELECT {', '.join(columns)} FROM {sessions.quoted_table} AS s "
+            "JOIN session_verifiers AS v ON v.session_id = s.id "
+            f"JOIN {users.quoted_table} AS u ON u.id = s.user_id WHERE s.session_token = ?"
         )
 
     def __repr__(self) -> str:
@@ -367,17 +361,17 @@ class SessionService:
     def _validate(self, token: str, activity: int) -> SessionInfo:
         db = self._db
         db._check_open()
-        session = self._authenticate(token)
+        session, user = self._authenticate(token)
         now = db.clock.now_ms()
         last = self._check_live(session, now)
         if activity == _Activity.FORCED or (
             activity == _Activity.THROTTLED and now - last >= self.policy.activity_write_interval_ms
         ):
             session = self._record_activity(session, now)
-        return SessionInfo(db.users.get(session.user_id), session)
+        return SessionInfo(user, session)
 
-    def _authenticate(self, token: str) -> UserSession:
-        """Find the session of ``token`` and check its verifier; no lifetime checks."""
+    def _authenticate(self, token: str) -> tuple[UserSession, User]:
+        """Find the session of ``token`` and its user, and check the verifier; no lifetimes."""
         selector, verifier = parse_token(token)
         key = digest_key(self._db)
         with self._db._reading() as conn, driver_errors("user_sessions"):
@@ -387,12 +381,15 @@ class SessionService:
             keyed_digest(key, _DIGEST_LABEL, "", "", selector, "", "", "", secret=verifier)
             self._audit_noise(("unknown",), None, "unknown_token", 0.3)
             raise AuthenticationError(INVALID)
-        session = self._repo._build(tuple(row)[:-1])
-        stored = bytes(row[-1])
-        if not hmac.compare_digest(self._digest(key, session, selector, verifier), stored):
+        values = tuple(row)
+        split = self._session_columns
+        session = self._repo._build(values[:split])
+        if not hmac.compare_digest(
+            self._digest(key, session, selector, verifier), bytes(values[split])
+        ):
             self._audit_noise(("verifier", session.id), session.user_id, "wrong_verifier", 0.8)
             raise AuthenticationError(INVALID)
-        return session
+        return session, self._users._build(values[split + 1 :])
 
     def _check_live(self, session: UserSession, now: int) -> int:
         """Raise unless the session is live at ``now``; return its last recorded activity."""

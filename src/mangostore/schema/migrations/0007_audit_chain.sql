@@ -18,6 +18,10 @@
 -- * UPDATE may only record a resolution (resolved 0 -> 1 with resolved_at and
 --   resolved_by); those three columns are outside the MAC, and the resolution is
 --   also appended to the chain as an event of its own, which verify() checks.
+--   The one other UPDATE is erasure in a database without a keyring, whose events
+--   carry no MAC and whose data is plaintext: with audit_control.redact_user_id set
+--   (in the erasure's transaction), that user's event_data and client_info may be
+--   set to NULL. Events with a MAC never change.
 -- * DELETE is refused, except for rows at the head of the chain while
 --   audit_control.retention_through_seq allows it: the retention path sets it in
 --   its own transaction, after appending an anchor event that carries the MAC of
@@ -26,10 +30,11 @@
 -- migrate:up
 CREATE TABLE audit_control (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    retention_through_seq INTEGER
+    retention_through_seq INTEGER,
+    redact_user_id TEXT
 );
 
-INSERT INTO audit_control (id, retention_through_seq) VALUES (1, NULL);
+INSERT INTO audit_control (id, retention_through_seq, redact_user_id) VALUES (1, NULL, NULL);
 
 CREATE TABLE security_events_chained (
     id TEXT PRIMARY KEY,
@@ -71,7 +76,8 @@ CREATE INDEX idx_security_events_resolved ON security_events(resolved);
 
 CREATE TRIGGER security_events_append_only_insert
 BEFORE INSERT ON security_events
-WHEN new.seq IS NOT coalesce((SELECT max(seq) FROM security_events), 0) + 1
+WHEN new.seq IS NOT NULL
+    AND new.seq IS NOT coalesce((SELECT max(seq) FROM security_events), 0) + 1
 BEGIN
     SELECT RAISE(ABORT, 'security_events is append-only: a new event must carry the next sequence number; write events with db.audit.append()');
 END;
@@ -79,14 +85,22 @@ END;
 CREATE TRIGGER security_events_append_only_update
 BEFORE UPDATE ON security_events
 WHEN NOT (
-    old.resolved = 0 AND new.resolved = 1
-    AND new.resolved_at IS NOT NULL AND new.resolved_by IS NOT NULL
-    AND new.id IS old.id AND new.user_id IS old.user_id
+    new.id IS old.id AND new.user_id IS old.user_id
     AND new.event_type IS old.event_type AND new.severity IS old.severity
     AND new.source_component IS old.source_component
-    AND new.event_data IS old.event_data AND new.client_info IS old.client_info
     AND new.risk_score IS old.risk_score AND new.timestamp IS old.timestamp
     AND new.seq IS old.seq AND new.mac IS old.mac
+    AND (
+        (old.resolved = 0 AND new.resolved = 1
+         AND new.resolved_at IS NOT NULL AND new.resolved_by IS NOT NULL
+         AND new.event_data IS old.event_data AND new.client_info IS old.client_info)
+        OR
+        (old.mac IS NULL AND old.user_id IS NOT NULL
+         AND old.user_id = (SELECT redact_user_id FROM audit_control WHERE id = 1)
+         AND new.event_data IS NULL AND new.client_info IS NULL
+         AND new.resolved IS old.resolved AND new.resolved_at IS old.resolved_at
+         AND new.resolved_by IS old.resolved_by)
+    )
 )
 BEGIN
     SELECT RAISE(ABORT, 'security_events is append-only: events cannot be changed; resolve one with db.audit.resolve()');

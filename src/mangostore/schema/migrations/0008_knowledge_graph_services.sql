@@ -134,7 +134,7 @@ CREATE TABLE kg_embedding_sources (
 );
 
 CREATE INDEX idx_kg_embedding_sources_hash ON kg_embedding_sources(content_hash, model_version);
-CREATE INDEX idx_kg_embeddings_user_model ON kg_embeddings(user_id, model_version);
+CREATE INDEX idx_kg_embeddings_user_model ON kg_embeddings(user_id, model_version, created_at);
 CREATE INDEX idx_kg_relations_spo ON kg_relations(subject_id, predicate, object_id);
 CREATE INDEX idx_kg_relations_object_predicate ON kg_relations(object_id, predicate);
 CREATE INDEX idx_kg_observations_user_id ON kg_observations(user_id);

@@ -41,7 +41,7 @@ CREATE TABLE login_attempts (
     locked_until INTEGER,
     updated_at INTEGER NOT NULL,
     FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE
-) WITHOUT ROWID;
+);
 
 CREATE INDEX idx_login_attempts_user_id ON login_attempts(user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX idx_login_attempts_updated_at ON login_attempts(updated_at);

@@ -1,0 +1,183 @@
+"""``mangostore privacy``: retention, export of a user's data, erasure of a user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import mangostore
+from mangostore.cli._common import (
+    CommandError,
+    existing_database,
+    key_file_option,
+    open_existing,
+    plain_option,
+    stdin_is_interactive,
+)
+from mangostore.privacy import DEFAULT_POLICIES, RetentionPolicy
+
+#: The schema version that made security_events a chain (retention anchors need it).
+PRIVACY_SCHEMA_VERSION = 7
+_DEFAULT_DAYS = {p.table: p.days for p in DEFAULT_POLICIES}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+def privacy() -> None:
+    """Retention policies, export of a user's data, and erasure of a user."""
+
+
+def _days(table: str) -> Callable[[F], F]:
+    default = _DEFAULT_DAYS[table]
+    return click.option(
+        f"--{table.replace('_', '-')}-days",
+        table,
+        type=click.IntRange(min=0),
+        default=default,
+        show_default="keep" if default is None else default,
+        help=f"Keep {table} this many days.",
+    )
+
+
+@privacy.command("retention")
+@existing_database
+@_days("command_history")
+@_days("notifications")
+@_days("security_events")
+@click.option(
+    "--archive-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where archive files go (default: PATH.archive beside the database).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@plain_option
+@key_file_option
+def retention(
+    path: Path,
+    command_history: int | None,
+    notifications: int | None,
+    security_events: int | None,
+    archive_dir: Path | None,
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
+    """Apply the retention policies to the database at PATH.
+
+    Command history and security events older than their cut-off are written to
+    an encrypted archive file and then deleted (security events behind an anchor
+    that keeps the audit chain verifiable); old notifications are deleted.
+    """
+    policies = [
+        RetentionPolicy("command_history", command_history),
+        RetentionPolicy("notifications", notifications),
+        RetentionPolicy("security_events", security_events),
+    ]
+    with _open(path, plain, key_file) as db:
+        report = db.privacy.apply_retention(policies=policies, archive_dir_path=archive_dir)
+    rows = [
+        {
+            "table": t.table,
+            "cutoff": t.cutoff,
+            "archived": t.archived,
+            "deleted": t.deleted,
+            "archive": None if t.archive is None else str(t.archive),
+        }
+        for t in report.tables
+    ]
+    if as_json:
+        click.echo(json.dumps({"tables": rows, "anchor_seq": report.anchor_seq}, indent=2))
+        return
+    for row in rows:
+        line = f"{row['table']}: {row['deleted']} deleted"
+        if row["archived"]:
+            line += f", {row['archived']} archived to {row['archive']}"
+        click.echo(line)
+
+
+@privacy.command("export")
+@existing_database
+@click.option("--user", "user", required=True, help="The user: a user id or a user name.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new (or empty) directory to write the export to.",
+)
+@plain_option
+@key_file_option
+def export(path: Path, user: str, out_dir: Path, plain: bool, key_file: Path | None) -> None:
+    """Export every row of --user, decrypted, as JSON Lines with a SHA-256 manifest.
+
+    The files hold the user's personal data in plaintext: keep them accordingly.
+    """
+    with _open(path, plain, key_file) as db:
+        manifest = db.privacy.export_user(_user_id(db, user), out_dir)
+    total = sum(f.rows for f in manifest.files)
+    click.echo(f"Exported {total} rows in {len(manifest.files)} files to {out_dir}")
+    for entry in manifest.files:
+        if entry.rows:
+            click.echo(f"  {entry.name}: {entry.rows}")
+
+
+@privacy.command("erase")
+@existing_database
+@click.option("--user", "user", required=True, help="The user: a user id or a user name.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@plain_option
+@key_file_option
+def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) -> None:
+    """Erase --user: delete their rows everywhere and destroy their data key.
+
+    Irreversible. Asks for confirmation unless --yes is given (and refuses to go on
+    without --yes when there is no terminal to ask).
+    """
+    with _open(path, plain, key_file) as db:
+        user_id = _user_id(db, user, erased_ok=True)
+        if not yes:
+            if not stdin_is_interactive():
+                raise CommandError(
+                    "erasure cannot be undone: pass --yes to confirm it without a terminal"
+                )
+            click.confirm(
+                f"Erase user {user} for good (their rows and their data key)?",
+                abort=True,
+                err=True,
+            )
+        report = db.privacy.erase_user(user_id)
+    click.echo(
+        f"Erased {user}: {report.total_deleted} rows deleted, "
+        f"{report.keys_destroyed} keys destroyed"
+    )
+    if not report.wal_truncated:
+        click.echo("The WAL could not be truncated (a reader was busy): run erase again later.")
+    for copy in report.copies_not_reached:
+        click.echo(f"Not reached (delete it, or open it to erase again): {copy}")
+
+
+def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
+    db = open_existing(path, plain=plain, key_file=key_file)
+    if db.schema_version < PRIVACY_SCHEMA_VERSION:
+        version = db.schema_version
+        db.close()
+        raise CommandError(
+            f"{path} is at schema version {version}; privacy commands need version "
+            f"{PRIVACY_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
+        )
+    return db
+
+
+def _user_id(db: mangostore.Database, user: str, *, erased_ok: bool = False) -> str:
+    found = db.users.get_by_username(user)
+    if found is not None:
+        return found.id
+    if db.users.exists(user):
+        return user
+    if erased_ok and db.keyring is not None and user in db.keyring.erased_users():
+        return user  # erasing again is harmless, and finishes an interrupted erasure
+    raise CommandError(f"there is no user named (or with id) {user!r}")

@@ -1,0 +1,377 @@
+"""``db.performance_report()``: the seed's PerformanceReport, from measurements.
+
+Every recommendation comes from a figure in the same report (a scan in a plan, a
+counter, a page count) and names it, so it can be checked:
+
+- ``add_index``: a statement scans a table whole while filtering it by columns (or
+  SQLite builds an automatic index for it on every run); the ``CREATE INDEX`` is
+  given;
+- ``drop_unused_index``: an index that none of the statements seen used, on a table
+  they did read, after at least :data:`MIN_RUNS_FOR_UNUSED` statement runs; indexes
+  that enforce a constraint or serve a foreign key are never suggested;
+- ``cache_hit_rate``: a cache tier answered fewer lookups than
+  ``Settings.cache_hit_rate_target`` after at least :data:`MIN_LOOKUPS` lookups;
+- ``vacuum``: free pages are more than ``Settings.vacuum_freelist_ratio`` of the file
+  (and at least :data:`MIN_FREE_PAGES` pages);
+- ``analyze``: ``sqlite_stat1`` is missing or empty while a table holds at least
+  :data:`MIN_ROWS_FOR_ANALYZE` rows (the planner then guesses);
+- ``size_limit``: the file and its WAL reach 80% of ``Settings.max_database_bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from mangostore.cache.memory import TierStats
+from mangostore.monitor.connection import _execute
+from mangostore.monitor.disk import DiskUsage, disk_usage
+from mangostore.monitor.normalize import first_word
+from mangostore.monitor.plans import IndexUsage, analyze, foreign_key_columns
+from mangostore.monitor.stats import SlowQuery, StatementStats
+
+if TYPE_CHECKING:
+    from mangostore.db import Database
+
+MIN_RUNS_FOR_UNUSED: Final = 100
+MIN_LOOKUPS: Final = 100
+MIN_FREE_PAGES: Final = 16
+MIN_ROWS_FOR_ANALYZE: Final = 100
+SIZE_WARNING_RATIO: Final = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPerformance:
+    """Statement statistics.
+
+    Attributes:
+        total_queries: statement runs timed.
+        total_time_ms: their total time.
+        average_query_ms: mean time per run.
+        slow_query_ms: the slow query threshold.
+        slow_runs: runs at or above it.
+        performance_score: the share of runs below the threshold, 0 to 100.
+        statements: per shape, most total time first, with plans.
+        slow_queries: the most recent slow runs with their plans.
+    """
+
+    total_queries: int
+    total_time_ms: float
+    average_query_ms: float
+    slow_query_ms: int
+    slow_runs: int
+    performance_score: float
+    statements: list[StatementStats] = field(default_factory=list)
+    slow_queries: list[SlowQuery] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TierPerformance:
+    """One cache tier's counters (see :class:`mangostore.cache.TierStats`)."""
+
+    tier: str
+    available: bool
+    hits: int
+    misses: int
+    hit_rate: float | None
+    evictions: int
+    expirations: int
+    invalidations: int
+    bypassed: int
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachePerformance:
+    """The cache tiers, and the hit rate over all of them (``None`` before any lookup)."""
+
+    tiers: list[TierPerformance]
+    hit_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One thing to do, with the measurement behind it.
+
+    Attributes:
+        kind: ``add_index``, ``drop_unused_index``, ``cache_hit_rate``, ``vacuum``,
+            ``analyze`` or ``size_limit``.
+        severity: ``info``, ``warning`` or ``critical``.
+        message: what was measured and what to do.
+        action: the SQL (or setting) that does it, when there is one.
+        subject: the table, index or tier concerned.
+    """
+
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    action: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceReport:
+    """The seed's PerformanceReport: timestamp, query and cache performance, disk and
+    index usage, recommendations."""
+
+    timestamp: int
+    query_performance: QueryPerformance
+    cache_performance: CachePerformance
+    disk_usage: DiskUsage
+    index_usage: IndexUsage
+    recommendations: list[Recommendation]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON-compatible data."""
+        data = dataclasses.asdict(self)
+        data["disk_usage"]["total_bytes"] = self.disk_usage.total_bytes
+        return data
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Return the report as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def build_report(db: Database) -> PerformanceReport:
+    """Measure ``db`` and return its report (see the module docstring)."""
+    instruments = db._instruments
+    settings = db.settings
+    monitor = instruments.monitor
+    statements = monitor.statements() if monitor is not None else []
+    samples = monitor.sample_sql() if monitor is not None else {}
+    with _read_snapshot(db) as conn:
+        plans, usage = analyze(
+            conn,
+            [
+                (s.shape, samples[s.shape], s.count, s.mean_ms)
+                for s in statements
+                if s.shape in samples
+            ],
+        )
+        disk = disk_usage(conn, db.path, settings.max_database_bytes)
+        fk_columns = {i.table: foreign_key_columns(conn, i.table) for i in usage.indexes}
+    statements = [dataclasses.replace(s, plan=plans.get(s.shape, [])) for s in statements]
+    slow = monitor.slow_queries() if monitor is not None else []
+    slow = [q if q.plan else dataclasses.replace(q, plan=plans.get(q.shape, [])) for q in slow]
+    runs = sum(s.count for s in statements)
+    total_ms = sum(s.total_ms for s in statements)
+    slow_runs = monitor.slow_runs() if monitor is not None else 0
+    query = QueryPerformance(
+        total_queries=runs,
+        total_time_ms=total_ms,
+        average_query_ms=total_ms / runs if runs else 0.0,
+        slow_query_ms=settings.slow_query_ms,
+        slow_runs=slow_runs,
+        performance_score=round(100.0 * (1 - slow_runs / runs), 1) if runs else 100.0,
+        statements=statements,
+        slow_queries=slow,
+    )
+    cache = _cache_performance(instruments.cache.stats())
+    recommendations = _recommend(db, query, cache, disk, usage, fk_columns)
+    return PerformanceReport(
+        timestamp=db.clock.now_ms(),
+        query_performance=query,
+        cache_performance=cache,
+        disk_usage=disk,
+        index_usage=usage,
+        recommendations=recommendations,
+    )
+
+
+@contextlib.contextmanager
+def _read_snapshot(db: Database) -> Iterator[Any]:
+    """Lend a connection inside one read transaction, run outside the statistics."""
+    if db._writer.owned_by_current_thread():
+        with db._reading() as conn:  # the writer, inside the caller's transaction
+            yield conn
+        return
+    # An in-memory database has only its writer: borrowed idle, it runs no statement
+    # (no BEGIN IMMEDIATE, COMMIT) that the report would then count.
+    lend = db._writer.idle_connection if db._pool is None else db._reading
+    with lend() as conn:
+        _execute(conn, "BEGIN")
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                _execute(conn, "ROLLBACK")
+
+
+def _cache_performance(stats: dict[str, TierStats]) -> CachePerformance:
+    tiers = [
+        TierPerformance(
+            tier=s.tier,
+            available=s.available,
+            hits=s.hits,
+            misses=s.misses,
+            hit_rate=s.hit_rate,
+            evictions=s.evictions,
+            expirations=s.expirations,
+            invalidations=s.invalidations,
+            bypassed=s.bypassed,
+            entries=s.entries,
+            bytes=s.bytes,
+            max_bytes=s.max_bytes,
+        )
+        for s in stats.values()
+    ]
+    hits = sum(t.hits for t in tiers)
+    lookups = hits + sum(t.misses for t in tiers)
+    return CachePerformance(tiers=tiers, hit_rate=hits / lookups if lookups else None)
+
+
+def _recommend(
+    db: Database,
+    query: QueryPerformance,
+    cache: CachePerformance,
+    disk: DiskUsage,
+    usage: IndexUsage,
+    fk_columns: dict[str, set[str]],
+) -> list[Recommendation]:
+    settings = db.settings
+    out: list[Recommendation] = []
+    rows = {o.table: o.rows for o in disk.objects if o.kind == "table"}
+    slow_ms = settings.slow_query_ms
+    for scan in usage.scans:
+        if scan.suggested_index is None:
+            continue
+        big = rows.get(scan.table, -1) >= 1_000 or scan.mean_ms >= slow_ms
+        how = "builds a temporary index on" if scan.automatic else "scans"
+        out.append(
+            Recommendation(
+                kind="add_index",
+                severity="warning" if big else "info",
+                message=(
+                    f"{scan.shape!r} {how} {scan.table} ({_rows_text(rows.get(scan.table, -1))}) "
+                    f"on each of its {scan.executions} runs (mean {scan.mean_ms:.2f} ms), "
+                    f"filtering by {', '.join(scan.equality_columns + scan.range_columns)}; "
+                    "an index on those columns lets SQLite search instead"
+                ),
+                action=scan.suggested_index,
+                subject=scan.table,
+            )
+        )
+    read_tables = _tables_in_plans(query.statements)
+    if query.total_queries >= MIN_RUNS_FOR_UNUSED:
+        for index in usage.indexes:
+            if index.uses or index.unique or index.origin != "c" or index.table not in read_tables:
+                continue
+            if index.columns and index.columns[0] in fk_columns.get(index.table, set()):
+                continue  # it serves the foreign key's checks and cascades
+            size = next((o.bytes for o in disk.objects if o.name == index.name), 0)
+            out.append(
+                Recommendation(
+                    kind="drop_unused_index",
+                    severity="info",
+                    message=(
+                        f"index {index.name} on {index.table}({', '.join(index.columns)}) was "
+                        f"used by none of the {usage.statements_planned} statements seen "
+                        f"({query.total_queries} runs) although they read {index.table}; if "
+                        f"that workload is typical, dropping it frees about {size:,} bytes "
+                        f"and makes writes to {index.table} cheaper"
+                    ),
+                    action=f'DROP INDEX "{index.name}"',
+                    subject=index.name,
+                )
+            )
+    target = settings.cache_hit_rate_target
+    for tier in cache.tiers:
+        lookups = tier.hits + tier.misses
+        if tier.hit_rate is None or lookups < MIN_LOOKUPS or tier.hit_rate >= target:
+            continue
+        if tier.evictions:
+            cause = (
+                f"{tier.evictions} entries were evicted to stay under {tier.max_bytes:,} bytes: "
+                f"raise Settings.cache_{tier.tier}_max_bytes"
+            )
+        elif tier.invalidations >= tier.hits:
+            cause = (
+                f"{tier.invalidations} entries were invalidated by writes to what they read: "
+                "reads of often-written tables gain little from the cache"
+            )
+        else:
+            cause = "most lookups were for keys not seen before: cache what is read again"
+        out.append(
+            Recommendation(
+                kind="cache_hit_rate",
+                severity="warning",
+                message=(
+                    f"the {tier.tier} cache answered {tier.hit_rate:.0%} of {lookups} lookups "
+                    f"(target {target:.0%}); {cause}"
+                ),
+                action=f"Settings.cache_{tier.tier}_max_bytes" if tier.evictions else None,
+                subject=tier.tier,
+            )
+        )
+    if (
+        disk.freelist_ratio > settings.vacuum_freelist_ratio
+        and disk.freelist_count >= MIN_FREE_PAGES
+    ):
+        out.append(
+            Recommendation(
+                kind="vacuum",
+                severity="info",
+                message=(
+                    f"{disk.freelist_count:,} of {disk.page_count:,} pages "
+                    f"({disk.freelist_ratio:.0%}) are free; VACUUM returns "
+                    f"{disk.freelist_count * disk.page_size:,} bytes to the file system "
+                    "(it rewrites the file and needs the write lock for that long)"
+                ),
+                action="VACUUM",
+            )
+        )
+    largest = max((r for r in rows.values()), default=0)
+    if not usage.statistics and largest >= MIN_ROWS_FOR_ANALYZE:
+        out.append(
+            Recommendation(
+                kind="analyze",
+                severity="info",
+                message=(
+                    f"there are no planner statistics (sqlite_stat1) although a table holds "
+                    f"{largest:,} rows; ANALYZE (or PRAGMA optimize) lets SQLite choose "
+                    "between indexes from the data instead of guessing"
+                ),
+                action="PRAGMA optimize",
+            )
+        )
+    if disk.max_database_bytes and disk.limit_ratio >= SIZE_WARNING_RATIO:
+        out.append(
+            Recommendation(
+                kind="size_limit",
+                severity="critical" if disk.limit_ratio >= 1 else "warning",
+                message=(
+                    f"the database takes {disk.total_bytes:,} bytes, {disk.limit_ratio:.0%} of "
+                    f"the {disk.max_database_bytes:,}-byte limit (Settings.max_database_bytes): "
+                    "archive or delete old data, then VACUUM"
+                ),
+                action="VACUUM",
+            )
+        )
+    return out
+
+
+def _rows_text(rows: int) -> str:
+    return f"{rows:,} rows" if rows >= 0 else "rows unknown"
+
+
+def _tables_in_plans(statements: list[StatementStats]) -> set[str]:
+    """Tables the reads seen search or scan (aliases are not tables).
+
+    Only reads count: the plan of a write also shows the foreign-key checks it makes
+    on other tables, which says nothing about how those tables are queried.
+    """
+    found: set[str] = set()
+    for statement in statements:
+        if first_word(statement.shape) not in ("SELECT", "WITH", "VALUES"):
+            continue
+        for line in statement.plan:
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("SCAN", "SEARCH"):
+                found.add(words[1])
+    return found
