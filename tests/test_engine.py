@@ -548,3 +548,23 @@ def test_status_reports_an_uncountable_table(plain_db: mangostore.Database) -> N
 def test_database_error_is_the_base_of_engine_errors() -> None:
     for cls in (QueryError, DatabaseLockedError):
         assert issubclass(cls, DatabaseError)
+
+
+def test_vacuum_reclaims_free_pages_and_keeps_the_data(db_path: Path) -> None:
+    db = mangostore.open(db_path, encrypted=False)
+    try:
+        for i in range(200):
+            db.execute(
+                "INSERT INTO users (id, username, created_at, updated_at) VALUES (?, ?, 0, 0)",
+                (f"u{i}", "x" * 500 + str(i)),
+            )
+        db.execute("DELETE FROM users WHERE id <> 'u7'")
+        free_before = db.query("PRAGMA freelist_count")[0][0]
+        db.vacuum()
+        assert free_before > 0
+        assert db.query("PRAGMA freelist_count")[0][0] == 0
+        assert [r[0] for r in db.query("SELECT id FROM users")] == ["u7"]
+        with db.transaction(), pytest.raises(mangostore.errors.DatabaseError):
+            db.vacuum()
+    finally:
+        db.close()

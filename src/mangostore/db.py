@@ -251,6 +251,22 @@ class Database(RepositoryAccess):
 
         return build_report(self)
 
+    def vacuum(self) -> None:
+        """Rebuild the file to return free pages to the file system (``VACUUM``).
+
+        This is what the performance report's VACUUM recommendation asks for. It
+        needs the writer to itself and cannot run inside :meth:`transaction`; cached
+        query results are dropped, since a rebuild may renumber rowids.
+
+        Raises:
+            DatabaseError: called inside a transaction.
+            DatabaseLockedError: another writer held the lock past the busy timeout.
+        """
+        self._check_open()
+        with self._writer.idle_connection() as conn, driver_errors("vacuuming"):
+            conn.execute("VACUUM")
+        self.cache.clear()
+
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one writing statement in the current transaction (or its own) and return rowcount.
 

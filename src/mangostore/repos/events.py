@@ -40,9 +40,11 @@ class SecurityEventRepository(Repository[SecurityEvent]):
 
     now_on_create = ("timestamp",)
 
-    def find_by_user(self, user_id: str) -> builtins.list[SecurityEvent]:
+    def find_by_user(
+        self, user_id: str, *, use_cache: bool | None = None
+    ) -> builtins.list[SecurityEvent]:
         """Return the events about this user, in chain order."""
-        return self.list(user_id=user_id, order_by=["seq"])
+        return self.list(user_id=user_id, order_by=["seq"], use_cache=use_cache)
 
     def _insert(self, conn: Connection, fields: dict[str, Any]) -> SecurityEvent:
         for name in fields:
