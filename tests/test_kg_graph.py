@@ -4,10 +4,12 @@ observations, traversal and access counting."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.kg_helpers import Graph, open_graph
 
+import mangostore
 from mangostore import errors
 
 
@@ -417,3 +419,17 @@ def test_kg_all_lists_every_public_name() -> None:
     }
     assert set(mangostore.kg.__all__) == public - {"annotations"}
     assert isinstance(HashingEmbedder(), Embedder)
+
+
+def test_closing_the_database_writes_buffered_access_counts(db_path: Path) -> None:
+    db = mangostore.open(db_path, encrypted=False)
+    user = db.users.create(username="reader")
+    entity = db.kg.upsert_entity(user.id, "concept", "write-ahead log").entity
+    for _ in range(3):
+        db.kg.get(entity.id)
+    db.close()  # no explicit db.kg.close(): closing the database settles the buffer
+    with mangostore.open(db_path, encrypted=False) as again:
+        stored = again.kg_entities.get(entity.id, use_cache=False)
+        # Three reads, and the upsert that made the entity counts as one too.
+        assert stored.access_count == 4
+        assert stored.last_accessed is not None

@@ -156,7 +156,16 @@ class Database(RepositoryAccess):
         with self._close_lock:
             if self._closed:
                 return
-            self._closed = True
+            try:
+                # Services that hold state settle it while the database can still
+                # write: the knowledge graph's buffered access counts, the permission
+                # cache's commit watch. Only services already in use are touched.
+                for name in ("kg", "access"):
+                    service = self.__dict__.get(name)
+                    if service is not None:
+                        service.close()
+            finally:
+                self._closed = True
         self._instruments.close()
         if self._pool is not None:
             self._pool.close()

@@ -31,6 +31,7 @@ observation is not matched, a closed relation is not followed.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -680,8 +681,13 @@ def _dice(a: set[str], b: set[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
+@functools.lru_cache(maxsize=1024)
+def _predicate_stems(predicate: str) -> frozenset[str]:
+    return frozenset(_stem(part) for part in predicate.split("_") if len(part) >= 3)
+
+
 def _predicate_matches(predicate: str, stems: set[str]) -> bool:
-    return any(_stem(part) in stems for part in predicate.split("_") if len(part) >= 3)
+    return not _predicate_stems(predicate).isdisjoint(stems)
 
 
 def _json_list(values: Sequence[Any]) -> str:
