@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name: str) -> ModuleType:
-    # `python -m pytest` puts the project root on sys.path; a bare `pytest` does not.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(name)
-
-
-harness = _import("bench.harness")
-runner = _import("bench.__main__")
-retrieval = _import("bench.bench_kg_retrieval")
+import bench.__main__ as runner
+from bench import bench_kg_retrieval as retrieval
+from bench import harness
 
 
 def test_retrieval_benchmark_runs_every_mode_against_its_baseline() -> None:

@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name: str) -> ModuleType:
-    # `python -m pytest` puts the project root on sys.path; a bare `pytest` does not.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(name)
-
-
-harness = _import("bench.harness")
-runner = _import("bench.__main__")
+import bench.__main__ as runner
+from bench import harness
 
 
 def test_notification_benchmark_runs_against_its_baselines() -> None:

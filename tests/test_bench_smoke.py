@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
+import bench.__main__ as runner
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name: str) -> ModuleType:
-    # `python -m pytest` puts the project root on sys.path; a bare `pytest` does not.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(name)
-
-
-harness = _import("bench.harness")
-runner = _import("bench.__main__")
+from bench import harness
 
 
 @pytest.mark.parametrize("name", runner.available())

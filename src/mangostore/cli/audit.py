@@ -14,7 +14,7 @@ from mangostore.cli._common import (
     CommandError,
     existing_database,
     key_file_option,
-    open_existing,
+    open_for,
     plain_option,
 )
 from mangostore.security.audit import AuditCheckpoint
@@ -116,12 +116,10 @@ def checkpoint(path: Path, output: Path | None, plain: bool, key_file: Path | No
 
 
 def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    db = open_existing(path, plain=plain, key_file=key_file)
-    if db.schema_version < AUDIT_SCHEMA_VERSION:
-        version = db.schema_version
-        db.close()
-        raise CommandError(
-            f"{path} is at schema version {version}; the audit chain needs version "
-            f"{AUDIT_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
-        )
-    return db
+    return open_for(
+        path,
+        plain=plain,
+        key_file=key_file,
+        needs_version=AUDIT_SCHEMA_VERSION,
+        feature="the audit chain",
+    )

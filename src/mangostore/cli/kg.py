@@ -19,8 +19,9 @@ from mangostore.cli._common import (
     console,
     existing_database,
     key_file_option,
-    open_existing,
+    open_for,
     plain_option,
+    resolve_user,
 )
 from mangostore.kg.model import ENTITY_TYPES
 
@@ -39,26 +40,15 @@ def kg() -> None:
 
 @contextlib.contextmanager
 def _open(path: Path, plain: bool, key_file: Path | None) -> Iterator[mangostore.Database]:
-    db = open_existing(path, plain=plain, key_file=key_file)
-    try:
-        if db.schema_version < KG_SCHEMA_VERSION:
-            raise CommandError(
-                f"{path} is at schema version {db.schema_version}; the knowledge graph needs "
-                f"version {KG_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
-            )
+    # Closing the database also writes the graph's buffered access counts.
+    with open_for(
+        path,
+        plain=plain,
+        key_file=key_file,
+        needs_version=KG_SCHEMA_VERSION,
+        feature="the knowledge graph",
+    ) as db:
         yield db
-        db.kg.close()  # buffered access counts
-    finally:
-        db.close()
-
-
-def _user_id(db: mangostore.Database, user: str) -> str:
-    found = db.users.get_by_username(user)
-    if found is not None:
-        return found.id
-    if db.users.exists(user):
-        return user
-    raise CommandError(f"there is no user named (or with id) {user!r}")
 
 
 def _when(ms: int | None) -> str:
@@ -116,7 +106,7 @@ def search(
     """Search the knowledge graph of --user in the database at PATH for QUERY."""
     when = _parse_as_of(as_of)
     with _open(path, plain, key_file) as db:
-        user_id = _user_id(db, user)
+        user_id = resolve_user(db, user)
         if no_vectors:
             db.kg.set_embedder(None)
         hits = db.kg.search(
@@ -173,7 +163,7 @@ def show(
 ) -> None:
     """Show ENTITY (an id, a name or an alias) of --user: aliases, observations, relations."""
     with _open(path, plain, key_file) as db:
-        user_id = _user_id(db, user)
+        user_id = resolve_user(db, user)
         view = db.kg.describe(db.kg.resolve(user_id, entity))
     e = view.entity
     observations = [
@@ -247,7 +237,7 @@ def import_(path: Path, file: Path, user: str, plain: bool, key_file: Path | Non
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"cannot read {file}: {exc}") from None
     with _open(path, plain, key_file) as db:
-        counts = db.kg.import_jsonl(_user_id(db, user), lines)
+        counts = db.kg.import_jsonl(resolve_user(db, user), lines)
     console().print(
         Text(
             f"Imported {counts['entities_created']} new and {counts['entities_matched']} "
@@ -269,7 +259,7 @@ def export(path: Path, file: Path, user: str, plain: bool, key_file: Path | None
     The file holds the graph in plain text: keep it somewhere safe.
     """
     with _open(path, plain, key_file) as db:
-        lines = list(db.kg.export_jsonl(_user_id(db, user)))
+        lines = list(db.kg.export_jsonl(resolve_user(db, user)))
     text = "".join(line + "\n" for line in lines)
     if str(file) == "-":
         click.echo(text, nl=False)

@@ -14,7 +14,7 @@ from mangostore.cli._common import (
     CommandError,
     existing_database,
     key_file_option,
-    open_existing,
+    open_for,
     plain_option,
     stdin_is_interactive,
 )
@@ -161,15 +161,13 @@ def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) 
 
 
 def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    db = open_existing(path, plain=plain, key_file=key_file)
-    if db.schema_version < PRIVACY_SCHEMA_VERSION:
-        version = db.schema_version
-        db.close()
-        raise CommandError(
-            f"{path} is at schema version {version}; privacy commands need version "
-            f"{PRIVACY_SCHEMA_VERSION}: run 'mangostore migrate {path}' first"
-        )
-    return db
+    return open_for(
+        path,
+        plain=plain,
+        key_file=key_file,
+        needs_version=PRIVACY_SCHEMA_VERSION,
+        feature="privacy commands",
+    )
 
 
 def _user_id(db: mangostore.Database, user: str, *, erased_ok: bool = False) -> str:
