@@ -23,6 +23,21 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 PASSPHRASE = "correct horse battery staple"
+
+#: Set by .ci/run: what tests would skip for lack of an optional dependency must be
+#: there, so CI never skips them silently.
+REQUIRE_OPTIONAL = os.environ.get("MANGOSTORE_TEST_REQUIRE_OPTIONAL") == "1"
+
+
+def skip_unless_available(available: bool, reason: str) -> None:
+    """Skip the calling test when ``available`` is false; fail instead under CI."""
+    if available:
+        return
+    if REQUIRE_OPTIONAL:
+        pytest.fail(f"{reason}, and MANGOSTORE_TEST_REQUIRE_OPTIONAL=1 makes it mandatory")
+    pytest.skip(reason)
+
+
 #: The weakest Argon2id parameters the library accepts: keeps tests fast.
 FAST_KDF = KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import FAST_KDF, PASSPHRASE
+from tests.conftest import FAST_KDF, PASSPHRASE, skip_unless_available
 from tests.kg_helpers import Graph, open_graph
 
 import mangostore
@@ -284,8 +284,8 @@ def test_vector_search_with_the_test_double(graph: Graph) -> None:
     assert hits[0].explanation.components["vector"].raw_score > 0.9
 
 
-@pytest.mark.skipif(sqlite_vec_path() is None, reason="sqlite-vec is not installed")
 def test_sqlite_vec_inside_the_encrypted_file_agrees_with_numpy(db_path: Path) -> None:
+    skip_unless_available(sqlite_vec_path() is not None, "sqlite-vec is not installed")
     db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=mangostore.Settings(kdf=FAST_KDF))
     try:
         assert SqliteVecIndex.available(db)
@@ -309,8 +309,8 @@ def test_sqlite_vec_inside_the_encrypted_file_agrees_with_numpy(db_path: Path) -
 
 def test_model_files_are_pinned(tmp_path: Path) -> None:
     directory = minilm_directory()
-    if directory is None:
-        pytest.skip("the embeddings extra is not installed")
+    skip_unless_available(directory is not None, "the embeddings extra is not installed")
+    assert directory is not None
     fake = tmp_path / "model"
     (fake / "1_Pooling").mkdir(parents=True)
     for name in MINILM_FILES:
@@ -321,8 +321,7 @@ def test_model_files_are_pinned(tmp_path: Path) -> None:
 
 
 def test_the_default_embedder_is_a_real_sentence_model() -> None:
-    if minilm_directory() is None:
-        pytest.skip("the embeddings extra is not installed")
+    skip_unless_available(minilm_directory() is not None, "the embeddings extra is not installed")
     from mangostore.kg import default_embedder
 
     model = default_embedder()
@@ -338,8 +337,7 @@ def test_the_default_embedder_is_a_real_sentence_model() -> None:
 
 
 def test_default_embedder_serves_db_kg(graph: Graph) -> None:
-    if minilm_directory() is None:
-        pytest.skip("the embeddings extra is not installed")
+    skip_unless_available(minilm_directory() is not None, "the embeddings extra is not installed")
     db = mangostore.open(":memory:", encrypted=False)
     try:
         user = db.users.create(username="ann").id

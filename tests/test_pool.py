@@ -102,7 +102,7 @@ def test_most_recently_used_first(factory: Factory, clock: FakeClock) -> None:
     pool = make_pool(factory, clock)
     with pool.reader() as a, pool.reader() as b:
         pass
-    # b was returned last, so it is handed out first.
+    # a was returned last, so it is handed out first.
     with pool.reader() as again:
         assert again is a
     with pool.reader() as again:

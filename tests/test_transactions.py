@@ -279,3 +279,35 @@ def test_transactions_from_many_threads_are_serialised(db: mangostore.Database) 
     rows = names(db)
     assert len(rows) == 80
     assert not any(r.endswith("inner") for r in rows)
+
+
+def test_a_driver_error_inside_a_write_block_leaves_as_a_mangostore_error(
+    plain_db: mangostore.Database,
+) -> None:
+    # Services run their own statements on the writer connection; whatever the driver
+    # raises there is translated at the boundary, after the rollback.
+
+    def insert_then_fail() -> None:
+        with plain_db._writer.transaction() as conn:
+            conn.execute(
+                "INSERT INTO users (id, username, created_at, updated_at) VALUES ('a', 'a', 0, 0)"
+            )
+            conn.execute("SELECT ?", ({"not": "bindable"},))
+
+    with pytest.raises(mangostore.errors.QueryError):
+        insert_then_fail()
+    assert plain_db.users.count() == 0
+
+
+def test_a_driver_error_on_a_reader_leaves_as_a_mangostore_error(
+    encrypted_db: mangostore.Database,
+) -> None:
+    with pytest.raises(mangostore.errors.QueryError), encrypted_db._reading() as conn:
+        conn.execute("SELECT * FROM no_such_table")
+
+
+def test_a_service_statement_with_a_bad_value_raises_a_mangostore_error(
+    plain_db: mangostore.Database,
+) -> None:
+    with pytest.raises(mangostore.errors.MangoError):
+        plain_db.kg.declare_predicate("likes", description={"a": 1})  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from mangostore.errors import (
     NotADatabaseError,
     QueryError,
 )
+from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring, keyring_path
 from mangostore.monitor.instruments import Instruments
@@ -166,6 +167,10 @@ class Database(RepositoryAccess):
                         service.close()
             finally:
                 self._closed = True
+                # Unwrapped data keys leave memory with the database.
+                cipher = field_cipher_for(self)
+                if cipher is not None:
+                    cipher.forget_cached_keys()
         self._instruments.close()
         if self._pool is not None:
             self._pool.close()
@@ -210,7 +215,7 @@ class Database(RepositoryAccess):
             with self._writer.transaction() as conn:
                 yield conn
         else:
-            with self._pool.reader() as conn:
+            with self._pool.reader() as conn, driver_errors():
                 yield conn
 
     def query(self, sql: str, params: Params = (), *, use_cache: bool | None = None) -> list[Row]:

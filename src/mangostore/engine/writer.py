@@ -79,10 +79,13 @@ class Writer:
         self._acquire()
         try:
             conn = self.connection
-            if self._depth == 0:
-                yield from self._outer(conn)
-            else:
-                yield from self._savepoint(conn)
+            # A driver error raised in the caller's block (by any service running its
+            # own statements) leaves as a mangostore error, after the rollback.
+            with driver_errors():
+                if self._depth == 0:
+                    yield from self._outer(conn)
+                else:
+                    yield from self._savepoint(conn)
         finally:
             self._lock.release()
 
