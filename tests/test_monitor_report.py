@@ -185,7 +185,7 @@ def test_disk_usage_covers_every_table_and_index(db: mangostore.Database, owner:
     assert sum(o.bytes for o in disk.objects) == pytest.approx(used, rel=0.05)
 
 
-def test_the_report_is_json_with_the_seed_fields(db: mangostore.Database, owner: str) -> None:
+def test_the_report_is_json_with_the_designed_fields(db: mangostore.Database, owner: str) -> None:
     db.query(SCAN_SQL, ("/src/p1", 1))
     data = json.loads(db.performance_report().to_json())
     assert set(data) == {

@@ -80,7 +80,7 @@ def make_pool(
     )
 
 
-def test_defaults_follow_the_seed(encrypted_db: mangostore.Database) -> None:
+def test_defaults_follow_the_design(encrypted_db: mangostore.Database) -> None:
     assert Settings().pool_max_readers == 10
     assert encrypted_db._pool is not None
     stats = encrypted_db._pool.stats()

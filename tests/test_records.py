@@ -1,4 +1,4 @@
-"""Record classes: one per seed table, matching the live schema; JSON columns in and out as
+"""Record classes: one per design table, matching the live schema; JSON columns in and out as
 Python objects and validated on the way in; encrypted columns never shown by ``repr``."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mangostore import Settings
 from mangostore.errors import JSONValueError
 from mangostore.records import RECORD_CLASSES, Record, User, encrypted_columns
 from mangostore.schema.sensitive import SENSITIVE_FIELDS
-from test_repos import ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, SEED_TABLES, Rows, row_counts
+from test_repos import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, Rows, row_counts
 
 #: Columns the schema declares as JSON text (CHECK json_valid), not encrypted.
 JSON_PAIRS = [
@@ -101,13 +101,13 @@ def small_json_db() -> Iterator[mangostore.Database]:
 # -- the classes and the live schema ------------------------------------------------------
 
 
-def test_there_is_one_record_class_per_seed_table_in_seed_order() -> None:
-    assert tuple(cls.__table__ for cls in RECORD_CLASSES) == SEED_TABLES
+def test_there_is_one_record_class_per_design_table_in_design_order() -> None:
+    assert tuple(cls.__table__ for cls in RECORD_CLASSES) == DESIGN_TABLES
     assert all(issubclass(cls, Record) for cls in RECORD_CLASSES)
     assert all(dataclasses.is_dataclass(cls) for cls in RECORD_CLASSES)
 
 
-@pytest.mark.parametrize("table", SEED_TABLES)
+@pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_fields_equal_the_live_schema_columns_in_order(
     plain_db: mangostore.Database, table: str
 ) -> None:
@@ -116,7 +116,7 @@ def test_fields_equal_the_live_schema_columns_in_order(
     assert [f.name for f in dataclasses.fields(CLASSES[table])] == live
 
 
-@pytest.mark.parametrize("table", SEED_TABLES)
+@pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_encrypted_columns_equal_the_sensitive_fields(table: str) -> None:
     cls = CLASSES[table]
     expected = SENSITIVE_FIELDS.get(table, ())
@@ -126,8 +126,8 @@ def test_encrypted_columns_equal_the_sensitive_fields(table: str) -> None:
     assert in_field_order == expected
 
 
-def test_sensitive_fields_name_only_seed_tables() -> None:
-    assert set(SENSITIVE_FIELDS) <= set(SEED_TABLES)
+def test_sensitive_fields_name_only_design_tables() -> None:
+    assert set(SENSITIVE_FIELDS) <= set(DESIGN_TABLES)
     assert set(SENSITIVE_FIELDS) == set(ENCRYPTED_COLUMNS)
 
 

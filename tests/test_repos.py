@@ -35,8 +35,8 @@ from mangostore.errors import (
 )
 from mangostore.records import RECORD_CLASSES, Record
 
-#: The tables of the seed, each with a repository of the same name on the database.
-SEED_TABLES = (
+#: The tables of the design, each with a repository of the same name on the database.
+DESIGN_TABLES = (
     "users",
     "projects",
     "terminal_sessions",
@@ -57,7 +57,7 @@ SEED_TABLES = (
     "kg_embeddings",
 )
 
-#: Encrypted columns of each table (the seed's "JSON, encrypted" plus notifications.metadata).
+#: Encrypted columns of each table (the design's "JSON, encrypted" plus notifications.metadata).
 ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("security_profile",),
     "projects": ("security_config",),
@@ -83,9 +83,9 @@ TABLES_WITH_UPDATED_AT = (
     "kg_entities",
 )
 #: Tables whose rows can be changed and deleted (security_events is an append-only log).
-MUTABLE_TABLES = tuple(t for t in SEED_TABLES if t != "security_events")
+MUTABLE_TABLES = tuple(t for t in DESIGN_TABLES if t != "security_events")
 TABLES_WITH_USER_ID = tuple(
-    t for t in SEED_TABLES if t not in ("users", "notification_types", "notification_actions")
+    t for t in DESIGN_TABLES if t not in ("users", "notification_types", "notification_actions")
 )
 
 #: A nullable, plain column of each table and a new value for it.
@@ -112,7 +112,7 @@ UPDATABLE: dict[str, tuple[str, Any]] = {
 
 
 class Rows:
-    """Makes valid rows of every seed table, creating whatever parents a row needs.
+    """Makes valid rows of every design table, creating whatever parents a row needs.
 
     Every method takes column values as keyword arguments, which override the defaults.
     """
@@ -276,10 +276,10 @@ _FACTORY_NAMES = {
 
 
 def row_counts(db: mangostore.Database) -> dict[str, int]:
-    """Return the number of rows of every seed table (and of the field-key metadata)."""
+    """Return the number of rows of every design table (and of the field-key metadata)."""
     return {
         table: int(db.query(f'SELECT count(*) FROM "{table}"')[0][0])
-        for table in (*SEED_TABLES, "field_keys")
+        for table in (*DESIGN_TABLES, "field_keys")
     }
 
 
@@ -324,12 +324,12 @@ def keyed_db(request: pytest.FixtureRequest) -> mangostore.Database:
 
 
 @both_modes
-def test_every_seed_table_has_a_repository_returning_its_record_class(
+def test_every_design_table_has_a_repository_returning_its_record_class(
     db: mangostore.Database, rows: Rows
 ) -> None:
     classes = {cls.__table__: cls for cls in RECORD_CLASSES}
-    assert set(classes) == set(SEED_TABLES)
-    for table in SEED_TABLES:
+    assert set(classes) == set(DESIGN_TABLES)
+    for table in DESIGN_TABLES:
         record = rows.make(table)
         assert type(record) is classes[table]
         assert isinstance(record, Record)
@@ -337,7 +337,7 @@ def test_every_seed_table_has_a_repository_returning_its_record_class(
 
 
 @both_modes
-@pytest.mark.parametrize("table", SEED_TABLES)
+@pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_create_fills_a_uuid7_id_and_timestamps_from_the_clock(
     db: mangostore.Database, rows: Rows, clock: ManualClock, table: str
 ) -> None:
@@ -380,13 +380,13 @@ def test_create_returns_database_defaults(db: mangostore.Database, rows: Rows) -
 
 
 @both_modes
-@pytest.mark.parametrize("table", SEED_TABLES)
+@pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_get_returns_what_create_returned(db: mangostore.Database, rows: Rows, table: str) -> None:
     record = rows.make(table)
     assert getattr(db, table).get(record.id) == record
 
 
-@pytest.mark.parametrize("table", SEED_TABLES)
+@pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_get_missing_raises_not_found(db: mangostore.Database, table: str) -> None:
     with pytest.raises(NotFoundError, match="no-such-id"):
         getattr(db, table).get("no-such-id")

@@ -1,4 +1,4 @@
-"""The migrated schema matches the seed design, and its CHECK constraints hold.
+"""The migrated schema matches the design, and its CHECK constraints hold.
 
 The expected tables, columns, foreign keys, unique constraints and indexes below are
 copied from the AlphanumericMango database design (sections 3.1 to 4.2 and 5.1), with
@@ -669,7 +669,7 @@ def parented(db: Any) -> Any:
 # --- structure -------------------------------------------------------------------
 
 
-def test_every_seed_table_exists(db: Any) -> None:
+def test_every_design_table_exists(db: Any) -> None:
     rows = db.query("SELECT name FROM sqlite_master WHERE type = 'table'", [])
     tables = {row["name"] for row in rows}
     assert set(COLUMNS) | {"kg_search_index"} <= tables

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class Clock(Protocol):
-    """A source of the current time in integer epoch milliseconds (the seed's unit)."""
+    """A source of the current time in integer epoch milliseconds (the design's unit)."""
 
     def now_ms(self) -> int:
         """Return the current time in epoch milliseconds."""

@@ -1,4 +1,4 @@
-"""Typed record classes, one per table of the seed.
+"""Typed record classes, one per table of the design.
 
 The annotations are the single source of truth for the repository layer: the
 allowed column names (the identifier allow-list), which columns hold JSON, which
@@ -426,7 +426,7 @@ class KGEmbedding(Record):
     created_at: int
 
 
-#: Every record class, in the order of the seed.
+#: Every record class, in the order of the design.
 RECORD_CLASSES: tuple[type[Record], ...] = (
     User,
     Project,

@@ -11,7 +11,7 @@ from mangostore.keys.kdf import KdfParams
 class Settings:
     """Everything a caller may tune when opening a database.
 
-    Defaults follow the seed (pool of 10 readers, 10 s acquire timeout, 30 s idle
+    Defaults follow the design (pool of 10 readers, 10 s acquire timeout, 30 s idle
     timeout) and the KDF parameters recommended for interactive unlocking.
     """
 

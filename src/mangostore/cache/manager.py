@@ -1,4 +1,4 @@
-"""``db.cache``: the three tiers behind one interface, as in the seed's CacheManager."""
+"""``db.cache``: the three tiers behind one interface, as in the design's CacheManager."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``db.performance_report()``: the seed's PerformanceReport, from measurements.
+"""``db.performance_report()``: the design's PerformanceReport, from measurements.
 
 Every recommendation comes from a figure in the same report (a scan in a plan, a
 counter, a page count) and names it, so it can be checked:
@@ -117,7 +117,7 @@ class Recommendation:
 
 @dataclass(frozen=True, slots=True)
 class PerformanceReport:
-    """The seed's PerformanceReport: timestamp, query and cache performance, disk and
+    """The design's PerformanceReport: timestamp, query and cache performance, disk and
     index usage, recommendations."""
 
     timestamp: int

@@ -577,7 +577,7 @@ class NotificationService:
         """
         at = self._db.clock.now_ms() if now is None else now
         count = None if limit is None else _check_count(limit, "limit")
-        # INDEXED BY: without statistics SQLite prefers the seed's index on status
+        # INDEXED BY: without statistics SQLite prefers the design's index on status
         # alone, which reads every pending row and sorts them.
         base = (
             "SELECT id FROM notifications INDEXED BY idx_notifications_pending_scheduled "

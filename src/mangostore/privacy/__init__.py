@@ -1,4 +1,4 @@
-"""Privacy services (seed section 13): retention, export and erasure.
+"""Privacy services (design section 13): retention, export and erasure.
 
 ``db.privacy`` is a :class:`PrivacyService`. Archive files written by retention are
 read back with :func:`read_archive`; an export is checked with :func:`verify_export`.

@@ -224,7 +224,7 @@ class ErasureReport:
 
 
 class PrivacyService:
-    """``db.privacy``: retention, export and erasure (seed section 13).
+    """``db.privacy``: retention, export and erasure (design section 13).
 
     Erasure and retention take the write lock for their whole run and refuse to run
     inside a caller's transaction: their effects outside the database (the keyring,

@@ -58,7 +58,7 @@ class PermissionRepository(UserOwnedRepository[Permission]):
 
 
 class RepositoryAccess:
-    """Mixed into :class:`mangostore.Database`: one repository per seed table, made on first use."""
+    """Mixed into :class:`mangostore.Database`: one repository per table, made on first use."""
 
     def _database(self) -> Database:
         return self  # type: ignore[return-value]

@@ -465,7 +465,7 @@ class Repository(Generic[R]):
 
     def _required_columns(self) -> tuple[str, ...]:
         """Columns that must be given to ``create``."""
-        # No seed column is NOT NULL with a DEFAULT, so "not nullable" means "required".
+        # No column of the design is NOT NULL with a DEFAULT, so "not nullable" means "required".
         return tuple(
             name
             for name, column in self.spec.columns.items()

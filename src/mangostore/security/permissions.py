@@ -1,6 +1,6 @@
 """Access control (``db.access``): grant, deny, revoke, check, require.
 
-The model, on the seed's ``permissions`` table:
+The model, on the design's ``permissions`` table:
 
 - A record lets (``allow``) or forbids (``deny``) one user one permission type
   (``read``, ``write``, ``execute``, ``admin``) on one resource (``resource_type`` and

@@ -1,7 +1,7 @@
 -- 0006_access_indexes: indexes for the repository layer's lookups, and one active
 -- voice profile per user.
 --
--- The seed indexes user_id on some tables only; find_by_user() and the
+-- The design indexes user_id on some tables only; find_by_user() and the
 -- foreign-key checks SQLite runs on delete would otherwise scan these tables.
 
 -- migrate:up

@@ -130,10 +130,10 @@ DROP INDEX idx_security_events_severity;
 DROP INDEX idx_security_events_timestamp;
 DROP INDEX idx_security_events_user_id;
 
--- Envelopes cannot go back into JSON-checked columns without the keys: the seed's
+-- Envelopes cannot go back into JSON-checked columns without the keys: the design's
 -- table comes back with the events whose data is plain JSON (or absent), and with
 -- the references to users that still exist.
-CREATE TABLE security_events_seed (
+CREATE TABLE security_events_v4 (
     id TEXT PRIMARY KEY,
     user_id TEXT,
     event_type TEXT NOT NULL
@@ -152,7 +152,7 @@ CREATE TABLE security_events_seed (
     FOREIGN KEY (user_id) REFERENCES users(id)
 );
 
-INSERT INTO security_events_seed (
+INSERT INTO security_events_v4 (
     id, user_id, event_type, severity, source_component, event_data, client_info,
     risk_score, resolved, resolved_at, resolved_by, timestamp
 )
@@ -166,7 +166,7 @@ FROM security_events;
 
 DROP TABLE security_events;
 
-ALTER TABLE security_events_seed RENAME TO security_events;
+ALTER TABLE security_events_v4 RENAME TO security_events;
 
 CREATE INDEX idx_security_events_user_id ON security_events(user_id);
 CREATE INDEX idx_security_events_timestamp ON security_events(timestamp);

@@ -1,12 +1,12 @@
 -- 0008_knowledge_graph_services: what the knowledge graph service (db.kg) needs on top
--- of the seed's tables: canonical names and aliases for de-duplication, validity
+-- of the design's tables: canonical names and aliases for de-duplication, validity
 -- windows of relations and observations, single-valued predicates, a log of merges
 -- that can be undone, a trigram index of names, triggers that keep both full-text
 -- indexes in step with the graph, and the bookkeeping of embeddings.
 --
--- The seed's tables keep exactly the columns the design gives them (they are the
+-- The design's tables keep exactly the columns the design gives them (they are the
 -- contract with the rest of AlphanumericMango): every addition lives in a companion
--- table keyed by the seed row's id, removed with it (ON DELETE CASCADE or a trigger).
+-- table keyed by the base row's id, removed with it (ON DELETE CASCADE or a trigger).
 --
 -- kg_search_rows numbers the rows of the two full-text indexes. It has an INTEGER
 -- PRIMARY KEY, so its numbers survive VACUUM, and each number is the rowid of the
@@ -14,8 +14,8 @@
 --   kind 'entity'       kg_search_index: name and description;  kg_trigram_index: name
 --   kind 'alias'        kg_search_index: the alias;             kg_trigram_index: the alias
 --   kind 'observation'  kg_search_index: the observation's content (no trigram row)
--- kg_search_index.entity_id is always the id of the entity the row is about, as in the
--- seed. Triggers write, rewrite and delete these rows whenever an entity, alias or
+-- kg_search_index.entity_id is always the id of the entity the row is about, as the
+-- design has it. Triggers write, rewrite and delete these rows whenever an entity, alias or
 -- observation is inserted, changed or deleted, by mangostore or by raw SQL.
 --
 -- Canonical names need Unicode NFKC, which SQL cannot compute: the triggers leave

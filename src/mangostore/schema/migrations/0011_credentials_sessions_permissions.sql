@@ -1,7 +1,7 @@
 -- 0011_credentials_sessions_permissions: passwords, login throttling, session
 -- verifiers, explicit deny records and the permission cache's generation counter.
 --
--- The seed tables keep exactly the columns of the design; what authentication and
+-- The base tables keep exactly the columns of the design; what authentication and
 -- access control need lives beside them (see mangostore.security and
 -- docs/authentication.md):
 --
