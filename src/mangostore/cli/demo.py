@@ -180,6 +180,45 @@ def check_on_disk(tour: Tour) -> None:
     tour.out.print(f"Reopened with the passphrase: {count} command_history rows are there.")
 
 
+def knowledge_and_memory(tour: Tour) -> None:
+    """Build a small graph, change a single-valued fact, search it; remember and recall."""
+    db, user = tour.database(), tour.ids["user"]
+    kg = db.kg
+    kg.declare_predicate("preferred_shell", single_valued=True)
+    me = kg.upsert_entity(user, "person", "Ada").entity
+    kg.relate(me, "preferred_shell", kg.upsert_entity(user, "command", "bash").entity)
+    kg.relate(me, "preferred_shell", kg.upsert_entity(user, "command", "zsh").entity)
+    again = kg.upsert_entity(user, "person", "  ADA ")
+    tour.out.print(f"'  ADA ' matched the existing entity: {not again.created}")
+    for hit in kg.search(user, "which shell does Ada prefer", k=3):
+        tour.out.print(f"  search hit: {hit.entity.name} ({hit.score:.3f})")
+    db.memory.remember(user, "editor", "helix", memory_type="preference")
+    db.memory.remember(user, "editor", "neovim", memory_type="preference")
+    (recalled,) = db.memory.recall(user, "editor")
+    history = db.memory.history(user, "editor")
+    tour.out.print(
+        f"Memory 'editor' is {recalled.memory.value_data!r}; "
+        f"{len(history)} superseded value kept as history."
+    )
+
+
+def notify_and_secure(tour: Tour) -> None:
+    """Send a notification, log in with a password, check a permission, verify the audit log."""
+    db, user, project = tour.database(), tour.ids["user"], tour.ids["project"]
+    db.notify.register_type("build.failed", category="project", template="{project} failed")
+    sent = db.notify.send(user, "build.failed", {"project": "site"}, project_id=project)
+    tour.out.print(f"Notification '{sent.message}' sent by {', '.join(sent.delivery_methods)}.")
+    ops = db.auth.create_user_with_password("ops", "a long demo password")
+    login = db.auth.login("ops", "a long demo password", ip_address="127.0.0.1")
+    who, _session = db.sessions.validate(login.token)
+    db.access.grant(ops.id, "project", project, "read")
+    can_read = db.access.check(ops.id, "project", project, "read")
+    can_write = db.access.check(ops.id, "project", project, "write")
+    tour.out.print(f"{who.username} logged in; may read: {can_read}, may write: {can_write}.")
+    report = db.audit.verify()
+    tour.out.print(f"Audit log: {report.events_checked} events, chain verified: {report.ok}.")
+
+
 def show_status(tour: Tour) -> None:
     """Show what `mangostore status` shows."""
     render_status(tour.out, tour.database().status())
@@ -193,6 +232,8 @@ STEPS: list[Step] = [
     Step("Write command history", add_commands),
     Step("Read it back", read_back),
     Step("Look at the file on disk", check_on_disk),
+    Step("Knowledge graph and memory", knowledge_and_memory),
+    Step("Notifications, login, permissions, audit", notify_and_secure),
     Step("mangostore status", show_status),
 ]
 
