@@ -207,7 +207,8 @@ def notify_and_secure(tour: Tour) -> None:
     db, user, project = tour.database(), tour.ids["user"], tour.ids["project"]
     db.notify.register_type("build.failed", category="project", template="{project} failed")
     sent = db.notify.send(user, "build.failed", {"project": "site"}, project_id=project)
-    tour.out.print(f"Notification '{sent.message}' sent by {', '.join(sent.delivery_methods)}.")
+    methods = ", ".join(sent.delivery_methods or ()) or "no method"
+    tour.out.print(f"Notification '{sent.message}' sent by {methods}.")
     ops = db.auth.create_user_with_password("ops", "a long demo password")
     login = db.auth.login("ops", "a long demo password", ip_address="127.0.0.1")
     who, _session = db.sessions.validate(login.token)
