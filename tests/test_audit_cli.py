@@ -107,3 +107,27 @@ def test_an_old_schema_is_told_to_migrate(db_path: Path) -> None:
     result = run(["audit", "verify", "--plain", str(db_path)], passphrase=None)
     assert result.exit_code == 1
     assert "mangostore migrate" in result.stderr
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_file(
+    vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "audit.checkpoint"
+    assert run(["audit", "checkpoint", str(vault), "-o", str(out)]).exit_code == 0
+    previous = out.read_bytes()
+    with mangostore.open(vault, passphrase=PASSPHRASE, settings=SETTINGS) as db:
+        db.audit.append("auth", "info", "auth", user_id=None, event_data={"i": 5})
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("mangostore.files.os.fsync", full_disk)
+    result = run(["audit", "checkpoint", str(vault), "-o", str(out)])
+    assert result.exit_code != 0
+    assert out.read_bytes() == previous
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    out.chmod(0o644)
+    assert run(["audit", "checkpoint", str(vault), "-o", str(out)]).exit_code == 0
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    assert json.loads(out.read_text())["seq"] == 6

@@ -185,3 +185,17 @@ def test_cli_errors_are_one_line(plain_file: tuple[Path, Path], tmp_path: Path) 
     assert "line 1" in out
     code, out = _run("kg", "search", str(path), "x", "--user", "ann", "--plain", "--as-of", "soon")
     assert code == 2
+
+
+def test_cli_export_file_is_private(plain_file: tuple[Path, Path], tmp_path: Path) -> None:
+    path, source = plain_file
+    code, out = _run("kg", "import", str(path), str(source), "--user", "ann", "--plain")
+    assert code == 0, out
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    target.chmod(0o644)
+    code, out = _run("kg", "export", str(path), str(target), "--user", "ann", "--plain")
+    assert code == 0, out
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert _parsed(target.read_text(encoding="utf-8").splitlines()) == _parsed(MCP_FILE)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

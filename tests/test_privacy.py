@@ -535,3 +535,83 @@ def test_erasure_names_the_pre_migration_copies_it_cannot_reach(
         report = db.privacy.erase_user(uid)
     assert report.copies_not_reached
     assert all(p.name.startswith(db_path.name + ".pre-v7") for p in report.copies_not_reached)
+
+
+def test_a_failed_retention_leaves_no_archive(
+    disk_db: mangostore.Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = Rows(disk_db)
+    user = rows.user()
+    old = [rows.command(user_id=user.id, command=f"old {i}") for i in range(3)]
+    clock.advance(100 * DAY_MS)
+
+    def fail(*args: object, **kwargs: object) -> int:
+        raise DatabaseError("the delete failed")
+
+    monkeypatch.setattr("mangostore.privacy.service._delete_with_children", fail)
+    with pytest.raises(DatabaseError):
+        disk_db.privacy.apply_retention()
+    monkeypatch.undo()
+    directory = Path(disk_db.path + ".archive")
+    assert not directory.exists() or not list(directory.iterdir())
+    assert {c.id for c in disk_db.command_history.list()} == {c.id for c in old}
+    entry = disk_db.privacy.apply_retention().table("command_history")
+    assert entry.archived == 3
+    assert entry.archive is not None
+    assert [p.name for p in directory.iterdir()] == [entry.archive.name]
+
+
+def test_an_archive_never_replaces_another(
+    memory_db: mangostore.Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mangostore.privacy import archive as archive_module
+
+    def write(command: str) -> Path:
+        return write_archive(
+            tmp_path,
+            "command_history",
+            [{"id": command, "user_id": "u", "command": command}],
+            keyring=memory_db.keyring,
+            created_at=1,
+            first_ts=1,
+            last_ts=2,
+            row_count=1,
+        )
+
+    first = write("first")
+    real = archive_module._unused
+    calls: list[Path] = []
+
+    def stale(path: Path) -> Path:  # the name was free when chosen, taken since
+        calls.append(path)
+        return first if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(archive_module, "_unused", stale)
+    second = write("second")
+    assert second != first
+    assert [r["command"] for r in read_archive(first, memory_db).rows] == ["first"]
+    assert [r["command"] for r in read_archive(second, memory_db).rows] == ["second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+def test_reopening_finishes_an_interrupted_archive_scrub(
+    db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=SETTINGS, clock=clock)
+    try:
+        rows = Rows(db)
+        uid = rows.user().id
+        keep = rows.user().id
+        rows.command(user_id=uid, command="echo erased")
+        rows.command(user_id=keep, command="echo kept")
+        clock.advance(100 * DAY_MS)
+        archive = db.privacy.apply_retention().table("command_history").archive
+        assert archive is not None
+        monkeypatch.setattr(PrivacyService, "_scrub_archives", lambda self, *users: [])
+        db.privacy.erase_user(uid)  # as if it stopped between its commit and the scrub
+        monkeypatch.undo()
+        assert len(read_archive(archive, db).rows) == 2
+        assert db.privacy.reapply_erasures() == []
+        assert [r["command"] for r in read_archive(archive, db).rows] == ["echo kept"]
+    finally:
+        db.close()

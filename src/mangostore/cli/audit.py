@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import click
@@ -17,6 +16,7 @@ from mangostore.cli._common import (
     open_for,
     plain_option,
 )
+from mangostore.files import write_private
 from mangostore.security.audit import AuditCheckpoint
 
 #: The schema version that made security_events a chain.
@@ -107,9 +107,7 @@ def checkpoint(path: Path, output: Path | None, plain: bool, key_file: Path | No
         click.echo(text)
         return
     try:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_private(output, (text + "\n").encode("utf-8"))
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"Checkpoint written to {output}")

@@ -23,6 +23,7 @@ from mangostore.cli._common import (
     plain_option,
     resolve_user,
 )
+from mangostore.files import write_private
 from mangostore.kg.model import ENTITY_TYPES
 
 #: The schema version that brought the tables the knowledge graph service needs.
@@ -265,7 +266,7 @@ def export(path: Path, file: Path, user: str, plain: bool, key_file: Path | None
         click.echo(text, nl=False)
         return
     try:
-        file.write_text(text, encoding="utf-8")
+        write_private(file, text.encode("utf-8"))
     except OSError as exc:
         raise CommandError(f"cannot write {file}: {exc.strerror}") from None
     console().print(Text(f"Wrote {len(lines)} lines to {file}."))

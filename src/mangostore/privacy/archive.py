@@ -52,10 +52,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Archive",
+    "StagedArchive",
     "archive_dir",
     "list_archives",
     "read_archive",
     "rewrite_archive",
+    "stage_archive",
     "write_archive",
 ]
 
@@ -124,6 +126,38 @@ def _nonce(index: int) -> bytes:
     return index.to_bytes(12, "big")
 
 
+@dataclass(frozen=True, slots=True)
+class StagedArchive:
+    """An archive file written under a temporary name, not yet in place.
+
+    :meth:`place` gives it its name; :meth:`discard` removes it.
+    """
+
+    path: Path
+    name: Path
+
+    def place(self) -> Path:
+        """Move the file to :attr:`name`, or the next free name after it; return where.
+
+        An existing file is never replaced: the name is taken with ``link()``,
+        which fails when the name exists.
+        """
+        for candidate in _candidates(self.name):
+            try:
+                os.link(self.path, candidate)
+            except FileExistsError:
+                continue
+            os.unlink(self.path)
+            _fsync_dir(candidate.parent)
+            return candidate
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def discard(self) -> None:
+        """Remove the temporary file."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 def write_archive(
     directory: Path,
     table: str,
@@ -139,6 +173,36 @@ def write_archive(
 
     The file is complete and on disk (fsynced, renamed into place) when this returns.
     """
+    staged = stage_archive(
+        directory,
+        table,
+        rows,
+        keyring=keyring,
+        created_at=created_at,
+        first_ts=first_ts,
+        last_ts=last_ts,
+        row_count=row_count,
+    )
+    try:
+        return staged.place()
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def stage_archive(
+    directory: Path,
+    table: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    keyring: Keyring | None,
+    created_at: int,
+    first_ts: int,
+    last_ts: int,
+    row_count: int,
+) -> StagedArchive:
+    """Write an archive file like :func:`write_archive`, but leave it under a temporary
+    name (complete and fsynced) until :meth:`StagedArchive.place` is called."""
     import zstandard
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -166,6 +230,7 @@ def write_archive(
     fd, tmp = tempfile.mkstemp(prefix=".archive-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
             out.write(MAGIC + len(header).to_bytes(4, "big") + header)
             chunks = [
                 compressed[i : i + CHUNK_BYTES] for i in range(0, len(compressed), CHUNK_BYTES)
@@ -179,14 +244,11 @@ def write_archive(
                 out.write(len(sealed).to_bytes(4, "big") + sealed)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
-    return target
+    return StagedArchive(Path(tmp), target)
 
 
 def read_archive(path: str | os.PathLike[str], db: Database) -> Archive:
@@ -285,7 +347,7 @@ def rewrite_archive(db: Database, archive: Archive, rows: list[dict[str, Any]]) 
         return None
     header = archive.header
     decoded = [{k: _decode(v) for k, v in row.items()} for row in rows]
-    new = write_archive(
+    staged = stage_archive(
         directory,
         archive.table,
         decoded,
@@ -295,7 +357,12 @@ def rewrite_archive(db: Database, archive: Archive, rows: list[dict[str, Any]]) 
         last_ts=int(header["last_timestamp"]),
         row_count=len(decoded),
     )
-    os.replace(new, archive.path)  # atomically: the old file or the new, never neither
+    try:
+        # atomically: the old file or the new, never neither
+        os.replace(staged.path, archive.path)
+    except BaseException:
+        staged.discard()
+        raise
     _fsync_dir(directory)
     return archive.path
 
@@ -316,8 +383,14 @@ def _decode(value: Any) -> Any:
 
 
 def _unused(path: Path) -> Path:
-    if not path.exists():
-        return path
+    """The first of :func:`_candidates` that does not exist now (it may by the time it
+    is used: :meth:`StagedArchive.place` takes it with ``link()``)."""
+    return next(c for c in _candidates(path) if not c.exists())
+
+
+def _candidates(path: Path) -> Iterator[Path]:
+    """``path``, then ``<name>-1<suffix>``, ``<name>-2<suffix>``, ..."""
+    yield path
     stem = path.name
     for suffix in (SUFFIX_ENCRYPTED, SUFFIX_PLAIN):
         if stem.endswith(suffix):
@@ -327,9 +400,7 @@ def _unused(path: Path) -> Path:
         base, ext = stem, ""
     n = 1
     while True:
-        candidate = path.with_name(f"{base}-{n}{ext}")
-        if not candidate.exists():
-            return candidate
+        yield path.with_name(f"{base}-{n}{ext}")
         n += 1
 
 

@@ -21,14 +21,16 @@ from mangostore.errors import (
     TamperedDataError,
     ValidationError,
 )
+from mangostore.files import write_private
 from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.privacy.archive import (
+    StagedArchive,
     archive_dir,
     encode_value,
     list_archives,
     read_archive,
     rewrite_archive,
-    write_archive,
+    stage_archive,
 )
 from mangostore.privacy.ownership import (
     EXPORTED_APART,
@@ -288,27 +290,35 @@ class PrivacyService:
             return TableRetention("command_history", None, 0, 0)
         cutoff = now - policy.days * DAY_MS
         db = self._db
-        with db._writer.transaction() as conn:
-            rows = _select_dicts(
-                conn,
-                "SELECT * FROM command_history WHERE timestamp < ? ORDER BY timestamp, id",
-                (cutoff,),
-            )
-            if not rows:
-                return TableRetention("command_history", cutoff, 0, 0)
-            path = write_archive(
-                archive_dir(db, where),
-                "command_history",
-                rows,
-                keyring=db.keyring,
-                created_at=now,
-                first_ts=int(rows[0]["timestamp"]),
-                last_ts=int(rows[-1]["timestamp"]),
-                row_count=len(rows),
-            )
-            deleted = _delete_with_children(
-                conn, read_schema(conn), "command_history", "timestamp < ?", (cutoff,)
-            )
+        staged: StagedArchive | None = None
+        try:
+            with db._writer.transaction() as conn:
+                rows = _select_dicts(
+                    conn,
+                    "SELECT * FROM command_history WHERE timestamp < ? ORDER BY timestamp, id",
+                    (cutoff,),
+                )
+                if not rows:
+                    return TableRetention("command_history", cutoff, 0, 0)
+                staged = stage_archive(
+                    archive_dir(db, where),
+                    "command_history",
+                    rows,
+                    keyring=db.keyring,
+                    created_at=now,
+                    first_ts=int(rows[0]["timestamp"]),
+                    last_ts=int(rows[-1]["timestamp"]),
+                    row_count=len(rows),
+                )
+                deleted = _delete_with_children(
+                    conn, read_schema(conn), "command_history", "timestamp < ?", (cutoff,)
+                )
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+        assert staged is not None
+        path = staged.place()
         return TableRetention("command_history", cutoff, len(rows), deleted, path)
 
     def _retain_notifications(self, policy: RetentionPolicy, now: int) -> TableRetention:
@@ -333,61 +343,74 @@ class PrivacyService:
             return TableRetention("security_events", None, 0, 0), None
         cutoff = now - policy.days * DAY_MS
         db = self._db
-        with db._writer.transaction() as conn:
-            with driver_errors("reading the audit log"):
-                newer = conn.execute(
-                    "SELECT min(seq) FROM security_events WHERE timestamp >= ?", (cutoff,)
-                ).fetchone()[0]
-                last = conn.execute("SELECT max(seq) FROM security_events").fetchone()[0]
-            if last is None:
-                return TableRetention("security_events", cutoff, 0, 0), None
-            through = int(last) if newer is None else int(newer) - 1
-            rows = _select_dicts(
-                conn,
-                "SELECT * FROM security_events WHERE seq <= ? ORDER BY seq",
-                (through,),
-            )
-            if not rows:
-                return TableRetention("security_events", cutoff, 0, 0), None
-            path = write_archive(
-                archive_dir(db, where),
-                "security_events",
-                rows,
-                keyring=db.keyring,
-                created_at=now,
-                first_ts=min(int(r["timestamp"]) for r in rows),
-                last_ts=max(int(r["timestamp"]) for r in rows),
-                row_count=len(rows),
-            )
-            chain_from = None
-            if db.keyring is not None:
-                chain_from = db.audit.chain_mac_at(conn, through).hex()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            anchor = db.audit._append(
-                "data",
-                "info",
-                ANCHOR_COMPONENT,
-                user_id=None,
-                event_data={
-                    "removed_from_seq": int(rows[0]["seq"]),
-                    "removed_through_seq": through,
-                    "removed": len(rows),
-                    "chain_from": chain_from,
-                    "archive": path.name,
-                    "archive_sha256": digest,
-                    "cutoff": cutoff,
-                },
-                client_info=None,
-                risk_score=0.0,
-            )
-            with driver_errors("removing archived security events"):
-                conn.execute(
-                    "UPDATE audit_control SET retention_through_seq = ? WHERE id = 1", (through,)
+        staged: StagedArchive | None = None
+        try:
+            with db._writer.transaction() as conn:
+                with driver_errors("reading the audit log"):
+                    newer = conn.execute(
+                        "SELECT min(seq) FROM security_events WHERE timestamp >= ?", (cutoff,)
+                    ).fetchone()[0]
+                    last = conn.execute("SELECT max(seq) FROM security_events").fetchone()[0]
+                if last is None:
+                    return TableRetention("security_events", cutoff, 0, 0), None
+                through = int(last) if newer is None else int(newer) - 1
+                rows = _select_dicts(
+                    conn,
+                    "SELECT * FROM security_events WHERE seq <= ? ORDER BY seq",
+                    (through,),
                 )
-                deleted = int(
-                    conn.execute("DELETE FROM security_events WHERE seq <= ?", (through,)).rowcount
+                if not rows:
+                    return TableRetention("security_events", cutoff, 0, 0), None
+                staged = stage_archive(
+                    archive_dir(db, where),
+                    "security_events",
+                    rows,
+                    keyring=db.keyring,
+                    created_at=now,
+                    first_ts=min(int(r["timestamp"]) for r in rows),
+                    last_ts=max(int(r["timestamp"]) for r in rows),
+                    row_count=len(rows),
                 )
-                conn.execute("UPDATE audit_control SET retention_through_seq = NULL WHERE id = 1")
+                chain_from = None
+                if db.keyring is not None:
+                    chain_from = db.audit.chain_mac_at(conn, through).hex()
+                digest = hashlib.sha256(staged.path.read_bytes()).hexdigest()
+                anchor = db.audit._append(
+                    "data",
+                    "info",
+                    ANCHOR_COMPONENT,
+                    user_id=None,
+                    event_data={
+                        "removed_from_seq": int(rows[0]["seq"]),
+                        "removed_through_seq": through,
+                        "removed": len(rows),
+                        "chain_from": chain_from,
+                        "archive": staged.name.name,
+                        "archive_sha256": digest,
+                        "cutoff": cutoff,
+                    },
+                    client_info=None,
+                    risk_score=0.0,
+                )
+                with driver_errors("removing archived security events"):
+                    conn.execute(
+                        "UPDATE audit_control SET retention_through_seq = ? WHERE id = 1",
+                        (through,),
+                    )
+                    deleted = int(
+                        conn.execute(
+                            "DELETE FROM security_events WHERE seq <= ?", (through,)
+                        ).rowcount
+                    )
+                    conn.execute(
+                        "UPDATE audit_control SET retention_through_seq = NULL WHERE id = 1"
+                    )
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+        assert staged is not None
+        path = staged.place()
         return TableRetention("security_events", cutoff, len(rows), deleted, path), anchor.seq
 
     # -- export -------------------------------------------------------------------------
@@ -440,7 +463,7 @@ class PrivacyService:
             schema_version=db.schema_version,
             files=tuple(sorted(files, key=lambda f: f.name)),
         )
-        _write_private(directory / MANIFEST, manifest.to_json().encode("utf-8"))
+        write_private(directory / MANIFEST, manifest.to_json().encode("utf-8"))
         return manifest
 
     def _export_rows(
@@ -531,7 +554,8 @@ class PrivacyService:
 
         This is what opening a database does (an older copy, a restored backup, a
         pre-migration copy): the keys are gone already; the rows still there are
-        deleted. Returns one report per user erased again.
+        deleted. The archive files beside the database lose every erased user's
+        rows too. Returns one report per user erased again.
         """
         keyring = self._db.keyring
         if keyring is None:
@@ -542,7 +566,13 @@ class PrivacyService:
         with self._db._writer.transaction() as conn:
             schema = read_schema(conn)
             back = [u for u in erased if _has_rows(conn, schema, u)]
-        return [self._erase(user_id, reapplied=True) for user_id in back]
+        reports = [self._erase(user_id, reapplied=True) for user_id in back]
+        # An erasure interrupted between its commit and its archive scrub left no rows
+        # to find above, but may have left the user's rows in archive files.
+        rest = [u for u in erased if u not in back]
+        if rest:
+            self._scrub_archives(*rest)
+        return reports
 
     def _erase(self, user_id: str, *, reapplied: bool) -> ErasureReport:
         if not isinstance(user_id, str) or not user_id:
@@ -621,11 +651,12 @@ class PrivacyService:
             copies_not_reached=tuple(self._copies()),
         )
 
-    def _scrub_archives(self, user_id: str) -> list[Path]:
-        """Remove the user's rows from the archive files beside the database."""
+    def _scrub_archives(self, *user_ids: str) -> list[Path]:
+        """Remove the users' rows from the archive files beside the database."""
         db = self._db
         if db.path == ":memory:":
             return []
+        erased = set(user_ids)
         rewritten: list[Path] = []
         for path in list_archives(archive_dir(db)):
             try:
@@ -634,11 +665,11 @@ class PrivacyService:
                 continue  # not ours to read; reported by whoever reads it
             if archive.table == "security_events" and db.keyring is not None:
                 continue  # sealed under the destroyed key; the chain keeps the rows
-            kept = [r for r in archive.rows if r.get("user_id") != user_id]
+            kept = [r for r in archive.rows if r.get("user_id") not in erased]
             if archive.table == "security_events":
                 kept = [
                     r
-                    if r.get("user_id") != user_id
+                    if r.get("user_id") not in erased
                     else {**r, "event_data": None, "client_info": None}
                     for r in archive.rows
                 ]
@@ -806,14 +837,6 @@ def _write_jsonl(directory: Path, table: str, rows: Iterator[Mapping[str, Any]])
         out.flush()
         os.fsync(out.fileno())
     return ExportedFile(name, table, count, digest.hexdigest())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def verify_export(directory: str | os.PathLike[str]) -> list[str]:
