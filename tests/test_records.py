@@ -22,23 +22,10 @@ from mangostore.errors import JSONValueError
 from mangostore.records import RECORD_CLASSES, Record, User, encrypted_columns
 from mangostore.schema.sensitive import SENSITIVE_FIELDS
 from test_repos import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, Rows, row_counts
+from test_schema import JSON_COLUMNS
 
 #: Columns the schema declares as JSON text (CHECK json_valid), not encrypted.
-JSON_PAIRS = [
-    ("users", "preferences"),
-    ("projects", "metadata"),
-    ("projects", "git_config"),
-    ("notification_types", "default_actions"),
-    ("notification_preferences", "delivery_methods"),
-    ("notification_preferences", "project_specific"),
-    ("notifications", "delivery_methods"),
-    ("notification_actions", "action_data"),
-    ("ai_memory", "value_data"),
-    ("permissions", "conditions"),
-    ("user_sessions", "device_info"),
-    ("kg_entities", "metadata"),
-    ("kg_observations", "context"),
-]
+JSON_PAIRS = JSON_COLUMNS
 
 NESTED = {
     "list": [1, -2, 2.5, None, True, False, "s"],
