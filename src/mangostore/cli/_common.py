@@ -6,6 +6,7 @@ stderr), 2 bad usage (click's own message), 130 interrupted.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -290,8 +291,11 @@ def open_for(
     return db
 
 
-def resolve_user(db: mangostore.Database, user: str) -> str:
+def resolve_user(db: mangostore.Database, user: str, *, erased_ok: bool = False) -> str:
     """Return the id of the user named ``user`` (a user name, or an id as given).
+
+    With ``erased_ok``, the id of an erased user is accepted too (erasing again is
+    harmless, and finishes an interrupted erasure).
 
     Raises:
         CommandError: no such user.
@@ -301,7 +305,16 @@ def resolve_user(db: mangostore.Database, user: str) -> str:
         return found.id
     if db.users.exists(user):
         return user
+    if erased_ok and db.keyring is not None and user in db.keyring.erased_users():
+        return user
     raise CommandError(f"there is no user named (or with id) {user!r}")
+
+
+def utc_text(ms: int | None, missing: str | None = None) -> str | None:
+    """Render epoch milliseconds as ``YYYY-MM-DD HH:MM:SS`` (UTC); ``missing`` for None."""
+    if ms is None:
+        return missing
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def is_unencrypted_sqlite(path: Path) -> bool:

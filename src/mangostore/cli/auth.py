@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from mangostore.cli._common import (
     open_for,
     plain_option,
     read_key_file,
+    resolve_user,
+    utc_text,
 )
 from mangostore.records import UserSession
 
@@ -76,9 +77,9 @@ def set_user_password(
 ) -> None:
     """Set a new password for USERNAME; every session of the user is revoked."""
     with _open(path, plain, key_file) as db:
-        found = _user(db, username)
+        user_id = resolve_user(db, username)
         password = _new_password(password_file, username)
-        revoked = db.auth.set_password(found.id, password)
+        revoked = db.auth.set_password(user_id, password)
     console().print(f"Password of {username} changed; {revoked} session(s) revoked.")
 
 
@@ -112,7 +113,7 @@ def list_sessions(
 ) -> None:
     """List the live sessions of --user in the database at PATH, newest first."""
     with _open(path, plain, key_file) as db:
-        rows = [_summary(s) for s in db.sessions.active(_user(db, username).id)]
+        rows = [_summary(s) for s in db.sessions.active(resolve_user(db, username))]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -153,7 +154,7 @@ def revoke_sessions(
             count = 1
         else:
             assert username is not None
-            count = db.sessions.revoke_all(_user(db, username).id)
+            count = db.sessions.revoke_all(resolve_user(db, username))
     console().print(f"Revoked {count} session(s).")
 
 
@@ -167,15 +168,6 @@ def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database
     )
 
 
-def _user(db: mangostore.Database, name_or_id: str) -> Any:
-    found = db.users.get_by_username(name_or_id)
-    if found is None and db.users.exists(name_or_id):
-        found = db.users.get(name_or_id)
-    if found is None:
-        raise CommandError(f"there is no user named (or with id) {name_or_id!r}")
-    return found
-
-
 def _new_password(password_file: Path | None, username: str) -> str:
     if password_file is not None:
         return read_key_file(password_file)
@@ -186,19 +178,13 @@ def _new_password(password_file: Path | None, username: str) -> str:
     )
 
 
-def _utc(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _summary(session: UserSession) -> dict[str, Any]:
     return {
         "id": session.id,
         "security_level": session.security_level,
-        "created": _utc(session.created_at),
-        "last_activity": _utc(session.last_activity),
-        "expires": _utc(session.expires_at),
+        "created": utc_text(session.created_at),
+        "last_activity": utc_text(session.last_activity),
+        "expires": utc_text(session.expires_at),
         "ip_address": session.ip_address,
         "user_agent": session.user_agent,
         "device_info": session.device_info,

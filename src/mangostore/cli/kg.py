@@ -22,6 +22,7 @@ from mangostore.cli._common import (
     open_for,
     plain_option,
     resolve_user,
+    utc_text,
 )
 from mangostore.files import write_private
 from mangostore.kg.model import ENTITY_TYPES
@@ -50,13 +51,6 @@ def _open(path: Path, plain: bool, key_file: Path | None) -> Iterator[mangostore
         feature="the knowledge graph",
     ) as db:
         yield db
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    stamp = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _parse_as_of(value: str | None) -> int | None:
@@ -176,7 +170,7 @@ def show(
             "predicate": r.predicate,
             "object": view.names.get(r.object_id, r.object_id),
             "weight": r.weight,
-            "since": _when(r.valid_from),
+            "since": utc_text(r.valid_from, "-"),
         }
         for r in view.outgoing
     ]
@@ -185,7 +179,7 @@ def show(
             "subject": view.names.get(r.subject_id, r.subject_id),
             "predicate": r.predicate,
             "weight": r.weight,
-            "since": _when(r.valid_from),
+            "since": utc_text(r.valid_from, "-"),
         }
         for r in view.incoming
     ]

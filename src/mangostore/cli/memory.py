@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from mangostore.cli._common import (
     open_for,
     plain_option,
     resolve_user,
+    utc_text,
 )
 from mangostore.kg.memory import MEMORY_TYPES
 from mangostore.records import AIMemory
@@ -105,14 +105,8 @@ def _summary(m: AIMemory) -> dict[str, Any]:
         "source": m.source,
         "project_id": m.project_id,
         "conversation_id": m.conversation_id,
-        "created": _utc(m.created_at),
-        "expires": _utc(m.expires_at),
+        "created": utc_text(m.created_at),
+        "expires": utc_text(m.expires_at),
         "access_count": m.access_count or 0,
-        "last_accessed": _utc(m.last_accessed),
+        "last_accessed": utc_text(m.last_accessed),
     }
-
-
-def _utc(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from mangostore.cli._common import (
     open_for,
     plain_option,
     resolve_user,
+    utc_text,
 )
 from mangostore.notify.preferences import PRIORITIES
 from mangostore.records import Notification
@@ -132,7 +132,7 @@ def send(
     if delivered:
         out.print(f"Delivered by: {', '.join(delivered)}.")
     if waiting:
-        when = f" until {_utc(sent.scheduled_at)} UTC" if sent.scheduled_at else ""
+        when = f" until {utc_text(sent.scheduled_at)} UTC" if sent.scheduled_at else ""
         out.print(f"Waiting for the application{when}: {', '.join(waiting)}.")
     if not states:
         out.print("No delivery method applies (see the user's preferences).")
@@ -175,7 +175,7 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 def _summary(n: Notification, type_names: dict[str, str]) -> dict[str, Any]:
     return {
         "id": n.id,
-        "created": _utc(n.created_at),
+        "created": utc_text(n.created_at, ""),
         "status": n.status,
         "priority": n.priority,
         "type": type_names.get(n.notification_type_id, n.notification_type_id),
@@ -184,9 +184,3 @@ def _summary(n: Notification, type_names: dict[str, str]) -> dict[str, Any]:
         "message": n.message,
         "delivery_methods": n.delivery_methods,
     }
-
-
-def _utc(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

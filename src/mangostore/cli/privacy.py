@@ -16,6 +16,7 @@ from mangostore.cli._common import (
     key_file_option,
     open_for,
     plain_option,
+    resolve_user,
     stdin_is_interactive,
 )
 from mangostore.privacy import DEFAULT_POLICIES, RetentionPolicy
@@ -117,7 +118,7 @@ def export(path: Path, user: str, out_dir: Path, plain: bool, key_file: Path | N
     The files hold the user's personal data in plaintext: keep them accordingly.
     """
     with _open(path, plain, key_file) as db:
-        manifest = db.privacy.export_user(_user_id(db, user), out_dir)
+        manifest = db.privacy.export_user(resolve_user(db, user), out_dir)
     total = sum(f.rows for f in manifest.files)
     click.echo(f"Exported {total} rows in {len(manifest.files)} files to {out_dir}")
     for entry in manifest.files:
@@ -138,7 +139,7 @@ def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) 
     without --yes when there is no terminal to ask).
     """
     with _open(path, plain, key_file) as db:
-        user_id = _user_id(db, user, erased_ok=True)
+        user_id = resolve_user(db, user, erased_ok=True)
         if not yes:
             if not stdin_is_interactive():
                 raise CommandError(
@@ -168,14 +169,3 @@ def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database
         needs_version=PRIVACY_SCHEMA_VERSION,
         feature="privacy commands",
     )
-
-
-def _user_id(db: mangostore.Database, user: str, *, erased_ok: bool = False) -> str:
-    found = db.users.get_by_username(user)
-    if found is not None:
-        return found.id
-    if db.users.exists(user):
-        return user
-    if erased_ok and db.keyring is not None and user in db.keyring.erased_users():
-        return user  # erasing again is harmless, and finishes an interrupted erasure
-    raise CommandError(f"there is no user named (or with id) {user!r}")
