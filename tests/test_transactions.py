@@ -311,3 +311,17 @@ def test_a_service_statement_with_a_bad_value_raises_a_mangostore_error(
 ) -> None:
     with pytest.raises(mangostore.errors.MangoError):
         plain_db.kg.declare_predicate("likes", description={"a": 1})  # type: ignore[arg-type]
+
+
+def test_reads_inside_a_transaction_open_no_savepoint(plain_db: mangostore.Database) -> None:
+    statements: list[str] = []
+    plain_db._writer.connection.set_trace_callback(statements.append)
+    try:
+        with plain_db.transaction():
+            plain_db.query("SELECT 1", use_cache=False)
+            plain_db.query("SELECT 2", use_cache=False)
+    finally:
+        plain_db._writer.connection.set_trace_callback(None)
+    assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE"))]
+    assert "SELECT 1" in statements
+    assert "SELECT 2" in statements

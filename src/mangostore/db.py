@@ -31,7 +31,7 @@ from mangostore.errors import (
     NotADatabaseError,
     QueryError,
 )
-from mangostore.keys.field_cipher import field_cipher_for
+from mangostore.keys.field_cipher import existing_field_cipher
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring, keyring_path
 from mangostore.monitor.instruments import Instruments
@@ -168,7 +168,7 @@ class Database(RepositoryAccess):
             finally:
                 self._closed = True
                 # Unwrapped data keys leave memory with the database.
-                cipher = field_cipher_for(self)
+                cipher = existing_field_cipher(self)
                 if cipher is not None:
                     cipher.forget_cached_keys()
         self._instruments.close()
@@ -212,8 +212,14 @@ class Database(RepositoryAccess):
         if self._writer.owned_by_current_thread() or self._pool is None:
             # Inside a transaction a read must see its own uncommitted writes; an
             # in-memory database has no second connection that could see it at all.
-            with self._writer.transaction() as conn:
-                yield conn
+            # Reading needs no savepoint or BEGIN of its own: inside a transaction the
+            # thread already holds the writer; otherwise the idle writer is borrowed.
+            if self._writer.owned_by_current_thread():
+                with driver_errors():
+                    yield self._writer.connection
+            else:
+                with self._writer.idle_connection() as conn, driver_errors():
+                    yield conn
         else:
             with self._pool.reader() as conn, driver_errors():
                 yield conn

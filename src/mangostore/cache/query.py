@@ -163,7 +163,6 @@ class QueryCache:
         self._pending_flush = False
         self._autocommit = False
         self._writer_conn: Any = None
-        self.flushes = 0
 
     # -- reading ----------------------------------------------------------------------
 
@@ -349,7 +348,6 @@ class QueryCache:
 
     def flush(self) -> int:
         """Drop every cached result; return how many there were."""
-        self.flushes += 1
         return self.store.clear()
 
     def stats(self) -> TierStats:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import sqlcipher3
 
@@ -216,9 +216,3 @@ def driver_errors(context: str = "") -> Iterator[None]:
 def is_driver_error(exc: BaseException) -> bool:
     """Tell whether ``exc`` comes from the driver."""
     return isinstance(exc, _DRIVER_ERRORS)
-
-
-def fetch_all(conn: Connection, sql: str, params: Any) -> list[Any]:
-    """Run a read and return all rows, translating driver errors."""
-    with driver_errors():
-        return list(conn.execute(sql, params).fetchall())

@@ -370,6 +370,12 @@ _CIPHERS: weakref.WeakKeyDictionary[Database, FieldCipher] = weakref.WeakKeyDict
 _CIPHERS_LOCK = threading.Lock()
 
 
+def existing_field_cipher(db: Database) -> FieldCipher | None:
+    """Return the field cipher of ``db`` if one was made, without making one."""
+    with _CIPHERS_LOCK:
+        return _CIPHERS.get(db)
+
+
 def field_cipher_for(db: Database) -> FieldCipher | None:
     """Return the field cipher of ``db``, made on first call and kept while ``db`` lives.
 

@@ -248,7 +248,7 @@ class InstrumentedConnection(sqlcipher3.Connection):  # type: ignore[misc]
         """
         sink = self.sink
         if sink is None or self.writes is not None:
-            return list(self.execute(sql, parameters).fetchall())
+            return self.execute(sql, parameters).fetchall()  # type: ignore[no-any-return]
         start = _clock()
         try:
             rows: list[Any] = _execute(self, sql, parameters).fetchall()
@@ -268,7 +268,7 @@ def fetch_rows(conn: Any, sql: str, params: Any, context: str = "") -> list[Any]
     with driver_errors(context):
         if isinstance(conn, InstrumentedConnection):
             return conn.fetch_all(sql, params)
-        return list(conn.execute(sql, params).fetchall())
+        return conn.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
 
 def capture_actions(conn: Any, sql: str, params: Any) -> list[Action] | None:

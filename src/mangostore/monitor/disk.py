@@ -92,7 +92,7 @@ def disk_usage(conn: Any, path: str, max_database_bytes: int) -> DiskUsage:
         wal_bytes = _size(path + "-wal")
     else:
         file_bytes = page_size * page_count
-    objects = _from_dbstat(conn, page_size)
+    objects = _from_dbstat(conn)
     method: Literal["dbstat", "estimate"] = "dbstat"
     if objects is None:
         method = "estimate"
@@ -133,7 +133,7 @@ def has_dbstat(conn: Any) -> bool:
     return True
 
 
-def _from_dbstat(conn: Any, page_size: int) -> list[ObjectUsage] | None:
+def _from_dbstat(conn: Any) -> list[ObjectUsage] | None:
     if not has_dbstat(conn):
         return None
     kinds = {

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mangostore.errors import ConfigurationError, DeliveryError
+from mangostore.notify.preferences import METHODS
 from mangostore.records import Notification
 from mangostore.repos.base import new_id
 
@@ -416,7 +417,7 @@ class DeliveryQueue:
             "FROM notification_deliveries WHERE notification_id = ?",
             (notification_id,),
         )
-        order = ("desktop", "voice", "log")
+        order = METHODS
         return sorted(
             (DeliveryState(*tuple(r)) for r in rows),
             key=lambda s: order.index(s.method) if s.method in order else len(order),

@@ -24,6 +24,7 @@ from mangostore.errors import (
     NotFoundError,
 )
 from mangostore.notify.delivery import (
+    LOGGER_NAME,
     Claim,
     Deliverer,
     DeliveryQueue,
@@ -68,7 +69,7 @@ __all__ = [
     "check_transition",
 ]
 
-_log = logging.getLogger("mangostore.notify")
+_log = logging.getLogger(LOGGER_NAME)
 
 #: Every status a notification can have.
 STATUSES: tuple[str, ...] = ("pending", "delivered", "read", "dismissed", "failed")
@@ -261,8 +262,8 @@ class NotificationService:
         """
         repo = self._db.notification_types
         found = repo.first(name=name) if isinstance(name, str) else None
-        if found is None and isinstance(name, str) and repo.exists(name):
-            found = repo.get(name)
+        if found is None and isinstance(name, str):
+            found = repo.first(id=name)
         if found is None:
             raise NotFoundError(
                 f"no notification type is called {name!r}; register it with db.notify.register_type"

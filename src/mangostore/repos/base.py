@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound=Record)
 
+_UNSET = object()
+
 #: Columns a caller may leave out of ``create`` because the repository fills them.
 _AUTO_COLUMNS = ("id", "created_at", "updated_at")
 
@@ -68,6 +70,7 @@ class Repository(Generic[R]):
         self._id_column = spec.column("id")
         self._sql_cache: dict[tuple[str, ...], str] = {}
         self._foreign_keys: builtins.list[tuple[str, str, str]] | None = None
+        self._field_cipher: FieldCipher | object | None = _UNSET
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.name}>"
@@ -355,7 +358,11 @@ class Repository(Generic[R]):
         return text
 
     def _cipher(self) -> FieldCipher | None:
-        return field_cipher_for(self._db)
+        # Looked up once per repository: field_cipher_for takes a global lock, and
+        # this runs for every encrypted value read or written.
+        if self._field_cipher is _UNSET:
+            self._field_cipher = field_cipher_for(self._db)
+        return self._field_cipher  # type: ignore[return-value]
 
     def _seal(
         self,
@@ -394,7 +401,7 @@ class Repository(Generic[R]):
                 "to read it"
             )
         spec = self.spec
-        owner = values[spec.names.index(spec.owner)] if spec.owner else ""
+        owner = values[spec.owner_idx] if spec.owner_idx is not None else ""
         plaintext = cipher.decrypt(spec.name, name, values[0], owner, bytes(stored))
         return json.loads(plaintext)
 

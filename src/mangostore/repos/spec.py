@@ -111,6 +111,8 @@ class TableSpec:
     encrypted_idx: tuple[int, ...]
     #: Column naming the owning user (``id`` for users, ``user_id`` elsewhere), if any.
     owner: str | None
+    #: Position of ``owner`` in a row selected with ``select_list``.
+    owner_idx: int | None
 
     def column(self, name: str) -> ColumnSpec:
         """Return a column's spec, refusing names that are not in the schema.
@@ -179,4 +181,5 @@ def table_spec(record: type[Record]) -> TableSpec:
         bool_idx=tuple(i for i, k in enumerate(kinds) if k == "bool"),
         encrypted_idx=tuple(i for i, k in enumerate(kinds) if k == "encrypted"),
         owner=owner,
+        owner_idx=names.index(owner) if owner is not None else None,
     )
