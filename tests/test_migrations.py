@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import threading
@@ -14,6 +15,7 @@ import pytest
 import sqlcipher3
 
 import mangostore
+import mangostore.db
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.engine.connection import connect
@@ -553,3 +555,27 @@ def test_split_of_nothing(sql: str) -> None:
 def test_split_refuses_an_incomplete_statement(sql: str) -> None:
     with pytest.raises(MigrationError, match="incomplete"):
         split_statements(sql)
+
+
+def test_a_failed_backup_copy_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = mangostore.open(tmp_path / "src.db", encrypted=False)
+    dest = tmp_path / "copy.bak"
+
+    class Broken:
+        def backup(self, target: object) -> None:
+            raise sqlcipher3.OperationalError("disk I/O error")
+
+    @contextlib.contextmanager
+    def broken_connection() -> Iterator[Broken]:
+        yield Broken()
+
+    monkeypatch.setattr(db._writer, "idle_connection", broken_connection)
+    try:
+        with pytest.raises(mangostore.errors.DatabaseError):
+            mangostore.db.backup_copy(db._writer, str(dest), None)
+        assert not dest.exists()
+    finally:
+        monkeypatch.undo()
+        db.close()
