@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mangostore.kg.names import (
+    _canonical_unicode,
     canonical,
     compact,
     edit_distance,
@@ -80,3 +81,8 @@ def test_similarity_is_symmetric_and_bounded(a: str, b: str) -> None:
 @given(st.text(max_size=30))
 def test_canonical_is_idempotent(a: str) -> None:
     assert canonical(canonical(a)) == canonical(a)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_the_ascii_fast_path_gives_the_unicode_result(text: str) -> None:
+    assert canonical(text) == _canonical_unicode(text)

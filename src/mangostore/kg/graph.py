@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mangostore.errors import (
     InvalidTransitionError,
@@ -81,6 +83,18 @@ _OBSERVATIONS = (
 )
 #: "v" holds at time ?: the validity filter used by every read.
 _HOLDS = "(v.valid_from <= ? AND (v.valid_to IS NULL OR v.valid_to > ?))"
+
+T = TypeVar("T")
+
+#: Usable cores from which :attr:`KnowledgeGraph.parallel_search` is on by default.
+PARALLEL_FROM_CORES = 4
+
+
+def usable_cores() -> int:
+    """Return how many cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _relation(row: Sequence[Any]) -> Relation:
@@ -178,6 +192,14 @@ class KnowledgeGraph:
         self._embedder: Embedder | None = None if embedder == "default" else embedder
         self.access = AccessCounter(db)
         self.vector_index: VectorIndex = vector_index or NumpyIndex(db)
+        self._worker_lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+        #: Whether a search embeds the query and scans the vectors on a thread of its
+        #: own while the calling thread runs the SQL retrievers. On by default with at
+        #: least :data:`PARALLEL_FROM_CORES` usable cores; below that, NumPy's BLAS
+        #: threads already fill the cores and a second thread only makes them contend
+        #: (docs/performance.md has both measured).
+        self.parallel_search = usable_cores() >= PARALLEL_FROM_CORES
 
     # -- configuration -----------------------------------------------------------------
 
@@ -199,7 +221,14 @@ class KnowledgeGraph:
         self.vector_index.invalidate()
 
     def close(self) -> None:
-        """Write the buffered access counts. Call before the database closes."""
+        """Write the buffered access counts and stop the search thread.
+
+        Call before the database closes (``db.close()`` does).
+        """
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)
         self.access.flush()
 
     def flush(self) -> int:
@@ -222,6 +251,30 @@ class KnowledgeGraph:
 
     def _now(self) -> int:
         return self._db.clock.now_ms()
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn`` on the search thread, or now when that would not help.
+
+        Another thread reads through the reader pool. Inside a transaction, or on an
+        in-memory database (no pool), reads must use this thread's connection; and
+        without :attr:`parallel_search` there is no thread. Then the call is made here
+        and returns a finished future.
+        """
+        if (
+            not self.parallel_search
+            or self._db._pool is None
+            or self._db._writer.owned_by_current_thread()
+        ):
+            done: Future[T] = Future()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+            return done
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="mangostore-kg-search")
+            return self._worker.submit(fn, *args)
 
     def _entity_row(self, conn: Connection, entity_id: str) -> KGEntity:
         repo = self._db.kg_entities
@@ -569,7 +622,6 @@ class KnowledgeGraph:
             )
             conn.execute("DELETE FROM kg_observations WHERE entity_id = ?", (entity_id,))
             conn.execute("DELETE FROM kg_entities WHERE id = ?", (entity_id,))
-        self.vector_index.invalidate()
 
     def describe(self, entity: EntityRef, *, as_of: int | None = None) -> EntityView:
         """Return the entity with its aliases, and the observations and relations valid
@@ -1235,7 +1287,6 @@ class KnowledgeGraph:
                 # Everything above only read; nothing to undo.
                 return report
             self._apply_merge(conn, kept, dropped, snapshot, merge_id or "", now)
-        self.vector_index.invalidate()
         return report
 
     def _plan_merge(
@@ -1604,7 +1655,6 @@ class KnowledgeGraph:
                 )
             conn.execute("UPDATE kg_merges SET undone_at = ? WHERE id = ?", (self._now(), merge_id))
             restored = self._entity_row(conn, drop_id)
-        self.vector_index.invalidate()
         return restored
 
     @staticmethod
@@ -1692,10 +1742,7 @@ class KnowledgeGraph:
         embedder = self.embedder
         if embedder is None:
             return 0
-        done = EmbeddingSync(self._db, embedder).run(user_id, batch=batch)
-        if done:
-            self.vector_index.invalidate()
-        return done
+        return EmbeddingSync(self._db, embedder).run(user_id, batch=batch)
 
     # -- interchange ----------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ TRIGRAM_THRESHOLD = 0.6
 MIN_EDITED_WORD = 5
 
 _SPACE = re.compile(r"\s+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -51,6 +52,14 @@ def canonical(name: str) -> str:
     NUL and other control characters count as whitespace, so they cannot make two
     otherwise equal names differ.
     """
+    if name.isascii():
+        # The same result, faster: ASCII is its own NFKC form, casefold() is lower(),
+        # and its control characters (category Cc) are 0-31 and 127.
+        return _SPACE.sub(" ", _ASCII_CONTROL.sub(" ", name.lower())).strip()
+    return _canonical_unicode(name)
+
+
+def _canonical_unicode(name: str) -> str:
     # NFKC again after folding: folding can leave text that is not in NFKC form.
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
     text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)

@@ -34,9 +34,12 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import snowballstemmer  # type: ignore[import-untyped]
 
 from mangostore.errors import InvalidValueError
 from mangostore.kg.model import ENTITY_TYPES
@@ -60,6 +63,7 @@ __all__ = [
     "Hit",
     "HybridSearch",
     "fts_query",
+    "porter_stem",
 ]
 
 RETRIEVERS = ("fts", "trigram", "vector", "graph")
@@ -177,11 +181,21 @@ def query_words(text: str) -> list[str]:
     return [w.casefold() for w in _WORD.findall(text[:_MAX_QUERY_CHARS])]
 
 
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+_STEMMER = snowballstemmer.stemmer("porter")
+_STEMMER_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4096)
+def porter_stem(word: str) -> str:
+    """Return ``word`` (lower case) as the FTS5 ``porter`` tokenizer indexes it.
+
+    Both implement Martin Porter's original algorithm; FTS5 leaves words of one or two
+    characters as they are.
+    """
+    if len(word) <= 2:
+        return word
+    with _STEMMER_LOCK:  # a snowball stemmer keeps its working string on the object
+        return str(_STEMMER.stemWord(word))
 
 
 def fts_query(text: str, common: frozenset[str] = frozenset()) -> str | None:
@@ -307,8 +321,12 @@ class HybridSearch:
         depth = max(50, 5 * k)
         if "graph" in chosen:
             self._kg._ensure_canonical(user_id)
+        vector_job = None
         if "vector" in chosen and self._kg.embedder is not None:
             self._kg.embed_pending(user_id)
+            # Embedding the query and scanning the vectors run on another thread while
+            # this one runs the SQL retrievers: NumPy and SQLite both let go of the GIL.
+            vector_job = self._kg._submit(self._vector, user_id, text, t, depth)
         lists: dict[str, _Ranked] = {}
         stale: set[str] = set()
         with self._kg._read() as conn:
@@ -323,8 +341,10 @@ class HybridSearch:
                 lists["trigram"] = trigram
             if "graph" in chosen:
                 lists["graph"], stale = self._graph(conn, user_id, text, trigram, t, depth)
-        if "vector" in chosen:
-            lists["vector"] = self._vector(user_id, text, t, depth)
+        if vector_job is not None:
+            lists["vector"] = vector_job.result()
+        elif "vector" in chosen:
+            lists["vector"] = _Ranked()
         return self._fuse(lists, stale, user_id, k, types, as_of, t, explain)
 
     # -- retrievers ----------------------------------------------------------------------
@@ -416,14 +436,14 @@ class HybridSearch:
         linked = self._link(conn, user_id, text, trigram)
         if not linked:
             return ranked, set()
-        stems = {_stem(w) for w in query_words(text) if w not in STOPWORDS and len(w) >= 3}
+        stems = {porter_stem(w) for w in query_words(text) if w not in STOPWORDS and len(w) >= 3}
         scores: dict[str, float] = {}
         evidence: dict[str, Evidence] = {}
         current_matched: set[str] = set()
         closed_matched: set[str] = set()
         walk, slots = self._kg._walk_sql("both", None)
         relation_ids: set[str] = set()
-        walks: list[tuple[str, float, list[tuple[str, int, list[str]]]]] = []
+        walks: list[tuple[str, float, list[tuple[str, int, str]]]] = []
         for entity_id, link_score in linked:
             # A partial link (a first name) walks one hop: two would reach most of a hub.
             hops_allowed = 2 if link_score >= LINK_SIMILARITY else 1
@@ -434,13 +454,15 @@ class HybridSearch:
                 "t": t,
                 "limit": _WALK_ROWS,
             }
-            rows = conn.execute(
-                walk + "SELECT node, depth, rels FROM walk WHERE depth > 0 ORDER BY depth",
+            # One row per node reached: its shortest path's length and first relation
+            # (with min(), SQLite takes the other columns from the row holding the min).
+            paths = conn.execute(
+                walk + "SELECT node, min(depth), substr(rels, 1, instr(rels, ',') - 1) "
+                "FROM walk WHERE depth > 0 GROUP BY node ORDER BY 2, 1",
                 self._kg._bind(slots, values),
             ).fetchall()
-            paths = [(node, hops, [x for x in rels.split(",") if x]) for node, hops, rels in rows]
             walks.append((entity_id, link_score, paths))
-            relation_ids.update(rels[0] for _, _, rels in paths if rels)
+            relation_ids.update(first for _, _, first in paths)
             for rel_id, subject, obj, predicate in conn.execute(
                 "SELECT r.id, r.subject_id, r.object_id, r.predicate FROM kg_relations r "
                 "JOIN kg_relation_validity v ON v.relation_id = r.id "
@@ -459,13 +481,9 @@ class HybridSearch:
                 evidence[entity_id] = Evidence(
                     "graph", "entity", entity_id, "named in the query", self_score
                 )
-            seen: set[str] = set()
-            for node, hops, rels in paths:
-                if node == entity_id or node in seen or not rels:
-                    continue
-                seen.add(node)
-                first = relations.get(rels[0])
-                if first is None:
+            for node, hops, first_id in paths:
+                first = relations.get(first_id)
+                if node == entity_id or first is None:
                     continue
                 matched = _predicate_matches(first.predicate, stems)
                 if matched:
@@ -477,7 +495,7 @@ class HybridSearch:
                     evidence[node] = Evidence(
                         "graph",
                         "relation",
-                        rels[0],
+                        first_id,
                         f"{first.subject_id} -{first.predicate}-> {first.object_id}"
                         + (f" (+{hops - 1} hop)" if hops > 1 else ""),
                         score,
@@ -598,23 +616,6 @@ def _factors(entity: KGEntity, t: int, superseded: bool) -> dict[str, float]:
     return factors
 
 
-def _porter_guesses(word: str) -> set[str]:
-    """A few forms the porter stemmer may have turned ``word`` into (for term statistics)."""
-    guesses = {word}
-    for suffix, replacement in (
-        ("ies", "i"),
-        ("es", ""),
-        ("s", ""),
-        ("ed", ""),
-        ("ing", ""),
-        ("ly", ""),
-        ("y", "i"),
-    ):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            guesses.add(word[: -len(suffix)] + replacement)
-    return guesses
-
-
 def _common_words(conn: Connection, text: str) -> frozenset[str]:
     """The query's words found in more than :data:`COMMON_SHARE` of the index rows.
 
@@ -624,16 +625,16 @@ def _common_words(conn: Connection, text: str) -> frozenset[str]:
     words = {w for w in query_words(text) if w not in STOPWORDS}
     if len(words) < 2:
         return frozenset()
-    guesses = {w: _porter_guesses(w) for w in words}
+    terms = {w: porter_stem(w) for w in words}
     total = conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0
     limit = max(COMMON_MIN_ROWS, COMMON_SHARE * total)
     counts = dict(
         conn.execute(
             "SELECT term, doc FROM kg_search_vocab WHERE term IN (SELECT value FROM json_each(?))",
-            (_json_list(sorted(set().union(*guesses.values()))),),
+            (_json_list(sorted(set(terms.values()))),),
         ).fetchall()
     )
-    common = {w for w, forms in guesses.items() if max(counts.get(f, 0) for f in forms) > limit}
+    common = {w for w, term in terms.items() if counts.get(term, 0) > limit}
     return frozenset(common) if common != words else frozenset()
 
 
@@ -683,7 +684,7 @@ def _dice(a: set[str], b: set[str]) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def _predicate_stems(predicate: str) -> frozenset[str]:
-    return frozenset(_stem(part) for part in predicate.split("_") if len(part) >= 3)
+    return frozenset(porter_stem(part) for part in predicate.split("_") if len(part) >= 3)
 
 
 def _predicate_matches(predicate: str, stems: set[str]) -> bool:
