@@ -14,18 +14,15 @@ Modes: ``fts`` (BM25 and trigram names), ``vector`` (embeddings only), ``fts+gra
 
 Sizes: smoke 300 entities; ``--quick`` 1,000; full 1,000, 10,000 and 100,000. Each graph
 lives in an encrypted database file (the default settings, so searches use the reader
-pool and the search thread as an application's would), built with batched raw inserts
-(the triggers still maintain both full-text indexes). Targets and the first 10,000
-entities are embedded with the default embedder; above that, each further distractor
-reuses the vector of its description alone (a few hundred distinct texts) to keep the
-build within minutes; this is stated in the printed table. Without the embeddings
-extra the test double ``HashingEmbedder`` is used and the table says so.
+pool as an application's would), built with batched raw inserts (the triggers still
+maintain both full-text indexes). Every entity and observation is embedded with the
+default embedder (identical texts once). Without the embeddings extra the test double
+``HashingEmbedder`` is used and the table says so.
 
 Besides each mode it reports what the vector leg is made of: the median time to
 embed one question, and the recall of the in-memory index against exact search (the
 share of the exact top 10 and top 150 it returns; 150 is what a search asks for), by
-default and with binary codes forced on, so the approximation is measured on vectors
-that were all embedded exactly (the 10,000 size).
+default (binary codes from 20,000 vectors) and with binary codes forced on.
 
 Quality figures are also written to ``bench/results/kg_retrieval.json``.
 """
@@ -69,7 +66,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "kg_retrieval.json"
 PASSPHRASE = "bench passphrase, not a secret"
 DAY = 86_400_000
 START = 1_700_000_000_000
-EXACT_EMBEDDINGS = 10_000
 
 FIRST = _words(
     "ann bob carla dmitri elena farid greta hiro ines jamal kofi lena mateo nadia "
@@ -205,8 +201,7 @@ class World:
     entities: int
     build_s: float
     embed_s: float
-    exact_vectors: int
-    reused_vectors: int
+    vectors: int
 
 
 class Builder:
@@ -220,12 +215,10 @@ class Builder:
         self.closed: list[tuple[Any, ...]] = []
         self.observations: list[tuple[Any, ...]] = []
         self.aliases: list[tuple[Any, ...]] = []
-        self.texts: dict[str, tuple[str, str]] = {}  # entity id -> (kind, description)
 
     def entity(self, kind: str, name: str, description: str, at: int) -> str:
         eid = new_id()
         self.entities.append((eid, self.user, kind, name, description, at, at))
-        self.texts[eid] = (kind, description)
         return eid
 
     def relate(self, s: str, p: str, o: str, at: int, until: int | None = None) -> str:
@@ -378,36 +371,28 @@ def build(
     b.flush()
     build_s = time.perf_counter() - started
     started = time.perf_counter()
-    exact, reused = embed_all(db, user, embedder, b)
+    vectors = embed_all(db, user, embedder, b)
     embed_s = time.perf_counter() - started
     rng.shuffle(questions)
-    return World(
-        db, user, questions[:n_questions], len(b.entities), build_s, embed_s, exact, reused
-    )
+    return World(db, user, questions[:n_questions], len(b.entities), build_s, embed_s, vectors)
 
 
-def embed_all(
-    db: mangostore.Database, user: str, embedder: Embedder, b: Builder
-) -> tuple[int, int]:
-    """Store vectors for every entity and observation; return (exact, reused) counts."""
+def embed_all(db: mangostore.Database, user: str, embedder: Embedder, b: Builder) -> int:
+    """Store a vector for every entity and observation; return how many."""
     model = embedder.model_version
     rows: list[tuple[str, str, str, str]] = []  # (source, entity, kind, text)
     for e in b.entities:
         rows.append((e[0], e[0], "entity", embedding_text(e[3], e[4])))
     for o in b.observations:
         rows.append((o[0], o[1], "observation", o[4]))
-    exact_rows = rows[:EXACT_EMBEDDINGS]
-    pooled_rows = rows[EXACT_EMBEDDINGS:]
-    texts = list(dict.fromkeys(t for *_, t in exact_rows))
-    pool = list(dict.fromkeys(b.texts[r[1]][1] for r in pooled_rows))
+    texts = list(dict.fromkeys(t for *_, t in rows))
     vectors = {}
-    for start in range(0, len(texts + pool), 512):
-        chunk = (texts + pool)[start : start + 512]
+    for start in range(0, len(texts), 512):
+        chunk = texts[start : start + 512]
         for text, vector in zip(chunk, embedder.embed(chunk), strict=True):
             vectors[text] = to_blob(vector)
     inserts, sources = [], []
-    for index, (source, entity, kind, text) in enumerate(rows):
-        key = text if index < EXACT_EMBEDDINGS else b.texts[entity][1]
+    for source, entity, kind, text in rows:
         eid = new_id()
         inserts.append(
             (
@@ -415,7 +400,7 @@ def embed_all(
                 entity,
                 user,
                 "semantic" if kind == "entity" else "contextual",
-                vectors[key],
+                vectors[text],
                 embedder.dimensions,
                 model,
                 START,
@@ -435,7 +420,7 @@ def embed_all(
             sources,
         )
         conn.execute("DELETE FROM kg_embedding_queue")
-    return len(exact_rows), len(pooled_rows)
+    return len(rows)
 
 
 MODES = {
@@ -555,8 +540,7 @@ def run(config: Config) -> list[Measurement]:
             "questions": len(world.questions),
             "build_s": round(world.build_s, 1),
             "embed_s": round(world.embed_s, 1),
-            "exact_vectors": world.exact_vectors,
-            "reused_vectors": world.reused_vectors,
+            "vectors": world.vectors,
             "modes": quality,
             "vector_leg": legs[world.entities],
         }
@@ -590,7 +574,7 @@ def run(config: Config) -> list[Measurement]:
         for size, data in report["sizes"].items():
             Console(width=150).print(
                 f"{size}: built in {data['build_s']} s, embedded in {data['embed_s']} s "
-                f"({data['exact_vectors']} exact vectors, {data['reused_vectors']} reused)"
+                f"({data['vectors']} vectors)"
             )
             leg = data["vector_leg"]
             if leg:

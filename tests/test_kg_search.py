@@ -21,6 +21,7 @@ from mangostore.kg.embedding import (
     minilm_directory,
     sqlite_vec_path,
 )
+from mangostore.kg.onnx_encoder import onnx_runtime_available
 from mangostore.kg.search import fts_query, porter_stem
 
 
@@ -334,6 +335,34 @@ def test_the_default_embedder_is_a_real_sentence_model() -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert float(vectors[0] @ vectors[1]) == pytest.approx(0.755, abs=0.01)
     assert float(vectors[0] @ vectors[2]) < 0.2
+
+
+def test_both_runtimes_compute_the_same_vectors() -> None:
+    skip_unless_available(minilm_directory() is not None, "the embeddings extra is not installed")
+    skip_unless_available(onnx_runtime_available(), "onnxruntime is not installed")
+    by_onnx = MiniLMEmbedder.load(runtime="onnxruntime", threads=1)
+    by_numpy = MiniLMEmbedder.load(runtime="numpy")
+    assert (by_onnx.runtime, by_numpy.runtime) == ("onnxruntime", "numpy")
+    assert by_onnx.model_version == by_numpy.model_version
+    texts = [
+        "copy the compiled website to production",
+        "x",
+        "naïve café ünïcödé " * 40,  # past the 256-token cut
+        "",
+    ]
+    a, b = by_onnx.embed(texts), by_numpy.embed(texts)
+    assert np.allclose(a, b, atol=1e-5)
+    # Batches of different lengths pad differently; padding must not change a vector.
+    alone = by_onnx.embed([texts[1]])[0]
+    assert np.allclose(alone, a[1], atol=1e-5)
+
+
+def test_an_unknown_runtime_is_refused() -> None:
+    skip_unless_available(minilm_directory() is not None, "the embeddings extra is not installed")
+    with pytest.raises(errors.ConfigurationError, match="unknown runtime"):
+        MiniLMEmbedder.load(runtime="torch")  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigurationError, match="threads"):
+        MiniLMEmbedder.load(threads=0)
 
 
 def test_default_embedder_serves_db_kg(graph: Graph) -> None:

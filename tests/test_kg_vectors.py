@@ -1,8 +1,7 @@
-"""The in-memory vector index: change tracking, appends, binary codes, the search thread."""
+"""The in-memory vector index: change tracking, appends, binary codes."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ def db(tmp_path: Path) -> Iterator[mangostore.Database]:
     """A file database (so reads go through the reader pool) with the hashing embedder."""
     database = mangostore.open(tmp_path / "kg.db", encrypted=False)
     database.kg.set_embedder(HashingEmbedder(64))
-    database.kg.parallel_search = True  # whatever the cores of the machine
     yield database
     database.close()
 
@@ -166,48 +164,9 @@ def test_binary_codes_find_what_exact_search_finds(db: mangostore.Database) -> N
     assert hit[0].entity_id == more[400]
 
 
-def test_search_in_a_transaction_reads_on_the_callers_thread(db: mangostore.Database) -> None:
+def test_search_inside_a_transaction_sees_its_writes(db: mangostore.Database) -> None:
     user = db.users.create(username="ann").id
-    target = db.kg.upsert_entity(user, "concept", "photosynthesis").entity
-    db.kg.embed_pending(user)
     with db.transaction():
-        hits = db.kg.search(user, "photosynthesis")  # would deadlock on another thread
+        target = db.kg.upsert_entity(user, "concept", "photosynthesis").entity
+        hits = db.kg.search(user, "photosynthesis", retrievers=["vector"])
     assert hits[0].entity.id == target.id
-
-
-def test_the_search_thread_stops_when_the_database_closes(tmp_path: Path) -> None:
-    db = mangostore.open(tmp_path / "t.db", encrypted=False)
-    db.kg.set_embedder(HashingEmbedder(64))
-    db.kg.parallel_search = True
-    user = db.users.create(username="ann").id
-    db.kg.upsert_entity(user, "concept", "photosynthesis")
-    assert db.kg.search(user, "photosynthesis")
-    names = {t.name for t in threading.enumerate()}
-    assert any(n.startswith("mangostore-kg-search") for n in names)
-    db.close()
-    names = {t.name for t in threading.enumerate()}
-    assert not any(n.startswith("mangostore-kg-search") for n in names)
-
-
-def test_an_error_on_the_search_thread_reaches_the_caller(db: mangostore.Database) -> None:
-    class Broken(HashingEmbedder):
-        def embed(self, texts):  # type: ignore[no-untyped-def]
-            if texts == ["boom"]:
-                raise ValueError("embedder failed")
-            return super().embed(texts)
-
-    db.kg.set_embedder(Broken(64))
-    user = db.users.create(username="ann").id
-    db.kg.upsert_entity(user, "concept", "photosynthesis")
-    with pytest.raises(ValueError, match="embedder failed"):
-        db.kg.search(user, "boom")
-    assert db.kg.search(user, "photosynthesis")  # the thread survives
-
-
-def test_without_parallel_search_no_thread_is_started(db: mangostore.Database) -> None:
-    db.kg.parallel_search = False
-    user = db.users.create(username="ann").id
-    target = db.kg.upsert_entity(user, "concept", "photosynthesis").entity
-    assert db.kg.search(user, "photosynthesis")[0].entity.id == target.id
-    names = {t.name for t in threading.enumerate()}
-    assert not any(n.startswith("mangostore-kg-search") for n in names)

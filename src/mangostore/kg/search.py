@@ -79,6 +79,9 @@ STRONG_BOOST = 3.0
 LINK_SIMILARITY = 0.75
 #: How sure a link is when the query holds a whole word of a name but not all of it.
 PARTIAL_LINK = 0.6
+#: Most rows of the trigram index the trigram retriever's chosen trigrams may match
+#: (the rarest of each word first): ranking those rows is what it costs.
+TRIGRAM_ROW_BUDGET = 1_000
 #: Least trigram similarity for the trigram retriever to report a name.
 TRIGRAM_FLOOR = 0.35
 #: A query word in more than this share of the full-text rows (and more than
@@ -321,12 +324,8 @@ class HybridSearch:
         depth = max(50, 5 * k)
         if "graph" in chosen:
             self._kg._ensure_canonical(user_id)
-        vector_job = None
         if "vector" in chosen and self._kg.embedder is not None:
             self._kg.embed_pending(user_id)
-            # Embedding the query and scanning the vectors run on another thread while
-            # this one runs the SQL retrievers: NumPy and SQLite both let go of the GIL.
-            vector_job = self._kg._submit(self._vector, user_id, text, t, depth)
         lists: dict[str, _Ranked] = {}
         stale: set[str] = set()
         with self._kg._read() as conn:
@@ -341,10 +340,8 @@ class HybridSearch:
                 lists["trigram"] = trigram
             if "graph" in chosen:
                 lists["graph"], stale = self._graph(conn, user_id, text, trigram, t, depth)
-        if vector_job is not None:
-            lists["vector"] = vector_job.result()
-        elif "vector" in chosen:
-            lists["vector"] = _Ranked()
+        if "vector" in chosen:
+            lists["vector"] = self._vector(user_id, text, t, depth)
         return self._fuse(lists, stale, user_id, k, types, as_of, t, explain)
 
     # -- retrievers ----------------------------------------------------------------------
@@ -376,16 +373,23 @@ class HybridSearch:
         words = [w for w in query_words(text) if w not in STOPWORDS]
         if not words:
             return ranked
-        candidates = self._kg._trigram_candidates(conn, user_id, " ".join(words), None, depth * 2)
+        candidates = self._kg._trigram_candidates(
+            conn, user_id, " ".join(words), None, depth * 2, TRIGRAM_ROW_BUDGET
+        )
         windows = [
             trigrams(" ".join(words[i : i + n]))
             for n in range(1, min(4, len(words)) + 1)
             for i in range(len(words) - n + 1)
         ]
+        query_grams = set().union(*windows)
         scored: dict[str, tuple[float, str]] = {}
         for entity_id, name in candidates:
             grams = trigrams(name)
-            similarity = max(_dice(w, grams) for w in windows)
+            # Dice against each window, counting only the grams the name shares with
+            # the query at all (a much smaller set to intersect).
+            shared = grams & query_grams
+            size = len(grams)
+            similarity = max(2 * len(w & shared) / (len(w) + size) for w in windows)
             if similarity >= TRIGRAM_FLOOR and similarity > scored.get(entity_id, (0.0, ""))[0]:
                 scored[entity_id] = (similarity, name)
         for entity_id, (similarity, name) in sorted(scored.items(), key=lambda item: -item[1][0]):
@@ -404,12 +408,13 @@ class HybridSearch:
         observations = [h.source_id for h in hits if h.source_id != h.entity_id]
         valid: set[str] = set()
         if observations:
-            rows = self._db.query(
-                "SELECT observation_id FROM kg_observation_validity "
-                "WHERE observation_id IN (SELECT value FROM json_each(?)) "
-                "AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)",
-                (_json_list(observations), t, t),
-            )
+            with self._kg._read() as conn:  # not through the query cache: never asked twice
+                rows = conn.execute(
+                    "SELECT observation_id FROM kg_observation_validity "
+                    "WHERE observation_id IN (SELECT value FROM json_each(?)) "
+                    "AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)",
+                    (_json_list(observations), t, t),
+                ).fetchall()
             valid = {r[0] for r in rows}
         for hit in hits:
             is_observation = hit.source_id != hit.entity_id
@@ -676,10 +681,6 @@ def _successors(conn: Connection, stale: Sequence[str], t: int) -> dict[str, set
     for old, current in rows:
         found.setdefault(old, set()).add(current)
     return found
-
-
-def _dice(a: set[str], b: set[str]) -> float:
-    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
 @functools.lru_cache(maxsize=1024)
