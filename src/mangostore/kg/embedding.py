@@ -474,7 +474,7 @@ _CHANGES = "SELECT appended, rewritten FROM kg_vector_changes WHERE user_id = ?"
 _SELECT_VECTORS = (
     "SELECT e.rowid, e.id, e.entity_id, s.source_id, e.vector_data, e.model_version "
     "FROM kg_embeddings e LEFT JOIN kg_embedding_sources s ON s.embedding_id = e.id "
-    "WHERE e.user_id = ? "
+    "WHERE e.user_id = ?"
 )
 # `+e.user_id` keeps the planner on the rowid range, which holds only the new rows.
 _SELECT_NEW_VECTORS = (
