@@ -453,8 +453,10 @@ def test_hostile_query_strings_are_searched_literally(
 
 
 def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('shell" OR "x') == '"shell" OR "OR" OR "x"'
-    assert fts_query("NEAR(a b)") == '"NEAR" OR "a" OR "b"'
+    # "or" and "a" are stopwords: left out while other words remain.
+    assert fts_query('shell" OR "x') == '"shell" OR "x"'
+    assert fts_query("NEAR(a b)") == '"near" OR "b"'
+    assert fts_query("col:val^2 -z") == '"col" OR "val" OR "2" OR "z"'
     assert fts_query("**") is None
     assert fts_query("a a a") == '"a"'
     with pytest.raises(InvalidValueError):

@@ -36,12 +36,12 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mangostore.errors import InvalidValueError, NotFoundError
+from mangostore.kg.search import fts_query as search_query
 from mangostore.records import AIMemory
 from mangostore.sql import quote_identifier
 
@@ -52,7 +52,6 @@ __all__ = [
     "KEY_MAX_CHARS",
     "KEY_WEIGHT",
     "MEMORY_TYPES",
-    "QUERY_MAX_TERMS",
     "SOURCES",
     "MemoryPolicy",
     "MemoryService",
@@ -68,17 +67,12 @@ MEMORY_TYPES: tuple[str, ...] = ("fact", "preference", "skill", "context")
 SOURCES: tuple[str, ...] = ("user_input", "inference", "observation")
 #: Longest key accepted, in characters.
 KEY_MAX_CHARS = 512
-#: A query's words beyond this many are ignored.
-QUERY_MAX_TERMS = 32
 #: How much more a query word found in the key counts than one found in the value.
 KEY_WEIGHT = 2.0
 #: Most memories one recall returns.
 K_MAX = 1_000
 #: Ids bound per ``IN (...)`` list, well under SQLite's variable limit.
 _CHUNK = 500
-# Words of a query: runs of letters, digits and underscores. Everything else
-# (quotes, operators, parentheses, colons, NUL, stray surrogates) only separates them.
-_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,7 +571,10 @@ _VISIBLE = (
 
 
 def fts_query(text: str) -> str | None:
-    """Turn any text into a safe FTS5 query: its words, each a quoted literal, OR-ed.
+    """Turn any text into a safe FTS5 query over every column of ``ai_memory_fts``.
+
+    The same rules as the knowledge graph's search (:func:`mangostore.kg.search.fts_query`):
+    words, each a quoted literal, OR-ed, stopwords left out unless nothing else remains.
 
     Returns:
         The query, or ``None`` when the text has no words.
@@ -587,11 +584,7 @@ def fts_query(text: str) -> str | None:
     """
     if not isinstance(text, str):
         raise InvalidValueError("query must be a string", field="query")
-    words = _WORD.findall(text)[:QUERY_MAX_TERMS]
-    if not words:
-        return None
-    # A word holds no double quote (it is \w only), so quoting cannot be escaped.
-    return " OR ".join(f'"{word}"' for word in dict.fromkeys(words))
+    return search_query(text, column=None)
 
 
 def _canonical(value: Any) -> str | None:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HALF_LIFE_DAYS",
     "LINK_SIMILARITY",
+    "MAX_QUERY_TERMS",
     "RETRIEVERS",
     "RRF_K",
     "WEIGHTS",
@@ -96,6 +97,8 @@ _DAY_MS = 86_400_000
 #: Most paths walked from one linked entity (breadth first, so the nearest are kept).
 _WALK_ROWS = 500
 _MAX_QUERY_CHARS = 1_000
+#: Most distinct words of a query that are searched for.
+MAX_QUERY_TERMS = 32
 
 _WORD = re.compile(r"[^\W_]+(?:_[^\W_]+)*")
 STOPWORDS = frozenset(
@@ -201,21 +204,25 @@ def porter_stem(word: str) -> str:
         return str(_STEMMER.stemWord(word))
 
 
-def fts_query(text: str, common: frozenset[str] = frozenset()) -> str | None:
-    """Turn user text into a safe FTS5 query over the ``content`` column, or None.
+def fts_query(
+    text: str, common: frozenset[str] = frozenset(), *, column: str | None = "content"
+) -> str | None:
+    """Turn user text into a safe FTS5 query, or None when it has no words.
 
-    Every word becomes a quoted string (inner quotes doubled), the words are joined
-    with OR and ranked by BM25; stopwords and the ``common`` words are left out unless
-    nothing else remains. Nothing in ``text`` can add an operator, a column filter or
-    a prefix query.
+    Every word becomes a quoted string (inner quotes doubled), the words (at most
+    :data:`MAX_QUERY_TERMS`) are joined with OR and ranked by BM25; stopwords and the
+    ``common`` words are left out unless nothing else remains. ``column`` restricts
+    the query to one column (``None``: all). Nothing in ``text`` can add an operator,
+    a column filter or a prefix query.
     """
     words = query_words(text)
     content = [w for w in words if w not in STOPWORDS] or words
     content = [w for w in content if w not in common] or content
     if not content:
         return None
-    unique = list(dict.fromkeys(content))[:32]
-    return "content : (" + " OR ".join('"' + w.replace('"', '""') + '"' for w in unique) + ")"
+    unique = list(dict.fromkeys(content))[:MAX_QUERY_TERMS]
+    terms = " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return terms if column is None else f"{column} : ({terms})"
 
 
 @dataclass(frozen=True, slots=True)
