@@ -38,6 +38,7 @@ from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
 from mangostore.kg.memory import ttl_ms
 from mangostore.records import AIConversation
 from mangostore.repos.base import new_id
+from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -56,7 +57,6 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 CONTEXT_TYPES: tuple[str, ...] = ("general", "project", "terminal", "voice")
 _TABLE = "ai_messages"
 _COLUMN = "content"
-_CHUNK = 500
 
 
 def estimate_tokens(text: str) -> int:
@@ -203,8 +203,8 @@ class ConversationService:
                     (at,),
                 )
             ]
-            for start in range(0, len(ids), _CHUNK):
-                self._erase(ids[start : start + _CHUNK])
+            for chunk in batches(ids):
+                self._erase(chunk)
             return len(ids)
 
     # -- messages --------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class ConversationService:
         )
 
     def _erase(self, ids: Sequence[str]) -> int:
-        marks = ", ".join("?" * len(ids))
+        marks = placeholders(len(ids))
         deleted = self._db.execute(
             f"DELETE FROM ai_messages WHERE conversation_id IN ({marks})", tuple(ids)
         )

@@ -40,7 +40,7 @@ from mangostore.kg.names import canonical, near_duplicate
 from mangostore.kg.names import words as name_words
 from mangostore.records import KGEntity
 from mangostore.repos.base import new_id
-from mangostore.sql import quote_identifier
+from mangostore.sql import batches, placeholders, quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -235,11 +235,10 @@ class KnowledgeGraph:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, KGEntity] = {}
         repo = self._db.kg_entities
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        for chunk in batches(wanted):
             sql = (
                 f"SELECT {repo.spec.select_list} FROM kg_entities "
-                f"WHERE id IN ({', '.join('?' * len(chunk))})"
+                f"WHERE id IN ({placeholders(len(chunk))})"
             )
             for row in conn.execute(sql, chunk).fetchall():
                 record = repo._build(row)
@@ -786,7 +785,7 @@ class KnowledgeGraph:
         clauses = [f"({' OR '.join(sides)})"]
         params: list[Any] = [entity_id] * len(sides)
         if predicates is not None:
-            clauses.append(f"r.predicate IN ({', '.join('?' * len(predicates))})")
+            clauses.append(f"r.predicate IN ({placeholders(len(predicates))})")
             params.extend(predicates)
         if not include_invalid:
             clauses.append(_HOLDS)
@@ -1004,7 +1003,7 @@ class KnowledgeGraph:
                 where.append("w.node <> ?")
                 branch_slots.append("target")
             if predicates is not None:
-                where.append(f"r.predicate IN ({', '.join('?' * len(predicates))})")
+                where.append(f"r.predicate IN ({placeholders(len(predicates))})")
                 branch_slots += ["predicate"] * len(predicates)
             branches.append(
                 f"SELECT r.{there}, w.depth + 1, w.path || r.{there} || '/', "
@@ -1037,10 +1036,9 @@ class KnowledgeGraph:
     def _relations_by_id(self, conn: Connection, ids: Iterable[str]) -> dict[str, Relation]:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, Relation] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        for chunk in batches(wanted):
             rows = conn.execute(
-                f"{_RELATIONS} WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk
+                f"{_RELATIONS} WHERE r.id IN ({placeholders(len(chunk))})", chunk
             ).fetchall()
             found.update((r[0], _relation(r)) for r in rows)
         return found
@@ -1198,7 +1196,7 @@ class KnowledgeGraph:
             predicate_clause = ""
             params: list[Any] = [members, members, t, t]
             if predicates is not None:
-                predicate_clause = f" AND r.predicate IN ({', '.join('?' * len(predicates))})"
+                predicate_clause = f" AND r.predicate IN ({placeholders(len(predicates))})"
                 params.extend(predicates)
             relation_rows = conn.execute(
                 f"{_RELATIONS} WHERE r.subject_id IN (SELECT value FROM json_each(?)) "
@@ -1533,7 +1531,7 @@ class KnowledgeGraph:
             columns = list(entity)
             conn.execute(
                 f"INSERT INTO kg_entities ({', '.join(map(quote_identifier, columns))}) "
-                f"VALUES ({', '.join('?' * len(columns))})",
+                f"VALUES ({placeholders(len(columns))})",
                 [entity[c] for c in columns],
             )
             conn.execute(

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.kg.search import fts_query as search_query
 from mangostore.records import AIMemory
-from mangostore.sql import quote_identifier
+from mangostore.sql import batches, placeholders, quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -71,8 +71,6 @@ KEY_MAX_CHARS = 512
 KEY_WEIGHT = 2.0
 #: Most memories one recall returns.
 K_MAX = 1_000
-#: Ids bound per ``IN (...)`` list, well under SQLite's variable limit.
-_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,10 +303,10 @@ class MemoryService:
             if purge:
                 return self._delete(ids)
             done = 0
-            for chunk in _chunks(ids):
+            for chunk in batches(ids):
                 done += self._db.execute(
                     "UPDATE ai_memory_state SET forgotten_at = ? WHERE forgotten_at IS NULL "
-                    f"AND memory_id IN ({_marks(chunk)})",
+                    f"AND memory_id IN ({placeholders(len(chunk))})",
                     (now, *chunk),
                 )
             return done
@@ -519,7 +517,7 @@ class MemoryService:
         # One statement for the whole recall, so a recall is one small write.
         self._db.execute(
             "UPDATE ai_memory SET access_count = COALESCE(access_count, 0) + 1, "
-            f"last_accessed = ? WHERE id IN ({_marks(ids)})",
+            f"last_accessed = ? WHERE id IN ({placeholders(len(ids))})",
             (now, *ids),
         )
         return [
@@ -548,9 +546,9 @@ class MemoryService:
     def _delete(self, ids: Sequence[str]) -> int:
         done = 0
         with self._db.transaction():
-            for chunk in _chunks(ids):
+            for chunk in batches(ids):
                 done += self._db.execute(
-                    f"DELETE FROM ai_memory WHERE id IN ({_marks(chunk)})", chunk
+                    f"DELETE FROM ai_memory WHERE id IN ({placeholders(len(chunk))})", chunk
                 )
         return done
 
@@ -650,11 +648,3 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _marks(items: Sequence[Any]) -> str:
-    return ", ".join("?" * len(items))
-
-
-def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
-    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]

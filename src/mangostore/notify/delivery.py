@@ -25,6 +25,7 @@ from mangostore.errors import ConfigurationError, DeliveryError
 from mangostore.notify.preferences import METHODS
 from mangostore.records import Notification
 from mangostore.repos.base import new_id
+from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -51,8 +52,8 @@ _log = logging.getLogger(LOGGER_NAME)
 _log.addHandler(logging.NullHandler())
 #: Longest error text kept for a failed attempt.
 _ERROR_MAX_CHARS = 1_000
-#: Rows bound per statement, well under SQLite's variable limit.
-_CHUNK = 400
+#: Rows bound per statement: two values a row, well under SQLite's variable limit.
+_PAIRS_PER_STATEMENT = 400
 
 _LEVELS = {
     "low": logging.DEBUG,
@@ -308,7 +309,7 @@ class DeliveryQueue:
         """
         if not methods:
             return []
-        marks = ", ".join("?" * len(methods))
+        marks = placeholders(len(methods))
         # CROSS JOIN keeps the deliveries as the outer loop, read through their
         # next-attempt index: the due rows are few, the notifications many.
         rows = self._db.query(
@@ -381,8 +382,7 @@ class DeliveryQueue:
             The ids of the notifications concerned, each once, in order.
         """
         delivered = [o.claim for o in outcomes if o.error is None]
-        for start in range(0, len(delivered), _CHUNK):
-            chunk = delivered[start : start + _CHUNK]
+        for chunk in batches(delivered, _PAIRS_PER_STATEMENT):
             pairs = ", ".join(["(?, ?)"] * len(chunk))
             self._db.execute(
                 "UPDATE notification_deliveries SET status = 'delivered', error = NULL, "

@@ -56,6 +56,7 @@ from mangostore.records import (
     NotificationPreference,
     NotificationType,
 )
+from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -87,8 +88,6 @@ ACTION_TYPES: tuple[str, ...] = ("button", "voice_command", "auto")
 _ACTION_KEYS = frozenset({"type", "label", "command", "data"})
 _DAY_MS = 86_400_000
 _RESULT_MAX_CHARS = 1_000
-#: Ids bound per ``IN (...)`` list, well under SQLite's variable limit.
-_CHUNK = 500
 _EXPIRED = "expired before delivery"
 #: Why outstanding deliveries are cancelled when a notification enters these statuses.
 _CANCELS = {
@@ -702,8 +701,8 @@ class NotificationService:
         now = self._db.clock.now_ms()
         with self._db.transaction():
             current: dict[str, str] = {}
-            for chunk in _chunks(wanted):
-                marks = ", ".join("?" * len(chunk))
+            for chunk in batches(wanted):
+                marks = placeholders(len(chunk))
                 for row in self._db.query(
                     f"SELECT id, status FROM notifications WHERE id IN ({marks})", chunk
                 ):
@@ -928,7 +927,7 @@ class NotificationService:
     def _records(self, ids: list[str]) -> list[Notification]:
         """Return the notifications with these ids, in this order."""
         found: dict[str, Notification] = {}
-        for chunk in _chunks(ids):
+        for chunk in batches(ids):
             for record in self._db.notifications.list(id=chunk):
                 found[record.id] = record
         return [found[i] for i in ids if i in found]
@@ -1063,8 +1062,3 @@ def _ids(ids: str | Iterable[str]) -> list[str]:
         if not isinstance(item, str):
             raise InvalidValueError("notification ids must be strings", field="ids")
     return list(dict.fromkeys(items))
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]

@@ -43,7 +43,7 @@ from mangostore.privacy.ownership import (
 from mangostore.records import RECORD_CLASSES, Record
 from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, OWNER_COLUMN
 from mangostore.security.audit import ANCHOR_COMPONENT, ERASURE_COMPONENT
-from mangostore.sql import quote_identifier
+from mangostore.sql import batches, quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -487,9 +487,8 @@ class PrivacyService:
                             (batch,),
                         ).fetchall()
                     ]
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    found: list[Record] = repo.list(id=chunk)
+                for chunk in batches(ids):
+                    found: list[Record] = repo.list(id=list(chunk))
                     by_id = {r.id: r for r in found}  # type: ignore[attr-defined]
                     for row_id in chunk:
                         yield _redact(table, by_id[row_id].to_dict())

@@ -32,7 +32,7 @@ from mangostore.errors import (
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
 from mangostore.records import Record
 from mangostore.repos.spec import TableSpec, table_spec
-from mangostore.sql import quote_identifier
+from mangostore.sql import placeholders, quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -262,7 +262,7 @@ class Repository(Generic[R]):
         if sql is None:
             sql = (
                 f"INSERT INTO {spec.quoted_table} ({', '.join(map(quote_identifier, columns))}) "
-                f"VALUES ({', '.join('?' * len(columns))}) RETURNING {spec.select_list}"
+                f"VALUES ({placeholders(len(columns))}) RETURNING {spec.select_list}"
             )
             self._sql_cache[columns] = sql
         row = self._write(conn, sql, tuple(values.values()), values)
@@ -498,7 +498,7 @@ class Repository(Generic[R]):
             elif isinstance(value, list | tuple | set | frozenset):
                 items = [column.check(spec.name, v) for v in value]
                 if items:
-                    clauses.append(f"{quoted} IN ({', '.join('?' * len(items))})")
+                    clauses.append(f"{quoted} IN ({placeholders(len(items))})")
                     params.extend(items)
                 else:
                     clauses.append("0")

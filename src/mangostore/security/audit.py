@@ -64,6 +64,7 @@ from mangostore.records import SecurityEvent
 from mangostore.repos.base import new_id
 from mangostore.repos.spec import table_spec
 from mangostore.schema.sensitive import SYSTEM_OWNER
+from mangostore.sql import placeholders
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -115,7 +116,7 @@ _COLUMNS: Final = (
     "mac",
 )
 _SELECT: Final = ", ".join(f'"{c}"' for c in _COLUMNS)
-_INSERT: Final = f"INSERT INTO {TABLE} ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT: Final = f"INSERT INTO {TABLE} ({_SELECT}) VALUES ({placeholders(len(_COLUMNS))})"
 # Column positions in rows selected with _SELECT.
 _ID, _USER, _TYPE, _SEVERITY, _COMPONENT, _DATA, _CLIENT, _RISK = range(8)
 _RESOLVED, _RESOLVED_AT, _RESOLVED_BY, _TIMESTAMP, _SEQ, _MAC = range(8, 14)
