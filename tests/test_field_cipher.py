@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import mangostore
 from conftest import PASSPHRASE
 from mangostore import Settings
+from mangostore.clock import ManualClock
 from mangostore.errors import KeyManagementError, TamperedDataError, UnknownColumnError
 from mangostore.keys import field_cipher
 from mangostore.keys.envelope import parse_header
@@ -119,6 +120,23 @@ def test_the_first_encryption_makes_a_primary_key_in_the_keyring(
     assert entry is not None
     assert entry.user_id == user
     assert read_profile(keyed_db, user) == SECRET
+
+
+def test_key_times_come_from_the_database_clock(fast_settings: Settings) -> None:
+    clock = ManualClock(NOW)
+    db = mangostore.open(":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock)
+    try:
+        user = add_user(db)
+        store_profile(db, user, SECRET)
+        (info,) = cipher_of(db).list_keys(user)
+        assert info.created_at == NOW
+        clock.advance(5_000)
+        with db._writer.transaction() as conn:
+            cipher_of(db).destroy_user_keys(conn, user)
+        (info,) = cipher_of(db).list_keys(user)
+        assert info.destroyed_at == NOW + 5_000
+    finally:
+        db.close()
 
 
 def test_the_same_key_seals_later_values_and_counts_them(keyed_db: mangostore.Database) -> None:

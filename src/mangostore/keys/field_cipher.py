@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import uuid6
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mangostore.clock import Clock, SystemClock
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.writer import Writer
@@ -110,10 +110,6 @@ class FieldKeyInfo:
     destroyed_at: int | None
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class FieldCipher:
     """Encrypts and decrypts sensitive fields with per-user data keys.
 
@@ -123,11 +119,14 @@ class FieldCipher:
     Args:
         keyring: the unlocked keyring holding the key block and the field sub-key.
         writer: the database's writer, whose transaction :meth:`encrypt` runs in.
+        clock: stamps key creation, retirement and destruction (default: the system
+            clock; ``field_cipher_for`` passes the database's).
     """
 
-    def __init__(self, keyring: Keyring, writer: Writer) -> None:
+    def __init__(self, keyring: Keyring, writer: Writer, clock: Clock | None = None) -> None:
         self._keyring = keyring
         self._writer = writer
+        self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         # key id (16 bytes) -> (owner user id, unwrapped key)
         self._keys: dict[bytes, tuple[str, bytes]] = {}
@@ -233,7 +232,7 @@ class FieldCipher:
         self._require_transaction("rotate_user_key")
         with self._lock:
             old = self.primary_key_id(conn, user_id)
-            now = _now_ms()
+            now = self._clock.now_ms()
             if old is not None:
                 self._set_status(conn, old, "retired", now)
             key_id, _ = self._create_key(conn, user_id, now)
@@ -259,7 +258,7 @@ class FieldCipher:
                 conn.execute(
                     "UPDATE field_keys SET status = 'destroyed', destroyed_at = ? "
                     "WHERE user_id = ? AND status != 'destroyed'",
-                    (_now_ms(), user_id),
+                    (self._clock.now_ms(), user_id),
                 )
             gone = self._keyring.destroy_user_keys(user_id)
             for key_id, (owner, _) in list(self._keys.items()):
@@ -318,7 +317,7 @@ class FieldCipher:
                 "WHERE user_id = ? AND status = 'primary'",
                 (user_id,),
             ).fetchone()
-        now = _now_ms()
+        now = self._clock.now_ms()
         if row is not None:
             key_id = uuid.UUID(row[0])
             key = self._key(key_id.bytes, user_id)
@@ -389,6 +388,6 @@ def field_cipher_for(db: Database) -> FieldCipher | None:
     with _CIPHERS_LOCK:
         cipher = _CIPHERS.get(db)
         if cipher is None:
-            cipher = FieldCipher(keyring, db._writer)
+            cipher = FieldCipher(keyring, db._writer, db.clock)
             _CIPHERS[db] = cipher
         return cipher

@@ -26,7 +26,6 @@ so one damaged row does not stop the rotation of all the others.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,10 +94,6 @@ class _Tally:
     unreadable: list[FieldRef] = field(default_factory=list)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def rotate_field_keys(
     db: Database,
     *,
@@ -156,7 +151,7 @@ def rotate_field_keys(
     with db._writer.transaction() as conn, driver_errors("finishing a key rotation"):
         conn.execute(
             "UPDATE field_key_rotations SET finished_at = ? WHERE id = ?",
-            (_now_ms(), rotation_id),
+            (db.clock.now_ms(), rotation_id),
         )
     return RotationReport(
         rotation_id=rotation_id,
@@ -200,7 +195,7 @@ def _start(db: Database, cipher: FieldCipher) -> tuple[str, bool, int, int]:
         with driver_errors("recording a key rotation"):
             conn.execute(
                 "INSERT INTO field_key_rotations (id, started_at, keys_created) VALUES (?, ?, ?)",
-                (rotation_id, _now_ms(), len(users)),
+                (rotation_id, db.clock.now_ms(), len(users)),
             )
     return rotation_id, False, len(users), retired
 
