@@ -18,6 +18,7 @@ import mangostore
 import mangostore.db
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
+from mangostore.clock import ManualClock
 from mangostore.engine.connection import connect
 from mangostore.engine.pragmas import writer_setup
 from mangostore.engine.writer import Writer
@@ -109,6 +110,15 @@ def test_ledger_records_every_migration(encrypted_db: mangostore.Database) -> No
         assert isinstance(record.duration_ms, int)
         assert record.duration_ms >= 0
     assert encrypted_db.schema_version == LATEST
+
+
+def test_the_ledger_is_stamped_by_the_database_clock() -> None:
+    clock = ManualClock(1_700_000_000_000)
+    db = mangostore.open(":memory:", encrypted=False, clock=clock)
+    try:
+        assert {a.applied_at for a in db._runner.applied()} == {1_700_000_000_000}
+    finally:
+        db.close()
 
 
 def test_checksum_is_the_sha256_of_the_file() -> None:

@@ -639,6 +639,7 @@ def open_database(
     page_key = _page_key(keyring)
     writer_conn: Connection | None = None
     pool: ReaderPool | None = None
+    clock = clock or SystemClock()
     instruments = Instruments(path_str, settings, clock, keyring)
     try:
         # A foreign file is refused before the setup switches it to WAL.
@@ -665,7 +666,7 @@ def open_database(
                 acquire_timeout_s=settings.pool_acquire_timeout_ms / 1000,
                 idle_timeout_s=settings.pool_idle_timeout_ms / 1000,
             )
-        runner = MigrationRunner(writer, load_migrations())
+        runner = MigrationRunner(writer, load_migrations(), clock)
         if migrate:
             runner.migrate(before=_pre_migration_backup(writer, path_str, page_key, settings))
         else:
@@ -678,7 +679,7 @@ def open_database(
             runner=runner,
             settings=settings,
             recovery_key=recovery_text,
-            clock=clock or SystemClock(),
+            clock=clock,
             instruments=instruments,
         )
         if keyring is not None and keyring.erased_users():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sqlcipher3
 
+from mangostore.clock import Clock, SystemClock
 from mangostore.engine.connection import driver_errors, is_driver_error, is_transaction_control
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.writer import Writer
@@ -182,8 +183,11 @@ class AppliedMigration:
 class MigrationRunner:
     """Brings a database to a target schema version through the writer."""
 
-    def __init__(self, writer: Writer, migrations: Iterable[Migration]) -> None:
+    def __init__(
+        self, writer: Writer, migrations: Iterable[Migration], clock: Clock | None = None
+    ) -> None:
         self._writer = writer
+        self._clock: Clock = clock or SystemClock()
         self._migrations = sorted(migrations, key=lambda m: m.version)
         self._by_version = {m.version: m for m in self._migrations}
 
@@ -294,8 +298,7 @@ class MigrationRunner:
             return [m for m in self._migrations if current < m.version <= target]
         return [m for m in reversed(self._migrations) if target < m.version <= current]
 
-    @staticmethod
-    def _run(conn: Connection, migration: Migration, *, up: bool) -> None:
+    def _run(self, conn: Connection, migration: Migration, *, up: bool) -> None:
         """Run one migration's statements and update the ledger, naming it in any error."""
         started = time.perf_counter()
         label = f"migration {migration.version} ({migration.name}) {'up' if up else 'down'}"
@@ -307,7 +310,7 @@ class MigrationRunner:
                         "one transaction that the runner begins and ends"
                     )
                 conn.execute(statement)
-            _record(conn, migration, up=up, started=started)
+            _record(conn, migration, up=up, started=started, now=self._clock.now_ms())
         except Exception as exc:
             if is_driver_error(exc) or isinstance(exc, MigrationError):
                 raise MigrationError(
@@ -316,7 +319,7 @@ class MigrationRunner:
             raise
 
 
-def _record(conn: Connection, migration: Migration, *, up: bool, started: float) -> None:
+def _record(conn: Connection, migration: Migration, *, up: bool, started: float, now: int) -> None:
     """Add (up) or remove (down) the migration's row of ``schema_migrations``."""
     if not up:
         conn.execute("DELETE FROM schema_migrations WHERE version = ?", (migration.version,))
@@ -328,7 +331,7 @@ def _record(conn: Connection, migration: Migration, *, up: bool, started: float)
             migration.version,
             migration.name,
             migration.checksum,
-            int(time.time() * 1000),
+            now,
             round((time.perf_counter() - started) * 1000),
         ),
     )
