@@ -25,6 +25,7 @@ from mangostore.security.commit_watch import (
     AlwaysChanged,
     CommitWatch,
     ConnectionChangesWatch,
+    WalIndexHeader,
     WalIndexWatch,
     watch_for,
 )
@@ -685,6 +686,20 @@ def test_wal_index_watch_sees_commits_not_uncommitted_writes(
     assert not watch.changed()  # reads leave the header alone
     watch.close()
     assert watch.changed()  # closed: always "maybe"
+
+
+def test_wal_index_header_refuses_a_file_without_a_header(tmp_path: Path) -> None:
+    short = tmp_path / "short-shm"
+    short.write_bytes(b"\x00" * 10)
+    with pytest.raises(OSError, match="no WAL-index header"):
+        WalIndexHeader(str(short))
+    full = tmp_path / "full-shm"
+    full.write_bytes(bytes(range(64)))
+    header = WalIndexHeader(str(full))
+    assert header.read() == bytes(range(48))
+    header.close()
+    assert header.read() is None
+    header.close()  # twice is fine
 
 
 def test_watch_for_falls_back_when_there_is_no_index(tmp_path: Path) -> None:

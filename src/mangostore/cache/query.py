@@ -40,9 +40,6 @@ also tagged with its content table.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
-import os
 import re
 import sys
 import threading
@@ -60,7 +57,7 @@ from mangostore.monitor.connection import (
     capture_actions,
     fetch_rows,
 )
-from mangostore.security.commit_watch import WAL_INDEX_HEADER_BYTES
+from mangostore.security.commit_watch import WalIndexHeader
 
 if TYPE_CHECKING:
     from mangostore.engine.writer import Writer
@@ -151,7 +148,7 @@ class QueryCache:
         self._writer = writer
         self._memory = path == ":memory:"
         self._shm_path = path + "-shm"
-        self._header: _ShmHeader | None = None
+        self._header: WalIndexHeader | None = None
         self._verified: bytes | None = None
         self._data_version: int | None = None
         self._schema_version: int | None = None
@@ -237,7 +234,7 @@ class QueryCache:
         header = self._header
         if header is None:
             try:
-                header = self._header = _ShmHeader(self._shm_path)
+                header = self._header = WalIndexHeader(self._shm_path)
             except (OSError, ValueError):
                 return None
         return header.read()
@@ -491,33 +488,3 @@ def _key(sql: str, params: Any) -> Hashable | None:
     except TypeError:
         return None
     return key
-
-
-class _ShmHeader:
-    """A read-only mapping of the WAL-index header at the start of the ``-shm`` file."""
-
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if os.fstat(fd).st_size < WAL_INDEX_HEADER_BYTES:
-                raise ValueError(f"{path} holds no WAL-index header")
-            self._map: mmap.mmap | None = mmap.mmap(
-                fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ
-            )
-        finally:
-            os.close(fd)
-
-    def read(self) -> bytes | None:
-        mapped = self._map
-        if mapped is None:
-            return None
-        try:
-            return mapped[:WAL_INDEX_HEADER_BYTES]
-        except ValueError:  # closed meanwhile
-            return None
-
-    def close(self) -> None:
-        mapped, self._map = self._map, None
-        if mapped is not None:
-            with contextlib.suppress(BufferError, ValueError):
-                mapped.close()

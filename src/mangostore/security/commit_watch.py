@@ -83,13 +83,15 @@ class ConnectionChangesWatch:
         self._seen = None
 
 
-class WalIndexWatch:
-    """Watches the WAL-index header in the ``-shm`` file of a WAL-mode database.
+class WalIndexHeader:
+    """A read-only mapping of the WAL-index header at the start of a ``-shm`` file.
 
-    The file is mapped read-only. SQLite never truncates it while a connection (here:
-    the database's own writer) has it open, which is what makes reading the mapping
-    safe; the owner calls :meth:`close` before that connection closes, or stops
-    calling :meth:`changed` once the database is closed.
+    SQLite never truncates the file while a connection (here: the database's own
+    writer) has it open, which is what makes reading the mapping safe; the owner calls
+    :meth:`close` before that connection closes.
+
+    Raises:
+        OSError: the file cannot be opened or mapped, or holds no header yet.
     """
 
     def __init__(self, shm_path: str) -> None:
@@ -102,16 +104,40 @@ class WalIndexWatch:
             )
         finally:
             os.close(fd)
+
+    def read(self) -> bytes | None:
+        """Return the header's bytes now, or ``None`` once closed."""
+        mapped = self._map
+        if mapped is None:
+            return None
+        try:
+            return mapped[:WAL_INDEX_HEADER_BYTES]
+        except ValueError:  # closed by another thread meanwhile
+            return None
+
+    def close(self) -> None:
+        """Unmap the file."""
+        mapped, self._map = self._map, None
+        if mapped is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                mapped.close()
+
+
+class WalIndexWatch:
+    """Watches the WAL-index header in the ``-shm`` file of a WAL-mode database.
+
+    The owner calls :meth:`close` before the writer connection closes, or stops
+    calling :meth:`changed` once the database is closed (see :class:`WalIndexHeader`).
+    """
+
+    def __init__(self, shm_path: str) -> None:
+        self._header = WalIndexHeader(shm_path)
         self._seen: bytes | None = None
 
     def changed(self) -> bool:
         """Return whether the header differs from the previous call's (a torn read does too)."""
-        mapped = self._map
-        if mapped is None:
-            return True
-        try:
-            header = mapped[:WAL_INDEX_HEADER_BYTES]
-        except ValueError:  # closed by another thread meanwhile
+        header = self._header.read()
+        if header is None:
             return True
         if header == self._seen:
             return False
@@ -120,10 +146,7 @@ class WalIndexWatch:
 
     def close(self) -> None:
         """Unmap the file."""
-        mapped, self._map = self._map, None
-        if mapped is not None:
-            with contextlib.suppress(BufferError, ValueError):
-                mapped.close()
+        self._header.close()
 
 
 def watch_for(path: str, total_changes: Callable[[], int] | None) -> CommitWatch:
