@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_private"]
+__all__ = ["fsync_directory", "write_private"]
 
 
 def write_private(path: str | os.PathLike[str], data: bytes) -> None:
@@ -31,6 +31,11 @@ def write_private(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Flush ``directory`` itself, so a file just renamed into it survives a crash."""
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -63,6 +63,7 @@ from mangostore.errors import (
     KeyringMissingError,
     WrongPassphraseError,
 )
+from mangostore.files import fsync_directory
 from mangostore.keys.kdf import SALT_BYTES, KdfParams, derive_kek
 from mangostore.keys.subkeys import derive_subkey
 
@@ -502,11 +503,7 @@ class Keyring:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_directory(directory)
         return written
 
     @staticmethod

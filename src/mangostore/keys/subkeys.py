@@ -5,7 +5,7 @@ No two purposes share a key: a leak of, say, the backup key does not decrypt pag
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -22,18 +22,7 @@ Purpose = Literal[
     "recovery",
     "cache",
 ]
-PURPOSES: Final[tuple[str, ...]] = (
-    "page",
-    "field",
-    "blind-index",
-    "audit",
-    "backup",
-    "sync",
-    "export",
-    "keyring",
-    "recovery",
-    "cache",
-)
+PURPOSES: Final[tuple[str, ...]] = get_args(Purpose)
 _INFO_PREFIX: Final = b"mangostore/v1/"
 
 
