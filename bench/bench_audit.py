@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlcipher3
 import uuid6
 
 import mangostore
-from bench.harness import Config, Measurement, Suite
+from bench.harness import Config, Measurement, Suite, raw_connection
 from mangostore import KdfParams, Settings
 
 PASSPHRASE = "bench: correct horse battery staple"
@@ -148,8 +147,8 @@ def run(config: Config) -> list[Measurement]:
             page_key = db.keyring.subkey("page")
             user = db.users.create(username="heavy-user").id
             _seed(db, user, config.rows)
-            reader = _raw(path, page_key)
-            writer = _raw(path, page_key, writer=True)
+            reader = raw_connection(path, page_key)
+            writer = raw_connection(path, page_key, writer=True)
             try:
                 writer.execute(
                     "CREATE TABLE bench_plain (id TEXT PRIMARY KEY, user_id TEXT, "
@@ -168,19 +167,6 @@ def _seed(db: mangostore.Database, user: str, count: int) -> None:
     with db.transaction():
         for event in realistic_events(count):
             db.audit.append(user_id=user, **event)
-
-
-def _raw(path: Path, page_key: bytes, *, writer: bool = False) -> Any:
-    """Open a bare sqlcipher3 connection keyed like mangostore keys its own."""
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{page_key.hex()}'\"")
-    if writer:
-        # The writer's durability settings, so the ratio shows the library's overhead.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("PRAGMA temp_store = MEMORY")
-    return conn
 
 
 def _bench_append(

@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlcipher3
 import uuid6
 
 import mangostore
-from bench.harness import Config, Measurement, Suite
+from bench.harness import Config, Measurement, Suite, raw_connection
 from mangostore import KdfParams, Settings
 
 PASSPHRASE = "bench: correct horse battery staple"
@@ -57,7 +56,7 @@ def run(config: Config) -> list[Measurement]:
             mangostore.open(path, passphrase=PASSPHRASE, settings=BARE) as bare,
         ):
             assert db.keyring is not None
-            raw = _raw(path, db.keyring.subkey("page"))
+            raw = raw_connection(path, db.keyring.subkey("page"), writer=True)
             try:
                 results = _bench_read(config, db, bare, raw, ids)
                 results += _bench_write(config, db, bare, raw, ids)
@@ -76,15 +75,6 @@ def _seed(path: Path, count: int) -> list[str]:
         for uid in ids:
             db.execute(INSERT_SQL, (uid, f"user-{uid}", f"{uid}@example.com", now, now))
     return ids
-
-
-def _raw(path: Path, page_key: bytes) -> Any:
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{page_key.hex()}'\"")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA secure_delete = ON")
-    return conn
 
 
 def _cycle(ids: list[str]) -> Iterator[str]:

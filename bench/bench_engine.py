@@ -21,12 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlcipher3
 import uuid6
 from argon2.low_level import Type, hash_secret_raw
 
 import mangostore
-from bench.harness import Config, Measurement, Suite
+from bench.harness import Config, Measurement, Suite, raw_connection
 from mangostore import KdfParams, Settings
 
 PASSPHRASE = "bench: correct horse battery staple"
@@ -88,25 +87,6 @@ def _seed(path: Path, users: list[UserRow], settings: Settings, *, encrypted: bo
             db.execute(INSERT_SQL, row)
 
 
-def _raw(
-    path: Path, page_key: bytes | None, *, writer: bool = False, page_cache: bool = True
-) -> Any:
-    """Open a bare sqlcipher3 connection, keyed like mangostore keys its own."""
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    if page_key is not None:
-        conn.execute(f"PRAGMA key = \"x'{page_key.hex()}'\"")
-    if not page_cache:
-        # Nearly every page a lookup touches is then read (and decrypted) again.
-        conn.execute("PRAGMA cache_size = 0")
-    if writer:
-        # The durability and safety settings of mangostore's writer connection, so the
-        # ratio shows the library's own overhead, not a difference in fsyncs.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-    return conn
-
-
 # -- open -------------------------------------------------------------------------------
 
 
@@ -132,7 +112,7 @@ def _open_close(path: Path, passphrase: str | None) -> Callable[[], None]:
 
 def _raw_open_close(path: Path, page_key: bytes | None) -> Callable[[], None]:
     def once() -> None:
-        conn = _raw(path, page_key)
+        conn = raw_connection(path, page_key)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # decrypts page 1
         conn.close()
 
@@ -196,10 +176,10 @@ def _bench_lookup(
     suite = Suite("lookup", config)
     order = random.Random(7).sample(ids, len(ids))  # same random order for every row
     number = 2_000
-    raw_plain = _raw(Path(plain_db.path), None)
-    raw_enc = _raw(Path(enc_db.path), page_key)
-    cold_plain = _raw(Path(plain_db.path), None, page_cache=False)
-    cold_enc = _raw(Path(enc_db.path), page_key, page_cache=False)
+    raw_plain = raw_connection(Path(plain_db.path), None)
+    raw_enc = raw_connection(Path(enc_db.path), page_key)
+    cold_plain = raw_connection(Path(plain_db.path), None, page_cache=False)
+    cold_enc = raw_connection(Path(enc_db.path), page_key, page_cache=False)
     try:
         suite.add("sqlite, plain", _raw_lookup(raw_plain, itertools.cycle(order)), number=number)
         suite.add(
@@ -266,8 +246,8 @@ def _bench_insert(
         # Made before timing starts, so no measurement pays for UUIDs.
         return iter(_user_rows(config.total_calls(number)))
 
-    raw_plain = _raw(Path(plain_db.path), None, writer=True)
-    raw_enc = _raw(Path(enc_db.path), page_key, writer=True)
+    raw_plain = raw_connection(Path(plain_db.path), None, writer=True)
+    raw_enc = raw_connection(Path(enc_db.path), page_key, writer=True)
     try:
         suite.add("sqlite, plain", _raw_insert(raw_plain, fresh()), number=number)
         suite.add(

@@ -35,11 +35,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlcipher3
 import uuid6
 
 import mangostore
-from bench.harness import Config, Measurement, Suite
+from bench.harness import Config, Measurement, Suite, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.records import Notification
 
@@ -136,17 +135,6 @@ def _rows(count: int, ids: dict[str, str]) -> Iterator[tuple[Any, ...]]:
     return iter(rows)
 
 
-def _raw(path: Path, page_key: bytes | None) -> Any:
-    """A bare connection with the writer's durability and safety settings."""
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    if page_key is not None:
-        conn.execute(f"PRAGMA key = \"x'{page_key.hex()}'\"")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA secure_delete = ON")
-    return conn
-
-
 # -- measurements -----------------------------------------------------------------------
 
 
@@ -187,7 +175,7 @@ def _bench_send(
     config = _capped(config)
     suite = Suite("notify", config)
     total = config.total_calls(SENDS)
-    raw = _raw(Path(db.path), page_key)
+    raw = raw_connection(Path(db.path), page_key, writer=True)
     try:
         base = "sqlcipher3 INSERT, encrypted"
         suite.add(base, _raw_insert(raw, _rows(total, ids)), number=SENDS)
@@ -219,7 +207,7 @@ def _bench_plain(config: Config, db: mangostore.Database, ids: dict[str, str]) -
     config = _capped(config)
     suite = Suite("notify, unencrypted", config)
     total = config.total_calls(SENDS)
-    raw = _raw(Path(db.path), None)
+    raw = raw_connection(Path(db.path), None, writer=True)
     try:
         base = "sqlite INSERT, plain"
         suite.add(base, _raw_insert(raw, _rows(total, ids)), number=SENDS)

@@ -30,11 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlcipher3
 import uuid6
 
 import mangostore
-from bench.harness import Config, Measurement, Suite
+from bench.harness import Config, Measurement, Suite, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.records import Project, User
 from mangostore.repos.spec import TableSpec, table_spec
@@ -77,8 +76,8 @@ def run(config: Config) -> list[Measurement]:
             assert db.keyring is not None
             page_key = db.keyring.subkey("page")
             seed = _seed(db, config)
-            reader = _raw(path, page_key)
-            writer = _raw(path, page_key, writer=True)
+            reader = raw_connection(path, page_key)
+            writer = raw_connection(path, page_key, writer=True)
             try:
                 results = _bench_get(config, db, reader, seed["users"])
                 results += _bench_find_by_user(config, db, reader, seed["owner"])
@@ -152,20 +151,6 @@ def _seed(db: mangostore.Database, config: Config) -> dict[str, Any]:
         "plain": [p.id for p in plain],
         "sealed": [p.id for p in sealed],
     }
-
-
-def _raw(path: Path, page_key: bytes, *, writer: bool = False) -> Any:
-    """Open a bare sqlcipher3 connection keyed like mangostore keys its own."""
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{page_key.hex()}'\"")
-    if writer:
-        # The durability and safety settings of mangostore's writer connection, so the
-        # ratio shows the library's own overhead, not a difference in fsyncs.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("PRAGMA temp_store = MEMORY")
-    return conn
 
 
 def _shuffled(ids: list[str]) -> list[str]:

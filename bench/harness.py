@@ -18,6 +18,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlcipher3
+
+from mangostore.engine.pragmas import apply_key, writer_setup
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +172,24 @@ def timer_overhead_ns(calls: int = 10_000) -> float:
         start = clock()
         costs.append(clock() - start)
     return float(statistics.median(costs))
+
+
+def raw_connection(
+    path: Path, page_key: bytes | None, *, writer: bool = False, page_cache: bool = True
+) -> Any:
+    """Open the baseline: a bare sqlcipher3 connection, keyed as mangostore keys its own.
+
+    ``writer`` applies the setup steps of mangostore's writer connection (WAL, foreign
+    keys, ``synchronous = NORMAL``, secure delete, ...), so a ratio shows the library's
+    own overhead, not a difference in fsyncs. ``page_cache=False`` sets ``cache_size =
+    0``: nearly every page a lookup touches is then read (and decrypted) again.
+    """
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    if page_key is not None:
+        apply_key(conn, page_key)
+    if not page_cache:
+        conn.execute("PRAGMA cache_size = 0")
+    if writer:
+        for step in writer_setup(busy_timeout_ms=5_000):
+            step(conn)
+    return conn
