@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 import mangostore
 from mangostore import KdfParams, Settings
+from mangostore.clock import ManualClock
 
 # Hypothesis runs more examples in CI than on a laptop, never with a deadline
 # (tests do not assert wall-clock times).
@@ -46,6 +47,12 @@ FAST_KDF = KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1)
 def fast_settings() -> Settings:
     """Settings with the cheapest allowed KDF, for tests that open many databases."""
     return Settings(kdf=FAST_KDF)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock the test moves by hand (``clock.advance(ms)``)."""
+    return ManualClock()
 
 
 @pytest.fixture

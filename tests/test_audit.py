@@ -44,11 +44,6 @@ TRIGGERS = (
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
     """An in-memory database with a keyring (so an audit key), on a manual clock."""
     database = mangostore.open(

@@ -44,11 +44,6 @@ class Sleeps(list[float]):
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
 

@@ -27,11 +27,6 @@ from mangostore.errors import (
 from test_repos import Rows, row_counts
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 @pytest.fixture(params=["plain", "field-encrypted"])
 def db(
     request: pytest.FixtureRequest, clock: ManualClock, fast_settings: Settings

@@ -5,19 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import bench.__main__ as runner
-from bench import bench_audit, harness
+from bench import bench_audit
+from tests.bench_helpers import assert_well_formed, smoke_results
 
 
 def test_audit_benchmarks_run_against_their_baselines() -> None:
     assert "audit" in runner.available()
-    results = runner.run_module("audit", harness.Config.smoke())
+    results = smoke_results("audit")
     assert {m.group for m in results} == {"audit append", "audit verify"}
-    names = {(m.group, m.name) for m in results}
-    for m in results:
-        assert m.median_us > 0, m
-        assert m.calls > 0, m
-        if m.baseline is not None:
-            assert (m.group, m.baseline) in names, m
+    assert_well_formed(results)
     appends = [m for m in results if m.name.startswith("db.audit.append")]
     assert {m.baseline for m in appends} >= {
         "sqlcipher3 indexed SELECT by id",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import bench.__main__ as runner
 from bench import bench_kg_retrieval as retrieval
-from bench import harness
+from tests.bench_helpers import smoke_results
 
 
 def test_retrieval_benchmark_runs_every_mode_against_its_baseline() -> None:
     assert "kg_retrieval" in runner.available()
-    results = runner.run_module("kg_retrieval", harness.Config.smoke())
+    results = smoke_results("kg_retrieval")
     names = {m.name for m in results}
     assert names == {
         "sqlite FTS5 MATCH (baseline)",

@@ -8,18 +8,14 @@ from pathlib import Path
 import bench.__main__ as runner
 import pytest
 from bench import harness
+from tests.bench_helpers import assert_well_formed, smoke_results
 
 
 @pytest.mark.parametrize("name", runner.available())
 def test_benchmark_module_produces_results(name: str) -> None:
-    results = runner.run_module(name, harness.Config.smoke())
+    results = smoke_results(name)
     assert results
-    names = {(m.group, m.name) for m in results}
-    for m in results:
-        assert m.median_us > 0, m
-        assert m.calls > 0, m
-        if m.baseline is not None:
-            assert (m.group, m.baseline) in names, m
+    assert_well_formed(results)
 
 
 def test_engine_benchmarks_are_found() -> None:

@@ -33,11 +33,6 @@ SECRET = "ultramarine-conversation-marker-7731"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
     """An in-memory database with a keyring (messages encrypted) on a manual clock."""
     database = mangostore.open(

@@ -31,11 +31,6 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db(clock: ManualClock) -> Iterator[mangostore.Database]:
     """An unencrypted in-memory database on a manual clock."""
     database = mangostore.open(":memory:", encrypted=False, clock=clock)

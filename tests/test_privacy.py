@@ -118,11 +118,6 @@ def tables_with_user_id(db: mangostore.Database) -> list[str]:
     ]
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 @pytest.fixture(params=["keyed", "plain-pages", "no-keyring"])
 def disk_db(
     request: pytest.FixtureRequest, db_path: Path, clock: ManualClock

@@ -284,11 +284,6 @@ def row_counts(db: mangostore.Database) -> dict[str, int]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db(
     request: pytest.FixtureRequest, clock: ManualClock, fast_settings: Settings
 ) -> Iterator[mangostore.Database]:

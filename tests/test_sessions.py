@@ -40,11 +40,6 @@ LEVELS = ["low", "standard", "high"]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db(db_path: Path, clock: ManualClock) -> Iterator[mangostore.Database]:
     """An encrypted file database with a manual clock."""
     database = mangostore.open(
