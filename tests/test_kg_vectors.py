@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import skip_unless_available
 
 import mangostore
-from mangostore.kg import HashingEmbedder
-from mangostore.kg.embedding import NumpyIndex, to_blob
+from mangostore import errors
+from mangostore.kg import HashingEmbedder, embedding
+from mangostore.kg.embedding import MiniLMEmbedder, NumpyIndex, minilm_directory, to_blob
 from mangostore.repos.base import new_id
 
 MODEL = "hashing-64"
@@ -170,3 +172,24 @@ def test_search_inside_a_transaction_sees_its_writes(db: mangostore.Database) ->
         target = db.kg.upsert_entity(user, "concept", "photosynthesis").entity
         hits = db.kg.search(user, "photosynthesis", retrievers=["vector"])
     assert hits[0].entity.id == target.id
+
+
+def test_a_stored_vector_of_the_wrong_length_is_refused(db: mangostore.Database) -> None:
+    user = db.users.create(username="ann").id
+    ids = _insert_vectors(db, user, _unit(np.ones((2, 64), dtype=np.float32)))
+    db.execute(
+        "UPDATE kg_embeddings SET vector_data = ? WHERE entity_id = ?",
+        (to_blob(np.ones(63, dtype=np.float32)), ids[0]),
+    )
+    with pytest.raises(errors.ConfigurationError, match="63 dimensions instead of 64"):
+        NumpyIndex(db).search(user, MODEL, np.ones(64, dtype=np.float32), 1)
+
+
+def test_the_onnx_runtime_is_refused_when_it_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    skip_unless_available(minilm_directory() is not None, "the embeddings extra is not installed")
+    monkeypatch.setattr(embedding, "onnx_runtime_available", lambda: False)
+    with pytest.raises(errors.ConfigurationError, match="needs onnxruntime and onnx"):
+        MiniLMEmbedder.load(runtime="onnxruntime")
+    assert MiniLMEmbedder.load().runtime == "numpy"  # "auto" falls back
