@@ -21,14 +21,6 @@ from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import ForeignKeyError, InvalidValueError, PermissionDenied
 from mangostore.security import permissions as permissions_module
-from mangostore.security.commit_watch import (
-    AlwaysChanged,
-    CommitWatch,
-    ConnectionChangesWatch,
-    WalIndexHeader,
-    WalIndexWatch,
-    watch_for,
-)
 from mangostore.security.conditions import MAX_CONDITION_BYTES, MAX_DEPTH, MAX_NODES
 from mangostore.security.throttle import EventThrottle
 
@@ -370,15 +362,8 @@ def test_cached_checks_read_nothing_until_something_commits(
     assert loads == ["p1", "p2", "p1", "p2", "p1"]
 
 
-def test_the_watch_matches_the_database(any_db: mangostore.Database, tmp_path: Path) -> None:
-    any_db.access.check(any_db.users.create(username="ann").id, "ai", "a", "read")
-    watch = any_db.access._watch
-    expected = ConnectionChangesWatch if any_db.path == ":memory:" else WalIndexWatch
-    assert isinstance(watch, expected)
-
-
 def test_without_a_watch_every_check_reads_the_counter(db: mangostore.Database, ann: str) -> None:
-    db.access._watch = AlwaysChanged()
+    db.commits.close()  # the watch answers "cannot tell" from now on
     grant = db.access.grant(ann, "project", "p1", "read")
     assert db.access.check(ann, "project", "p1", "read")
     db.access.revoke(grant.id)
@@ -668,47 +653,7 @@ def test_grants_and_revokes_are_audited(db: mangostore.Database, ann: str) -> No
     assert actions == ["grant", "deny", "revoke"]
 
 
-# -- the commit watch and the event throttle ------------------------------------------------
-
-
-def test_wal_index_watch_sees_commits_not_uncommitted_writes(
-    db: mangostore.Database, ann: str
-) -> None:
-    watch = WalIndexWatch(str(db.path) + "-shm")
-    assert isinstance(watch, CommitWatch)
-    assert watch.changed()  # the first call
-    assert not watch.changed()
-    with db.transaction():
-        db.projects.create(user_id=ann, name="x", path="/x")
-        assert not watch.changed()
-    assert watch.changed()
-    db.query("SELECT count(*) FROM projects")
-    assert not watch.changed()  # reads leave the header alone
-    watch.close()
-    assert watch.changed()  # closed: always "maybe"
-
-
-def test_wal_index_header_refuses_a_file_without_a_header(tmp_path: Path) -> None:
-    short = tmp_path / "short-shm"
-    short.write_bytes(b"\x00" * 10)
-    with pytest.raises(OSError, match="no WAL-index header"):
-        WalIndexHeader(str(short))
-    full = tmp_path / "full-shm"
-    full.write_bytes(bytes(range(64)))
-    header = WalIndexHeader(str(full))
-    assert header.read() == bytes(range(48))
-    header.close()
-    assert header.read() is None
-    header.close()  # twice is fine
-
-
-def test_watch_for_falls_back_when_there_is_no_index(tmp_path: Path) -> None:
-    assert isinstance(watch_for(str(tmp_path / "missing.db"), None), AlwaysChanged)
-    assert isinstance(watch_for(":memory:", None), AlwaysChanged)
-    counts = iter([1, 1, 2])
-    watch = watch_for(":memory:", lambda: next(counts))
-    assert isinstance(watch, ConnectionChangesWatch)
-    assert [watch.changed(), watch.changed(), watch.changed()] == [True, False, True]
+# -- the event throttle ------------------------------------------------
 
 
 def test_event_throttle_counts_repeats_within_the_interval() -> None:

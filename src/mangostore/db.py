@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mangostore.clock import Clock, SystemClock
+from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatch
 from mangostore.engine.connection import (
     Row,
     connect,
@@ -100,6 +101,7 @@ class Database(RepositoryAccess):
         settings: Settings,
         recovery_key: str | None,
         clock: Clock,
+        commits: CommitWatch,
         instruments: Instruments | None = None,
     ) -> None:
         self._path = path
@@ -108,6 +110,7 @@ class Database(RepositoryAccess):
         self._keyring = keyring
         self._writer = writer
         self._pool = pool
+        self._commits = commits
         self._runner = runner
         self.settings = settings
         self._recovery_key = recovery_key
@@ -137,6 +140,16 @@ class Database(RepositoryAccess):
     def page_encryption(self) -> bool:
         """Whether pages, WAL and indexes are encrypted by SQLCipher."""
         return self._keyring is not None and self._keyring.page_encryption
+
+    @property
+    def commits(self) -> CommitWatch:
+        """Counts commits to the file by any connection of any process.
+
+        Its :meth:`~mangostore.engine.commits.CommitWatch.version` moves after every
+        commit (this process's included): a service that caches what it read compares
+        it with the value it saw last before trusting its cache.
+        """
+        return self._commits
 
     @property
     def keyring(self) -> Keyring | None:
@@ -174,6 +187,7 @@ class Database(RepositoryAccess):
         self._instruments.close()
         if self._pool is not None:
             self._pool.close()
+        self._commits.close()
         self._writer.close()
 
     def __enter__(self) -> Database:
@@ -212,14 +226,8 @@ class Database(RepositoryAccess):
         if self._writer.owned_by_current_thread() or self._pool is None:
             # Inside a transaction a read must see its own uncommitted writes; an
             # in-memory database has no second connection that could see it at all.
-            # Reading needs no savepoint or BEGIN of its own: inside a transaction the
-            # thread already holds the writer; otherwise the idle writer is borrowed.
-            if self._writer.owned_by_current_thread():
-                with driver_errors():
-                    yield self._writer.connection
-            else:
-                with self._writer.idle_connection() as conn, driver_errors():
-                    yield conn
+            with self._writer.read_connection() as conn, driver_errors():
+                yield conn
         else:
             with self._pool.reader() as conn, driver_errors():
                 yield conn
@@ -286,6 +294,31 @@ class Database(RepositoryAccess):
         with self._writer.idle_connection() as conn, driver_errors("vacuuming"):
             conn.execute("VACUUM")
         self.cache.clear()
+
+    def checkpoint(self, *, truncate: bool = False) -> bool:
+        """Copy the WAL's committed pages into the database file (``PRAGMA wal_checkpoint``).
+
+        SQLite checkpoints by itself as the WAL grows; call this to do it now, e.g.
+        before copying the file. ``truncate=True`` also empties the WAL file, waiting
+        (up to the busy timeout) for other processes' writers. Safe while other
+        processes read and write: SQLite takes its own locks.
+
+        Returns:
+            ``True`` when the whole WAL was copied (and truncated, if asked);
+            ``False`` when a reader, in this process or another, still used an older
+            snapshot: try again once it has finished.
+
+        Raises:
+            DatabaseError: called inside a transaction.
+            DatabaseLockedError: another writer held the lock past the busy timeout.
+        """
+        self._check_open()
+        if self._path == MEMORY:
+            return True
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        with self._writer.idle_connection() as conn, driver_errors("checkpointing the WAL"):
+            busy, wal_frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return not busy and wal_frames == copied
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one writing statement in the current transaction (or its own) and return rowcount.
@@ -638,6 +671,7 @@ def open_database(
         created_files += [Path(path_str + suffix) for suffix in ("", "-wal", "-shm")]
     page_key = _page_key(keyring)
     writer_conn: Connection | None = None
+    commits: CommitWatch | None = None
     pool: ReaderPool | None = None
     clock = clock or SystemClock()
     instruments = Instruments(path_str, settings, clock, keyring)
@@ -651,7 +685,8 @@ def open_database(
             factory=instruments.factory,
         )
         writer = Writer(writer_conn, busy_timeout_ms=settings.busy_timeout_ms)
-        instruments.attach_writer(writer)
+        commits = _commit_watch(path_str, page_key, settings, writer)
+        instruments.attach_writer(writer, commits)
         if not memory:
             pool = ReaderPool(
                 lambda: instruments.reader(
@@ -680,6 +715,7 @@ def open_database(
             settings=settings,
             recovery_key=recovery_text,
             clock=clock,
+            commits=commits,
             instruments=instruments,
         )
         if keyring is not None and keyring.erased_users():
@@ -690,6 +726,8 @@ def open_database(
         instruments.close()
         if pool is not None:
             pool.close()
+        if commits is not None:
+            commits.close()
         if writer_conn is not None:
             writer_conn.close()
         # A database that failed to come into being leaves nothing behind, least of
@@ -698,6 +736,17 @@ def open_database(
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         raise
+
+
+def _commit_watch(
+    path: str, page_key: bytes | None, settings: Settings, writer: Writer
+) -> CommitWatch:
+    """The database's commit watch: ``data_version`` of a connection of its own for a
+    file, the writer's change count for an in-memory database (nothing else can write)."""
+    if path == MEMORY:
+        connection = writer.connection
+        return ChangesWatch(lambda: int(connection.total_changes))
+    return DataVersionWatch(lambda: connect(path, page_key, reader_setup(settings.busy_timeout_ms)))
 
 
 def _check_is_mangostore(conn: Connection, path: str) -> None:

@@ -23,14 +23,16 @@ running while a write committed is not stored afterwards: :meth:`MemoryCache.gua
 are detected with ``PRAGMA data_version`` before a cached result is served. It is
 asked of the writer connection, whose value changes only when *another* connection
 commits (this database's readers never write), so this process's own commits do not
-flush the tier. To keep a hit cheap, the WAL-index header in the ``-shm`` file (which
-SQLite rewrites in every commit, see :mod:`mangostore.security.commit_watch`) is
-compared first: while it is unchanged since the last check nothing was committed
-anywhere and no statement is needed. When it changed, ``data_version`` is read
-(when the writer is busy with another thread's transaction and this has not been
-checked since, the read bypasses the tier). A change flushes the tier. Each commit
-of this process checks itself off right after COMMIT, still holding the writer, so
-the reads that follow find the new header verified.
+flush the tier. To keep a hit from waiting for the writer, a
+:class:`~mangostore.engine.commits.CommitWatch` (``data_version`` of a connection that
+never writes, so it moves on every commit anywhere) is compared first: while it is
+unchanged since the last check nothing was committed anywhere. When it moved, the
+writer's ``data_version`` is read (when the writer is busy with another thread's
+transaction, the read bypasses the tier). A change flushes the tier. Each commit of
+this process checks itself off right after COMMIT, still holding the writer, so the
+reads that follow find the watch verified. The watch is read before the writer's
+``data_version``, so a commit that lands between the two is caught by one or the
+other.
 
 Virtual tables are tagged with their own name and with ``*virtual*``; a write to any
 virtual table drops every cached read of one, which covers ``fts5vocab`` tables
@@ -49,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mangostore.cache.memory import MISSING, MemoryCache, TierStats
 from mangostore.clock import Clock
+from mangostore.engine.commits import CommitWatch
 from mangostore.engine.connection import is_transaction_control
 from mangostore.monitor.connection import (
     Action,
@@ -57,7 +60,6 @@ from mangostore.monitor.connection import (
     capture_actions,
     fetch_rows,
 )
-from mangostore.security.commit_watch import WalIndexHeader
 
 if TYPE_CHECKING:
     from mangostore.engine.writer import Writer
@@ -127,6 +129,7 @@ class QueryCache:
     Args:
         writer: the database's writer; its transactions report their writes here.
         path: the database file (``":memory:"``: no other process can write).
+        commits: the database's commit watch (see the module docstring).
         max_bytes, ttl_ms: the tier's bounds (the TTL only bounds memory: entries
             are invalidated exactly, not by age).
         clock: the time source of the TTL.
@@ -137,6 +140,7 @@ class QueryCache:
         self,
         writer: Writer,
         path: str,
+        commits: CommitWatch,
         *,
         max_bytes: int,
         ttl_ms: int,
@@ -147,9 +151,8 @@ class QueryCache:
         self.default = default
         self._writer = writer
         self._memory = path == ":memory:"
-        self._shm_path = path + "-shm"
-        self._header: WalIndexHeader | None = None
-        self._verified: bytes | None = None
+        self._commits = commits
+        self._verified: int | None = None
         self._data_version: int | None = None
         self._schema_version: int | None = None
         self._verify_lock = threading.Lock()
@@ -219,25 +222,27 @@ class QueryCache:
         """Tell whether the tier reflects every commit made so far (flushing it if not)."""
         if self._memory:
             return True
-        header = self._read_header()
-        if header is not None and header == self._verified:
+        seen = self._commits.version()
+        if seen is not None and seen == self._verified:
             return True
         with self._verify_lock:
-            if header is not None and header == self._verified:
-                return True
-            if self._writer.run_if_idle(self._check_versions) is None:
-                return False  # another thread's transaction holds the writer
-            self._verified = header
-            return True
+            if seen is not None and seen == self._verified:
+                return True  # another thread verified it meanwhile
+            # Never waits: when another thread's transaction holds the writer, this
+            # read bypasses the tier instead.
+            return self._writer.run_if_idle(self._verify) is not None
 
-    def _read_header(self) -> bytes | None:
-        header = self._header
-        if header is None:
-            try:
-                header = self._header = WalIndexHeader(self._shm_path)
-            except (OSError, ValueError):
-                return None
-        return header.read()
+    def _verify(self, conn: Any) -> bool:
+        """Check the writer's ``data_version`` and record the watch's count as verified.
+
+        The caller holds the verify lock and the writer. The watch is read first: a
+        commit after that read is caught by the ``data_version`` check or, failing
+        that, makes the watch differ at the next read. Returns ``True``.
+        """
+        seen = self._commits.version()
+        self._check_versions(conn)
+        self._verified = seen
+        return True
 
     def _check_versions(self, conn: Any) -> bool:
         """Read ``data_version`` on the writer connection ``conn``: flush when another
@@ -269,8 +274,8 @@ class QueryCache:
         """The transaction committed: drop what it changed before its block returns.
 
         Then the commit is checked off: ``data_version`` is read now, while this
-        thread holds the writer, so that the next read finds the ``-shm`` header
-        verified instead of asking SQLite itself (a commit by another process since
+        thread holds the writer, so that the next read finds the commit watch
+        verified instead of waiting for the writer (a commit by another process since
         the last check is caught here too, and flushes the tier).
         """
         try:
@@ -281,10 +286,8 @@ class QueryCache:
                 self.store.invalidate_tags(self._pending)
             conn = self._writer_conn
             if not self._memory and conn is not None:
-                header = self._read_header()
                 with self._verify_lock:
-                    self._check_versions(conn)
-                    self._verified = header
+                    self._verify(conn)
         except BaseException:
             self.store.clear()
             raise
@@ -350,12 +353,6 @@ class QueryCache:
     def stats(self) -> TierStats:
         """Return the tier's counters."""
         return self.store.stats()
-
-    def close(self) -> None:
-        """Unmap the ``-shm`` header (before the writer connection closes)."""
-        header, self._header = self._header, None
-        if header is not None:
-            header.close()
 
     def _forget_statements(self) -> None:
         self._reads = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
@@ -111,6 +112,29 @@ class Writer:
         finally:
             self._lock.release()
 
+    @contextlib.contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """Lend the writer connection for reading.
+
+        Inside the calling thread's transaction, the transaction's connection (its own
+        uncommitted writes are seen). Otherwise the thread lock is held while the block
+        runs, but no transaction is begun: each statement reads the latest commit and
+        takes none of SQLite's write locks, so another process's long write
+        transaction does not make this wait.
+
+        Raises:
+            DatabaseLockedError: another thread held the lock past the busy timeout.
+            DatabaseClosedError: the database was closed.
+        """
+        if self.owned_by_current_thread():
+            yield self.connection
+            return
+        self._acquire()
+        try:
+            yield self.connection
+        finally:
+            self._lock.release()
+
     def run_if_idle(self, fn: Callable[[Connection], T]) -> T | None:
         """Run ``fn`` on the writer connection if no transaction holds it right now.
 
@@ -129,13 +153,28 @@ class Writer:
     def _acquire(self) -> None:
         if not self._lock.acquire(timeout=self._timeout_s):
             raise DatabaseLockedError(
-                "another thread held the write lock past the busy timeout; retry later or "
+                f"waited {self._timeout_s * 1000:.0f} ms (the busy timeout) for another "
+                "thread of this process to finish its write transaction; retry later or "
                 "raise Settings.busy_timeout_ms"
             )
 
+    def _begin(self, conn: Connection) -> None:
+        """``BEGIN IMMEDIATE``, naming how long it waited when another process held the lock."""
+        started = time.monotonic()
+        try:
+            with driver_errors("starting a write transaction"):
+                conn.execute("BEGIN IMMEDIATE")
+        except DatabaseLockedError as exc:
+            waited_ms = (time.monotonic() - started) * 1000
+            raise DatabaseLockedError(
+                f"starting a write transaction waited {waited_ms:.0f} ms (busy timeout "
+                f"{self._timeout_s * 1000:.0f} ms) for another process's write "
+                "transaction; nothing was written: retry later or raise "
+                "Settings.busy_timeout_ms"
+            ) from (exc.__cause__ or exc)
+
     def _outer(self, conn: Connection) -> Iterator[Connection]:
-        with driver_errors("starting a write transaction"):
-            conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         self._owner = threading.get_ident()
         self._depth = 1
         hooks = self.hooks

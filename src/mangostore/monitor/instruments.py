@@ -24,6 +24,7 @@ from mangostore.monitor.stats import Monitor
 from mangostore.settings import Settings
 
 if TYPE_CHECKING:
+    from mangostore.engine.commits import CommitWatch
     from mangostore.engine.writer import Writer
     from mangostore.keys.keyring import Keyring
 
@@ -81,12 +82,16 @@ class Instruments:
             return None
         return InstrumentedConnection
 
-    def attach_writer(self, writer: Writer) -> None:
-        """Make the query cache, and have the writer report its statements and commits."""
+    def attach_writer(self, writer: Writer, commits: CommitWatch) -> None:
+        """Make the query cache, and have the writer report its statements and commits.
+
+        ``commits`` tells the query cache cheaply whether anything was committed.
+        """
         if self.settings.cache_query_max_bytes > 0:
             self.query = QueryCache(
                 writer,
                 self.path,
+                commits,
                 max_bytes=self.settings.cache_query_max_bytes,
                 ttl_ms=self.settings.cache_query_ttl_ms,
                 clock=self.clock,
@@ -129,8 +134,6 @@ class Instruments:
         return CacheManager(self.memory, self.query, self.disk)
 
     def close(self) -> None:
-        """Release the disk tier's files and the ``-shm`` mapping (before the writer closes)."""
-        if self.query is not None:
-            self.query.close()
+        """Release the disk tier's files."""
         if self.disk is not None:
             self.disk.close()

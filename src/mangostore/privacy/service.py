@@ -686,9 +686,7 @@ class PrivacyService:
         if db.path == ":memory:":
             return True
         for attempt in range(20):
-            with db._writer.idle_connection() as conn, driver_errors("checkpointing the WAL"):
-                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
+            if db.checkpoint(truncate=True):
                 return True
             time.sleep(0.05 * (attempt + 1))  # a reader was still in the old snapshot
         return False

@@ -197,8 +197,12 @@ class MigrationRunner:
         return self._migrations[-1].version if self._migrations else 0
 
     def applied(self) -> list[AppliedMigration]:
-        """Return the recorded migrations, oldest first (empty for a new database)."""
-        with self._writer.transaction() as conn:
+        """Return the recorded migrations, oldest first (empty for a new database).
+
+        A read, not a write transaction: opening a database while another process
+        holds a long write transaction must not wait for it.
+        """
+        with self._writer.read_connection() as conn:
             return _read_ledger(conn)
 
     def current_version(self) -> int:

@@ -17,11 +17,11 @@ The model, on the design's ``permissions`` table:
 Answers come from a cache of each (user, resource type, resource id)'s records, tagged
 with ``access_generation``, a counter that triggers bump in the same transaction as any
 write to ``permissions`` or ``permission_effects`` (by this service, a repository, raw
-SQL, or another process). A check first asks a :class:`~.commit_watch.CommitWatch`
-whether anything was committed at all; only then does it read the counter. Checks
-made by a thread inside ``db.transaction()`` bypass the cache and read the
-transaction's own view. So a check that follows a revoke always denies. Expiry and
-time windows are evaluated at every check with the database's clock.
+SQL, or another process). A check first asks the database's commit watch
+(:attr:`mangostore.Database.commits`) whether anything was committed at all; only then
+does it read the counter. Checks made by a thread inside ``db.transaction()`` bypass
+the cache and read the transaction's own view. So a check that follows a revoke always
+denies. Expiry and time windows are evaluated at every check with the database's clock.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from mangostore.errors import (
 )
 from mangostore.records import Permission
 from mangostore.repos.base import new_id
-from mangostore.security.commit_watch import CommitWatch, watch_for
 from mangostore.security.conditions import (
     EMPTY_CONTEXT,
     CheckContext,
@@ -114,7 +113,8 @@ class PermissionService:
         self._cache: dict[tuple[str, str, str], tuple[int, tuple[_Rule, ...]]] = {}
         self._generation: int | None = None
         self._epoch = 0
-        self._watch: CommitWatch | None = None
+        #: The commit watch's count when the cache was last checked against it.
+        self._seen_commits: int | None = None
         self._denials = EventThrottle(denial_log_interval_ms)
 
     def __repr__(self) -> str:
@@ -429,11 +429,10 @@ class PermissionService:
             self._cache.clear()
 
     def close(self) -> None:
-        """Release the commit watch; the service still works, reading the database each time."""
+        """Forget every cached answer (the database is closing)."""
         with self._lock:
             self._cache.clear()
-            if self._watch is not None:
-                self._watch.close()
+            self._seen_commits = None
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -498,12 +497,12 @@ class PermissionService:
         return rules
 
     def _watch_changed(self) -> bool:
-        watch = self._watch
-        if watch is None:
-            db = self._db
-            writer = db._writer
-            watch = self._watch = watch_for(db.path, lambda: int(writer.connection.total_changes))
-        return watch.changed()
+        """Tell whether anything may have been committed since the last call."""
+        now = self._db.commits.version()
+        if now is not None and now == self._seen_commits:
+            return False
+        self._seen_commits = now
+        return True
 
     # -- audit ----------------------------------------------------------------------------
 
