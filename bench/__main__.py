@@ -78,7 +78,9 @@ def table(results: list[Measurement], title: str) -> Table:
     grid = Table(title=title)
     grid.add_column("group")
     grid.add_column("benchmark")
-    for heading in ("median µs", "p95 µs", "min µs", "calls"):
+    with_max = any(m.max_us is not None for m in results)
+    headings = ("median µs", "p95 µs", "min µs", *(("max µs",) if with_max else ()), "calls")
+    for heading in headings:
         grid.add_column(heading, justify="right")
     grid.add_column("ratio", justify="right")
     grid.add_column("baseline")
@@ -91,6 +93,7 @@ def table(results: list[Measurement], title: str) -> Table:
             f"{m.median_us:,.1f}",
             f"{m.p95_us:,.1f}",
             f"{m.min_us:,.1f}",
+            *((f"{m.max_us:,.1f}" if m.max_us is not None else "",) if with_max else ()),
             str(m.calls),
             ratio,
             m.baseline or "",

@@ -73,6 +73,7 @@ class Measurement:
     calls: int
     baseline: str | None = None
     ratio: float = 1.0  # median / baseline median; 1.0 for a baseline itself
+    max_us: float | None = None  # the slowest call, where a benchmark reports it
 
 
 @dataclass(frozen=True, slots=True)

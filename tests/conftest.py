@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 import mangostore
 from mangostore import KdfParams, Settings
 from mangostore.clock import ManualClock
+from mangostore.security.auth import AuthPolicy
+from mangostore.security.passwords import PasswordParams
 
 # Hypothesis runs more examples in CI than on a laptop, never with a deadline
 # (tests do not assert wall-clock times).
@@ -83,3 +85,18 @@ def encrypted_db(db_path: Path, fast_settings: Settings) -> Iterator[mangostore.
     db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
     yield db
     db.close()
+
+
+#: Password hashing as cheap as the library allows, for tests that hash many passwords.
+CHEAP_PASSWORDS = AuthPolicy(password=PasswordParams(memory_kib=64, time_cost=1, parallelism=1))
+
+
+@pytest.fixture
+def auth_db(
+    db_path: Path, clock: ManualClock, fast_settings: Settings
+) -> Iterator[mangostore.Database]:
+    """A file database on a manual clock, with cheap password hashing and no back-off sleep."""
+    database = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings, clock=clock)
+    database.auth.configure(policy=CHEAP_PASSWORDS, sleep=lambda seconds: None)
+    yield database
+    database.close()

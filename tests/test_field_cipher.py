@@ -162,14 +162,15 @@ def test_the_key_is_in_the_keyring_before_its_row_exists(
     keyring = memory_db.keyring
     assert keyring is not None
     seen: list[int] = []
-    original = keyring.put_data_key
+    original = keyring.put_data_keys
 
-    def spy(entry: DataKeyEntry) -> None:
-        rows = memory_db.query("SELECT count(*) FROM field_keys WHERE id = ?", (entry.key_id,))
-        seen.append(rows[0][0])
-        original(entry)
+    def spy(entries: list[DataKeyEntry]) -> None:
+        for entry in entries:
+            rows = memory_db.query("SELECT count(*) FROM field_keys WHERE id = ?", (entry.key_id,))
+            seen.append(rows[0][0])
+        original(entries)
 
-    monkeypatch.setattr(keyring, "put_data_key", spy)
+    monkeypatch.setattr(keyring, "put_data_keys", spy)
     encrypt_once(memory_db, add_user(memory_db))
     assert seen == [0]
 

@@ -398,6 +398,7 @@ def test_a_query_never_returns_another_users_memories(
     assert keys(db.memory.recall(bob, query="launch codes")) == ["note"]
 
 
+# A lone surrogate is not text: it is refused (tests/regressions/test_lone_surrogate_*).
 HOSTILE = [
     '"',
     '""',
@@ -419,7 +420,6 @@ HOSTILE = [
     "(shell",
     "shell)",
     "shell\x00zsh",
-    "\ud800shell",
     "💥 shell 💥",
     "rank MATCH 'x'",
     "ai_memory_fts",

@@ -15,7 +15,7 @@ import pytest
 import sqlcipher3
 
 import mangostore
-import mangostore.db
+import mangostore.opening
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.clock import ManualClock
@@ -29,6 +29,7 @@ from mangostore.errors import (
 )
 from mangostore.keys.keyring import keyring_path
 from mangostore.schema import runner as runner_module
+from mangostore.schema.copies import backup_copy
 from mangostore.schema.runner import (
     Migration,
     MigrationRunner,
@@ -207,7 +208,9 @@ def test_failure_on_open_leaves_the_file_as_it_was(
         )
         before = dump(db._writer)
     explode = migration(LATEST + 1, "explode", "DELETE FROM users;\nSELECT * FROM nowhere;")
-    monkeypatch.setattr(mangostore.db, "load_migrations", lambda: [*load_migrations(), explode])
+    monkeypatch.setattr(
+        mangostore.opening, "load_migrations", lambda: [*load_migrations(), explode]
+    )
     with pytest.raises(MigrationError, match="explode"):
         mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
     monkeypatch.undo()
@@ -275,8 +278,9 @@ def test_backup_copy_before_migrating_an_existing_database(
         assert old.query("PRAGMA integrity_check")[0][0] == "ok"
 
 
-def test_backups_of_the_same_second_do_not_collide(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+def test_backups_of_the_same_second_do_not_collide(db_path: Path) -> None:
+    settings = Settings(kdf=FAST_KDF, migration_copies_kept=0)  # keep every copy
+    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
         for _ in range(2):
             db.migrate(to=1)
             db.migrate()
@@ -356,7 +360,7 @@ def test_edited_migration_is_refused_on_open(
         f"{files[0].version:04d}_{files[0].name}.sql",
         f"-- migrate:up\n{files[0].up}\n-- a harmless edit\n-- migrate:down\n{files[0].down}",
     )
-    monkeypatch.setattr(mangostore.db, "load_migrations", lambda: [edited, *files[1:]])
+    monkeypatch.setattr(mangostore.opening, "load_migrations", lambda: [edited, *files[1:]])
     for migrate in (True, False):
         with pytest.raises(MigrationChecksumError, match=f"migration {files[0].version}"):
             mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings, migrate=migrate)
@@ -584,8 +588,8 @@ def test_a_failed_backup_copy_leaves_no_partial_file(
     monkeypatch.setattr(db._writer, "idle_connection", broken_connection)
     try:
         with pytest.raises(mangostore.errors.DatabaseError):
-            mangostore.db.backup_copy(db._writer, str(dest), None)
-        assert not dest.exists()
+            backup_copy(db._writer, str(dest), None)
+        assert list(tmp_path.glob("copy.bak*")) == []
     finally:
         monkeypatch.undo()
         db.close()

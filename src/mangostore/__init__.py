@@ -10,8 +10,8 @@ from importlib import metadata as _metadata
 
 from mangostore import errors
 from mangostore.db import Database, Status, TableInfo
-from mangostore.db import open_database as open
 from mangostore.keys.kdf import KdfParams
+from mangostore.opening import open_database as open
 from mangostore.settings import Settings
 
 try:

@@ -6,39 +6,38 @@ import contextlib
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mangostore.clock import Clock, SystemClock
-from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatch
+from mangostore.clock import Clock
+from mangostore.engine.commits import CommitWatch
 from mangostore.engine.connection import (
     Row,
-    connect,
     driver_errors,
     is_driver_error,
     is_transaction_control,
     statement_context,
 )
+from mangostore.engine.fulltext import refresh_fulltext, runs_integrity_check
 from mangostore.engine.pool import PoolStats, ReaderPool
-from mangostore.engine.pragmas import Connection, reader_setup, writer_setup
+from mangostore.engine.pragmas import Connection
 from mangostore.engine.writer import Writer
 from mangostore.errors import (
     ConfigurationError,
     DatabaseClosedError,
-    NotADatabaseError,
+    DatabaseError,
     QueryError,
 )
 from mangostore.keys.field_cipher import existing_field_cipher
 from mangostore.keys.kdf import KdfParams
-from mangostore.keys.keyring import Keyring, keyring_path
+from mangostore.keys.keyring import Keyring
 from mangostore.monitor.instruments import Instruments
 from mangostore.notify.service import NotificationService
 from mangostore.repos import RepositoryAccess
-from mangostore.schema.runner import MigrationRunner, load_migrations
+from mangostore.schema.copies import pre_migration_hook
+from mangostore.schema.runner import MigrationRunner
 from mangostore.settings import Settings
 from mangostore.sql import quote_identifier
 
@@ -81,6 +80,8 @@ class Status:
     keyring: dict[str, Any] | None
     tables: list[TableInfo]
     pool: PoolStats | None
+    #: What ``PRAGMA quick_check`` found (empty: nothing); ``None`` when not checked.
+    problems: list[str] | None = None
 
 
 class Database(RepositoryAccess):
@@ -250,7 +251,16 @@ class Database(RepositoryAccess):
         """
         self._check_open()
         _refuse_transaction_control(sql)
-        return self._instruments.rows(self._reading, sql, params, use_cache)
+        # FTS5's integrity check trusts the connection's cached index structure, which
+        # may predate another connection's commit: refresh it first (engine.fulltext).
+        reading = self._reading_refreshed if runs_integrity_check(sql) else self._reading
+        return self._instruments.rows(reading, sql, params, use_cache)
+
+    @contextlib.contextmanager
+    def _reading_refreshed(self) -> Iterator[Connection]:
+        with self._reading() as conn:
+            refresh_fulltext(conn)
+            yield conn
 
     def _rows(
         self, sql: str, params: Params, use_cache: bool | None, context: str = ""
@@ -344,8 +354,8 @@ class Database(RepositoryAccess):
             MigrationError: a step failed and everything was rolled back.
         """
         self._check_open()
-        page_key = _page_key(self._keyring)
-        hook = _pre_migration_backup(self._writer, self._path, page_key, self.settings)
+        page_key = page_key_of(self._keyring)
+        hook = pre_migration_backup(self._writer, self._path, page_key, self.settings)
         done = self._runner.migrate(to, before=hook)
         self._schema_version = self._runner.current_version()
         return done
@@ -461,12 +471,15 @@ class Database(RepositoryAccess):
 
     # -- inspection -----------------------------------------------------------------------
 
-    def status(self) -> Status:
+    def status(self, *, check: bool = False) -> Status:
         """Describe the database: versions, sizes, encryption, row counts. Never a key.
 
         The row counts come from one read transaction, so they agree with each other.
+        ``check=True`` also runs :meth:`check_integrity` (``quick``), which reads every
+        page: its findings are ``Status.problems``.
         """
         self._check_open()
+        problems = self.check_integrity() if check else None
         with self._snapshot() as conn:
             tables = [TableInfo(name, _count_rows(conn, name)) for name in _table_names(conn)]
         file_bytes = wal_bytes = 0
@@ -484,7 +497,29 @@ class Database(RepositoryAccess):
             keyring=self._keyring.describe() if self._keyring is not None else None,
             tables=tables,
             pool=self._pool.stats() if self._pool is not None else None,
+            problems=problems,
         )
+
+    def check_integrity(self, *, quick: bool = True) -> list[str]:
+        """Read every page and report damage; an empty list means none was found.
+
+        ``quick`` runs ``PRAGMA quick_check`` (every page, every record, the full-text
+        indexes), otherwise ``PRAGMA integrity_check``, which also compares every index
+        with its table and takes longer. A page that cannot be read at all (zeroed,
+        or failing SQLCipher's authentication) is reported, not raised.
+
+        Returns:
+            SQLite's descriptions of the problems found (at most 100).
+        """
+        self._check_open()
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            with self._reading_refreshed() as conn:
+                rows = conn.execute(f"PRAGMA {pragma}(100)").fetchall()
+        except DatabaseError as exc:
+            return [f"the file cannot be read: {exc}"]
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[Connection]:
@@ -532,7 +567,7 @@ def _count_rows(conn: Connection, table: str) -> int:
         raise
 
 
-def _page_key(keyring: Keyring | None) -> bytes | None:
+def page_key_of(keyring: Keyring | None) -> bytes | None:
     """The SQLCipher page key, or ``None`` when pages are not encrypted."""
     return keyring.subkey("page") if keyring is not None and keyring.page_encryption else None
 
@@ -544,217 +579,10 @@ def _size(path: str) -> int:
         return 0
 
 
-def backup_copy(writer: Writer, dest: str, page_key: bytes | None) -> None:
-    """Copy the database, consistently, to ``dest`` with the SQLite backup API.
-
-    The copy is encrypted with the same page key, so it opens with the same keyring.
-    It is readable by its owner only from the start. The writer lock is held, but no
-    transaction: the backup API cannot copy from a connection in a write transaction.
-
-    Raises:
-        DatabaseError: the copy failed (a partial new file is removed).
-        DatabaseLockedError: the write lock was not obtained within the busy timeout.
-    """
-    created = _create_private_file(dest)
-    try:
-        target = connect(dest, page_key, [])
-        try:
-            with writer.idle_connection() as conn, driver_errors(f"copying the database to {dest}"):
-                conn.backup(target)
-        finally:
-            target.close()
-    except BaseException:
-        if created:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
-        raise
-
-
-def _create_private_file(path: str) -> bool:
-    """Make ``path`` mode 0600 (creating it empty if missing); return whether it was created."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        os.chmod(path, 0o600)
-        return False
-    return True
-
-
-def _unused_path(base: str) -> str:
-    """Return ``base``, or ``base`` with a counter before ``.bak`` if it is taken."""
-    candidate, counter = base, 1
-    while os.path.exists(candidate):
-        counter += 1
-        candidate = base.removesuffix(".bak") + f"-{counter}.bak"
-    return candidate
-
-
-def _pre_migration_backup(
+def pre_migration_backup(
     writer: Writer, path: str, page_key: bytes | None, settings: Settings
 ) -> Callable[[int, int], None] | None:
     """Return the hook that copies the database before a migration changes it."""
     if path == MEMORY or not settings.backup_before_migrate:
         return None
-
-    def before(current: int, target: int) -> None:
-        if current:  # a brand-new database has nothing worth copying
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            dest = _unused_path(f"{path}.pre-v{current}-to-v{target}-{stamp}.bak")
-            backup_copy(writer, dest, page_key)
-
-    return before
-
-
-def open_database(
-    path: str | os.PathLike[str],
-    passphrase: str | None = None,
-    *,
-    encrypted: bool = True,
-    create: bool = True,
-    recovery_key: str | None = None,
-    settings: Settings | None = None,
-    migrate: bool = True,
-    clock: Clock | None = None,
-) -> Database:
-    """Open (or create) a mangostore database and bring its schema up to date.
-
-    Args:
-        path: the database file, or ``":memory:"``.
-        passphrase: unlocks the keyring; required unless ``encrypted=False``.
-        encrypted: ``False`` asks for plain pages. With a passphrase, sensitive fields
-            are still encrypted; without one, nothing is.
-        create: make the database (and its keyring) when the file does not exist.
-        recovery_key: unlock with the recovery key instead of the passphrase.
-        settings: tunables; see :class:`mangostore.Settings`.
-        migrate: apply pending migrations (a backup copy is made first).
-        clock: where timestamps come from (default: the system clock); tests pass a
-            :class:`mangostore.clock.ManualClock`.
-
-    Raises:
-        ConfigurationError: no passphrase for an encrypted database, or bad settings.
-        WrongPassphraseError, KeyringMissingError, KeyringCorruptError: key problems.
-        NotADatabaseError: the file is not a mangostore database.
-        SchemaTooNewError, MigrationChecksumError, MigrationError: schema problems.
-    """
-    settings = settings or Settings()
-    path_str = os.fspath(path)
-    memory = path_str == MEMORY
-    unlocking = passphrase is not None or recovery_key is not None
-    if encrypted and not unlocking:
-        raise ConfigurationError(
-            "a passphrase is needed to open an encrypted database; pass passphrase=..., "
-            "or encrypted=False to ask for an unencrypted one"
-        )
-    exists = not memory and os.path.exists(path_str) and os.path.getsize(path_str) > 0
-    if not memory and not exists and not create:
-        raise NotADatabaseError(f"there is no database at {path_str}; pass create=True to make one")
-    created_files: list[Path] = []
-    keyring: Keyring | None = None
-    recovery_text: str | None = None
-    if unlocking:
-        ring_path = None if memory else keyring_path(path_str)
-        if ring_path is not None and exists:
-            keyring = Keyring.unlock(ring_path, passphrase=passphrase, recovery_key=recovery_key)
-        elif passphrase is None:
-            raise ConfigurationError("a recovery key can only unlock an existing database")
-        else:
-            keyring, recovery_text = Keyring.create(
-                ring_path, passphrase, settings.kdf, page_encryption=encrypted
-            )
-            if ring_path is not None:
-                created_files.append(ring_path)
-    elif exists and keyring_path(path_str).exists():
-        raise NotADatabaseError(
-            f"{path_str} has a keyring beside it, so it is encrypted: open it with its passphrase"
-        )
-    if not memory and not exists:
-        created_files += [Path(path_str + suffix) for suffix in ("", "-wal", "-shm")]
-    page_key = _page_key(keyring)
-    writer_conn: Connection | None = None
-    commits: CommitWatch | None = None
-    pool: ReaderPool | None = None
-    clock = clock or SystemClock()
-    instruments = Instruments(path_str, settings, clock, keyring)
-    try:
-        # A foreign file is refused before the setup switches it to WAL.
-        writer_conn = connect(
-            path_str,
-            page_key,
-            writer_setup(settings.busy_timeout_ms),
-            check=functools.partial(_check_is_mangostore, path=path_str) if exists else None,
-            factory=instruments.factory,
-        )
-        writer = Writer(writer_conn, busy_timeout_ms=settings.busy_timeout_ms)
-        commits = _commit_watch(path_str, page_key, settings, writer)
-        instruments.attach_writer(writer, commits)
-        if not memory:
-            pool = ReaderPool(
-                lambda: instruments.reader(
-                    connect(
-                        path_str,
-                        page_key,
-                        reader_setup(settings.busy_timeout_ms),
-                        factory=instruments.factory,
-                    )
-                ),
-                max_size=settings.pool_max_readers,
-                acquire_timeout_s=settings.pool_acquire_timeout_ms / 1000,
-                idle_timeout_s=settings.pool_idle_timeout_ms / 1000,
-            )
-        runner = MigrationRunner(writer, load_migrations(), clock)
-        if migrate:
-            runner.migrate(before=_pre_migration_backup(writer, path_str, page_key, settings))
-        else:
-            runner.verify()
-        database = Database(
-            path_str,
-            keyring=keyring,
-            writer=writer,
-            pool=pool,
-            runner=runner,
-            settings=settings,
-            recovery_key=recovery_text,
-            clock=clock,
-            commits=commits,
-            instruments=instruments,
-        )
-        if keyring is not None and keyring.erased_users():
-            # An older copy (or restored backup) may still hold erased users' rows.
-            database.privacy.reapply_erasures()
-        return database
-    except BaseException:
-        instruments.close()
-        if pool is not None:
-            pool.close()
-        if commits is not None:
-            commits.close()
-        if writer_conn is not None:
-            writer_conn.close()
-        # A database that failed to come into being leaves nothing behind, least of
-        # all a keyring that would block the next attempt.
-        for leftover in created_files:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        raise
-
-
-def _commit_watch(
-    path: str, page_key: bytes | None, settings: Settings, writer: Writer
-) -> CommitWatch:
-    """The database's commit watch: ``data_version`` of a connection of its own for a
-    file, the writer's change count for an in-memory database (nothing else can write)."""
-    if path == MEMORY:
-        connection = writer.connection
-        return ChangesWatch(lambda: int(connection.total_changes))
-    return DataVersionWatch(lambda: connect(path, page_key, reader_setup(settings.busy_timeout_ms)))
-
-
-def _check_is_mangostore(conn: Connection, path: str) -> None:
-    """Refuse an SQLite file that has tables but no ``schema_migrations``: not ours."""
-    with driver_errors(path):
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if tables and "schema_migrations" not in tables:
-        raise NotADatabaseError(
-            f"{path} is an SQLite database but not a mangostore one (it has no "
-            "schema_migrations table); refusing to add tables to it"
-        )
+    return pre_migration_hook(writer, path, page_key, settings.migration_copies_kept)

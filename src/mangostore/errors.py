@@ -13,6 +13,7 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     ├── DatabaseError                 any other driver failure (kept as __cause__)
     │   ├── QueryError                SQL that SQLite rejected (syntax, unknown table)
     │   ├── DatabaseLockedError       another writer held the lock past the busy timeout
+    │   ├── DiskFullError             no space left for the database, its WAL or its keyring
     │   └── PoolTimeoutError          no reader connection free within the acquire timeout
     ├── NotADatabaseError             the file is not a mangostore database (or not this keyring's)
     ├── KeyError_                     (see below; key-related failures)
@@ -63,6 +64,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseLockedError",
     "DeliveryError",
+    "DiskFullError",
     "ForeignKeyError",
     "InvalidTransitionError",
     "InvalidValueError",
@@ -116,6 +118,10 @@ class QueryError(DatabaseError):
 
 class DatabaseLockedError(DatabaseError):
     """Another writer held the database lock longer than the busy timeout."""
+
+
+class DiskFullError(DatabaseError):
+    """The disk (or the user's quota) has no room for a write; nothing was changed."""
 
 
 class PoolTimeoutError(DatabaseError):

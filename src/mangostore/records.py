@@ -7,7 +7,8 @@ are encrypted at field level, and the values an enumerated column accepts
 
 Records are plain slotted dataclasses: attribute access by column name, JSON
 columns as Python objects, encrypted columns as plaintext. ``repr`` never shows an
-encrypted column's value.
+encrypted column's value, nor one a record class withholds (``__withheld__``: a
+session's token selector and IP address).
 """
 
 from __future__ import annotations
@@ -39,11 +40,32 @@ EncryptedJson = Annotated[Any, ENCRYPTED_MARK]
 Priority = Literal["low", "normal", "high", "critical"]
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Unreadable:
+    """Stands, in a listed record, for an encrypted value that could not be decrypted.
+
+    ``get`` raises :class:`~mangostore.errors.TamperedDataError` for such a value;
+    ``list`` and the other many-row reads put this in its place instead, so that one
+    damaged value does not hide every other row. Falsy; ``reason`` is the error's
+    message (it names the place, never the stored bytes).
+    """
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
 @dataclass(slots=True, repr=False)
 class Record:
     """Base of every record class."""
 
     __table__: ClassVar[str] = ""
+    #: Columns ``repr`` shows as ``<withheld>``: plain columns that must not reach logs.
+    __withheld__: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a plain ``{column: value}`` mapping (plaintext included)."""
@@ -54,7 +76,11 @@ class Record:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            shown = "<encrypted>" if f.name in hidden and value is not None else repr(value)
+            shown = repr(value)
+            if f.name in hidden and value is not None and not isinstance(value, Unreadable):
+                shown = "<encrypted>"
+            elif f.name in self.__withheld__ and value is not None:
+                shown = "<withheld>"
             parts.append(f"{f.name}={shown}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
@@ -339,6 +365,9 @@ class UserSession(Record):
     """A login session (``user_sessions``)."""
 
     __table__: ClassVar[str] = "user_sessions"
+    # The selector is half of the session's token (it finds the row); an IP address
+    # is personal data. Neither belongs in a log line or a traceback.
+    __withheld__: ClassVar[frozenset[str]] = frozenset({"session_token", "ip_address"})
     id: str
     user_id: str
     session_token: str

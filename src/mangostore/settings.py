@@ -30,6 +30,8 @@ class Settings:
     json_max_bytes: int = 1_048_576
     #: Make an encrypted copy of the database before applying migrations.
     backup_before_migrate: bool = True
+    #: Pre-migration copies kept beside the database (the newest); 0 keeps them all.
+    migration_copies_kept: int = 3
     #: Whether ``db.query`` and repository reads use the query cache when the call
     #: does not say (``use_cache=``). See docs/caching.md.
     cache_queries: bool = True
@@ -67,6 +69,7 @@ class Settings:
             "pool_acquire_timeout_ms",
             "pool_idle_timeout_ms",
             "json_max_bytes",
+            "migration_copies_kept",
             "cache_query_max_bytes",
             "cache_query_ttl_ms",
             "cache_memory_max_bytes",

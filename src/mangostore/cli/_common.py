@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 import mangostore
+from mangostore.engine.connection import is_plain_sqlite
 from mangostore.errors import MangoError
 from mangostore.keys.kdf import (
     MAX_ITERATIONS,
@@ -30,7 +31,6 @@ from mangostore.keys.keyring import keyring_path
 
 PASSPHRASE_ENV = "MANGOSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 RECOVERY_KEY_ENV = "MANGOSTORE_RECOVERY_KEY"
-SQLITE_HEADER = b"SQLite format 3\x00"
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -253,6 +253,11 @@ def open_existing(
         CommandError: no passphrase could be had.
         MangoError: whatever opening refused (wrong passphrase, not a database, ...).
     """
+    if path.is_file() and path.stat().st_size == 0:
+        raise CommandError(
+            f"{path} is empty (0 bytes): it holds no database; make one with "
+            f"'mangostore init {path}'"
+        )
     if plain:
         if key_file is not None:
             raise click.UsageError("--plain opens without a passphrase; drop --key-file")
@@ -318,12 +323,8 @@ def utc_text(ms: int | None, missing: str | None = None) -> str | None:
 
 
 def is_unencrypted_sqlite(path: Path) -> bool:
-    """Whether ``path`` starts with the plain SQLite header (encrypted pages never do)."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-    except OSError:
-        return False
+    """Whether ``path`` is an SQLite database readable without a key (asked of SQLite)."""
+    return is_plain_sqlite(str(path))
 
 
 def existing_database(func: F) -> F:

@@ -115,19 +115,29 @@ def show_recovery_key(out: Console, recovery_key: str) -> None:
 @click.command()
 @existing_database
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--no-check", "no_check", is_flag=True, help="Skip reading every page for damage (faster)."
+)
 @plain_option
 @key_file_option
-def status(path: Path, as_json: bool, plain: bool, key_file: Path | None) -> None:
+def status(path: Path, as_json: bool, no_check: bool, plain: bool, key_file: Path | None) -> None:
     """Describe the database at PATH: schema, sizes, encryption, key derivation, tables.
 
-    Never shows a key. The database is opened as it is: nothing is migrated.
+    Every page is read to look for damage (PRAGMA quick_check) unless --no-check is
+    given; damage is listed and the exit status is 1. Never shows a key. The database
+    is opened as it is: nothing is migrated.
     """
     with open_existing(path, plain=plain, key_file=key_file) as db:
-        info = db.status()
+        info = db.status(check=not no_check)
     if as_json:
         click.echo(json.dumps(status_as_json(info), indent=2))
     else:
         render_status(console(), info)
+    if info.problems:
+        raise CommandError(
+            f"{path} is damaged ({len(info.problems)} problem(s) found): restore it from a "
+            "backup, or copy what is readable out of it"
+        )
 
 
 def status_as_json(info: Status) -> dict[str, Any]:
@@ -155,6 +165,8 @@ def render_status(out: Console, info: Status) -> None:
         ("Field encryption", "on (sensitive columns)" if info.field_encryption else "off"),
     ]
     rows += _keyring_rows(info.keyring)
+    if info.problems is not None:
+        rows.append(("Integrity", "ok" if not info.problems else "DAMAGED: " + info.problems[0]))
     for label, value in rows:
         overview.add_row(label, Text(value))
     out.print(overview)

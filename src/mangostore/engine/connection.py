@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
@@ -15,6 +18,7 @@ from mangostore.errors import (
     ConstraintError,
     DatabaseError,
     DatabaseLockedError,
+    DiskFullError,
     ForeignKeyError,
     MangoError,
     NotADatabaseError,
@@ -24,6 +28,31 @@ from mangostore.errors import (
 )
 
 Row = sqlcipher3.Row
+
+
+class UndecodableText(bytes):
+    """The bytes of a TEXT value that is not valid UTF-8 (written around mangostore).
+
+    The driver would raise for the whole result instead, so that one damaged cell
+    made every row of a table unreadable; the damaged value is returned as these
+    bytes, and the field cipher refuses it as tampered. The repr shows no content:
+    such a cell is often an encrypted value that was cast to text.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<undecodable text, {len(self)} bytes>"
+
+    __str__ = __repr__
+
+
+def decode_text(raw: bytes) -> str | UndecodableText:
+    """The connections' ``text_factory``: UTF-8 text, or :class:`UndecodableText`."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UndecodableText(raw)
 
 
 def connect(
@@ -70,10 +99,35 @@ def connect(
     except BaseException as exc:
         conn.close()
         if is_driver_error(exc):
+            _refuse_when_disk_full(exc, path)
             translate_error(exc, path)
         raise
     conn.row_factory = sqlcipher3.Row
+    conn.text_factory = decode_text
     return conn
+
+
+def is_plain_sqlite(path: str) -> bool:
+    """Tell whether ``path`` is an SQLite database readable without a key.
+
+    Asked of SQLite itself (read-only, never creating the file): reading the file's
+    header directly would open a descriptor of it, and closing that descriptor drops
+    the POSIX locks of any connection of this process to the same file.
+    """
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return False
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        conn = sqlcipher3.connect(uri, uri=True)
+    except sqlcipher3.Error:
+        return False
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.Error:
+        return False
+    finally:
+        conn.close()
+    return True
 
 
 def _probe(conn: Connection, path: str, *, encrypted: bool) -> None:
@@ -99,6 +153,31 @@ def _probe(conn: Connection, path: str, *, encrypted: bool) -> None:
         raise NotADatabaseError(f"{path} is not a readable mangostore database: {hint}") from exc
 
 
+#: Free bytes below which an I/O error while opening is reported as a full disk:
+#: SQLite needs room for the WAL and its index before the first read.
+_NEARLY_FULL_BYTES = 1024 * 1024
+
+
+def _refuse_when_disk_full(exc: BaseException, path: str) -> None:
+    """Report an I/O error while opening as :class:`DiskFullError` when the disk is full.
+
+    SQLite says "disk I/O error" when it cannot make the ``-shm`` or ``-wal`` file,
+    which tells a person nothing; free space on the file's disk tells them what to do.
+    """
+    name = getattr(exc, "sqlite_errorname", "")
+    if not isinstance(name, str) or not name.startswith(("SQLITE_IOERR", "SQLITE_FULL")):
+        return
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return
+    if free < _NEARLY_FULL_BYTES or name.startswith("SQLITE_FULL"):
+        raise DiskFullError(
+            f"cannot open {path}: the disk holding it has {free:,} bytes free; SQLite needs "
+            "room for its write-ahead log: free some space and try again"
+        ) from exc
+
+
 def translate_error(exc: BaseException, context: str = "") -> NoReturn:
     """Raise the mangostore error that corresponds to a driver exception.
 
@@ -112,6 +191,11 @@ def translate_error(exc: BaseException, context: str = "") -> NoReturn:
     where = f" ({context})" if context else ""
     if isinstance(exc, sqlcipher3.IntegrityError):
         raise _constraint_class(message)(f"{message}{where}", field=_field(message)) from exc
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+        raise DiskFullError(
+            f"the disk is full{where}; nothing of the failed statement was written: free "
+            "some space and try again"
+        ) from exc
     if _is_lock_error(exc):
         raise DatabaseLockedError(
             f"the database is locked by another writer{where}; retry later or raise "

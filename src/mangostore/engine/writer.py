@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
+from mangostore.engine.turnstile import Turnstile
 from mangostore.errors import DatabaseClosedError, DatabaseError, DatabaseLockedError
 
 T = TypeVar("T")
@@ -36,13 +37,18 @@ class Writer:
     """Owns the one connection that writes; serialises writers across threads.
 
     SQLite allows one writer at a time. Taking our own lock first means threads of
-    this process queue in order instead of spinning on SQLITE_BUSY; ``BEGIN
-    IMMEDIATE`` then takes SQLite's write lock up front, so a transaction never fails
-    half-way because another process started writing first.
+    this process queue in order instead of spinning on SQLITE_BUSY; a
+    :class:`~mangostore.engine.turnstile.Turnstile` makes the writers of several
+    processes take turns; ``BEGIN IMMEDIATE`` then takes SQLite's write lock up front,
+    so a transaction never fails half-way because another process started writing
+    first.
     """
 
-    def __init__(self, conn: Connection, *, busy_timeout_ms: int) -> None:
+    def __init__(
+        self, conn: Connection, *, busy_timeout_ms: int, turnstile: Turnstile | None = None
+    ) -> None:
         self._conn: Connection | None = conn
+        self._turnstile = turnstile
         self._lock = threading.RLock()
         self._timeout_s = busy_timeout_ms / 1000
         self._depth = 0
@@ -161,6 +167,13 @@ class Writer:
     def _begin(self, conn: Connection) -> None:
         """``BEGIN IMMEDIATE``, naming how long it waited when another process held the lock."""
         started = time.monotonic()
+        turnstile = self._turnstile
+        if turnstile is not None and not turnstile.enter(self._timeout_s):
+            raise DatabaseLockedError(
+                f"starting a write transaction waited {self._timeout_s * 1000:.0f} ms (the "
+                "busy timeout) behind other processes' writers; nothing was written: retry "
+                "later or raise Settings.busy_timeout_ms"
+            )
         try:
             with driver_errors("starting a write transaction"):
                 conn.execute("BEGIN IMMEDIATE")
@@ -172,6 +185,9 @@ class Writer:
                 "transaction; nothing was written: retry later or raise "
                 "Settings.busy_timeout_ms"
             ) from (exc.__cause__ or exc)
+        finally:
+            if turnstile is not None:
+                turnstile.leave()
 
     def _outer(self, conn: Connection) -> Iterator[Connection]:
         self._begin(conn)
@@ -267,3 +283,5 @@ class Writer:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._turnstile is not None:
+                self._turnstile.close()

@@ -31,6 +31,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mangostore.engine.connection import UndecodableText
 from mangostore.errors import TamperedDataError
 
 VERSION: Final = 1
@@ -136,7 +137,8 @@ def _tampered(context: FieldContext | None) -> TamperedDataError:
 
 
 def _envelope_bytes(blob: object, context: FieldContext | None) -> bytes:
-    if not isinstance(blob, bytes | bytearray | memoryview):
+    # An envelope is stored as a BLOB; one cast to TEXT was changed outside mangostore.
+    if not isinstance(blob, bytes | bytearray | memoryview) or isinstance(blob, UndecodableText):
         raise _tampered(context)
     raw = bytes(blob)
     if len(raw) < MIN_ENVELOPE_BYTES:

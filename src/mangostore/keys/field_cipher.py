@@ -25,6 +25,7 @@ import secrets
 import threading
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -229,14 +230,47 @@ class FieldCipher:
             KeyManagementError: the user was erased.
             RuntimeError: called outside a write transaction.
         """
-        self._require_transaction("rotate_user_key")
+        return self.rotate_user_keys(conn, [user_id])[0]
+
+    def rotate_user_keys(
+        self, conn: Connection, user_ids: Sequence[str], *, rotation_id: str | None = None
+    ) -> list[uuid.UUID]:
+        """Give each of ``user_ids`` a new primary key, retiring their current one.
+
+        The new keys are stored with one write of the keyring, before the rows that
+        name them; ``rotation_id`` marks the rows as made by that rotation.
+
+        Returns:
+            The new keys' ids, in the order of ``user_ids``.
+
+        Raises:
+            KeyManagementError: one of the users was erased (nothing is changed).
+            RuntimeError: called outside a write transaction.
+        """
+        self._require_transaction("rotate_user_keys")
         with self._lock:
-            old = self.primary_key_id(conn, user_id)
             now = self._clock.now_ms()
-            if old is not None:
-                self._set_status(conn, old, "retired", now)
-            key_id, _ = self._create_key(conn, user_id, now)
-            return key_id
+            for user_id in user_ids:
+                old = self.primary_key_id(conn, user_id)
+                if old is not None:
+                    self._set_status(conn, old, "retired", now)
+            return [key_id for key_id, _ in self._create_keys(conn, user_ids, now, rotation_id)]
+
+    def prune_unused_keys(self, conn: Connection) -> int:
+        """Remove from the keyring every data key that no ``field_keys`` row names.
+
+        Such keys were stored by a transaction that then rolled back or was killed
+        (keys are stored before the row naming them, so that no value can exist
+        without its key); nothing was ever sealed with them. Runs in the caller's
+        write transaction, the only place keys are stored. Returns how many went.
+
+        Raises:
+            RuntimeError: called outside a write transaction.
+        """
+        self._require_transaction("prune_unused_keys")
+        with self._lock, driver_errors("reading field keys"):
+            named = {str(row[0]) for row in conn.execute("SELECT id FROM field_keys")}
+            return len(self._keyring.remove_data_keys_except(named))
 
     def destroy_user_keys(self, conn: Connection, user_id: str) -> list[str]:
         """Destroy every data key of ``user_id`` (crypto-shredding); irreversible.
@@ -332,28 +366,40 @@ class FieldCipher:
         return self._create_key(conn, user_id, now)
 
     def _create_key(self, conn: Connection, user_id: str, now: int) -> tuple[uuid.UUID, bytes]:
-        if user_id in self._keyring.erased_users():
-            raise KeyManagementError(
-                f"user {user_id!r} was erased and their keys destroyed; no new data can be "
-                "encrypted for them"
-            )
-        key_id = uuid6.uuid7()
-        key = secrets.token_bytes(KEY_BYTES)
-        wrapped = wrap_data_key(
-            self._keyring.subkey("field"), self.vault_id, str(key_id), user_id, key
-        )
-        # The key block is written (durably) before the row that names the key, and
-        # both before any value is sealed with it. A rollback after this point leaves
-        # an unused key in the keyring, never a value without its key.
-        self._keyring.put_data_key(DataKeyEntry(str(key_id), user_id, wrapped))
+        return self._create_keys(conn, [user_id], now, None)[0]
+
+    def _create_keys(
+        self, conn: Connection, user_ids: Sequence[str], now: int, rotation_id: str | None
+    ) -> list[tuple[uuid.UUID, bytes]]:
+        """Make one new primary key for each user: stored in the keyring, then recorded."""
+        erased = set(self._keyring.erased_users())
+        for user_id in user_ids:
+            if user_id in erased:
+                raise KeyManagementError(
+                    f"user {user_id!r} was erased and their keys destroyed; no new data can "
+                    "be encrypted for them"
+                )
+        field_key = self._keyring.subkey("field")
+        made = []
+        for user_id in user_ids:
+            key_id = uuid.UUID(bytes=uuid6.uuid7().bytes)
+            key = secrets.token_bytes(KEY_BYTES)
+            wrapped = wrap_data_key(field_key, self.vault_id, str(key_id), user_id, key)
+            made.append((user_id, key_id, key, DataKeyEntry(str(key_id), user_id, wrapped)))
+        # The key block is written (durably, once for the batch) before the rows that
+        # name the keys, and both before any value is sealed with them. A rollback
+        # after this point leaves unused keys in the keyring (prune_unused_keys removes
+        # them), never a value without its key.
+        self._keyring.put_data_keys([entry for *_, entry in made])
         with driver_errors("recording a field key"):
-            conn.execute(
-                "INSERT INTO field_keys (id, user_id, status, encryption_count, created_at) "
-                "VALUES (?, ?, 'primary', 0, ?)",
-                (str(key_id), user_id, now),
+            conn.executemany(
+                "INSERT INTO field_keys (id, user_id, status, encryption_count, created_at, "
+                "rotation_id) VALUES (?, ?, 'primary', 0, ?, ?)",
+                [(str(key_id), user_id, now, rotation_id) for user_id, key_id, _, _ in made],
             )
-        self._keys[key_id.bytes] = (user_id, key)
-        return uuid.UUID(bytes=key_id.bytes), key
+        for user_id, key_id, key, _ in made:
+            self._keys[key_id.bytes] = (user_id, key)
+        return [(key_id, key) for _, key_id, key, _ in made]
 
     @staticmethod
     def _set_status(conn: Connection, key_id: uuid.UUID, status: str, now: int) -> None:

@@ -101,8 +101,9 @@ def derive_kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
         ``KEY_BYTES`` bytes of key material.
 
     Raises:
-        ConfigurationError: the passphrase is empty, the salt too short, the parameters
-            unsafe, or Argon2id could not run with them on this machine.
+        ConfigurationError: the passphrase is empty or not text (a lone surrogate), the
+            salt too short, the parameters unsafe, or Argon2id could not run with them
+            on this machine.
     """
     params.check()
     if not isinstance(passphrase, str) or not passphrase:
@@ -110,8 +111,15 @@ def derive_kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
     if not isinstance(salt, bytes) or len(salt) < SALT_BYTES:
         raise ConfigurationError(f"the Argon2id salt must be at least {SALT_BYTES} bytes")
     try:
+        secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            "the passphrase contains a lone surrogate (a code point from U+D800 to U+DFFF), "
+            "which is not text and cannot be typed; check how it was read and try again"
+        ) from None
+    try:
         return hash_secret_raw(
-            secret=unicodedata.normalize("NFC", passphrase).encode("utf-8"),
+            secret=secret,
             salt=salt,
             time_cost=params.iterations,
             memory_cost=params.memory_kib,

@@ -40,6 +40,7 @@ import base64
 import binascii
 import contextlib
 import fcntl
+import glob
 import hashlib
 import hmac
 import json
@@ -63,7 +64,7 @@ from mangostore.errors import (
     KeyringMissingError,
     WrongPassphraseError,
 )
-from mangostore.files import fsync_directory
+from mangostore.files import fsync_directory, os_errors
 from mangostore.keys.kdf import SALT_BYTES, KdfParams, derive_kek
 from mangostore.keys.subkeys import derive_subkey
 
@@ -71,6 +72,10 @@ FORMAT: Final = "mangostore-keyring"
 FORMAT_VERSION: Final = 1
 MAX_KEYRING_BYTES: Final = 16 * 1024 * 1024
 _NONCE_BYTES: Final = 12
+#: A keyring is written to ``<keyring><_TEMP_INFIX><random>`` and renamed into place.
+_TEMP_INFIX: Final = ".tmp-"
+#: The prefix of the temporary files of older versions (one per directory, not per file).
+_LEGACY_TEMP_PREFIX: Final = ".keyring-"
 _MASTER_BYTES: Final = 32
 
 #: What identifies one version of the sidecar on disk: (device, inode, size, mtime).
@@ -86,6 +91,22 @@ def _stamp_of(st: os.stat_result) -> _Stamp:
 def keyring_path(database_path: str | os.PathLike[str]) -> Path:
     """Return where the keyring sidecar of ``database_path`` lives."""
     return Path(os.fspath(database_path) + ".keyring")
+
+
+def lock_path(keyring: Path) -> Path:
+    """Return the file whose ``flock`` serialises the writers of ``keyring``."""
+    return Path(str(keyring) + ".lock")
+
+
+def _vault_of(path: Path) -> str | None:
+    """Return the vault id a keyring file (or a copy of one) names, or ``None``."""
+    try:
+        with path.open("rb") as handle:
+            doc = json.loads(handle.read(MAX_KEYRING_BYTES + 1))
+    except (OSError, ValueError):
+        return None
+    vault = doc.get("vault_id") if isinstance(doc, dict) else None
+    return vault if isinstance(vault, str) else None
 
 
 def _b64(data: bytes) -> str:
@@ -287,6 +308,7 @@ class Keyring:
             )
         ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc, _seen=seen)
         ring._verify(doc)
+        ring.remove_leftovers()
         return ring
 
     # -- keys ---------------------------------------------------------------------------
@@ -381,11 +403,31 @@ class Keyring:
 
     def put_data_key(self, entry: DataKeyEntry) -> None:
         """Store a wrapped data key, durably, before anything is encrypted with it."""
+        self.put_data_keys([entry])
+
+    def put_data_keys(self, entries: list[DataKeyEntry]) -> None:
+        """Store several wrapped data keys with one durable write of the sidecar."""
+        if not entries:
+            return
         with self._update() as doc:
-            doc["data_keys"][entry.key_id] = {
-                "user_id": entry.user_id,
-                "wrapped": _b64(entry.wrapped),
-            }
+            for entry in entries:
+                doc["data_keys"][entry.key_id] = {
+                    "user_id": entry.user_id,
+                    "wrapped": _b64(entry.wrapped),
+                }
+
+    def remove_data_keys_except(self, keep: set[str]) -> list[str]:
+        """Remove every data key whose id is not in ``keep``; return the ids removed.
+
+        For keys that no record names (a transaction that made them was rolled back or
+        killed): the caller must hold the database's write transaction, in which every
+        key is stored, so that no key being made right now is taken for an unused one.
+        """
+        with self._update() as doc:
+            unused = [key_id for key_id in doc["data_keys"] if key_id not in keep]
+            for key_id in unused:
+                del doc["data_keys"][key_id]
+        return unused
 
     def destroy_user_keys(self, user_id: str) -> list[str]:
         """Remove every data key of ``user_id`` and remember the user as erased.
@@ -464,7 +506,8 @@ class Keyring:
         if self.path is None:
             yield
             return
-        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os_errors("locking the keyring", self.path, KeyringError):
+            fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -478,33 +521,64 @@ class Keyring:
         Returns the stamp of the file written.
 
         Raises:
-            KeyringError: ``exclusive`` and a keyring already exists at the path.
+            KeyringError: ``exclusive`` and a keyring already exists at the path, or the
+                file system refused the write (the previous keyring is left whole).
+            DiskFullError: no room on the disk (the previous keyring is left whole).
         """
         assert self.path is not None
         directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=".keyring-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, sort_keys=True, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-                written = _stamp_of(os.fstat(handle.fileno()))
-            os.chmod(tmp, 0o600)
-            if exclusive:
-                # link() fails if the name exists, where replace() would clobber it.
-                try:
-                    os.link(tmp, self.path)
-                except FileExistsError:
-                    raise _stale_keyring(self.path) from None
-                os.unlink(tmp)
-            else:
-                os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        fsync_directory(directory)
+        with os_errors("writing the keyring", self.path, KeyringError):
+            # Named after this keyring, so a copy left by a killed writer is found and
+            # removed (remove_leftovers) rather than kept beside the database forever.
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + _TEMP_INFIX, dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(doc, handle, sort_keys=True, indent=1)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    written = _stamp_of(os.fstat(handle.fileno()))
+                os.chmod(tmp, 0o600)
+                if exclusive:
+                    # link() fails if the name exists, where replace() would clobber it.
+                    try:
+                        os.link(tmp, self.path)
+                    except FileExistsError:
+                        raise _stale_keyring(self.path) from None
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            fsync_directory(directory)
         return written
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete copies of this keyring left by writers that were killed mid-write.
+
+        A copy holds the same wrapped keys as the keyring did (perhaps under an older
+        passphrase, perhaps with keys erasure has since destroyed), so none may stay.
+        Runs under the file lock: no writer is between writing a copy and renaming it.
+        Older versions named the copy ``.keyring-<random>``; those are removed when
+        they belong to this vault. Returns what was removed.
+        """
+        if self.path is None:
+            return []
+        directory, name = self.path.parent, self.path.name
+        removed = []
+        with self._lock, self._file_lock():
+            candidates = list(directory.glob(f"{glob.escape(name)}{_TEMP_INFIX}*"))
+            candidates += [
+                p
+                for p in directory.glob(f"{_LEGACY_TEMP_PREFIX}*")
+                if _vault_of(p) == self.vault_id
+            ]
+            for leftover in candidates:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+                    removed.append(leftover)
+        return removed
 
     @staticmethod
     def _read(path: Path) -> tuple[dict[str, Any], _Stamp]:
@@ -518,7 +592,7 @@ class Keyring:
             KeyringCorruptError: the file is damaged or not a keyring this code reads.
         """
         try:
-            with path.open("rb") as handle:
+            with os_errors("reading the keyring", path, KeyringError), path.open("rb") as handle:
                 seen = _stamp_of(os.fstat(handle.fileno()))
                 raw = handle.read(MAX_KEYRING_BYTES + 1)
         except FileNotFoundError:

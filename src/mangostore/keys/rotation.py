@@ -2,9 +2,12 @@
 
 A rotation runs in two phases:
 
-1. In one transaction, every user who has a usable data key gets a new primary key
-   and their previous keys become ``retired``; the rotation is recorded in
-   ``field_key_rotations``. From the commit on, new values use the new keys.
+1. The rotation is recorded in ``field_key_rotations``; then every user who has a
+   usable data key gets a new primary key and their previous keys become
+   ``retired``, :data:`USERS_PER_BATCH` users a transaction with one keyring write
+   each, so other writers wait at most one batch. The new keys' rows name the
+   rotation (``field_keys.rotation_id``). From each commit on, that batch's new
+   values use the new keys.
 2. Table by table (:data:`~mangostore.schema.sensitive.ALL_SENSITIVE_FIELDS`, except the
    append-only audit log, whose values keep the key that sealed them), every value
    whose envelope names a key other than its owner's primary is opened with its old
@@ -14,7 +17,9 @@ A rotation runs in two phases:
 Retired keys stay in the keyring, so a rotation stopped at any point (an exception,
 a crash, a killed process) leaves every value readable, under either its old or its
 new key. Running :func:`rotate_field_keys` again finds the unfinished rotation,
-makes no further keys, and completes the re-encryption. Retired keys are never
+gives new keys only to the users it had not reached, and completes the
+re-encryption. Keys stored by a batch that never committed are removed from the
+keyring when a rotation starts. Retired keys are never
 destroyed automatically: an older copy of the database may still need them.
 Destroying a user's keys is erasure, done through
 :meth:`~mangostore.keys.field_cipher.FieldCipher.destroy_user_keys`.
@@ -47,6 +52,21 @@ if TYPE_CHECKING:
 __all__ = ["FieldRef", "RotationReport", "rotate_field_keys"]
 
 Progress = Callable[[int, int], None]
+
+#: Users given new keys per transaction in phase 1 (one keyring write each).
+USERS_PER_BATCH = 200
+
+#: The next users, by id, who hold a usable key but no primary made by this rotation;
+#: and whether they have a primary key at all (it is retired).
+_SQL_USERS_TO_ROTATE = """
+SELECT k.user_id, max(k.status = 'primary') FROM field_keys AS k
+WHERE k.user_id > ? AND k.status IN ('primary', 'retired')
+  AND NOT EXISTS (
+      SELECT 1 FROM field_keys AS p
+      WHERE p.user_id = k.user_id AND p.status = 'primary' AND p.rotation_id = ?
+  )
+GROUP BY k.user_id ORDER BY k.user_id LIMIT ?
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,37 +187,48 @@ def rotate_field_keys(
 
 
 def _start(db: Database, cipher: FieldCipher) -> tuple[str, bool, int, int]:
-    """Resume the unfinished rotation, or rotate every user's key and record a new one.
+    """Resume the unfinished rotation or record a new one, then give new keys to every
+    user who has none from it yet, :data:`USERS_PER_BATCH` users a transaction.
 
     Returns:
         ``(rotation id, resumed, keys created, keys retired)``.
     """
     with db._writer.transaction() as conn:
+        # Keys of a batch that was rolled back or killed were stored but never named.
+        cipher.prune_unused_keys(conn)
         with driver_errors("reading key rotations"):
             running = conn.execute(
                 "SELECT id FROM field_key_rotations WHERE finished_at IS NULL"
             ).fetchone()
-            if running is not None:
-                return str(running[0]), True, 0, 0
-            users = [
-                str(row[0])
-                for row in conn.execute(
-                    "SELECT DISTINCT user_id FROM field_keys "
-                    "WHERE status IN ('primary', 'retired') ORDER BY user_id"
-                ).fetchall()
-            ]
-        rotation_id = str(uuid6.uuid7())
-        retired = 0
-        for user_id in users:
-            if cipher.primary_key_id(conn, user_id) is not None:
-                retired += 1
-            cipher.rotate_user_key(conn, user_id)
-        with driver_errors("recording a key rotation"):
-            conn.execute(
-                "INSERT INTO field_key_rotations (id, started_at, keys_created) VALUES (?, ?, ?)",
-                (rotation_id, db.clock.now_ms(), len(users)),
-            )
-    return rotation_id, False, len(users), retired
+            resumed = running is not None
+            rotation_id = str(running[0]) if running is not None else str(uuid6.uuid7())
+            if not resumed:
+                conn.execute(
+                    "INSERT INTO field_key_rotations (id, started_at, keys_created) "
+                    "VALUES (?, ?, 0)",
+                    (rotation_id, db.clock.now_ms()),
+                )
+    created = retired = 0
+    after = ""
+    while True:
+        # One batch a transaction: other writers carry on between batches, and the
+        # keyring is written once a batch instead of once a user.
+        with db._writer.transaction() as conn:
+            with driver_errors("reading field keys"):
+                rows = conn.execute(_SQL_USERS_TO_ROTATE, (after, rotation_id, USERS_PER_BATCH))
+                batch = [(str(user_id), bool(has_primary)) for user_id, has_primary in rows]
+            if not batch:
+                break
+            cipher.rotate_user_keys(conn, [u for u, _ in batch], rotation_id=rotation_id)
+            with driver_errors("recording a key rotation"):
+                conn.execute(
+                    "UPDATE field_key_rotations SET keys_created = keys_created + ? WHERE id = ?",
+                    (len(batch), rotation_id),
+                )
+        created += len(batch)
+        retired += sum(has_primary for _, has_primary in batch)
+        after = batch[-1][0]
+    return rotation_id, resumed, created, retired
 
 
 def _rotated_fields() -> list[tuple[str, tuple[str, ...]]]:

@@ -24,6 +24,7 @@ from mangostore.errors import (
 )
 from mangostore.kg.access import AccessCounter
 from mangostore.kg.embedding import Embedder, NumpyIndex, VectorIndex, default_embedder
+from mangostore.kg.inputs import checks_text_arguments
 from mangostore.kg.model import (
     ENTITY_TYPES,
     OBSERVATION_TYPES,
@@ -153,6 +154,7 @@ def _noisy_or(a: float, b: float) -> float:
     return 1.0 - (1.0 - a) * (1.0 - b)
 
 
+@checks_text_arguments
 class KnowledgeGraph:
     """The knowledge graph of a database: obtain it as ``db.kg``.
 
@@ -295,7 +297,7 @@ class KnowledgeGraph:
         it was matched by similarity. ``aliases`` are added either way.
 
         Raises:
-            InvalidValueError: unknown type, empty name, confidence outside 0..1.
+            InvalidValueError: unknown type, empty name, confidence outside 0..1, a surrogate.
             ForeignKeyError: no such user or project.
         """
         if type not in ENTITY_TYPES:
@@ -1675,7 +1677,7 @@ class KnowledgeGraph:
             retrievers: a subset of ``("fts", "trigram", "vector", "graph")``.
 
         Raises:
-            InvalidValueError: k below 1, an unknown type or retriever.
+            InvalidValueError: k below 1, an unknown type or retriever, a surrogate in text.
         """
         from mangostore.kg.search import HybridSearch
 

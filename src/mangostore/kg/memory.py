@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mangostore.errors import InvalidValueError, NotFoundError
+from mangostore.kg.inputs import checks_text_arguments
 from mangostore.kg.search import fts_query as search_query
 from mangostore.records import AIMemory
 from mangostore.sql import batches, placeholders, quote_identifier
@@ -145,6 +146,7 @@ class MemorySweep:
     forgotten: int = 0
 
 
+@checks_text_arguments
 class MemoryService:
     """The AI memory of one database: reach it as ``db.memory``.
 
@@ -200,7 +202,7 @@ class MemoryService:
             The current memory: the new one, or the reinforced one.
 
         Raises:
-            InvalidValueError: a bad key, type, source, confidence or ttl.
+            InvalidValueError: a bad key, type, source, confidence or ttl; a surrogate.
             JSONValueError: the value is not JSON-serialisable or too large.
             ForeignKeyError: the user, project or conversation does not exist.
         """

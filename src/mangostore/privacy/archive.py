@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mangostore.errors import ConfigurationError, TamperedDataError
+from mangostore.files import fsync_directory
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -148,7 +149,7 @@ class StagedArchive:
             except FileExistsError:
                 continue
             os.unlink(self.path)
-            _fsync_dir(candidate.parent)
+            fsync_directory(candidate.parent)
             return candidate
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -343,7 +344,7 @@ def rewrite_archive(db: Database, archive: Archive, rows: list[dict[str, Any]]) 
     directory = archive.path.parent
     if not rows:
         archive.path.unlink()
-        _fsync_dir(directory)
+        fsync_directory(directory)
         return None
     header = archive.header
     decoded = [{k: _decode(v) for k, v in row.items()} for row in rows]
@@ -363,7 +364,7 @@ def rewrite_archive(db: Database, archive: Archive, rows: list[dict[str, Any]]) 
     except BaseException:
         staged.discard()
         raise
-    _fsync_dir(directory)
+    fsync_directory(directory)
     return archive.path
 
 
@@ -402,11 +403,3 @@ def _candidates(path: Path) -> Iterator[Path]:
     while True:
         yield path.with_name(f"{base}-{n}{ext}")
         n += 1
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -41,6 +41,7 @@ from mangostore.privacy.ownership import (
     read_schema,
 )
 from mangostore.records import RECORD_CLASSES, Record
+from mangostore.schema.copies import migration_copies
 from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, OWNER_COLUMN
 from mangostore.security.audit import ANCHOR_COMPONENT, ERASURE_COMPONENT
 from mangostore.sql import batches, quote_identifier
@@ -204,6 +205,8 @@ class ErasureReport:
         copies_not_reached: files beside the database (pre-migration copies) that
             still hold the user's plain columns: delete them, or open each to
             re-apply the erasure.
+        keyring_copies_removed: copies of the keyring left beside it by a writer that
+            was killed mid-write (they would still hold the destroyed keys): deleted.
     """
 
     subject: str | None
@@ -215,6 +218,7 @@ class ErasureReport:
     wal_truncated: bool
     reapplied: bool = False
     copies_not_reached: tuple[Path, ...] = field(default_factory=tuple)
+    keyring_copies_removed: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
     def total_deleted(self) -> int:
@@ -638,6 +642,7 @@ class PrivacyService:
                 )
         rewritten = self._scrub_archives(user_id)
         truncated = self._truncate_wal()
+        leftovers = keyring.remove_leftovers() if keyring is not None else []
         return ErasureReport(
             subject=subject,
             rows_deleted={t: n for t, n in deleted.items() if n},
@@ -648,6 +653,7 @@ class PrivacyService:
             wal_truncated=truncated,
             reapplied=reapplied,
             copies_not_reached=tuple(self._copies()),
+            keyring_copies_removed=tuple(leftovers),
         )
 
     def _scrub_archives(self, *user_ids: str) -> list[Path]:
@@ -695,9 +701,7 @@ class PrivacyService:
         path = self._db.path
         if path == ":memory:":
             return []
-        folder = Path(path).parent
-        stem = Path(path).name
-        return sorted(p for p in folder.glob(f"{stem}.pre-v*.bak") if p.is_file())
+        return migration_copies(path)
 
     def _refuse_inside_transaction(self, what: str) -> None:
         if self._db._writer.owned_by_current_thread():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import uuid6
 
-from mangostore.engine.connection import driver_errors
+from mangostore.engine.connection import UndecodableText, driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
     BatchError,
@@ -30,7 +30,7 @@ from mangostore.errors import (
     UniqueConstraintError,
 )
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
-from mangostore.records import Record
+from mangostore.records import Record, Unreadable
 from mangostore.repos.spec import TableSpec, table_spec
 from mangostore.sql import placeholders, quote_identifier
 
@@ -223,10 +223,17 @@ class Repository(Generic[R]):
         self, sql: str, params: Sequence[Any], use_cache: bool | None = None
     ) -> builtins.list[R]:
         rows = self._db._rows(sql, params, use_cache, self.spec.name)
-        return [self._build(row) for row in rows]
+        # One damaged value must not hide every other row: it is listed as Unreadable.
+        return [self._build(row, strict=False) for row in rows]
 
-    def _build(self, row: Sequence[Any], plain: Mapping[str, Any] | None = None) -> R:
-        """Turn a row selected with ``spec.select_list`` into a record."""
+    def _build(
+        self, row: Sequence[Any], plain: Mapping[str, Any] | None = None, *, strict: bool = True
+    ) -> R:
+        """Turn a row selected with ``spec.select_list`` into a record.
+
+        An encrypted value that cannot be decrypted raises :class:`TamperedDataError`,
+        or with ``strict=False`` becomes an :class:`~mangostore.records.Unreadable`.
+        """
         spec = self.spec
         values = list(row)
         for i in spec.json_idx:
@@ -240,7 +247,12 @@ class Repository(Generic[R]):
             if plain is not None and name in plain:
                 values[i] = plain[name]
             elif values[i] is not None:
-                values[i] = self._decrypt(name, values, values[i])
+                try:
+                    values[i] = self._decrypt(name, values, values[i])
+                except TamperedDataError as exc:
+                    if strict:
+                        raise
+                    values[i] = Unreadable(str(exc))
         return self._record(*values)
 
     def _insert(self, conn: Connection, fields: dict[str, Any]) -> R:
@@ -386,13 +398,18 @@ class Repository(Generic[R]):
 
     def _decrypt(self, name: str, values: Sequence[Any], stored: Any) -> Any:
         cipher = self._cipher()
-        if isinstance(stored, str):
+        if isinstance(stored, str | UndecodableText):
             if cipher is not None:
                 # With a keyring every stored value is an envelope; text here was
                 # written around mangostore and must not be trusted.
                 raise TamperedDataError(
                     f"{self.spec.name}.{name} of record {values[0]!r} is not an encrypted "
                     "envelope: it was modified outside mangostore"
+                )
+            if isinstance(stored, UndecodableText):
+                raise TamperedDataError(
+                    f"{self.spec.name}.{name} of record {values[0]!r} is not valid text: "
+                    "it was modified outside mangostore"
                 )
             return json.loads(stored)  # stored by a database without a keyring
         if cipher is None:

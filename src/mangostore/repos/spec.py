@@ -49,7 +49,7 @@ class ColumnSpec:
         if kind == "text":
             if not isinstance(value, str):
                 raise self._wrong(table, value, "a string")
-            if not value.isascii() and not _encodable(value):
+            if not encodable(value):
                 raise InvalidValueError(
                     f"{table}.{self.name} contains characters that are not valid Unicode "
                     "(an unpaired surrogate)",
@@ -134,8 +134,10 @@ class TableSpec:
         return tuple(self.names[i] for i in self.encrypted_idx)
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
     """Tell whether ``text`` can be stored as UTF-8 (lone surrogates cannot)."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -2,8 +2,9 @@
 
 - Passwords are hashed with Argon2id (:mod:`mangostore.security.passwords`); a hash
   below the current parameters is replaced at its owner's next successful login.
-- Failed attempts are counted per attempted *user name* in ``login_attempts``,
-  whether or not that user exists. Each failure sleeps for an exponentially growing,
+- Failed attempts are counted per attempted *user name* in ``login_attempts``
+  (:mod:`mangostore.security.login_attempts`), whether or not that user exists, one
+  count for every spelling of the name. Each failure sleeps for an exponentially growing,
   capped delay; ``AuthPolicy.max_failures`` failures within
   ``AuthPolicy.failure_window_ms`` lock the name for ``AuthPolicy.lockout_ms``, during
   which even the right password is refused (and not even checked).
@@ -35,7 +36,9 @@ from mangostore.errors import (
     InvalidValueError,
 )
 from mangostore.records import User, UserSession
-from mangostore.security.digests import digest_key, keyed_digest
+from mangostore.repos.spec import encodable
+from mangostore.repos.usernames import normalize_username
+from mangostore.security import login_attempts as attempts
 from mangostore.security.passwords import PasswordHasher, PasswordParams
 from mangostore.security.sessions import MINUTE_MS, check_level
 
@@ -50,7 +53,6 @@ LOCKED: Final = (
     "too many failed attempts: this account is locked for a while; try again after "
     "locked_until (epoch milliseconds)"
 )
-_NAME_LABEL: Final = "mangostore/login-name/v1"
 _COMPONENT: Final = "auth"
 _LEVEL_RANK: Final = {"low": 0, "standard": 1, "high": 2}
 
@@ -161,10 +163,14 @@ class AuthService:
         ``fields`` are further ``users`` columns (``email``, ``preferences``, ...).
 
         Raises:
-            InvalidValueError: the password breaks the policy (too short or too long).
-            UniqueConstraintError: the user name (or e-mail address) is taken.
+            InvalidValueError: the user name breaks the rules of user names (see
+                docs/authentication.md), or the password breaks the policy (too short or
+                too long, or not valid Unicode).
+            UniqueConstraintError: the user name (in any spelling, or a look-alike of
+                it) or the e-mail address is taken.
             UnknownColumnError, InvalidValueError, JSONValueError: bad ``fields``.
         """
+        normalize_username(username)  # before the costly hash; the repository stores it
         self._check_new_password(password)
         stored = self._hasher.hash(password)
         with self._db._writer.transaction() as conn:
@@ -230,7 +236,7 @@ class AuthService:
             revoked: int = self._db.sessions._revoke_all(
                 conn, user.id, "password_change", now, keep_session_id
             )
-            self._clear_failures(conn, self._name_key(user.username), user.id)
+            attempts.clear_failures(conn, self._name_key(user.username), user.id)
             self._audit("info", user.id, {"action": action, "sessions_revoked": revoked})
         return revoked
 
@@ -249,6 +255,13 @@ class AuthService:
     def _check_new_password(self, password: Any) -> None:
         if not isinstance(password, str):
             raise InvalidValueError("a password must be a string", field="password")
+        if not encodable(password):
+            raise InvalidValueError(
+                "a password must be valid Unicode, and this one contains a lone surrogate "
+                "code point (U+D800 to U+DFFF); pass the text as typed (decode bytes with "
+                "errors='replace', not 'surrogateescape')",
+                field="password",
+            )
         policy = self.policy
         length = len(password)
         if not policy.min_password_chars <= length <= policy.max_password_chars:
@@ -286,7 +299,8 @@ class AuthService:
             The session token (give it to the client), the user and the session.
 
         Raises:
-            AuthenticationError: wrong user name or password (one message for both).
+            AuthenticationError: wrong user name or password (one message for both;
+                text that is not valid Unicode, a lone surrogate, is just as wrong).
             AccountLockedError: too many failures; ``locked_until`` says until when.
             InvalidValueError: a non-string user name or password, or a bad level.
             DatabaseError: called inside a transaction.
@@ -303,7 +317,9 @@ class AuthService:
         upgraded = self._upgrade_hash(user.id, password)
         now = self._db.clock.now_ms()
         with self._db._writer.transaction() as conn:
-            previous = max(self._clear_failures(conn, self._name_key(username), user.id), default=0)
+            previous = max(
+                attempts.clear_failures(conn, self._name_key(username), user.id), default=0
+            )
             if upgraded is not None:
                 self._replace_hash(conn, user.id, *upgraded)
             with driver_errors("users"):
@@ -366,7 +382,7 @@ class AuthService:
         client = _client(session.ip_address, session.user_agent)
         self._check_password(user.username, user, password, "step_up", client)
         with self._db._writer.transaction() as conn:
-            self._clear_failures(conn, self._name_key(user.username), user.id)
+            attempts.clear_failures(conn, self._name_key(user.username), user.id)
             issued = self._db.sessions._replace(conn, session, target)
             self._audit(
                 "info",
@@ -386,7 +402,7 @@ class AuthService:
         """Clear the failed-attempt count and lock of a user name; return whether there was one."""
         user = self._db.users.get_by_username(username) if username else None
         with self._db._writer.transaction() as conn:
-            cleared = self._clear_failures(conn, self._name_key(username), None)
+            cleared = attempts.clear_failures(conn, self._name_key(username), None)
             self._audit("info", None if user is None else user.id, {"action": "unlock"})
         return bool(cleared)
 
@@ -408,6 +424,10 @@ class AuthService:
         stored = self._stored_hash(user.id if user is not None else "")
         if len(password) > self.policy.max_password_chars:
             stored, password = None, password[: self.policy.max_password_chars]
+        if not encodable(password):
+            # No password can be set with a lone surrogate, so this one is wrong: the same
+            # work and the same outcome as any wrong password, on an encodable stand-in.
+            stored, password = None, password.encode("utf-8", "surrogatepass").hex()
         if stored is None:
             self._hasher.burn(password)
             self._fail(name_key, user, action, client)
@@ -417,21 +437,18 @@ class AuthService:
     def _refuse_if_locked(
         self, name_key: bytes, user: User | None, action: str, client: dict[str, str] | None
     ) -> None:
-        rows = self._db.query(
-            "SELECT locked_until FROM login_attempts WHERE username_key = ?", (name_key,)
-        )
-        locked_until = rows[0][0] if rows else None
+        until = attempts.locked_until(self._db, name_key)
         now = self._db.clock.now_ms()
-        if locked_until is None or now >= locked_until:
+        if until is None or now >= until:
             return
         self._audit(
             "error",
             None if user is None else user.id,
-            {"action": action, "outcome": "refused_locked", "locked_until": locked_until},
+            {"action": action, "outcome": "refused_locked", "locked_until": until},
             client,
             risk=1.0,
         )
-        raise AccountLockedError(LOCKED, locked_until=int(locked_until))
+        raise AccountLockedError(LOCKED, locked_until=until)
 
     def _fail(
         self, name_key: bytes, user: User | None, action: str, client: dict[str, str] | None
@@ -439,82 +456,28 @@ class AuthService:
         user_id = None if user is None else user.id
         now = self._db.clock.now_ms()
         with self._db._writer.transaction() as conn:
-            failures, locked_until = self._count_failure(conn, name_key, user_id, now)
+            failures, until = attempts.count_failure(conn, self.policy, name_key, user_id, now)
             data: dict[str, Any] = {
                 "action": action,
                 "outcome": "failure",
                 "failed_attempts": failures,
                 "known_user": user is not None,
             }
-            if locked_until is not None:
-                data["locked_until"] = locked_until
+            if until is not None:
+                data["locked_until"] = until
             self._audit(
-                "error" if locked_until is not None else "warning",
+                "error" if until is not None else "warning",
                 user_id,
                 data,
                 client,
-                risk=0.9 if locked_until is not None else min(0.2 + 0.1 * (failures - 1), 0.8),
+                risk=0.9 if until is not None else min(0.2 + 0.1 * (failures - 1), 0.8),
             )
         delay_ms = self.policy.backoff_ms(failures)
         if delay_ms:
             self._sleep(delay_ms / 1000)
-        if locked_until is not None:
-            raise AccountLockedError(LOCKED, locked_until=locked_until)
+        if until is not None:
+            raise AccountLockedError(LOCKED, locked_until=until)
         raise AuthenticationError(GENERIC_FAILURE)
-
-    def _count_failure(
-        self, conn: Connection, name_key: bytes, user_id: str | None, now: int
-    ) -> tuple[int, int | None]:
-        """Record one failure of ``name_key``; return the count and the lock it set, if any."""
-        policy = self.policy
-        with driver_errors("login_attempts"):
-            row = conn.execute(
-                "SELECT failed_attempts, last_failed_at, locked_until FROM login_attempts "
-                "WHERE username_key = ?",
-                (name_key,),
-            ).fetchone()
-        failures = 1
-        if row is not None:
-            count, last_failed, locked_until = int(row[0]), row[1], row[2]
-            if locked_until is not None and now < locked_until:
-                return count, int(locked_until)  # locked by a concurrent attempt: not extended
-            lock_over = locked_until is not None and now >= locked_until
-            # A clock set back makes now - last_failed negative: still within the window.
-            stale = last_failed is None or now - last_failed > policy.failure_window_ms
-            if not lock_over and not stale:
-                failures = count + 1
-        lock = now + policy.lockout_ms if failures >= policy.max_failures else None
-        with driver_errors("login_attempts"):
-            conn.execute(
-                "INSERT INTO login_attempts (username_key, user_id, failed_attempts, "
-                "last_failed_at, locked_until, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (username_key) DO UPDATE SET user_id = excluded.user_id, "
-                "failed_attempts = excluded.failed_attempts, "
-                "last_failed_at = excluded.last_failed_at, "
-                "locked_until = excluded.locked_until, updated_at = excluded.updated_at",
-                (name_key, user_id, failures, now, lock, now),
-            )
-            # Forget names whose failures are long past and whose lock is over, a few
-            # at a time, so the table cannot grow without bound.
-            horizon = now - max(policy.failure_window_ms, policy.lockout_ms)
-            conn.execute(
-                "DELETE FROM login_attempts WHERE username_key IN (SELECT username_key FROM "
-                "login_attempts WHERE updated_at < ? AND coalesce(locked_until, 0) < ? LIMIT 64)",
-                (horizon, now),
-            )
-        return failures, lock
-
-    @staticmethod
-    def _clear_failures(conn: Connection, name_key: bytes, user_id: str | None) -> list[int]:
-        """Forget the failures of a name (and of the user's other rows); return their counts."""
-        sql = "DELETE FROM login_attempts WHERE username_key = ?"
-        params: tuple[Any, ...] = (name_key,)
-        if user_id is not None:
-            sql += " OR user_id = ?"
-            params += (user_id,)
-        with driver_errors("login_attempts"):
-            rows = conn.execute(sql + " RETURNING failed_attempts", params).fetchall()
-        return [int(r[0]) for r in rows]
 
     def _stored_hash(self, user_id: str) -> str | None:
         rows = self._db.query(
@@ -540,7 +503,7 @@ class AuthService:
             )
 
     def _name_key(self, username: str) -> bytes:
-        return keyed_digest(digest_key(self._db), _NAME_LABEL, username)
+        return attempts.name_key(self._db, username)
 
     def _outside_transaction(self, action: str) -> None:
         self._db._check_open()
