@@ -61,9 +61,9 @@ def run(config: Config) -> list[Measurement]:
                 "INSERT INTO users (id, username, created_at, updated_at) VALUES (?, ?, ?, ?)",
                 (user, "bench", now, now),
             )
-            with db._writer.transaction() as conn:  # makes the user's key
+            with db.store.transaction() as conn:  # makes the user's key
                 stored = cipher.encrypt(conn, TABLE, COLUMN, user, user, plaintext)
-            key_id = str(cipher.primary_key_id(db._writer.connection, user))
+            key_id = str(cipher.primary_key_id(db.store.writer.connection, user))
             entry = db.keyring.get_data_key(key_id) if db.keyring is not None else None
             assert entry is not None
             key = cipher._key(uuid.UUID(key_id).bytes, user)
@@ -102,7 +102,7 @@ def run(config: Config) -> list[Measurement]:
                 number=5000,
                 baseline="AESGCM decrypt, 200 B",
             )
-            with db._writer.transaction() as conn:
+            with db.store.transaction() as conn:
                 suite.add(
                     "FieldCipher.encrypt",
                     lambda: cipher.encrypt(conn, TABLE, COLUMN, user, user, plaintext),

@@ -236,7 +236,7 @@ class Builder:
 
     def flush(self) -> None:
         with self.db.transaction():
-            conn = self.db._writer._conn  # type: ignore[attr-defined]
+            conn = self.db.store.writer._conn  # type: ignore[attr-defined]
             conn.executemany(
                 "INSERT INTO kg_entities (id, user_id, entity_type, name, description, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -408,7 +408,7 @@ def embed_all(db: mangostore.Database, user: str, embedder: Embedder, b: Builder
         )
         sources.append((eid, source, model, content_hash(text)))
     with db.transaction():
-        conn = db._writer._conn  # type: ignore[attr-defined]
+        conn = db.store.writer._conn  # type: ignore[attr-defined]
         conn.executemany(
             "INSERT INTO kg_embeddings (id, entity_id, user_id, embedding_type, vector_data, "
             "dimensions, model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -437,7 +437,7 @@ def evaluate(world: World) -> tuple[dict[str, dict[str, float]], dict[str, list[
     quality: dict[str, dict[str, float]] = {}
     latency: dict[str, list[int]] = {}
     raw: list[int] = []
-    with world.db._reading() as conn:
+    with world.db.store.reading() as conn:
         for q in world.questions:
             match = fts_query(q.text)
             start = time.perf_counter_ns()

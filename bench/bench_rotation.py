@@ -89,7 +89,7 @@ def _seed(path: Path, users: int) -> mangostore.Database:
                 )
     for start in range(0, users, 500):
         batch = ids[start : start + 500]
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             # First keys made in batches (one keyring write each), not one by one.
             cipher.rotate_user_keys(conn, batch)
             for user_id in batch:

@@ -102,7 +102,7 @@ def test_unhashable_parameters_bypass_the_cache(db: mangostore.Database) -> None
 
 
 def test_the_tables_read_come_from_sqlite(db: mangostore.Database, ann: str) -> None:
-    query = db._instruments.query
+    query = db.store.instruments.query
     assert query is not None
     sql = (
         "SELECT u.username, (SELECT count(*) FROM command_history) FROM users u "
@@ -120,7 +120,7 @@ def test_a_view_is_tagged_with_the_tables_under_it(db: mangostore.Database, ann:
     db.projects.create(user_id=ann, name="alpha", path="/a")
     sql = "SELECT name FROM user_projects WHERE username = ?"
     assert [r[0] for r in db.query(sql, ("ann",))] == ["alpha"]
-    query = db._instruments.query
+    query = db.store.instruments.query
     assert query is not None
     assert {"users", "projects"} <= (query.tables_read(sql) or set())
     db.projects.create(user_id=ann, name="beta", path="/b")
@@ -141,7 +141,7 @@ def test_statements_whose_result_changes_by_itself_are_not_cached(
 ) -> None:
     db.query(sql)
     db.query(sql)
-    query = db._instruments.query
+    query = db.store.instruments.query
     assert query is not None
     assert query.tables_read(sql) is None
     assert db.cache.stats()["query"].hits == 0
@@ -180,17 +180,17 @@ def _in_transaction(db: mangostore.Database, uid: str) -> None:
 
 
 def _executemany(db: mangostore.Database, uid: str) -> None:
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         conn.executemany("UPDATE users SET username = ? WHERE id = ?", [("new", uid)])
 
 
 def _autocommit(db: mangostore.Database, uid: str) -> None:
-    with db._writer.idle_connection() as conn:
+    with db.store.idle_connection() as conn:
         conn.execute("UPDATE users SET username = 'new' WHERE id = ?", (uid,))
 
 
 def _script(db: mangostore.Database, uid: str) -> None:
-    with db._writer.idle_connection() as conn:
+    with db.store.idle_connection() as conn:
         conn.executescript(f"UPDATE users SET username = 'new' WHERE id = '{uid}';")
 
 
@@ -267,7 +267,7 @@ def test_writes_to_a_full_text_index_by_triggers_and_cascades(
     )
     # ai_memory_after_insert writes ai_memory_fts.
     assert db.query(sql, ("zsh",))[0][0] == 1
-    query = db._instruments.query
+    query = db.store.instruments.query
     assert query is not None
     assert VIRTUAL_TAG in (query.tables_read(sql) or set())
     # ON DELETE CASCADE to ai_memory_state, whose trigger deletes the FTS row.
@@ -289,7 +289,7 @@ def test_sqlite_internal_tables_are_not_cached(db: mangostore.Database) -> None:
     db.execute("ANALYZE")
     sql = "SELECT count(*) FROM sqlite_stat1"
     db.query(sql)
-    query = db._instruments.query
+    query = db.store.instruments.query
     assert query is not None
     assert query.tables_read(sql) is None
 

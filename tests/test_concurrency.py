@@ -110,8 +110,8 @@ def test_threads_reading_and_writing(shared_db: mangostore.Database) -> None:
     }
     assert shared_db.query("SELECT n FROM counters")[0][0] == THREADS * OPS // 5
     assert shared_db.query("PRAGMA integrity_check")[0][0] == "ok"
-    assert shared_db._pool is not None
-    stats = shared_db._pool.stats()
+    assert shared_db.store.pool is not None
+    stats = shared_db.store.pool.stats()
     assert stats.in_use == 0
     assert stats.open <= 10
 

@@ -97,11 +97,11 @@ def test_appending_inserts_one_row_and_never_rewrites_the_conversation_data(
     chat = db.conversations.create(ann, data={"summary": "long"})
     before = rows(db, "SELECT conversation_data FROM ai_conversations WHERE id = ?", (chat.id,))
     statements: list[str] = []
-    db._writer.connection.set_trace_callback(statements.append)
+    db.store.writer.connection.set_trace_callback(statements.append)
     try:
         db.conversations.append(chat.id, "user", "hello")
     finally:
-        db._writer.connection.set_trace_callback(None)
+        db.store.writer.connection.set_trace_callback(None)
 
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
     assert sum("INSERT INTO ai_messages" in s for s in writes) == 1
@@ -303,7 +303,7 @@ def test_erased_users_messages_are_unreadable(db: mangostore.Database, ann: str)
     db.conversations.append(chat.id, "user", SECRET)
     cipher = field_cipher_for(db)
     assert cipher is not None
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         cipher.destroy_user_keys(conn, ann)
 
     with pytest.raises(TamperedDataError):
@@ -323,7 +323,7 @@ def test_messages_stay_readable_through_a_key_rotation(db: mangostore.Database, 
     ]
     cipher = field_cipher_for(db)
     assert cipher is not None
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         primary = cipher.primary_key_id(conn, ann)
     (blob,) = rows(db, "SELECT content FROM ai_messages WHERE id = ?", (after.id,))[0]
     assert parse_header(blob)[2] == primary
@@ -338,7 +338,7 @@ def test_key_rotation_reencrypts_messages(db: mangostore.Database, ann: str) -> 
 
     cipher = field_cipher_for(db)
     assert cipher is not None
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         primary = cipher.primary_key_id(conn, ann)
     (blob,) = rows(db, "SELECT content FROM ai_messages WHERE id = ?", (message.id,))[0]
     assert parse_header(blob)[2] == primary

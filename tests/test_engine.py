@@ -84,7 +84,7 @@ def test_writer_pragmas(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, busy_timeout_ms=1234)
     with (
         mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db,
-        db._writer.transaction() as conn,
+        db.store.transaction() as conn,
     ):
         values = pragma_values(conn)
     assert values == {**EXPECTED_PRAGMAS, "busy_timeout": 1234, "query_only": 0}
@@ -93,16 +93,16 @@ def test_writer_pragmas(db_path: Path) -> None:
 def test_reader_pragmas(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, busy_timeout_ms=4321)
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
-        assert db._pool is not None
-        with db._pool.reader() as conn:
+        assert db.store.pool is not None
+        with db.store.pool.reader() as conn:
             values = pragma_values(conn)
     assert values == {**EXPECTED_PRAGMAS, "busy_timeout": 4321, "query_only": 1}
 
 
 def test_plain_file_database_has_the_same_pragmas(db_path: Path) -> None:
     with mangostore.open(db_path, encrypted=False) as db:
-        assert db._pool is not None
-        with db._pool.reader() as conn:
+        assert db.store.pool is not None
+        with db.store.pool.reader() as conn:
             assert pragma_values(conn)["journal_mode"] == "wal"
         assert db.query("PRAGMA foreign_keys")[0][0] == 1
 
@@ -334,8 +334,8 @@ def exercise(db: mangostore.Database) -> None:
     barrier = threading.Barrier(3)
 
     def read() -> None:
-        assert db._pool is not None
-        with db._pool.reader() as conn:
+        assert db.store.pool is not None
+        with db.store.pool.reader() as conn:
             conn.execute("SELECT count(*) FROM users").fetchone()
             barrier.wait(30)
 
@@ -344,8 +344,8 @@ def exercise(db: mangostore.Database) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert db._pool is not None
-    assert db._pool.stats().open == 3
+    assert db.store.pool is not None
+    assert db.store.pool.stats().open == 3
 
 
 def test_close_releases_every_file_handle(db_path: Path, fast_settings: Settings) -> None:
@@ -378,7 +378,7 @@ def test_failed_open_releases_every_file_handle(db_path: Path, fast_settings: Se
 def test_reader_lent_during_close_is_closed_when_returned(
     encrypted_db: mangostore.Database,
 ) -> None:
-    pool = encrypted_db._pool
+    pool = encrypted_db.store.pool
     assert pool is not None
     with pool.reader() as conn:
         encrypted_db.close()
@@ -499,8 +499,8 @@ def test_status_inside_a_transaction_sees_its_writes(encrypted_db: mangostore.Da
 
 def test_status_leaves_no_reader_in_a_transaction(encrypted_db: mangostore.Database) -> None:
     encrypted_db.status()
-    assert encrypted_db._pool is not None
-    with encrypted_db._pool.reader() as conn:
+    assert encrypted_db.store.pool is not None
+    with encrypted_db.store.pool.reader() as conn:
         assert not conn.in_transaction
     encrypted_db.execute(USER_SQL, ("u1", "ada"))
     assert encrypted_db.query("SELECT count(*) FROM users")[0][0] == 1
@@ -540,7 +540,7 @@ def test_status_reports_an_uncountable_table(plain_db: mangostore.Database) -> N
                 raise sqlcipher3.OperationalError("no such module: vec0")
             return self._conn.execute(sql, *args)
 
-    with plain_db._writer.transaction() as conn:
+    with plain_db.store.transaction() as conn:
         assert mangostore.db._count_rows(MissingModule(conn), "users") == -1
         assert mangostore.db._count_rows(MissingModule(conn), "projects") == 0
 

@@ -58,7 +58,7 @@ def add_user(db: mangostore.Database, user_id: str | None = None) -> str:
 def store_profile(db: mangostore.Database, user_id: str, plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` into the user's security_profile, as a repository would."""
     cipher = cipher_of(db)
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         blob = cipher.encrypt(conn, *PROFILE, user_id, user_id, plaintext)
         conn.execute("UPDATE users SET security_profile = ? WHERE id = ?", (blob, user_id))
     return blob
@@ -70,7 +70,7 @@ def read_profile(db: mangostore.Database, user_id: str) -> bytes:
 
 
 def encrypt_once(db: mangostore.Database, user_id: str, plaintext: bytes = SECRET) -> bytes:
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         return cipher_of(db).encrypt(conn, *PROFILE, user_id, user_id, plaintext)
 
 
@@ -131,7 +131,7 @@ def test_key_times_come_from_the_database_clock(fast_settings: Settings) -> None
         (info,) = cipher_of(db).list_keys(user)
         assert info.created_at == NOW
         clock.advance(5_000)
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             cipher_of(db).destroy_user_keys(conn, user)
         (info,) = cipher_of(db).list_keys(user)
         assert info.destroyed_at == NOW + 5_000
@@ -182,7 +182,7 @@ def test_a_rolled_back_encryption_leaves_no_key_row_and_no_count(
     user = add_user(memory_db)
 
     def encrypt_then_fail() -> None:
-        with memory_db._writer.transaction() as conn:
+        with memory_db.store.transaction() as conn:
             cipher.encrypt(conn, *PROFILE, user, user, SECRET)
             raise RuntimeError("boom")
 
@@ -198,7 +198,7 @@ def test_encrypt_needs_the_write_transaction(memory_db: mangostore.Database) -> 
     cipher = cipher_of(memory_db)
     user = add_user(memory_db)
     with pytest.raises(RuntimeError, match="write transaction"):
-        cipher.encrypt(memory_db._writer.connection, *PROFILE, user, user, SECRET)
+        cipher.encrypt(memory_db.store.writer.connection, *PROFILE, user, user, SECRET)
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def test_only_sensitive_columns_are_encrypted(
     memory_db: mangostore.Database, table: str, column: str
 ) -> None:
     cipher = cipher_of(memory_db)
-    with pytest.raises(UnknownColumnError), memory_db._writer.transaction() as conn:
+    with pytest.raises(UnknownColumnError), memory_db.store.transaction() as conn:
         cipher.encrypt(conn, table, column, "r", "u", b"x")
     with pytest.raises(UnknownColumnError):
         cipher.decrypt(table, column, "r", "u", b"x" * 64)
@@ -221,7 +221,7 @@ def test_every_plaintext_survives_encrypt_and_decrypt(memory_db: mangostore.Data
     @hypothesis_settings(max_examples=50)
     @given(plaintext=st.binary(max_size=2048), row_id=st.text())
     def check(plaintext: bytes, row_id: str) -> None:
-        with memory_db._writer.transaction() as conn:
+        with memory_db.store.transaction() as conn:
             blob = cipher.encrypt(conn, "projects", "security_config", row_id, user, plaintext)
         assert cipher.decrypt("projects", "security_config", row_id, user, blob) == plaintext
 
@@ -332,7 +332,7 @@ def test_destroying_a_users_keys_makes_their_values_unreadable(
     store_profile(keyed_db, alice, SECRET)
     store_profile(keyed_db, bob, b"bob's")
     (info,) = cipher.list_keys(alice)
-    with keyed_db._writer.transaction() as conn:
+    with keyed_db.store.transaction() as conn:
         gone = cipher.destroy_user_keys(conn, alice)
     assert gone == [info.id]
     with pytest.raises(TamperedDataError) as caught:
@@ -351,7 +351,7 @@ def test_no_new_key_is_made_for_an_erased_user(memory_db: mangostore.Database) -
     cipher = cipher_of(memory_db)
     user = add_user(memory_db)
     encrypt_once(memory_db, user)
-    with memory_db._writer.transaction() as conn:
+    with memory_db.store.transaction() as conn:
         cipher.destroy_user_keys(conn, user)
     with pytest.raises(KeyManagementError, match="erased"):
         encrypt_once(memory_db, user)
@@ -410,7 +410,7 @@ def test_destruction_reaches_a_copy_of_the_database_file(
     shutil.copy(db_path, copy)  # e.g. a backup taken before the erasure
     with (
         mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db,
-        db._writer.transaction() as conn,
+        db.store.transaction() as conn,
     ):
         cipher_of(db).destroy_user_keys(conn, user)
     # The old file next to today's keyring: the ciphertext it holds no longer opens...
@@ -441,7 +441,7 @@ def test_threads_sealing_for_a_new_user_make_exactly_one_key(
     def work(i: int) -> None:
         try:
             barrier.wait()
-            with keyed_db._writer.transaction() as conn:
+            with keyed_db.store.transaction() as conn:
                 blobs.append(cipher.encrypt(conn, *PROFILE, user, user, bytes([i])))
         except BaseException as exc:
             failures.append(exc)

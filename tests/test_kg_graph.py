@@ -375,7 +375,7 @@ def test_reads_are_counted_in_batches(graph: Graph) -> None:
     e = graph.kg.upsert_entity(graph.user, "concept", "counted").entity
     graph.kg.flush()
     writes: list[str] = []
-    graph.db._writer._conn.set_trace_callback(  # type: ignore[attr-defined]
+    graph.db.store.writer._conn.set_trace_callback(  # type: ignore[attr-defined]
         lambda sql: writes.append(sql) if sql.startswith("UPDATE kg_entities") else None
     )
     try:
@@ -385,7 +385,7 @@ def test_reads_are_counted_in_batches(graph: Graph) -> None:
         assert graph.kg.access.pending == 1
         assert graph.kg.flush() == 1
     finally:
-        graph.db._writer._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        graph.db.store.writer._conn.set_trace_callback(None)  # type: ignore[attr-defined]
     stored = graph.db.kg_entities.get(e.id)
     assert stored.access_count == 21  # the upsert was a read too
     assert stored.last_accessed == graph.clock.now_ms()

@@ -271,11 +271,11 @@ def test_recall_counts_access_in_one_update(
         db.memory.remember(ann, f"alias_{n}", f"git alias number {n}")
     clock.advance(1_234)
     statements: list[str] = []
-    db._writer.connection.set_trace_callback(statements.append)
+    db.store.writer.connection.set_trace_callback(statements.append)
     try:
         results = db.memory.recall(ann, query="git alias", k=3)
     finally:
-        db._writer.connection.set_trace_callback(None)
+        db.store.writer.connection.set_trace_callback(None)
 
     assert len(results) == 3
     assert sum(s.lstrip().upper().startswith("UPDATE") for s in statements) == 1

@@ -183,7 +183,7 @@ def test_failure_on_the_real_schema_leaves_it_identical(
     db.execute(
         "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u1', 'ada', 1, 1)"
     )
-    before = dump(db._writer)
+    before = dump(db.store.writer)
     explode = migration(
         LATEST + 1,
         "explode",
@@ -192,10 +192,10 @@ def test_failure_on_the_real_schema_leaves_it_identical(
         "DELETE FROM users;\n"
         "INSERT INTO extra VALUES (1);",  # UNIQUE violation half-way
     )
-    runner = MigrationRunner(db._writer, [*load_migrations(), explode])
+    runner = MigrationRunner(db.store.writer, [*load_migrations(), explode])
     with pytest.raises(MigrationError, match=rf"migration {LATEST + 1} \(explode\)"):
         runner.migrate()
-    assert dump(db._writer) == before
+    assert dump(db.store.writer) == before
     assert db.query("SELECT username FROM users")[0][0] == "ada"
 
 
@@ -206,7 +206,7 @@ def test_failure_on_open_leaves_the_file_as_it_was(
         db.execute(
             "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u1', 'ada', 1, 1)"
         )
-        before = dump(db._writer)
+        before = dump(db.store.writer)
     explode = migration(LATEST + 1, "explode", "DELETE FROM users;\nSELECT * FROM nowhere;")
     monkeypatch.setattr(
         mangostore.opening, "load_migrations", lambda: [*load_migrations(), explode]
@@ -215,7 +215,7 @@ def test_failure_on_open_leaves_the_file_as_it_was(
         mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
     monkeypatch.undo()
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
-        assert dump(db._writer) == before
+        assert dump(db.store.writer) == before
 
 
 def test_transaction_control_in_a_migration_is_refused(scratch: Writer) -> None:
@@ -585,10 +585,10 @@ def test_a_failed_backup_copy_leaves_no_partial_file(
     def broken_connection() -> Iterator[Broken]:
         yield Broken()
 
-    monkeypatch.setattr(db._writer, "idle_connection", broken_connection)
+    monkeypatch.setattr(db.store.writer, "idle_connection", broken_connection)
     try:
         with pytest.raises(mangostore.errors.DatabaseError):
-            backup_copy(db._writer, str(dest), None)
+            backup_copy(db.store.writer, str(dest), None)
         assert list(tmp_path.glob("copy.bak*")) == []
     finally:
         monkeypatch.undo()

@@ -114,7 +114,7 @@ def test_every_statement_is_timed_whatever_runs_it(monitored: mangostore.Databas
     db.users.list(use_cache=False)
     db.query("SELECT count(*) FROM users", use_cache=False)
     db.execute("UPDATE users SET email = ? WHERE id = ?", ("b@example.com", user.id))
-    with db._reading() as conn:  # as services do
+    with db.store.reading() as conn:  # as services do
         rows = list(conn.execute("SELECT id FROM users"))
     assert len(rows) == 1
     seen = shapes(db)
@@ -132,7 +132,7 @@ def test_rows_are_counted_however_they_are_fetched(monitored: mangostore.Databas
     db.users.create_many({"username": f"u{n}", "email": f"u{n}@example.com"} for n in range(5))
     assert db.monitor is not None
     db.monitor.reset()
-    with db._reading() as conn:
+    with db.store.reading() as conn:
         conn.execute("SELECT id FROM users WHERE 1").fetchall()
         conn.execute("SELECT id FROM users WHERE 2").fetchone()
         list(conn.execute("SELECT id FROM users WHERE 3"))

@@ -130,7 +130,7 @@ def test_vacuum_is_recommended_when_the_freelist_is_large(db: mangostore.Databas
     assert report.disk_usage.freelist_ratio > 0.25
     [advice] = recommendations(report, "vacuum")
     assert advice.action == "VACUUM"
-    with db._writer.idle_connection() as conn:  # VACUUM cannot run in a transaction
+    with db.store.idle_connection() as conn:  # VACUUM cannot run in a transaction
         conn.execute("VACUUM")
     assert not recommendations(db.performance_report(), "vacuum")
 

@@ -82,8 +82,8 @@ def make_pool(
 
 def test_defaults_follow_the_design(encrypted_db: mangostore.Database) -> None:
     assert Settings().pool_max_readers == 10
-    assert encrypted_db._pool is not None
-    stats = encrypted_db._pool.stats()
+    assert encrypted_db.store.pool is not None
+    stats = encrypted_db.store.pool.stats()
     assert stats.max_size == 10
     assert stats.open <= 1  # made lazily
 
@@ -268,8 +268,8 @@ def test_close_wakes_waiters(factory: Factory, clock: FakeClock) -> None:
 def test_query_times_out_when_every_reader_is_busy(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, pool_max_readers=2, pool_acquire_timeout_ms=0)
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
-        assert db._pool is not None
-        with db._pool.reader(), db._pool.reader():
+        assert db.store.pool is not None
+        with db.store.pool.reader(), db.store.pool.reader():
             with pytest.raises(PoolTimeoutError):
                 db.query("SELECT 1")
             # Inside a transaction, reads use the writer and need no reader.
@@ -291,6 +291,6 @@ def test_query_that_begins_is_refused(encrypted_db: mangostore.Database) -> None
 def test_pool_idle_timeout_setting_is_used(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, pool_idle_timeout_ms=1500, pool_acquire_timeout_ms=2500)
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
-        assert db._pool is not None
-        assert db._pool._idle_timeout_s == 1.5
-        assert db._pool._acquire_timeout_s == 2.5
+        assert db.store.pool is not None
+        assert db.store.pool._idle_timeout_s == 1.5
+        assert db.store.pool._acquire_timeout_s == 2.5

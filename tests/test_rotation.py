@@ -42,7 +42,7 @@ def cipher_of(db: mangostore.Database) -> FieldCipher:
 
 def put(db: mangostore.Database, value: Stored) -> None:
     """Encrypt ``value`` into its column, as a repository would."""
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         blob = cipher_of(db).encrypt(
             conn, value.table, value.column, value.row_id, value.owner, value.plaintext
         )
@@ -235,7 +235,7 @@ def test_resuming_a_rotation_that_had_moved_everything_moves_nothing(
 def test_values_of_an_erased_user_are_left_alone(memory_db: mangostore.Database) -> None:
     values = seed(memory_db, users=2, per_user=1)
     erased = values[0].owner
-    with memory_db._writer.transaction() as conn:
+    with memory_db.store.transaction() as conn:
         cipher_of(memory_db).destroy_user_keys(conn, erased)
     theirs = [v for v in values if v.owner == erased]
     blobs = {v: stored_blob(memory_db, v) for v in theirs}

@@ -122,7 +122,7 @@ def test_three_levels(db: mangostore.Database) -> None:
         with pytest.raises(Boom):
             inner_commits_then_outer_fails()
     assert names(db) == ["1", "2", "3b"]
-    assert db._writer._depth == 0
+    assert db.store.writer._depth == 0
 
 
 def test_reads_inside_see_own_writes(db: mangostore.Database) -> None:
@@ -153,13 +153,13 @@ def test_other_threads_do_not_see_uncommitted_writes(
 
 def test_query_inside_transaction_uses_the_writer(encrypted_db: mangostore.Database) -> None:
     encrypted_db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
-    assert encrypted_db._pool is not None
-    before = encrypted_db._pool.stats()
+    assert encrypted_db.store.pool is not None
+    before = encrypted_db.store.pool.stats()
     with encrypted_db.transaction():
         # Through the writer, query may even write: it is the same transaction.
         encrypted_db.query("INSERT INTO items (name) VALUES ('via query') RETURNING id")
     assert names(encrypted_db) == ["via query"]
-    assert encrypted_db._pool.stats().open == max(before.open, 1)
+    assert encrypted_db.store.pool.stats().open == max(before.open, 1)
 
 
 # -- commits that fail -----------------------------------------------------------------
@@ -185,9 +185,9 @@ def test_failed_commit_rolls_back_and_raises_a_typed_error(db: mangostore.Databa
     assert isinstance(info.value.__cause__, sqlcipher3.IntegrityError)
     assert names(db) == []
     assert db.query("SELECT count(*) FROM projects")[0][0] == 0
-    assert db._writer._depth == 0
-    assert not db._writer.owned_by_current_thread()
-    with db._writer.transaction() as conn:
+    assert db.store.writer._depth == 0
+    assert not db.store.in_transaction()
+    with db.store.transaction() as conn:
         assert conn.execute("PRAGMA defer_foreign_keys").fetchone()[0] == 0
     # The next transaction starts clean and commits.
     with db.transaction():
@@ -288,7 +288,7 @@ def test_a_driver_error_inside_a_write_block_leaves_as_a_mangostore_error(
     # raises there is translated at the boundary, after the rollback.
 
     def insert_then_fail() -> None:
-        with plain_db._writer.transaction() as conn:
+        with plain_db.store.transaction() as conn:
             conn.execute(
                 "INSERT INTO users (id, username, created_at, updated_at) VALUES ('a', 'a', 0, 0)"
             )
@@ -302,7 +302,7 @@ def test_a_driver_error_inside_a_write_block_leaves_as_a_mangostore_error(
 def test_a_driver_error_on_a_reader_leaves_as_a_mangostore_error(
     encrypted_db: mangostore.Database,
 ) -> None:
-    with pytest.raises(mangostore.errors.QueryError), encrypted_db._reading() as conn:
+    with pytest.raises(mangostore.errors.QueryError), encrypted_db.store.reading() as conn:
         conn.execute("SELECT * FROM no_such_table")
 
 
@@ -315,13 +315,13 @@ def test_a_service_statement_with_a_bad_value_raises_a_mangostore_error(
 
 def test_reads_inside_a_transaction_open_no_savepoint(plain_db: mangostore.Database) -> None:
     statements: list[str] = []
-    plain_db._writer.connection.set_trace_callback(statements.append)
+    plain_db.store.writer.connection.set_trace_callback(statements.append)
     try:
         with plain_db.transaction():
             plain_db.query("SELECT 1", use_cache=False)
             plain_db.query("SELECT 2", use_cache=False)
     finally:
-        plain_db._writer.connection.set_trace_callback(None)
+        plain_db.store.writer.connection.set_trace_callback(None)
     assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE"))]
     assert "SELECT 1" in statements
     assert "SELECT 2" in statements

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mangostore.clock import Clock
 from mangostore.engine.commits import CommitWatch
 from mangostore.engine.connection import (
     Row,
@@ -20,20 +18,18 @@ from mangostore.engine.connection import (
     is_transaction_control,
     statement_context,
 )
-from mangostore.engine.fulltext import refresh_fulltext, runs_integrity_check
-from mangostore.engine.pool import PoolStats, ReaderPool
+from mangostore.engine.fulltext import runs_integrity_check
+from mangostore.engine.pool import PoolStats
 from mangostore.engine.pragmas import Connection
+from mangostore.engine.store import MEMORY, Params, Store
 from mangostore.engine.writer import Writer
 from mangostore.errors import (
     ConfigurationError,
-    DatabaseClosedError,
     DatabaseError,
     QueryError,
 )
-from mangostore.keys.field_cipher import existing_field_cipher
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring
-from mangostore.monitor.instruments import Instruments
 from mangostore.notify.service import NotificationService
 from mangostore.repos import RepositoryAccess
 from mangostore.schema.copies import pre_migration_hook
@@ -53,8 +49,7 @@ if TYPE_CHECKING:
     from mangostore.security.permissions import PermissionService
     from mangostore.security.sessions import SessionService
 
-Params = Sequence[Any] | dict[str, Any]
-MEMORY = ":memory:"
+__all__ = ["MEMORY", "Database", "Params", "Status", "TableInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,46 +86,28 @@ class Database(RepositoryAccess):
     the single writer connection.
     """
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        keyring: Keyring | None,
-        writer: Writer,
-        pool: ReaderPool | None,
-        runner: MigrationRunner,
-        settings: Settings,
-        recovery_key: str | None,
-        clock: Clock,
-        commits: CommitWatch,
-        instruments: Instruments | None = None,
-    ) -> None:
-        self._path = path
+    def __init__(self, store: Store, *, runner: MigrationRunner, recovery_key: str | None) -> None:
+        #: The connections and what every service needs from them (the seam services
+        #: use; see docs/architecture.md).
+        self.store = store
         #: Where every timestamp this database writes comes from.
-        self.clock = clock
-        self._keyring = keyring
-        self._writer = writer
-        self._pool = pool
-        self._commits = commits
+        self.clock = store.clock
+        self.settings = store.settings
         self._runner = runner
-        self.settings = settings
         self._recovery_key = recovery_key
-        self._closed = False
-        self._close_lock = threading.Lock()
         self._schema_version = runner.current_version()
-        self._instruments = instruments or Instruments(path, settings, clock, keyring)
-        self._instruments.opened()
+        store.instruments.opened()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"schema v{self._schema_version}"
-        return f"<mangostore.Database {self._path!r} {state}>"
+        state = "closed" if self.store.closed else f"schema v{self._schema_version}"
+        return f"<mangostore.Database {self.store.path!r} {state}>"
 
     # -- lifecycle ----------------------------------------------------------------------
 
     @property
     def path(self) -> str:
         """The database file (``":memory:"`` for an in-memory database)."""
-        return self._path
+        return self.store.path
 
     @property
     def schema_version(self) -> int:
@@ -140,7 +117,8 @@ class Database(RepositoryAccess):
     @property
     def page_encryption(self) -> bool:
         """Whether pages, WAL and indexes are encrypted by SQLCipher."""
-        return self._keyring is not None and self._keyring.page_encryption
+        keyring = self.store.keyring
+        return keyring is not None and keyring.page_encryption
 
     @property
     def commits(self) -> CommitWatch:
@@ -150,12 +128,12 @@ class Database(RepositoryAccess):
         commit (this process's included): a service that caches what it read compares
         it with the value it saw last before trusting its cache.
         """
-        return self._commits
+        return self.store.commits
 
     @property
     def keyring(self) -> Keyring | None:
         """The unlocked keyring, or ``None`` for a database opened without a passphrase."""
-        return self._keyring
+        return self.store.keyring
 
     def take_recovery_key(self) -> str | None:
         """Return the recovery key made when this database was created, once.
@@ -168,28 +146,18 @@ class Database(RepositoryAccess):
 
     def close(self) -> None:
         """Close every connection; further use raises :class:`DatabaseClosedError`."""
-        with self._close_lock:
-            if self._closed:
-                return
-            try:
-                # Services that hold state settle it while the database can still
-                # write: the knowledge graph's buffered access counts, the permission
-                # cache's commit watch. Only services already in use are touched.
-                for name in ("kg", "access"):
-                    service = self.__dict__.get(name)
-                    if service is not None:
-                        service.close()
-            finally:
-                self._closed = True
-                # Unwrapped data keys leave memory with the database.
-                cipher = existing_field_cipher(self)
-                if cipher is not None:
-                    cipher.forget_cached_keys()
-        self._instruments.close()
-        if self._pool is not None:
-            self._pool.close()
-        self._commits.close()
-        self._writer.close()
+        if self.store.closed:
+            return
+        try:
+            # Services that hold state settle it while the database can still write:
+            # the knowledge graph's buffered access counts, the permission cache. Only
+            # services already in use are touched.
+            for name in ("kg", "access"):
+                service = self.__dict__.get(name)
+                if service is not None:
+                    service.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Database:
         return self
@@ -201,10 +169,6 @@ class Database(RepositoryAccess):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise DatabaseClosedError("the database is closed; open it again to use it")
 
     # -- transactions and raw SQL ----------------------------------------------------------
 
@@ -218,20 +182,8 @@ class Database(RepositoryAccess):
         Raises:
             DatabaseLockedError: another writer held the lock past the busy timeout.
         """
-        self._check_open()
-        with self._writer.transaction():
+        with self.store.transaction():
             yield self
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        if self._writer.owned_by_current_thread() or self._pool is None:
-            # Inside a transaction a read must see its own uncommitted writes; an
-            # in-memory database has no second connection that could see it at all.
-            with self._writer.read_connection() as conn, driver_errors():
-                yield conn
-        else:
-            with self._pool.reader() as conn, driver_errors():
-                yield conn
 
     def query(self, sql: str, params: Params = (), *, use_cache: bool | None = None) -> list[Row]:
         """Run a read-only statement and return its rows.
@@ -249,34 +201,21 @@ class Database(RepositoryAccess):
             QueryError: SQLite rejected the statement (or it tried to write, or to
                 begin or end a transaction: use :meth:`transaction`).
         """
-        self._check_open()
+        store = self.store
+        store.check_open()
         _refuse_transaction_control(sql)
-        # FTS5's integrity check trusts the connection's cached index structure, which
-        # may predate another connection's commit: refresh it first (engine.fulltext).
-        reading = self._reading_refreshed if runs_integrity_check(sql) else self._reading
-        return self._instruments.rows(reading, sql, params, use_cache)
-
-    @contextlib.contextmanager
-    def _reading_refreshed(self) -> Iterator[Connection]:
-        with self._reading() as conn:
-            refresh_fulltext(conn)
-            yield conn
-
-    def _rows(
-        self, sql: str, params: Params, use_cache: bool | None, context: str = ""
-    ) -> list[Row]:
-        """Run a read for a repository, through the query cache unless told not to."""
-        return self._instruments.rows(self._reading, sql, params, use_cache, context)
+        reading = store.checking if runs_integrity_check(sql) else store.reading
+        return store.instruments.rows(reading, sql, params, use_cache)
 
     @property
     def cache(self) -> CacheManager:
         """The memory, disk and query cache tiers. See docs/caching.md."""
-        return self._instruments.cache
+        return self.store.instruments.cache
 
     @property
     def monitor(self) -> Monitor | None:
         """Statement statistics (``None`` when ``Settings.monitor_queries`` is off)."""
-        return self._instruments.monitor
+        return self.store.instruments.monitor
 
     def performance_report(self) -> PerformanceReport:
         """Measure the database: statements, caches, disk, indexes, recommendations.
@@ -284,7 +223,7 @@ class Database(RepositoryAccess):
         Statement statistics are those of this process since the database was
         opened. See docs/caching.md ("Monitoring").
         """
-        self._check_open()
+        self.store.check_open()
         from mangostore.monitor.report import build_report
 
         return build_report(self)
@@ -300,8 +239,7 @@ class Database(RepositoryAccess):
             DatabaseError: called inside a transaction.
             DatabaseLockedError: another writer held the lock past the busy timeout.
         """
-        self._check_open()
-        with self._writer.idle_connection() as conn, driver_errors("vacuuming"):
+        with self.store.idle_connection() as conn, driver_errors("vacuuming"):
             conn.execute("VACUUM")
         self.cache.clear()
 
@@ -322,11 +260,11 @@ class Database(RepositoryAccess):
             DatabaseError: called inside a transaction.
             DatabaseLockedError: another writer held the lock past the busy timeout.
         """
-        self._check_open()
-        if self._path == MEMORY:
+        self.store.check_open()
+        if self.store.path == MEMORY:
             return True
         mode = "TRUNCATE" if truncate else "PASSIVE"
-        with self._writer.idle_connection() as conn, driver_errors("checkpointing the WAL"):
+        with self.store.idle_connection() as conn, driver_errors("checkpointing the WAL"):
             busy, wal_frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return not busy and wal_frames == copied
 
@@ -338,9 +276,8 @@ class Database(RepositoryAccess):
             QueryError: SQLite rejected the statement, or it begins or ends a
                 transaction (use :meth:`transaction`).
         """
-        self._check_open()
         _refuse_transaction_control(sql)
-        with self._writer.transaction() as conn, driver_errors(statement_context(sql)):
+        with self.store.transaction() as conn, driver_errors(statement_context(sql)):
             return int(conn.execute(sql, params).rowcount)
 
     # -- schema ---------------------------------------------------------------------------
@@ -353,9 +290,10 @@ class Database(RepositoryAccess):
         Raises:
             MigrationError: a step failed and everything was rolled back.
         """
-        self._check_open()
-        page_key = page_key_of(self._keyring)
-        hook = pre_migration_backup(self._writer, self._path, page_key, self.settings)
+        store = self.store
+        store.check_open()
+        page_key = page_key_of(store.keyring)
+        hook = pre_migration_backup(store.writer, store.path, page_key, self.settings)
         done = self._runner.migrate(to, before=hook)
         self._schema_version = self._runner.current_version()
         return done
@@ -373,10 +311,11 @@ class Database(RepositoryAccess):
             ConfigurationError: the database has no keyring, ``new`` is empty, or
                 ``kdf`` is outside the safe range.
         """
-        self._check_open()
-        if self._keyring is None:
+        self.store.check_open()
+        keyring = self.store.keyring
+        if keyring is None:
             raise ConfigurationError("this database was opened without a passphrase")
-        self._keyring.change_passphrase(old, new, kdf)
+        keyring.change_passphrase(old, new, kdf)
 
     @functools.cached_property
     def notify(self) -> NotificationService:
@@ -478,25 +417,27 @@ class Database(RepositoryAccess):
         ``check=True`` also runs :meth:`check_integrity` (``quick``), which reads every
         page: its findings are ``Status.problems``.
         """
-        self._check_open()
+        store = self.store
+        store.check_open()
         problems = self.check_integrity() if check else None
-        with self._snapshot() as conn:
+        with store.snapshot() as conn:
             tables = [TableInfo(name, _count_rows(conn, name)) for name in _table_names(conn)]
         file_bytes = wal_bytes = 0
-        if self._path != MEMORY:
-            file_bytes = _size(self._path)
-            wal_bytes = _size(self._path + "-wal")
+        if store.path != MEMORY:
+            file_bytes = _size(store.path)
+            wal_bytes = _size(store.path + "-wal")
+        keyring = store.keyring
         return Status(
-            path=self._path,
+            path=store.path,
             schema_version=self._schema_version,
             latest_version=self._runner.latest,
             file_bytes=file_bytes,
             wal_bytes=wal_bytes,
             page_encryption=self.page_encryption,
-            field_encryption=self._keyring is not None,
-            keyring=self._keyring.describe() if self._keyring is not None else None,
+            field_encryption=keyring is not None,
+            keyring=keyring.describe() if keyring is not None else None,
             tables=tables,
-            pool=self._pool.stats() if self._pool is not None else None,
+            pool=store.pool_stats(),
             problems=problems,
         )
 
@@ -511,30 +452,15 @@ class Database(RepositoryAccess):
         Returns:
             SQLite's descriptions of the problems found (at most 100).
         """
-        self._check_open()
+        self.store.check_open()
         pragma = "quick_check" if quick else "integrity_check"
         try:
-            with self._reading_refreshed() as conn:
+            with self.store.checking() as conn:
                 rows = conn.execute(f"PRAGMA {pragma}(100)").fetchall()
         except DatabaseError as exc:
             return [f"the file cannot be read: {exc}"]
         found = [str(row[0]) for row in rows]
         return [] if found == ["ok"] else found
-
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[Connection]:
-        """Lend a connection inside one read transaction, so several reads agree."""
-        with self._reading() as conn:
-            if conn.in_transaction:  # the writer, inside a transaction already
-                yield conn
-                return
-            with driver_errors("starting a read"):
-                conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                with contextlib.suppress(Exception):
-                    conn.execute("ROLLBACK")
 
 
 def _refuse_transaction_control(sql: str) -> None:

@@ -19,6 +19,7 @@ from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatc
 from mangostore.engine.connection import connect, driver_errors, is_plain_sqlite
 from mangostore.engine.pool import ReaderPool
 from mangostore.engine.pragmas import Connection, reader_setup, writer_setup
+from mangostore.engine.store import Store
 from mangostore.engine.turnstile import Turnstile, turnstile_path
 from mangostore.engine.writer import Writer
 from mangostore.errors import ConfigurationError, NotADatabaseError
@@ -107,6 +108,7 @@ def open_database(
     page_key = page_key_of(keyring)
     writer_conn: Connection | None = None
     commits: CommitWatch | None = None
+    writer: Writer | None = None
     pool: ReaderPool | None = None
     clock = clock or SystemClock()
     instruments = Instruments(path_str, settings, clock, keyring)
@@ -145,18 +147,17 @@ def open_database(
             runner.migrate(before=pre_migration_backup(writer, path_str, page_key, settings))
         else:
             runner.verify()
-        database = Database(
+        store = Store(
             path_str,
-            keyring=keyring,
             writer=writer,
             pool=pool,
-            runner=runner,
-            settings=settings,
-            recovery_key=recovery_text,
-            clock=clock,
             commits=commits,
             instruments=instruments,
+            settings=settings,
+            clock=clock,
+            keyring=keyring,
         )
+        database = Database(store, runner=runner, recovery_key=recovery_text)
         if keyring is not None and keyring.erased_users():
             # An older copy (or restored backup) may still hold erased users' rows.
             database.privacy.reapply_erasures()
@@ -167,7 +168,9 @@ def open_database(
             pool.close()
         if commits is not None:
             commits.close()
-        if writer_conn is not None:
+        if writer is not None:
+            writer.close()  # its connection and its turnstile
+        elif writer_conn is not None:
             writer_conn.close()
         # A database that failed to come into being leaves nothing behind, least of
         # all a keyring that would block the next attempt.

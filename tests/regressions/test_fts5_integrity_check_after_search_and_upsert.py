@@ -30,7 +30,7 @@ INDEXES = ["ai_memory_fts", "kg_search_index", "kg_trigram_index"]
 
 def _check(db: mangostore.Database, pragma: str = "integrity_check") -> list[str]:
     """Check as the database's own checks must: refresh, then check, on one connection."""
-    with db._reading() as conn:
+    with db.store.reading() as conn:
         refresh_fulltext(conn)
         found = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
     return [] if found == ["ok"] else found

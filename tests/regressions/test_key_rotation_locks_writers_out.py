@@ -75,7 +75,7 @@ def test_keys_of_a_batch_that_never_committed_are_removed(
 
     def killed_batch() -> None:
         """What a killed or failed batch leaves: keys stored, their rows rolled back."""
-        with encrypted_db._writer.transaction() as conn:
+        with encrypted_db.store.transaction() as conn:
             cipher.rotate_user_keys(conn, ids)
             raise Killed
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import secrets
 import threading
 import uuid
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -411,29 +410,11 @@ class FieldCipher:
             )
 
 
-_CIPHERS: weakref.WeakKeyDictionary[Database, FieldCipher] = weakref.WeakKeyDictionary()
-_CIPHERS_LOCK = threading.Lock()
-
-
-def existing_field_cipher(db: Database) -> FieldCipher | None:
-    """Return the field cipher of ``db`` if one was made, without making one."""
-    with _CIPHERS_LOCK:
-        return _CIPHERS.get(db)
-
-
 def field_cipher_for(db: Database) -> FieldCipher | None:
-    """Return the field cipher of ``db``, made on first call and kept while ``db`` lives.
+    """Return the field cipher of ``db`` (owned by its store: ``db.store.field_cipher``).
 
     Returns:
         ``None`` for a database opened without a passphrase: it has no keyring, so its
         sensitive columns are stored as plaintext.
     """
-    keyring = db.keyring
-    if keyring is None:
-        return None
-    with _CIPHERS_LOCK:
-        cipher = _CIPHERS.get(db)
-        if cipher is None:
-            cipher = FieldCipher(keyring, db._writer, db.clock)
-            _CIPHERS[db] = cipher
-        return cipher
+    return db.store.field_cipher

@@ -151,7 +151,7 @@ def rotate_field_keys(
     for table, columns in _rotated_fields():
         after = ""
         while True:
-            with db._writer.transaction() as conn:
+            with db.store.transaction() as conn:
                 rows = _batch(conn, table, columns, after, batch_size)
                 if not rows:
                     break
@@ -168,7 +168,7 @@ def rotate_field_keys(
                 progress(tally.rows, max(total, tally.rows))
             if len(rows) < batch_size:
                 break
-    with db._writer.transaction() as conn, driver_errors("finishing a key rotation"):
+    with db.store.transaction() as conn, driver_errors("finishing a key rotation"):
         conn.execute(
             "UPDATE field_key_rotations SET finished_at = ? WHERE id = ?",
             (db.clock.now_ms(), rotation_id),
@@ -193,7 +193,7 @@ def _start(db: Database, cipher: FieldCipher) -> tuple[str, bool, int, int]:
     Returns:
         ``(rotation id, resumed, keys created, keys retired)``.
     """
-    with db._writer.transaction() as conn:
+    with db.store.transaction() as conn:
         # Keys of a batch that was rolled back or killed were stored but never named.
         cipher.prune_unused_keys(conn)
         with driver_errors("reading key rotations"):
@@ -213,7 +213,7 @@ def _start(db: Database, cipher: FieldCipher) -> tuple[str, bool, int, int]:
     while True:
         # One batch a transaction: other writers carry on between batches, and the
         # keyring is written once a batch instead of once a user.
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             with driver_errors("reading field keys"):
                 rows = conn.execute(_SQL_USERS_TO_ROTATE, (after, rotation_id, USERS_PER_BATCH))
                 batch = [(str(user_id), bool(has_primary)) for user_id, has_primary in rows]

@@ -75,7 +75,7 @@ class AccessCounter:
             return 0
         rows = [(count, last, entity_id) for entity_id, (count, last) in batch.items()]
         try:
-            with self._db._writer.transaction() as conn:
+            with self._db.store.transaction() as conn:
                 conn.executemany(_FLUSH_SQL, rows)
         except BaseException:
             with self._lock:

@@ -252,7 +252,7 @@ class ConversationService:
                 "token_count must be a non-negative integer", field="token_count"
             )
         cipher = field_cipher_for(self._db)
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             conversation = self._live(conversation_id, "given a message")
             if conversation.status == "archived":
                 raise InvalidTransitionError(

@@ -590,7 +590,7 @@ class NumpyIndex:
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> tuple[tuple[int, int], list[Any]]:
         """Read the change counter and ``sql``'s rows from one snapshot of the database."""
-        with self._db._reading() as conn:
+        with self._db.store.reading() as conn:
             own = not conn.in_transaction
             if own:
                 conn.execute("BEGIN")
@@ -753,7 +753,7 @@ class SqliteVecIndex:
     @staticmethod
     def available(db: Database) -> bool:
         """Tell whether the extension loads into this database's connections."""
-        with db._reading() as conn:
+        with db.store.reading() as conn:
             return load_sqlite_vec(conn)
 
     def invalidate(self) -> None:
@@ -767,7 +767,7 @@ class SqliteVecIndex:
             "FROM kg_embeddings e JOIN kg_embedding_sources s ON s.embedding_id = e.id "
             "WHERE e.user_id = ? AND e.model_version = ? ORDER BY similarity DESC LIMIT ?"
         )
-        with self._db._reading() as conn:
+        with self._db.store.reading() as conn:
             if not load_sqlite_vec(conn):
                 raise ConfigurationError("sqlite-vec cannot be loaded into this database")
             rows = conn.execute(sql, (to_blob(query), user_id, model_version, k)).fetchall()

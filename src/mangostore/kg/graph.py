@@ -213,14 +213,14 @@ class KnowledgeGraph:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        self._db._check_open()
-        with self._db._writer.transaction() as conn:
+        self._db.store.check_open()
+        with self._db.store.transaction() as conn:
             yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        self._db._check_open()
-        with self._db._reading() as conn:
+        self._db.store.check_open()
+        with self._db.store.reading() as conn:
             yield conn
 
     def _now(self) -> int:

@@ -73,7 +73,7 @@ class EmbeddingSync:
             )
             if has:
                 continue
-            with self._db._writer.transaction() as conn:
+            with self._db.store.transaction() as conn:
                 conn.execute(
                     "INSERT OR IGNORE INTO kg_embedding_queue "
                     "(source_id, entity_id, user_id, kind) "
@@ -98,7 +98,7 @@ class EmbeddingSync:
                 items.append((source_id, entity_id, user, kind, text, content_hash(text)))
         vectors: dict[str, bytes] = {}
         unchanged: set[str] = set()
-        with self._db._reading() as conn:
+        with self._db.store.reading() as conn:
             for source_id, _, _, _, _, digest in items:
                 row = conn.execute(
                     "SELECT content_hash FROM kg_embedding_sources "
@@ -128,7 +128,7 @@ class EmbeddingSync:
                 vectors[digest] = to_blob(vector)
         now = self._db.clock.now_ms()
         progressed = bool(gone)
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             conn.executemany(
                 "DELETE FROM kg_embedding_queue WHERE source_id = ?", [(g,) for g in gone]
             )

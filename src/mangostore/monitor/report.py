@@ -140,7 +140,7 @@ class PerformanceReport:
 
 def build_report(db: Database) -> PerformanceReport:
     """Measure ``db`` and return its report (see the module docstring)."""
-    instruments = db._instruments
+    instruments = db.store.instruments
     settings = db.settings
     monitor = instruments.monitor
     statements = monitor.statements() if monitor is not None else []
@@ -187,13 +187,13 @@ def build_report(db: Database) -> PerformanceReport:
 @contextlib.contextmanager
 def _read_snapshot(db: Database) -> Iterator[Any]:
     """Lend a connection inside one read transaction, run outside the statistics."""
-    if db._writer.owned_by_current_thread():
-        with db._reading() as conn:  # the writer, inside the caller's transaction
+    if db.store.in_transaction():
+        with db.store.reading() as conn:  # the writer, inside the caller's transaction
             yield conn
         return
     # An in-memory database has only its writer: borrowed idle, it runs no statement
     # (no BEGIN IMMEDIATE, COMMIT) that the report would then count.
-    lend = db._writer.idle_connection if db._pool is None else db._reading
+    lend = db.store.writer.idle_connection if db.store.pool is None else db.store.reading
     with lend() as conn:
         _execute(conn, "BEGIN")
         try:

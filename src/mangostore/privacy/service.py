@@ -296,7 +296,7 @@ class PrivacyService:
         db = self._db
         staged: StagedArchive | None = None
         try:
-            with db._writer.transaction() as conn:
+            with db.store.transaction() as conn:
                 rows = _select_dicts(
                     conn,
                     "SELECT * FROM command_history WHERE timestamp < ? ORDER BY timestamp, id",
@@ -334,7 +334,7 @@ class PrivacyService:
         cutoff = None
         if policy.days is not None:
             cutoff = now - policy.days * DAY_MS
-            with db._writer.transaction() as conn:
+            with db.store.transaction() as conn:
                 deleted += _delete_with_children(
                     conn, read_schema(conn), "notifications", "created_at < ?", (cutoff,)
                 )
@@ -349,7 +349,7 @@ class PrivacyService:
         db = self._db
         staged: StagedArchive | None = None
         try:
-            with db._writer.transaction() as conn:
+            with db.store.transaction() as conn:
                 with driver_errors("reading the audit log"):
                     newer = conn.execute(
                         "SELECT min(seq) FROM security_events WHERE timestamp >= ?", (cutoff,)
@@ -448,7 +448,7 @@ class PrivacyService:
             raise ValidationError(f"{directory} must be an empty directory or not exist yet")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         created_at = db.clock.now_ms()
-        with db._snapshot() as conn:
+        with db.store.snapshot() as conn:
             schema = read_schema(conn)
             owned = Ownership.find(conn, schema, user_id, follow_others=False, skip=EXPORTED_APART)
             files: list[ExportedFile] = []
@@ -566,7 +566,7 @@ class PrivacyService:
         erased = keyring.erased_users()
         if not erased:
             return []
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             schema = read_schema(conn)
             back = [u for u in erased if _has_rows(conn, schema, u)]
         reports = [self._erase(user_id, reapplied=True) for user_id in back]
@@ -591,7 +591,7 @@ class PrivacyService:
         )
         cipher = field_cipher_for(db)
         destroyed = 0
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             # First, and durably: from here on the erasure is remembered, and a crash
             # before the commit below is completed at the next open.
             if cipher is not None and _has_column(conn, "field_keys", "id"):
@@ -704,7 +704,7 @@ class PrivacyService:
         return migration_copies(path)
 
     def _refuse_inside_transaction(self, what: str) -> None:
-        if self._db._writer.owned_by_current_thread():
+        if self._db.store.in_transaction():
             raise DatabaseError(
                 f"{what} cannot run inside a transaction (its effects on the keyring, "
                 "archive files and the WAL cannot be rolled back): call it outside "

@@ -88,7 +88,7 @@ class Repository(Generic[R]):
             NotFoundError: no such record.
         """
         key = self._id_column.check(self.spec.name, id)
-        rows = self._db._rows(self._sql_get, (key,), use_cache, self.spec.name)
+        rows = self._db.store.rows(self._sql_get, (key,), use_cache, self.spec.name)
         if not rows:
             raise NotFoundError(f"no {self.spec.name} record has id {id!r}")
         return self._build(rows[0])
@@ -121,7 +121,7 @@ class Repository(Generic[R]):
         """Return how many records match the filters (see :meth:`list`)."""
         where, params = self._where(filters)
         sql = f"SELECT count(*) FROM {self.spec.quoted_table}{where}"
-        return int(self._db._rows(sql, params, use_cache, self.spec.name)[0][0])
+        return int(self._db.store.rows(sql, params, use_cache, self.spec.name)[0][0])
 
     def exists(
         self, id: str | None = None, *, use_cache: bool | None = None, **filters: Any
@@ -131,7 +131,7 @@ class Repository(Generic[R]):
             filters["id"] = id
         where, params = self._where(filters)
         sql = f"SELECT EXISTS (SELECT 1 FROM {self.spec.quoted_table}{where})"
-        return bool(self._db._rows(sql, params, use_cache, self.spec.name)[0][0])
+        return bool(self._db.store.rows(sql, params, use_cache, self.spec.name)[0][0])
 
     def first(
         self,
@@ -156,7 +156,7 @@ class Repository(Generic[R]):
                 the input is wrong; nothing was written.
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             return self._insert(conn, fields)
 
     def create_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[R]:
@@ -166,7 +166,7 @@ class Repository(Generic[R]):
             BatchError: with ``index`` of the failing item and the reason as ``__cause__``;
                 nothing of the batch was written.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             return [
                 _batch_item(index, lambda item=item: self._insert(conn, dict(item)))
                 for index, item in enumerate(items)
@@ -180,7 +180,7 @@ class Repository(Generic[R]):
             UnknownColumnError, InvalidValueError, JSONValueError: bad input.
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             return self._update(conn, id, fields)
 
     def update_many(self, changes: Iterable[tuple[str, Mapping[str, Any]]]) -> builtins.list[R]:
@@ -189,7 +189,7 @@ class Repository(Generic[R]):
         Raises:
             BatchError: as for :meth:`create_many`.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             return [
                 _batch_item(
                     index, lambda change=change: self._update(conn, change[0], dict(change[1]))
@@ -205,7 +205,7 @@ class Repository(Generic[R]):
         """
         key = self._id_column.check(self.spec.name, id)
         sql = f"DELETE FROM {self.spec.quoted_table} WHERE id = ?"
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             try:
                 with driver_errors(self.spec.name):
                     return bool(conn.execute(sql, (key,)).rowcount)
@@ -222,7 +222,7 @@ class Repository(Generic[R]):
     def _select(
         self, sql: str, params: Sequence[Any], use_cache: bool | None = None
     ) -> builtins.list[R]:
-        rows = self._db._rows(sql, params, use_cache, self.spec.name)
+        rows = self._db.store.rows(sql, params, use_cache, self.spec.name)
         # One damaged value must not hide every other row: it is listed as Unreadable.
         return [self._build(row, strict=False) for row in rows]
 

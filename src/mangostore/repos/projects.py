@@ -23,5 +23,5 @@ class ProjectRepository(UserOwnedRepository[Project]):
         Raises:
             NotFoundError: no such project.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             return self._update(conn, id, {"last_accessed": self._db.clock.now_ms()}, touch=False)

@@ -27,7 +27,7 @@ class TerminalSessionRepository(UserOwnedRepository[TerminalSession]):
             NotFoundError: no such session.
             InvalidValueError: the session is closed.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             if self._locked_current(conn, id).status == CLOSED:
                 raise InvalidValueError(f"terminal session {id!r} is closed", field="status")
             fields["last_activity"] = self._db.clock.now_ms()
@@ -35,7 +35,7 @@ class TerminalSessionRepository(UserOwnedRepository[TerminalSession]):
 
     def close(self, id: str) -> TerminalSession:
         """Close a session; closing a closed session changes nothing."""
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             current = self._locked_current(conn, id)
             if current.status == CLOSED:
                 return current

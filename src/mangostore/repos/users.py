@@ -72,7 +72,7 @@ class UserRepository(Repository[User]):
         if exact is not None or not self._keyed():
             return exact
         key = username_key(username)
-        rows = self._db._rows(self._sql_by_key, _key_range(key), None, self.spec.name)
+        rows = self._db.store.rows(self._sql_by_key, _key_range(key), None, self.spec.name)
         if rows:
             return self._build(rows[0])
         # Users written around the repository (or before migration 13) until their keys

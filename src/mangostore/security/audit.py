@@ -406,7 +406,7 @@ class AuditLog:
         db = self._db
         key = self._key()
         cipher = field_cipher_for(db)
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             event_id = new_id()
             timestamp = db.clock.now_ms()
             seq, prev = _tip(conn)
@@ -469,7 +469,7 @@ class AuditLog:
         """
         if not isinstance(resolved_by, str) or not resolved_by:
             raise InvalidValueError("resolved_by must be a non-empty string", field="resolved_by")
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             with driver_errors("reading the audit log"):
                 found = conn.execute(
                     f"SELECT resolved, event_type, source_component FROM {TABLE} WHERE id = ?",
@@ -512,7 +512,7 @@ class AuditLog:
             TamperedDataError: a value does not authenticate (and its subject was not
                 erased).
         """
-        with self._db._reading() as conn:
+        with self._db.store.reading() as conn:
             return self._get(conn, event_id)
 
     def events(
@@ -575,7 +575,7 @@ class AuditLog:
         key = self._require_key()
         keyring = self._db.keyring
         assert keyring is not None
-        with self._db._snapshot() as conn:
+        with self._db.store.snapshot() as conn:
             with driver_errors("reading the audit log"):
                 tip = conn.execute(
                     f"SELECT seq, mac FROM {TABLE} ORDER BY seq DESC LIMIT 1"
@@ -618,7 +618,7 @@ class AuditLog:
             )
         if checkpoint is not None:
             self._check_checkpoint(key, checkpoint)
-        with db._snapshot() as conn:
+        with db.store.snapshot() as conn:
             walk = self._walk(conn, key, None if checkpoint is None else checkpoint.seq)
             problems: list[tuple[int, str]] = []
             if walk.broken is not None:

@@ -173,7 +173,7 @@ class AuthService:
         normalize_username(username)  # before the costly hash; the repository stores it
         self._check_new_password(password)
         stored = self._hasher.hash(password)
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             user = self._db.users.create(username=username, **fields)
             self._store_hash(conn, user.id, stored)
             self._audit("info", user.id, {"action": "password_set"})
@@ -231,7 +231,7 @@ class AuthService:
     ) -> int:
         stored = self._hasher.hash(password)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             self._store_hash(conn, user.id, stored)
             revoked: int = self._db.sessions._revoke_all(
                 conn, user.id, "password_change", now, keep_session_id
@@ -316,7 +316,7 @@ class AuthService:
         assert user is not None  # _check_password raised for an unknown user
         upgraded = self._upgrade_hash(user.id, password)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             previous = max(
                 attempts.clear_failures(conn, self._name_key(username), user.id), default=0
             )
@@ -381,7 +381,7 @@ class AuthService:
             )
         client = _client(session.ip_address, session.user_agent)
         self._check_password(user.username, user, password, "step_up", client)
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             attempts.clear_failures(conn, self._name_key(user.username), user.id)
             issued = self._db.sessions._replace(conn, session, target)
             self._audit(
@@ -401,7 +401,7 @@ class AuthService:
     def unlock(self, username: str) -> bool:
         """Clear the failed-attempt count and lock of a user name; return whether there was one."""
         user = self._db.users.get_by_username(username) if username else None
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             cleared = attempts.clear_failures(conn, self._name_key(username), None)
             self._audit("info", None if user is None else user.id, {"action": "unlock"})
         return bool(cleared)
@@ -455,7 +455,7 @@ class AuthService:
     ) -> NoReturn:
         user_id = None if user is None else user.id
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             failures, until = attempts.count_failure(conn, self.policy, name_key, user_id, now)
             data: dict[str, Any] = {
                 "action": action,
@@ -506,8 +506,8 @@ class AuthService:
         return attempts.name_key(self._db, username)
 
     def _outside_transaction(self, action: str) -> None:
-        self._db._check_open()
-        if self._db._writer.owned_by_current_thread():
+        self._db.store.check_open()
+        if self._db.store.in_transaction():
             raise DatabaseError(
                 f"{action}() cannot run inside db.transaction(): a failed attempt is recorded "
                 "and then raised, and the transaction would roll the record back; call it "

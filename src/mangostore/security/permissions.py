@@ -229,7 +229,7 @@ class PermissionService:
             raise InvalidValueError(
                 "expires_at must be an integer time (epoch ms) later than now", field="expires_at"
             )
-        with db._writer.transaction() as conn:
+        with db.store.transaction() as conn:
             record = db.permissions.create(
                 id=new_id(),
                 user_id=user_id,
@@ -274,7 +274,7 @@ class PermissionService:
         if revoked_by is not None:
             _check_id("revoked_by", revoked_by)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             with driver_errors("permissions"):
                 rows = conn.execute(
                     "UPDATE permissions SET revoked_at = ?, revoked_by = ? "
@@ -321,7 +321,7 @@ class PermissionService:
         if revoked_by is not None:
             _check_id("revoked_by", revoked_by)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             with driver_errors("permissions"):
                 count = int(
                     conn.execute(
@@ -445,7 +445,7 @@ class PermissionService:
         context: Mapping[str, Any] | None,
     ) -> tuple[bool, str]:
         db = self._db
-        db._check_open()
+        db.store.check_open()
         _check_kind(resource_type, permission)
         if (
             type(resource_id) is not str
@@ -461,10 +461,10 @@ class PermissionService:
             raise InvalidValueError("user_id must be a string", field="user_id")
         ctx = parse_context(context) if context else EMPTY_CONTEXT
         key = (user_id, resource_type, resource_id)
-        if db._writer.owned_by_current_thread():
+        if db.store.in_transaction():
             # Inside a transaction: its own uncommitted writes count, and nothing read
             # here may be cached for other threads.
-            with db._reading() as conn:
+            with db.store.reading() as conn:
                 rules = _load(conn, key)[1]
         else:
             rules = self._rules(key)
@@ -482,7 +482,7 @@ class PermissionService:
                 entry = self._cache.get(key)
                 if entry is not None and entry[0] == generation:
                     return entry[1]
-        with self._db._snapshot() as conn:
+        with self._db.store.snapshot() as conn:
             loaded_at, rules = _load(conn, key)
         with self._lock:
             if self._epoch == epoch and self._generation is None:

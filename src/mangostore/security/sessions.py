@@ -254,7 +254,7 @@ class SessionService:
             InvalidValueError: a bad security level, IP address or user agent.
             ForeignKeyError: no such user.
         """
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             issued = self._issue(
                 conn,
                 user_id,
@@ -360,7 +360,7 @@ class SessionService:
 
     def _validate(self, token: str, activity: int) -> SessionInfo:
         db = self._db
-        db._check_open()
+        db.store.check_open()
         session, user = self._authenticate(token)
         now = db.clock.now_ms()
         last = self._check_live(session, now)
@@ -374,7 +374,7 @@ class SessionService:
         """Find the session of ``token`` and its user, and check the verifier; no lifetimes."""
         selector, verifier = parse_token(token)
         key = digest_key(self._db)
-        with self._db._reading() as conn, driver_errors("user_sessions"):
+        with self._db.store.reading() as conn, driver_errors("user_sessions"):
             row = conn.execute(self._sql_find, (selector,)).fetchone()
         if row is None:
             # The same work as a wrong verifier, so timing does not tell them apart.
@@ -423,7 +423,7 @@ class SessionService:
 
     def _expire(self, session: UserSession, reason: str) -> None:
         """Mark the session ended (so a clock set back cannot revive it) and raise."""
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             with driver_errors("user_sessions"):
                 changed = conn.execute(
                     "UPDATE user_sessions SET is_active = 0, revoked_reason = ? "
@@ -440,7 +440,7 @@ class SessionService:
         raise SessionExpired(f"this session {what}; log in again")
 
     def _record_activity(self, session: UserSession, now: int) -> UserSession:
-        with self._db._writer.transaction() as conn, driver_errors("user_sessions"):
+        with self._db.store.transaction() as conn, driver_errors("user_sessions"):
             conn.execute(
                 "UPDATE user_sessions SET last_activity = ? WHERE id = ? AND is_active = 1 "
                 "AND revoked_at IS NULL AND coalesce(last_activity, 0) < ?",
@@ -462,7 +462,7 @@ class SessionService:
         """
         _check_reason(reason)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             with driver_errors("user_sessions"):
                 row = conn.execute(
                     "UPDATE user_sessions SET is_active = 0, revoked_at = ?, revoked_reason = ? "
@@ -490,7 +490,7 @@ class SessionService:
         """
         _check_reason(reason)
         now = self._db.clock.now_ms()
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             count = self._revoke_all(conn, user_id, reason, now, except_session_id)
             self._audit(
                 "info",
@@ -529,7 +529,7 @@ class SessionService:
                 "issue a new session instead",
                 field="security_level",
             )
-        with self._db._writer.transaction() as conn:
+        with self._db.store.transaction() as conn:
             issued = self._replace(conn, session, security_level)
             self._audit(
                 "info",
@@ -591,7 +591,7 @@ class SessionService:
         if not isinstance(keep_ms, int) or isinstance(keep_ms, bool) or keep_ms < 0:
             raise InvalidValueError("keep_ms must be a non-negative integer", field="keep_ms")
         cutoff = self._db.clock.now_ms() - keep_ms
-        with self._db._writer.transaction() as conn, driver_errors("user_sessions"):
+        with self._db.store.transaction() as conn, driver_errors("user_sessions"):
             return int(
                 conn.execute(
                     "DELETE FROM user_sessions WHERE (revoked_at IS NOT NULL AND revoked_at < ?) "
