@@ -56,8 +56,8 @@ from mangostore.engine.connection import is_transaction_control
 from mangostore.monitor.connection import (
     Action,
     InstrumentedConnection,
-    _execute,
     capture_actions,
+    execute_unmonitored,
     fetch_rows,
 )
 
@@ -420,9 +420,11 @@ def _load_schema(conn: Any) -> dict[str, frozenset[str]]:
     virtual tag, and a write to one counts as a write to every virtual table.
     """
     kinds = dict(
-        _execute(conn, "SELECT name, type FROM pragma_table_list WHERE schema = 'main'").fetchall()
+        execute_unmonitored(
+            conn, "SELECT name, type FROM pragma_table_list WHERE schema = 'main'"
+        ).fetchall()
     )
-    rows = _execute(
+    rows = execute_unmonitored(
         conn, "SELECT type, name, sql FROM sqlite_schema WHERE type IN ('table', 'view')"
     ).fetchall()
     schema: dict[str, frozenset[str]] = {name: frozenset({name}) for name in _SCHEMA_TABLES}
@@ -448,11 +450,11 @@ def _load_schema(conn: Any) -> dict[str, frozenset[str]]:
 
 def _data_version(conn: Any) -> int:
     """Return ``PRAGMA data_version`` of ``conn`` (see the module docstring)."""
-    return int(_execute(conn, "PRAGMA data_version").fetchone()[0])
+    return int(execute_unmonitored(conn, "PRAGMA data_version").fetchone()[0])
 
 
 def _schema_version(conn: Any) -> int:
-    return int(_execute(conn, "PRAGMA schema_version").fetchone()[0])
+    return int(execute_unmonitored(conn, "PRAGMA schema_version").fetchone()[0])
 
 
 def _result_size(key: tuple[Any, ...], rows: tuple[Any, ...]) -> int:

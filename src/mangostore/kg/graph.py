@@ -227,11 +227,10 @@ class KnowledgeGraph:
         return self._db.clock.now_ms()
 
     def _entity_row(self, conn: Connection, entity_id: str) -> KGEntity:
-        repo = self._db.kg_entities
-        row = conn.execute(repo._sql_get, (entity_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no knowledge graph entity has id {entity_id!r}")
-        return repo._build(row)
+        try:
+            return self._db.kg_entities.get_in(conn, entity_id)
+        except NotFoundError:
+            raise NotFoundError(f"no knowledge graph entity has id {entity_id!r}") from None
 
     def _entities(self, conn: Connection, ids: Iterable[str]) -> dict[str, KGEntity]:
         wanted = list(dict.fromkeys(ids))
@@ -243,7 +242,7 @@ class KnowledgeGraph:
                 f"WHERE id IN ({placeholders(len(chunk))})"
             )
             for row in conn.execute(sql, chunk).fetchall():
-                record = repo._build(row)
+                record = repo.record_from_row(row)
                 found[record.id] = record
         return found
 
@@ -325,7 +324,7 @@ class KnowledgeGraph:
                 }
                 if confidence is not None:
                     fields["confidence_score"] = confidence
-                entity = self._db.kg_entities._insert(conn, fields)
+                entity = self._db.kg_entities.insert_in(conn, fields)
                 conn.execute(
                     "UPDATE kg_entity_names SET canonical_name = ? WHERE entity_id = ?",
                     (key, entity.id),
@@ -348,7 +347,7 @@ class KnowledgeGraph:
                 if confidence is not None and confidence > (entity.confidence_score or 0):
                     changes["confidence_score"] = confidence
                 if changes:
-                    entity = self._db.kg_entities._update(conn, entity.id, changes)
+                    entity = self._db.kg_entities.update_in(conn, entity.id, changes)
                 if how == "similar":
                     self._add_alias(conn, entity, name, "similar")
                 for alias in extra_aliases:
@@ -858,7 +857,7 @@ class KnowledgeGraph:
                         (old.id,),
                     )
                     return self._observation_row(conn, old.id)
-            observation = self._db.kg_observations._insert(
+            observation = self._db.kg_observations.insert_in(
                 conn,
                 {
                     "entity_id": record.id,
@@ -1471,7 +1470,7 @@ class KnowledgeGraph:
         if (dropped.confidence_score or 0) > (kept.confidence_score or 0):
             changes["confidence_score"] = dropped.confidence_score
         conn.execute("DELETE FROM kg_entities WHERE id = ?", (drop_id,))
-        self._db.kg_entities._update(conn, keep_id, changes)
+        self._db.kg_entities.update_in(conn, keep_id, changes)
         self._add_alias(conn, kept, dropped.name, "merge", merge_id)
         conn.execute(
             "INSERT INTO kg_merges (id, user_id, keep_id, drop_id, drop_name, snapshot, "

@@ -559,7 +559,7 @@ class MemoryService:
 
     def _build(self, row: Any) -> AIMemory:
         count = len(self._db.ai_memory.spec.names)
-        return self._db.ai_memory._build(tuple(row)[:count])
+        return self._db.ai_memory.record_from_row(tuple(row)[:count])
 
 
 #: A memory is visible (current, and shown) when it is neither superseded nor forgotten

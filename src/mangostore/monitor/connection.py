@@ -31,7 +31,8 @@ import sqlcipher3
 
 from mangostore.engine.connection import driver_errors
 
-_execute = sqlcipher3.Connection.execute
+#: Runs a statement on a connection without timing it (the monitor's own statements).
+execute_unmonitored = sqlcipher3.Connection.execute
 _executemany = sqlcipher3.Connection.executemany
 _executescript = sqlcipher3.Connection.executescript
 _cursor_execute = sqlcipher3.Cursor.execute
@@ -216,7 +217,7 @@ class InstrumentedConnection(sqlcipher3.Connection):  # type: ignore[misc]
         if sink is None:
             if many:
                 return _executemany(self, sql, parameters)
-            return _execute(self, sql, parameters)
+            return execute_unmonitored(self, sql, parameters)
         start = _clock()
         cursor = self.cursor(TimedCursor)
         cursor._m_open = False
@@ -251,7 +252,7 @@ class InstrumentedConnection(sqlcipher3.Connection):  # type: ignore[misc]
             return self.execute(sql, parameters).fetchall()  # type: ignore[no-any-return]
         start = _clock()
         try:
-            rows: list[Any] = _execute(self, sql, parameters).fetchall()
+            rows: list[Any] = execute_unmonitored(self, sql, parameters).fetchall()
         except BaseException:
             sink.record_error(sql, _clock() - start)
             raise
@@ -287,7 +288,9 @@ def capture_actions(conn: Any, sql: str, params: Any) -> list[Action] | None:
     authorizer.calls = calls
     try:
         # The counter keeps the text new, so it is really prepared (see the module doc).
-        _execute(conn, f"EXPLAIN {sql}\n/* mangostore {nonce} */", () if params is None else params)
+        execute_unmonitored(
+            conn, f"EXPLAIN {sql}\n/* mangostore {nonce} */", () if params is None else params
+        )
     except sqlcipher3.ProgrammingError as exc:
         # Parameters are bound after the statement is compiled: a count that does not
         # match (no parameters are known for executemany) leaves the capture complete.

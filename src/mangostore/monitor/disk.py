@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from mangostore.monitor.connection import _execute
+from mangostore.monitor.connection import execute_unmonitored
 from mangostore.sql import quote_identifier
 
 _SAMPLE_ROWS: Final = 1_000
@@ -114,7 +114,7 @@ def disk_usage(conn: Any, path: str, max_database_bytes: int) -> DiskUsage:
 
 
 def _pragma(conn: Any, name: str) -> int:
-    return int(_execute(conn, f"PRAGMA {name}").fetchone()[0])
+    return int(execute_unmonitored(conn, f"PRAGMA {name}").fetchone()[0])
 
 
 def _size(path: str) -> int:
@@ -127,7 +127,7 @@ def _size(path: str) -> int:
 def has_dbstat(conn: Any) -> bool:
     """Tell whether this SQLite build has the ``dbstat`` virtual table."""
     try:
-        _execute(conn, "SELECT 1 FROM dbstat LIMIT 0").fetchall()
+        execute_unmonitored(conn, "SELECT 1 FROM dbstat LIMIT 0").fetchall()
     except Exception:
         return False
     return True
@@ -138,13 +138,15 @@ def _from_dbstat(conn: Any) -> list[ObjectUsage] | None:
         return None
     kinds = {
         str(name): (str(kind), str(table))
-        for kind, name, table in _execute(
+        for kind, name, table in execute_unmonitored(
             conn, "SELECT type, name, tbl_name FROM sqlite_schema WHERE rootpage > 0"
         ).fetchall()
     }
     kinds.setdefault("sqlite_schema", ("table", "sqlite_schema"))
     out = []
-    rows = _execute(conn, "SELECT name, count(*), sum(pgsize) FROM dbstat GROUP BY name").fetchall()
+    rows = execute_unmonitored(
+        conn, "SELECT name, count(*), sum(pgsize) FROM dbstat GROUP BY name"
+    ).fetchall()
     for name, pages, size in rows:
         kind, table = kinds.get(str(name), ("table", str(name)))
         out.append(
@@ -161,7 +163,7 @@ def _from_dbstat(conn: Any) -> list[ObjectUsage] | None:
 
 def _estimate(conn: Any, page_size: int, used_pages: int) -> list[ObjectUsage]:
     counts = _stat1_counts(conn)
-    tables = _execute(
+    tables = execute_unmonitored(
         conn,
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 0 ORDER BY name",
     ).fetchall()
@@ -170,7 +172,7 @@ def _estimate(conn: Any, page_size: int, used_pages: int) -> list[ObjectUsage]:
         table = str(table)
         columns = [
             str(r[0])
-            for r in _execute(
+            for r in execute_unmonitored(
                 conn, "SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,)
             ).fetchall()
         ]
@@ -179,7 +181,9 @@ def _estimate(conn: Any, page_size: int, used_pages: int) -> list[ObjectUsage]:
         rows = counts.get(table)
         if rows is None:
             rows = int(
-                _execute(conn, f"SELECT count(*) FROM {quote_identifier(table)}").fetchone()[0]
+                execute_unmonitored(
+                    conn, f"SELECT count(*) FROM {quote_identifier(table)}"
+                ).fetchone()[0]
             )
         widths = _mean_widths(conn, table, columns)
         raw.append(
@@ -219,7 +223,7 @@ def _mean_widths(conn: Any, table: str, columns: list[str]) -> dict[str, float]:
     )
     sql = f"SELECT {parts} FROM (SELECT * FROM {quote_identifier(table)} LIMIT {_SAMPLE_ROWS})"
     try:
-        row = _execute(conn, sql).fetchone()
+        row = execute_unmonitored(conn, sql).fetchone()
     except Exception:  # e.g. a column type SQLite cannot read here
         return dict.fromkeys(columns, 8.0)
     return {c: float(v or 0.0) for c, v in zip(columns, row, strict=True)}
@@ -227,8 +231,10 @@ def _mean_widths(conn: Any, table: str, columns: list[str]) -> dict[str, float]:
 
 def _table_indexes(conn: Any, table: str) -> list[tuple[str, list[str]]]:
     out = []
-    for (name,) in _execute(conn, "SELECT name FROM pragma_index_list(?)", (table,)).fetchall():
-        cols = _execute(
+    for (name,) in execute_unmonitored(
+        conn, "SELECT name FROM pragma_index_list(?)", (table,)
+    ).fetchall():
+        cols = execute_unmonitored(
             conn, "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,)
         ).fetchall()
         out.append((str(name), [str(c[0]) for c in cols if c[0] is not None]))
@@ -240,7 +246,9 @@ def _stat1_counts(conn: Any) -> dict[str, int]:
     rows of its table (or of its index, fewer for a partial one), so the largest is kept."""
     counts: dict[str, int] = {}
     with contextlib.suppress(Exception):
-        for table, stat in _execute(conn, "SELECT tbl, stat FROM sqlite_stat1").fetchall():
+        for table, stat in execute_unmonitored(
+            conn, "SELECT tbl, stat FROM sqlite_stat1"
+        ).fetchall():
             with contextlib.suppress(ValueError, IndexError):
                 rows = int(str(stat).split()[0])
                 counts[str(table)] = max(rows, counts.get(str(table), 0))

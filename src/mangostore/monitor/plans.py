@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from mangostore.monitor.connection import _execute
+from mangostore.monitor.connection import execute_unmonitored
 from mangostore.monitor.normalize import parameter_skeleton
 from mangostore.monitor.stats import explain_plan
 from mangostore.sql import quote_identifier
@@ -230,7 +230,7 @@ def _scan_filters(
     if params is None:
         return {}
     try:
-        program = _execute(conn, "EXPLAIN " + sql, params).fetchall()
+        program = execute_unmonitored(conn, "EXPLAIN " + sql, params).fetchall()
     except Exception:
         return {}
     cursors: dict[int, str] = {}
@@ -296,31 +296,33 @@ def suggest_index(table: str, equality: list[str], ranged: list[str]) -> str | N
 
 def _schema(conn: Any) -> tuple[dict[int, str], dict[str, list[str]]]:
     """Return root page -> table name, and table -> column names (by column index)."""
-    rows = _execute(
+    rows = execute_unmonitored(
         conn,
         "SELECT name, rootpage FROM sqlite_schema WHERE type = 'table' AND rootpage > 0",
     ).fetchall()
     roots = {int(root): str(name) for name, root in rows}
     columns: dict[str, list[str]] = {}
     for name in roots.values():
-        info = _execute(conn, "SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", (name,))
+        info = execute_unmonitored(
+            conn, "SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", (name,)
+        )
         columns[name] = [str(r[0]) for r in info.fetchall()]
     return roots, columns
 
 
 def _indexes(conn: Any) -> list[tuple[str, str, list[str], bool, str, bool]]:
-    tables = _execute(
+    tables = execute_unmonitored(
         conn,
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 0 "
         "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
     ).fetchall()
     out = []
     for (table,) in tables:
-        listing = _execute(
+        listing = execute_unmonitored(
             conn, 'SELECT name, "unique", origin, partial FROM pragma_index_list(?)', (table,)
         ).fetchall()
         for name, unique, origin, partial in listing:
-            cols = _execute(
+            cols = execute_unmonitored(
                 conn, "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,)
             ).fetchall()
             out.append(
@@ -338,15 +340,17 @@ def _indexes(conn: Any) -> list[tuple[str, str, list[str], bool, str, bool]]:
 
 
 def _has_statistics(conn: Any) -> bool:
-    exists = _execute(
+    exists = execute_unmonitored(
         conn, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat1'"
     ).fetchone()
     if exists is None:
         return False
-    return _execute(conn, "SELECT 1 FROM sqlite_stat1 LIMIT 1").fetchone() is not None
+    return execute_unmonitored(conn, "SELECT 1 FROM sqlite_stat1 LIMIT 1").fetchone() is not None
 
 
 def foreign_key_columns(conn: Any, table: str) -> set[str]:
     """Return the columns of ``table`` that refer to another table."""
-    rows = _execute(conn, 'SELECT "from" FROM pragma_foreign_key_list(?)', (table,)).fetchall()
+    rows = execute_unmonitored(
+        conn, 'SELECT "from" FROM pragma_foreign_key_list(?)', (table,)
+    ).fetchall()
     return {str(r[0]) for r in rows}

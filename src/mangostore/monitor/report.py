@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from mangostore.cache.memory import TierStats
-from mangostore.monitor.connection import _execute
+from mangostore.monitor.connection import execute_unmonitored
 from mangostore.monitor.disk import DiskUsage, disk_usage
 from mangostore.monitor.normalize import first_word
 from mangostore.monitor.plans import IndexUsage, analyze, foreign_key_columns
@@ -195,12 +195,12 @@ def _read_snapshot(db: Database) -> Iterator[Any]:
     # (no BEGIN IMMEDIATE, COMMIT) that the report would then count.
     lend = db.store.writer.idle_connection if db.store.pool is None else db.store.reading
     with lend() as conn:
-        _execute(conn, "BEGIN")
+        execute_unmonitored(conn, "BEGIN")
         try:
             yield conn
         finally:
             with contextlib.suppress(Exception):
-                _execute(conn, "ROLLBACK")
+                execute_unmonitored(conn, "ROLLBACK")
 
 
 def _cache_performance(stats: dict[str, TierStats]) -> CachePerformance:

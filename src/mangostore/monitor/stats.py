@@ -249,13 +249,13 @@ def _percentile(ordered: list[int], q: float) -> float:
 def explain_plan(conn: Any, sql: str) -> list[str]:
     """Return ``sql``'s ``EXPLAIN QUERY PLAN`` lines, indented by depth, run with NULL
     parameters; empty when SQLite cannot plan it (or it has no plan, like a PRAGMA)."""
-    from mangostore.monitor.connection import _execute
+    from mangostore.monitor.connection import execute_unmonitored
 
     params = parameter_skeleton(sql)
     if params is None:
         return []
     try:
-        rows = _execute(conn, "EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        rows = execute_unmonitored(conn, "EXPLAIN QUERY PLAN " + sql, params).fetchall()
     except Exception:
         return []
     depth: dict[int, int] = {}

@@ -91,7 +91,7 @@ class Repository(Generic[R]):
         rows = self._db.store.rows(self._sql_get, (key,), use_cache, self.spec.name)
         if not rows:
             raise NotFoundError(f"no {self.spec.name} record has id {id!r}")
-        return self._build(rows[0])
+        return self.record_from_row(rows[0])
 
     def list(
         self,
@@ -114,7 +114,7 @@ class Repository(Generic[R]):
         """
         where, params = self._where(filters)
         sql = f"SELECT {self.spec.select_list} FROM {self.spec.quoted_table}{where}"
-        sql += self._order(order_by) + _limit(limit, offset)
+        sql += self._order(order_by) + limit_clause(limit, offset)
         return self._select(sql, params, use_cache)
 
     def count(self, *, use_cache: bool | None = None, **filters: Any) -> int:
@@ -157,7 +157,7 @@ class Repository(Generic[R]):
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
         with self._db.store.transaction() as conn:
-            return self._insert(conn, fields)
+            return self.insert_in(conn, fields)
 
     def create_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[R]:
         """Insert many records in one transaction: all of them, or none.
@@ -168,7 +168,7 @@ class Repository(Generic[R]):
         """
         with self._db.store.transaction() as conn:
             return [
-                _batch_item(index, lambda item=item: self._insert(conn, dict(item)))
+                _batch_item(index, lambda item=item: self.insert_in(conn, dict(item)))
                 for index, item in enumerate(items)
             ]
 
@@ -181,7 +181,7 @@ class Repository(Generic[R]):
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
         with self._db.store.transaction() as conn:
-            return self._update(conn, id, fields)
+            return self.update_in(conn, id, fields)
 
     def update_many(self, changes: Iterable[tuple[str, Mapping[str, Any]]]) -> builtins.list[R]:
         """Apply ``(id, fields)`` updates in one transaction: all of them, or none.
@@ -192,7 +192,7 @@ class Repository(Generic[R]):
         with self._db.store.transaction() as conn:
             return [
                 _batch_item(
-                    index, lambda change=change: self._update(conn, change[0], dict(change[1]))
+                    index, lambda change=change: self.update_in(conn, change[0], dict(change[1]))
                 )
                 for index, change in enumerate(changes)
             ]
@@ -224,9 +224,9 @@ class Repository(Generic[R]):
     ) -> builtins.list[R]:
         rows = self._db.store.rows(sql, params, use_cache, self.spec.name)
         # One damaged value must not hide every other row: it is listed as Unreadable.
-        return [self._build(row, strict=False) for row in rows]
+        return [self.record_from_row(row, strict=False) for row in rows]
 
-    def _build(
+    def record_from_row(
         self, row: Sequence[Any], plain: Mapping[str, Any] | None = None, *, strict: bool = True
     ) -> R:
         """Turn a row selected with ``spec.select_list`` into a record.
@@ -255,7 +255,7 @@ class Repository(Generic[R]):
                     values[i] = Unreadable(str(exc))
         return self._record(*values)
 
-    def _insert(self, conn: Connection, fields: dict[str, Any]) -> R:
+    def insert_in(self, conn: Connection, fields: dict[str, Any]) -> R:
         spec = self.spec
         now = self._db.clock.now_ms()
         for name in self._now_columns:
@@ -278,9 +278,9 @@ class Repository(Generic[R]):
             )
             self._sql_cache[columns] = sql
         row = self._write(conn, sql, tuple(values.values()), values)
-        return self._build(row, secrets)
+        return self.record_from_row(row, secrets)
 
-    def _update(
+    def update_in(
         self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
     ) -> R:
         spec = self.spec
@@ -290,9 +290,9 @@ class Repository(Generic[R]):
             fields.setdefault(self._touch_column, self._db.clock.now_ms())
         values, secrets = self._encode(fields)
         if not values:
-            return self._locked_current(conn, id)  # nothing to change
+            return self.get_in(conn, id)  # nothing to change
         if spec.encrypted_idx and (secrets or (spec.owner in values and spec.owner != "id")):
-            current = self._locked_current(conn, id)
+            current = self.get_in(conn, id)
             owner = values.get(spec.owner, getattr(current, spec.owner))  # type: ignore[arg-type]
             if owner != getattr(current, spec.owner):  # type: ignore[arg-type]
                 # Ciphertexts are bound to their owner: moving a row re-seals them all.
@@ -311,15 +311,15 @@ class Repository(Generic[R]):
         row = self._write(conn, sql, (*values.values(), key), values)
         if row is None:
             raise NotFoundError(f"no {spec.name} record has id {id!r}")
-        return self._build(row, secrets)
+        return self.record_from_row(row, secrets)
 
-    def _locked_current(self, conn: Connection, id: str) -> R:
+    def get_in(self, conn: Connection, id: str) -> R:
         key = self._id_column.check(self.spec.name, id)
         with driver_errors(self.spec.name):
             row = conn.execute(self._sql_get, (key,)).fetchone()
         if row is None:
             raise NotFoundError(f"no {self.spec.name} record has id {id!r}")
-        return self._build(row)
+        return self.record_from_row(row)
 
     def _encode(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate ``fields``; return (column -> bound value, encrypted column -> plaintext)."""
@@ -566,7 +566,7 @@ def _batch_item(index: int, run: Any) -> Any:
         ) from exc
 
 
-def _limit(limit: int | None, offset: int | None) -> str:
+def limit_clause(limit: int | None, offset: int | None) -> str:
     for name, value in (("limit", limit), ("offset", offset)):
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or value < 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mangostore.records import CommandHistory
-from mangostore.repos.base import UserOwnedRepository, _limit
+from mangostore.repos.base import UserOwnedRepository, limit_clause
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class CommandHistoryRepository(UserOwnedRepository[CommandHistory]):
         sql = (
             f"SELECT {spec.select_list} FROM {spec.quoted_table} "
             "WHERE user_id = ? AND instr(command, ?) > 0 "
-            'ORDER BY "timestamp" DESC, id DESC' + _limit(limit, None)
+            'ORDER BY "timestamp" DESC, id DESC' + limit_clause(limit, None)
         )
         return self._select(sql, (owner, needle))
 

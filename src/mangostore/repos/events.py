@@ -46,7 +46,7 @@ class SecurityEventRepository(Repository[SecurityEvent]):
         """Return the events about this user, in chain order."""
         return self.list(user_id=user_id, order_by=["seq"], use_cache=use_cache)
 
-    def _insert(self, conn: Connection, fields: dict[str, Any]) -> SecurityEvent:
+    def insert_in(self, conn: Connection, fields: dict[str, Any]) -> SecurityEvent:
         for name in fields:
             self.spec.column(name)  # unknown names first, as for every table
             if name not in _GIVEN:
@@ -68,7 +68,7 @@ class SecurityEventRepository(Repository[SecurityEvent]):
             risk_score=0.0 if risk is None else risk,
         )
 
-    def _update(
+    def update_in(
         self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
     ) -> SecurityEvent:
         for name in fields:

@@ -24,4 +24,4 @@ class ProjectRepository(UserOwnedRepository[Project]):
             NotFoundError: no such project.
         """
         with self._db.store.transaction() as conn:
-            return self._update(conn, id, {"last_accessed": self._db.clock.now_ms()}, touch=False)
+            return self.update_in(conn, id, {"last_accessed": self._db.clock.now_ms()}, touch=False)

@@ -28,19 +28,19 @@ class TerminalSessionRepository(UserOwnedRepository[TerminalSession]):
             InvalidValueError: the session is closed.
         """
         with self._db.store.transaction() as conn:
-            if self._locked_current(conn, id).status == CLOSED:
+            if self.get_in(conn, id).status == CLOSED:
                 raise InvalidValueError(f"terminal session {id!r} is closed", field="status")
             fields["last_activity"] = self._db.clock.now_ms()
-            return self._update(conn, id, fields, touch=False)
+            return self.update_in(conn, id, fields, touch=False)
 
     def close(self, id: str) -> TerminalSession:
         """Close a session; closing a closed session changes nothing."""
         with self._db.store.transaction() as conn:
-            current = self._locked_current(conn, id)
+            current = self.get_in(conn, id)
             if current.status == CLOSED:
                 return current
             fields = {"status": CLOSED, "last_activity": self._db.clock.now_ms()}
-            return self._update(conn, id, fields, touch=False)
+            return self.update_in(conn, id, fields, touch=False)
 
     def active(self, user_id: str) -> list[TerminalSession]:
         """Return the user's open sessions, most recently active first."""

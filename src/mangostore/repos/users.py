@@ -74,7 +74,7 @@ class UserRepository(Repository[User]):
         key = username_key(username)
         rows = self._db.store.rows(self._sql_by_key, _key_range(key), None, self.spec.name)
         if rows:
-            return self._build(rows[0])
+            return self.record_from_row(rows[0])
         # Users written around the repository (or before migration 13) until their keys
         # are filled; few, and only looked at when the name was not found otherwise.
         for user in self._select(self._sql_pending, ()):
@@ -88,31 +88,31 @@ class UserRepository(Repository[User]):
 
     # -- keeping user_name_keys in step ------------------------------------------------------
 
-    def _insert(self, conn: Connection, fields: dict[str, Any]) -> User:
+    def insert_in(self, conn: Connection, fields: dict[str, Any]) -> User:
         if "username" not in fields:
-            return super()._insert(conn, fields)  # refused there: the name is required
+            return super().insert_in(conn, fields)  # refused there: the name is required
         name = normalize_username(fields["username"])
         if not self._keyed():
-            return super()._insert(conn, {**fields, "username": name})
+            return super().insert_in(conn, {**fields, "username": name})
         key, skeleton = username_key(name), username_skeleton(name)
         self._fill_pending(conn)
         self._refuse_taken(conn, key, skeleton, None)
-        user = super()._insert(conn, {**fields, "username": name})
+        user = super().insert_in(conn, {**fields, "username": name})
         self._store_keys(conn, user.id, key, skeleton)
         return user
 
-    def _update(
+    def update_in(
         self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
     ) -> User:
         if "username" not in fields:
-            return super()._update(conn, id, fields, touch=touch)
+            return super().update_in(conn, id, fields, touch=touch)
         name = normalize_username(fields["username"])
         if not self._keyed():
-            return super()._update(conn, id, {**fields, "username": name}, touch=touch)
+            return super().update_in(conn, id, {**fields, "username": name}, touch=touch)
         key, skeleton = username_key(name), username_skeleton(name)
         self._fill_pending(conn)
         self._refuse_taken(conn, key, skeleton, id)
-        user = super()._update(conn, id, {**fields, "username": name}, touch=touch)
+        user = super().update_in(conn, id, {**fields, "username": name}, touch=touch)
         self._store_keys(conn, user.id, key, skeleton)
         return user
 

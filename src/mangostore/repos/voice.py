@@ -30,21 +30,21 @@ class VoiceProfileRepository(UserOwnedRepository[VoiceProfile]):
         """Return the user's active profile, or ``None``."""
         return self.first(user_id=user_id, is_active=True)
 
-    def _insert(self, conn: Connection, fields: dict[str, Any]) -> VoiceProfile:
+    def insert_in(self, conn: Connection, fields: dict[str, Any]) -> VoiceProfile:
         if fields.get("is_active") is True and isinstance(fields.get("user_id"), str):
             self._deactivate_others(conn, fields["user_id"], keep=None)
-        profile = super()._insert(conn, fields)
+        profile = super().insert_in(conn, fields)
         if profile.is_active:
             self._point_user_at(conn, profile)
         return profile
 
-    def _update(
+    def update_in(
         self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
     ) -> VoiceProfile:
         if fields.get("is_active") is True:
-            current = self._locked_current(conn, id)
+            current = self.get_in(conn, id)
             self._deactivate_others(conn, fields.get("user_id", current.user_id), keep=id)
-        profile = super()._update(conn, id, fields, touch=touch)
+        profile = super().update_in(conn, id, fields, touch=touch)
         if fields.get("is_active") is True:
             self._point_user_at(conn, profile)
         elif fields.get("is_active") is False:

@@ -383,13 +383,13 @@ class SessionService:
             raise AuthenticationError(INVALID)
         values = tuple(row)
         split = self._session_columns
-        session = self._repo._build(values[:split])
+        session = self._repo.record_from_row(values[:split])
         if not hmac.compare_digest(
             self._digest(key, session, selector, verifier), bytes(values[split])
         ):
             self._audit_noise(("verifier", session.id), session.user_id, "wrong_verifier", 0.8)
             raise AuthenticationError(INVALID)
-        return session, self._users._build(values[split + 1 :])
+        return session, self._users.record_from_row(values[split + 1 :])
 
     def _check_live(self, session: UserSession, now: int) -> int:
         """Raise unless the session is live at ``now``; return its last recorded activity."""
