@@ -12,13 +12,13 @@ from click.testing import CliRunner, Result
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 
 SETTINGS = Settings(kdf=FAST_KDF, backup_before_migrate=False)
 
 
 def run(args: list[str], *, passphrase: str | None = PASSPHRASE) -> Result:
-    env = {_common.PASSPHRASE_ENV: passphrase, _common.RECOVERY_KEY_ENV: None}
+    env = {common.PASSPHRASE_ENV: passphrase, common.RECOVERY_KEY_ENV: None}
     return CliRunner().invoke(cli, args, env=env)
 
 

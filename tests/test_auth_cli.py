@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 from mangostore.errors import AuthenticationError, SessionRevoked
 from mangostore.security.auth import AuthPolicy
 from mangostore.security.passwords import PasswordParams
@@ -20,7 +20,7 @@ PASSWORD = "a long enough password"
 
 
 def run(args: list[str], *, input: str | None = None) -> Result:
-    env = {_common.PASSPHRASE_ENV: PASSPHRASE, _common.RECOVERY_KEY_ENV: None}
+    env = {common.PASSPHRASE_ENV: PASSPHRASE, common.RECOVERY_KEY_ENV: None}
     return CliRunner().invoke(cli, args, env=env, input=input)
 
 

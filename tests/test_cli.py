@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 import mangostore
 from conftest import PASSPHRASE
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 from mangostore.keys.keyring import keyring_path
 
 #: The cheapest Argon2id parameters the library accepts: keeps these tests fast.
@@ -33,7 +33,7 @@ def run(
     input: str | None = None,
 ) -> Result:
     """Invoke the CLI with exactly the given secrets in the environment (None: unset)."""
-    env = {_common.PASSPHRASE_ENV: passphrase, _common.RECOVERY_KEY_ENV: recovery_key}
+    env = {common.PASSPHRASE_ENV: passphrase, common.RECOVERY_KEY_ENV: recovery_key}
     return CliRunner().invoke(cli, args, env=env, input=input)
 
 
@@ -73,7 +73,7 @@ def initialised(db_path: Path) -> tuple[Path, str]:
 @pytest.fixture
 def interactive(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend standard input is a terminal, so the CLI prompts."""
-    monkeypatch.setattr(_common, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(common, "stdin_is_interactive", lambda: True)
 
 
 # -- init and status ---------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from mangostore.errors import (
     WrongPassphraseError,
 )
 from mangostore.keys import kdf as kdf_module
-from mangostore.keys import keyring as keyring_module
 from mangostore.keys.kdf import (
     MAX_ITERATIONS,
     MAX_MEMORY_KIB,
@@ -46,6 +45,7 @@ from mangostore.keys.keyring import (
     keyring_path,
     parse_recovery_key,
 )
+from mangostore.keys.keyring_file import checksum
 from mangostore.keys.subkeys import PURPOSES, derive_subkey
 
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -80,7 +80,7 @@ def ring_file(tmp_path: Path) -> tuple[Path, Keyring, str]:
 
 def reseal_checksum(doc: dict[str, Any]) -> None:
     """Recompute the keyless checksum, as a deliberate editor of the file would."""
-    doc["checksum"] = keyring_module._checksum(doc)
+    doc["checksum"] = checksum(doc)
 
 
 # -- KDF parameters ---------------------------------------------------------------------

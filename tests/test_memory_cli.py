@@ -11,14 +11,14 @@ from click.testing import CliRunner, Result
 import mangostore
 from conftest import PASSPHRASE
 from mangostore import Settings
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 from mangostore.clock import ManualClock
 
 START = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 
 
 def run(args: list[str], *, passphrase: str | None = None) -> Result:
-    return CliRunner().invoke(cli, args, env={_common.PASSPHRASE_ENV: passphrase})
+    return CliRunner().invoke(cli, args, env={common.PASSPHRASE_ENV: passphrase})
 
 
 @pytest.fixture

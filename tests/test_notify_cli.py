@@ -10,11 +10,11 @@ from click.testing import CliRunner, Result
 
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 
 
 def run(args: list[str], *, passphrase: str | None = None) -> Result:
-    return CliRunner().invoke(cli, args, env={_common.PASSPHRASE_ENV: passphrase})
+    return CliRunner().invoke(cli, args, env={common.PASSPHRASE_ENV: passphrase})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 from mangostore.privacy import read_archive, verify_export
 from mangostore.privacy.service import DAY_MS
 
@@ -23,7 +23,7 @@ COMMANDS = sys.modules["mangostore.cli.privacy"]
 
 
 def run(args: list[str], *, input: str | None = None) -> Result:
-    env = {_common.PASSPHRASE_ENV: PASSPHRASE, _common.RECOVERY_KEY_ENV: None}
+    env = {common.PASSPHRASE_ENV: PASSPHRASE, common.RECOVERY_KEY_ENV: None}
     return CliRunner().invoke(cli, args, env=env, input=input)
 
 

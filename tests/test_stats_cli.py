@@ -12,12 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
-from mangostore.cli import _common, cli
+from mangostore.cli import cli, common
 
 
 def run(args: list[str], *, passphrase: str | None = PASSPHRASE) -> Result:
     # Wide enough that rich does not fold index names across lines.
-    env = {_common.PASSPHRASE_ENV: passphrase, "COLUMNS": "250"}
+    env = {common.PASSPHRASE_ENV: passphrase, "COLUMNS": "250"}
     return CliRunner().invoke(cli, args, env=env)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 import mangostore
-from mangostore.cli._common import MangoGroup
 from mangostore.cli.audit import audit
 from mangostore.cli.auth import sessions, user
+from mangostore.cli.common import MangoGroup
 from mangostore.cli.database import init, migrate, passwd, status
 from mangostore.cli.demo import demo
 from mangostore.cli.kg import kg

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     CommandError,
+    Feature,
     existing_database,
     key_file_option,
     open_for,
@@ -21,6 +21,9 @@ from mangostore.security.audit import AuditCheckpoint
 
 #: The schema version that made security_events a chain.
 AUDIT_SCHEMA_VERSION = 7
+
+
+AUDIT = Feature("the audit chain", AUDIT_SCHEMA_VERSION)
 
 
 @click.group()
@@ -64,7 +67,7 @@ def verify(
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read checkpoint {checkpoint_file}: {exc}") from None
         checkpoint = AuditCheckpoint.from_json(text)
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=AUDIT) as db:
         report = db.audit.verify(checkpoint)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True))
@@ -101,7 +104,7 @@ def checkpoint(path: Path, output: Path | None, plain: bool, key_file: Path | No
     Keep it away from the database (another machine, a printout): given to 'audit
     verify --checkpoint', it shows any event removed or rewritten since.
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=AUDIT) as db:
         text = db.audit.checkpoint().to_json()
     if output is None:
         click.echo(text)
@@ -111,13 +114,3 @@ def checkpoint(path: Path, output: Path | None, plain: bool, key_file: Path | No
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"Checkpoint written to {output}")
-
-
-def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    return open_for(
-        path,
-        plain=plain,
-        key_file=key_file,
-        needs_version=AUDIT_SCHEMA_VERSION,
-        feature="the audit chain",
-    )

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     CommandError,
+    Feature,
     ask_secret,
     console,
     existing_database,
@@ -25,6 +25,9 @@ from mangostore.records import UserSession
 
 #: The schema version that brought credentials, session verifiers and deny records.
 AUTH_SCHEMA_VERSION = 11
+
+
+USERS = Feature("users and sessions", AUTH_SCHEMA_VERSION)
 
 
 def _password_file_option(func: Any) -> Any:
@@ -60,7 +63,7 @@ def add_user(
 
     The password is asked for twice at a hidden prompt, or read from --password-file.
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         password = _new_password(password_file, username)
         created = db.auth.create_user_with_password(username, password, email=email)
     console().print(f"Created user {username} ({created.id}).")
@@ -76,7 +79,7 @@ def set_user_password(
     path: Path, username: str, password_file: Path | None, plain: bool, key_file: Path | None
 ) -> None:
     """Set a new password for USERNAME; every session of the user is revoked."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         user_id = resolve_user(db, username)
         password = _new_password(password_file, username)
         revoked = db.auth.set_password(user_id, password)
@@ -90,7 +93,7 @@ def set_user_password(
 @key_file_option
 def unlock_user(path: Path, username: str, plain: bool, key_file: Path | None) -> None:
     """Clear the failed logins and the lock of USERNAME."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         cleared = db.auth.unlock(username)
     console().print(
         f"Unlocked {username}." if cleared else f"{username} had no failed logins to clear."
@@ -112,7 +115,7 @@ def list_sessions(
     path: Path, username: str, as_json: bool, plain: bool, key_file: Path | None
 ) -> None:
     """List the live sessions of --user in the database at PATH, newest first."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         rows = [_summary(s) for s in db.sessions.active(resolve_user(db, username))]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -147,7 +150,7 @@ def revoke_sessions(
     """Revoke one session (--session) or every session of a user (--user)."""
     if (username is None) == (session_id is None):
         raise click.UsageError("give exactly one of --user and --session")
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         if session_id is not None:
             if not db.sessions.revoke(session_id):
                 raise CommandError(f"there is no live session {session_id!r}")
@@ -156,16 +159,6 @@ def revoke_sessions(
             assert username is not None
             count = db.sessions.revoke_all(resolve_user(db, username))
     console().print(f"Revoked {count} session(s).")
-
-
-def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    return open_for(
-        path,
-        plain=plain,
-        key_file=key_file,
-        needs_version=AUTH_SCHEMA_VERSION,
-        feature="users and sessions",
-    )
 
 
 def _new_password(password_file: Path | None, username: str) -> str:

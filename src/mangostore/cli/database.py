@@ -16,7 +16,7 @@ from rich.text import Text
 
 import mangostore
 from mangostore import KdfParams, Settings, Status
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     RECOVERY_KEY_ENV,
     CommandError,
     ask_secret,

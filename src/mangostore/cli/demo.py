@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 import mangostore
-from mangostore.cli._common import CommandError, console
+from mangostore.cli.common import CommandError, console
 from mangostore.cli.database import render_status
 from mangostore.errors import WrongPassphraseError
 

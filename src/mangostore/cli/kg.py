@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.text import Text
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     CommandError,
+    Feature,
     console,
     existing_database,
     key_file_option,
@@ -35,22 +33,14 @@ _user_option = click.option(
 )
 
 
+# Closing the database (leaving the with block) also writes the graph's buffered
+# access counts.
+GRAPH = Feature("the knowledge graph", KG_SCHEMA_VERSION)
+
+
 @click.group()
 def kg() -> None:
     """Search, show, import and export the knowledge graph."""
-
-
-@contextlib.contextmanager
-def _open(path: Path, plain: bool, key_file: Path | None) -> Iterator[mangostore.Database]:
-    # Closing the database also writes the graph's buffered access counts.
-    with open_for(
-        path,
-        plain=plain,
-        key_file=key_file,
-        needs_version=KG_SCHEMA_VERSION,
-        feature="the knowledge graph",
-    ) as db:
-        yield db
 
 
 def _parse_as_of(value: str | None) -> int | None:
@@ -100,7 +90,7 @@ def search(
 ) -> None:
     """Search the knowledge graph of --user in the database at PATH for QUERY."""
     when = _parse_as_of(as_of)
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         user_id = resolve_user(db, user)
         if no_vectors:
             db.kg.set_embedder(None)
@@ -157,7 +147,7 @@ def show(
     path: Path, entity: str, user: str, as_json: bool, plain: bool, key_file: Path | None
 ) -> None:
     """Show ENTITY (an id, a name or an alias) of --user: aliases, observations, relations."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         user_id = resolve_user(db, user)
         view = db.kg.describe(db.kg.resolve(user_id, entity))
     e = view.entity
@@ -231,7 +221,7 @@ def import_(path: Path, file: Path, user: str, plain: bool, key_file: Path | Non
             lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"cannot read {file}: {exc}") from None
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         counts = db.kg.import_jsonl(resolve_user(db, user), lines)
     console().print(
         Text(
@@ -253,7 +243,7 @@ def export(path: Path, file: Path, user: str, plain: bool, key_file: Path | None
 
     The file holds the graph in plain text: keep it somewhere safe.
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         lines = list(db.kg.export_jsonl(resolve_user(db, user)))
     text = "".join(line + "\n" for line in lines)
     if str(file) == "-":

@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.text import Text
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
+    Feature,
     console,
     existing_database,
     key_file_option,
@@ -26,6 +26,9 @@ from mangostore.records import AIMemory
 MEMORY_SCHEMA_VERSION = 10
 #: Longest value shown on a line of the text listing; --json shows values whole.
 _VALUE_WIDTH = 80
+
+
+MEMORY = Feature("memory", MEMORY_SCHEMA_VERSION)
 
 
 @click.group()
@@ -60,7 +63,7 @@ def list_memories(
     Superseded, expired and forgotten memories are not shown; listing does not count
     as recalling them.
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=MEMORY) as db:
         found = db.memory.list(
             resolve_user(db, user), memory_type=memory_type, project_id=project_id
         )
@@ -87,12 +90,6 @@ def list_memories(
             ),
             soft_wrap=True,
         )
-
-
-def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    return open_for(
-        path, plain=plain, key_file=key_file, needs_version=MEMORY_SCHEMA_VERSION, feature="memory"
-    )
 
 
 def _summary(m: AIMemory) -> dict[str, Any]:

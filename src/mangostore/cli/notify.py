@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.text import Text
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
+    Feature,
     console,
     existing_database,
     key_file_option,
@@ -24,6 +24,9 @@ from mangostore.records import Notification
 
 #: The schema version that brought the delivery table the notification commands need.
 NOTIFY_SCHEMA_VERSION = 9
+
+
+NOTIFICATIONS = Feature("notifications", NOTIFY_SCHEMA_VERSION)
 
 
 @click.group()
@@ -55,7 +58,7 @@ def list_notifications(
     key_file: Path | None,
 ) -> None:
     """List the notifications of --user in the database at PATH, newest first."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=NOTIFICATIONS) as db:
         user_id = resolve_user(db, user)
         if unread:
             found = db.notify.unread(user_id, limit=limit)
@@ -115,7 +118,7 @@ def send(
     Parameter values are plain text: braces in them are kept as they are.
     """
     values = _parse_params(params)
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=NOTIFICATIONS) as db:
         sent = db.notify.send(
             resolve_user(db, user),
             type_name,
@@ -145,19 +148,9 @@ def send(
 @key_file_option
 def read(path: Path, ids: tuple[str, ...], plain: bool, key_file: Path | None) -> None:
     """Mark the notifications IDS of the database at PATH read: all of them, or none."""
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=NOTIFICATIONS) as db:
         done = db.notify.mark_read(list(ids))
     console().print(f"Marked {len(done)} notification{'s' if len(done) != 1 else ''} read.")
-
-
-def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    return open_for(
-        path,
-        plain=plain,
-        key_file=key_file,
-        needs_version=NOTIFY_SCHEMA_VERSION,
-        feature="notifications",
-    )
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:

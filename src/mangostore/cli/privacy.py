@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import click
 
-import mangostore
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     CommandError,
+    Feature,
     existing_database,
     key_file_option,
     open_for,
@@ -25,6 +25,9 @@ from mangostore.privacy import DEFAULT_POLICIES, RetentionPolicy
 PRIVACY_SCHEMA_VERSION = 7
 _DEFAULT_DAYS = {p.table: p.days for p in DEFAULT_POLICIES}
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+PRIVACY = Feature("privacy commands", PRIVACY_SCHEMA_VERSION)
 
 
 @click.group()
@@ -78,7 +81,7 @@ def retention(
         RetentionPolicy("notifications", notifications),
         RetentionPolicy("security_events", security_events),
     ]
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db:
         report = db.privacy.apply_retention(policies=policies, archive_dir_path=archive_dir)
     rows = [
         {
@@ -117,7 +120,7 @@ def export(path: Path, user: str, out_dir: Path, plain: bool, key_file: Path | N
 
     The files hold the user's personal data in plaintext: keep them accordingly.
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db:
         manifest = db.privacy.export_user(resolve_user(db, user), out_dir)
     total = sum(f.rows for f in manifest.files)
     click.echo(f"Exported {total} rows in {len(manifest.files)} files to {out_dir}")
@@ -138,7 +141,7 @@ def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) 
     Irreversible. Asks for confirmation unless --yes is given (and refuses to go on
     without --yes when there is no terminal to ask).
     """
-    with _open(path, plain, key_file) as db:
+    with open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db:
         user_id = resolve_user(db, user, erased_ok=True)
         if not yes:
             if not stdin_is_interactive():
@@ -159,13 +162,3 @@ def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) 
         click.echo("The WAL could not be truncated (a reader was busy): run erase again later.")
     for copy in report.copies_not_reached:
         click.echo(f"Not reached (delete it, or open it to erase again): {copy}")
-
-
-def _open(path: Path, plain: bool, key_file: Path | None) -> mangostore.Database:
-    return open_for(
-        path,
-        plain=plain,
-        key_file=key_file,
-        needs_version=PRIVACY_SCHEMA_VERSION,
-        feature="privacy commands",
-    )

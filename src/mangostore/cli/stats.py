@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mangostore.cli._common import (
+from mangostore.cli.common import (
     console,
     existing_database,
     human_bytes,

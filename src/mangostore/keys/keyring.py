@@ -39,14 +39,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
-import glob
-import hashlib
 import hmac
 import json
 import os
 import secrets
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -60,83 +56,45 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mangostore.errors import (
     ConfigurationError,
     KeyringCorruptError,
-    KeyringError,
-    KeyringMissingError,
     WrongPassphraseError,
 )
-from mangostore.files import fsync_directory, os_errors
 from mangostore.keys.kdf import SALT_BYTES, KdfParams, derive_kek
+from mangostore.keys.keyring_file import (
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_KEYRING_BYTES,
+    Stamp,
+    b64,
+    canonical,
+    checksum,
+    file_lock,
+    keyring_path,
+    lock_path,
+    read_keyring,
+    remove_leftovers,
+    stale_keyring,
+    stamp_of,
+    unb64,
+    write_keyring,
+)
 from mangostore.keys.subkeys import derive_subkey
 
-FORMAT: Final = "mangostore-keyring"
-FORMAT_VERSION: Final = 1
-MAX_KEYRING_BYTES: Final = 16 * 1024 * 1024
+# The sidecar's paths and format are defined in keyring_file and offered here too:
+# callers deal with "the keyring", not with how its file is kept.
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_KEYRING_BYTES",
+    "DataKeyEntry",
+    "Keyring",
+    "format_recovery_key",
+    "keyring_path",
+    "lock_path",
+    "parse_recovery_key",
+]
+
 _NONCE_BYTES: Final = 12
-#: A keyring is written to ``<keyring><_TEMP_INFIX><random>`` and renamed into place.
-_TEMP_INFIX: Final = ".tmp-"
-#: The prefix of the temporary files of older versions (one per directory, not per file).
-_LEGACY_TEMP_PREFIX: Final = ".keyring-"
 _MASTER_BYTES: Final = 32
-
-#: What identifies one version of the sidecar on disk: (device, inode, size, mtime).
-#: Every write replaces the file, so a change of any of these means "read it again".
-_Stamp = tuple[int, int, int, int]
-
-
-def _stamp_of(st: os.stat_result) -> _Stamp:
-    """Return the identity of the file version described by ``st``."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def keyring_path(database_path: str | os.PathLike[str]) -> Path:
-    """Return where the keyring sidecar of ``database_path`` lives."""
-    return Path(os.fspath(database_path) + ".keyring")
-
-
-def lock_path(keyring: Path) -> Path:
-    """Return the file whose ``flock`` serialises the writers of ``keyring``."""
-    return Path(str(keyring) + ".lock")
-
-
-def _vault_of(path: Path) -> str | None:
-    """Return the vault id a keyring file (or a copy of one) names, or ``None``."""
-    try:
-        with path.open("rb") as handle:
-            doc = json.loads(handle.read(MAX_KEYRING_BYTES + 1))
-    except (OSError, ValueError):
-        return None
-    vault = doc.get("vault_id") if isinstance(doc, dict) else None
-    return vault if isinstance(vault, str) else None
-
-
-def _b64(data: bytes) -> str:
-    """Encode ``data`` as standard base64 text."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: Any, what: str) -> bytes:
-    """Decode base64 ``text`` read from the keyring field ``what``.
-
-    Raises:
-        KeyringCorruptError: the field is missing, not text, or not base64.
-    """
-    if not isinstance(text, str):
-        raise KeyringCorruptError(f"the keyring's {what} is missing or not text; restore it")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyringCorruptError(f"the keyring's {what} is not valid base64; restore it") from None
-
-
-def _canonical(doc: dict[str, Any], *, without: tuple[str, ...] = ("mac", "checksum")) -> bytes:
-    """Serialise ``doc`` deterministically, leaving out the integrity fields in ``without``."""
-    body = {k: v for k, v in doc.items() if k not in without}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _checksum(doc: dict[str, Any]) -> str:
-    """Return the keyless checksum of ``doc`` (everything but the checksum itself)."""
-    return _b64(hashlib.sha256(_canonical(doc, without=("checksum",))).digest())
 
 
 def format_recovery_key(raw: bytes) -> str:
@@ -167,7 +125,7 @@ def parse_recovery_key(text: str) -> bytes:
 def _wrap(kek: bytes, master: bytes, aad: bytes) -> str:
     """Encrypt ``master`` under ``kek`` with AES-GCM; return ``b64(nonce | ciphertext)``."""
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    return _b64(nonce + AESGCM(kek).encrypt(nonce, master, aad))
+    return b64(nonce + AESGCM(kek).encrypt(nonce, master, aad))
 
 
 def _unwrap(kek: bytes, blob: bytes, aad: bytes) -> bytes | None:
@@ -210,7 +168,7 @@ class Keyring:
     _doc: dict[str, Any] = field(repr=False)
     _subkeys: dict[str, bytes] = field(default_factory=dict, repr=False)
     # The file version _doc was read from or written as; None until known.
-    _seen: _Stamp | None = field(default=None, repr=False)
+    _seen: Stamp | None = field(default=None, repr=False)
     # Reentrant: _update holds it while _verify and _seal take sub-keys.
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -238,7 +196,7 @@ class Keyring:
         if path is not None and path.exists():
             # Checked again, atomically, when the file is linked into place; this
             # early check only spares the Argon2id work.
-            raise _stale_keyring(path)
+            raise stale_keyring(path)
         vault_id = str(uuid.uuid4())
         master = secrets.token_bytes(_MASTER_BYTES)
         salt = secrets.token_bytes(SALT_BYTES)
@@ -249,7 +207,7 @@ class Keyring:
             "version": FORMAT_VERSION,
             "vault_id": vault_id,
             "page_encryption": page_encryption,
-            "kdf": {**kdf.to_json(), "salt": _b64(salt)},
+            "kdf": {**kdf.to_json(), "salt": b64(salt)},
             "master": {
                 "passphrase": _wrap(
                     derive_kek(passphrase, salt, kdf), master, _aad(vault_id, "passphrase")
@@ -262,8 +220,8 @@ class Keyring:
         ring = cls(path, vault_id, page_encryption, kdf, master, doc)
         ring._seal(doc)
         if path is not None:
-            with ring._file_lock():
-                ring._seen = ring._write(doc, exclusive=True)
+            with file_lock(path):
+                ring._seen = write_keyring(path, doc, exclusive=True)
         return ring, format_recovery_key(recovery_raw)
 
     @classmethod
@@ -283,19 +241,19 @@ class Keyring:
         """
         if recovery_key is None and passphrase is None:
             raise ConfigurationError("a passphrase or a recovery key is needed to unlock")
-        doc, seen = cls._read(path)
+        doc, seen = read_keyring(path)
         vault_id = doc["vault_id"]
         # Everything is validated before the (deliberately expensive) derivation.
         kdf = KdfParams.from_json(doc["kdf"])
         slot = "recovery" if recovery_key is not None else "passphrase"
-        wrapped = _unb64(doc["master"].get(slot), f"{slot} slot")
+        wrapped = unb64(doc["master"].get(slot), f"{slot} slot")
         if recovery_key is not None:
             kek = derive_subkey(
                 parse_recovery_key(recovery_key), "recovery", salt=vault_id.encode()
             )
         else:
             assert passphrase is not None
-            salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
+            salt = unb64(doc["kdf"].get("salt"), "KDF salt")
             if len(salt) < SALT_BYTES:
                 raise KeyringCorruptError("the keyring's KDF salt is too short; restore it")
             kek = derive_kek(passphrase, salt, kdf)
@@ -336,13 +294,13 @@ class Keyring:
         if not isinstance(old, str) or not old:
             raise wrong
         with self._update() as doc:
-            salt = _unb64(doc["kdf"].get("salt"), "KDF salt")
+            salt = unb64(doc["kdf"].get("salt"), "KDF salt")
             current = KdfParams.from_json(doc["kdf"])
             old_kek = derive_kek(old, salt, current)
             if (
                 _unwrap(
                     old_kek,
-                    _unb64(doc["master"]["passphrase"], "passphrase slot"),
+                    unb64(doc["master"]["passphrase"], "passphrase slot"),
                     _aad(self.vault_id, "passphrase"),
                 )
                 is None
@@ -370,7 +328,7 @@ class Keyring:
     def _set_passphrase(self, doc: dict[str, Any], new: str, params: KdfParams) -> None:
         """Wrap the master key under ``new`` with a fresh salt, in ``doc`` only."""
         salt = secrets.token_bytes(SALT_BYTES)
-        doc["kdf"] = {**params.to_json(), "salt": _b64(salt)}
+        doc["kdf"] = {**params.to_json(), "salt": b64(salt)}
         doc["master"]["passphrase"] = _wrap(
             derive_kek(new, salt, params), self._master, _aad(self.vault_id, "passphrase")
         )
@@ -381,7 +339,7 @@ class Keyring:
         """Return every per-user data key entry (wrapped), reading the sidecar afresh."""
         doc = self._refresh()
         return [
-            DataKeyEntry(key_id, entry["user_id"], _unb64(entry["wrapped"], "data key"))
+            DataKeyEntry(key_id, entry["user_id"], unb64(entry["wrapped"], "data key"))
             for key_id, entry in doc["data_keys"].items()
         ]
 
@@ -399,7 +357,7 @@ class Keyring:
         entry = doc["data_keys"].get(key_id)
         if entry is None:
             return None
-        return DataKeyEntry(key_id, entry["user_id"], _unb64(entry["wrapped"], "data key"))
+        return DataKeyEntry(key_id, entry["user_id"], unb64(entry["wrapped"], "data key"))
 
     def put_data_key(self, entry: DataKeyEntry) -> None:
         """Store a wrapped data key, durably, before anything is encrypted with it."""
@@ -413,7 +371,7 @@ class Keyring:
             for entry in entries:
                 doc["data_keys"][entry.key_id] = {
                     "user_id": entry.user_id,
-                    "wrapped": _b64(entry.wrapped),
+                    "wrapped": b64(entry.wrapped),
                 }
 
     def remove_data_keys_except(self, keep: set[str]) -> list[str]:
@@ -450,8 +408,8 @@ class Keyring:
 
     def _seal(self, doc: dict[str, Any]) -> None:
         """Set the MAC and then the checksum of ``doc``."""
-        doc["mac"] = _b64(hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256"))
-        doc["checksum"] = _checksum(doc)
+        doc["mac"] = b64(hmac.digest(self.subkey("keyring"), canonical(doc), "sha256"))
+        doc["checksum"] = checksum(doc)
 
     def _verify(self, doc: dict[str, Any]) -> None:
         """Check the MAC of ``doc`` under this keyring's sub-key.
@@ -459,8 +417,8 @@ class Keyring:
         Raises:
             KeyringCorruptError: the MAC does not match.
         """
-        expected = hmac.digest(self.subkey("keyring"), _canonical(doc), "sha256")
-        if not hmac.compare_digest(expected, _unb64(doc.get("mac"), "MAC")):
+        expected = hmac.digest(self.subkey("keyring"), canonical(doc), "sha256")
+        if not hmac.compare_digest(expected, unb64(doc.get("mac"), "MAC")):
             raise KeyringCorruptError(
                 "the keyring was modified outside mangostore (its MAC does not match); "
                 "restore it from a backup"
@@ -470,7 +428,7 @@ class Keyring:
         """Re-read and verify the sidecar; keep and return it."""
         if self.path is None:
             return self._doc
-        doc, seen = self._read(self.path)
+        doc, seen = read_keyring(self.path)
         self._verify(doc)
         with self._lock:
             self._doc, self._seen = doc, seen
@@ -481,7 +439,7 @@ class Keyring:
         if self.path is None:
             return False
         try:
-            now = _stamp_of(os.stat(self.path))
+            now = stamp_of(os.stat(self.path))
         except FileNotFoundError:
             return True  # let the re-read report the missing keyring
         return self._seen is None or now != self._seen
@@ -489,70 +447,17 @@ class Keyring:
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write the sidecar under the file lock; nothing is written on error."""
-        with self._lock, self._file_lock():
-            doc = self._doc if self.path is None else self._read(self.path)[0]
+        lock = file_lock(self.path) if self.path is not None else contextlib.nullcontext()
+        with self._lock, lock:
+            doc = self._doc if self.path is None else read_keyring(self.path)[0]
             if self.path is not None:
                 self._verify(doc)
             work = json.loads(json.dumps(doc))
             yield work
             self._seal(work)
             if self.path is not None:
-                self._seen = self._write(work)
+                self._seen = write_keyring(self.path, work)
             self._doc = work
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """Hold the advisory lock that serialises every writer of this sidecar."""
-        if self.path is None:
-            yield
-            return
-        with os_errors("locking the keyring", self.path, KeyringError):
-            fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    def _write(self, doc: dict[str, Any], *, exclusive: bool = False) -> _Stamp:
-        """Write ``doc`` durably and atomically; with ``exclusive``, never replace a file.
-
-        Returns the stamp of the file written.
-
-        Raises:
-            KeyringError: ``exclusive`` and a keyring already exists at the path, or the
-                file system refused the write (the previous keyring is left whole).
-            DiskFullError: no room on the disk (the previous keyring is left whole).
-        """
-        assert self.path is not None
-        directory = self.path.parent
-        with os_errors("writing the keyring", self.path, KeyringError):
-            # Named after this keyring, so a copy left by a killed writer is found and
-            # removed (remove_leftovers) rather than kept beside the database forever.
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + _TEMP_INFIX, dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(doc, handle, sort_keys=True, indent=1)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    written = _stamp_of(os.fstat(handle.fileno()))
-                os.chmod(tmp, 0o600)
-                if exclusive:
-                    # link() fails if the name exists, where replace() would clobber it.
-                    try:
-                        os.link(tmp, self.path)
-                    except FileExistsError:
-                        raise _stale_keyring(self.path) from None
-                    os.unlink(tmp)
-                else:
-                    os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            fsync_directory(directory)
-        return written
 
     def remove_leftovers(self) -> list[Path]:
         """Delete copies of this keyring left by writers that were killed mid-write.
@@ -565,73 +470,8 @@ class Keyring:
         """
         if self.path is None:
             return []
-        directory, name = self.path.parent, self.path.name
-        removed = []
-        with self._lock, self._file_lock():
-            candidates = list(directory.glob(f"{glob.escape(name)}{_TEMP_INFIX}*"))
-            candidates += [
-                p
-                for p in directory.glob(f"{_LEGACY_TEMP_PREFIX}*")
-                if _vault_of(p) == self.vault_id
-            ]
-            for leftover in candidates:
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
-                    removed.append(leftover)
-        return removed
-
-    @staticmethod
-    def _read(path: Path) -> tuple[dict[str, Any], _Stamp]:
-        """Read the sidecar and check its size, format, version, checksum and shape.
-
-        Nothing here needs a key, so a damaged file is refused before any derivation.
-        Returns the document and the stamp of the file version it came from.
-
-        Raises:
-            KeyringMissingError: there is no file at ``path``.
-            KeyringCorruptError: the file is damaged or not a keyring this code reads.
-        """
-        try:
-            with os_errors("reading the keyring", path, KeyringError), path.open("rb") as handle:
-                seen = _stamp_of(os.fstat(handle.fileno()))
-                raw = handle.read(MAX_KEYRING_BYTES + 1)
-        except FileNotFoundError:
-            raise KeyringMissingError(
-                f"no keyring at {path}: an encrypted database needs its .keyring file beside "
-                "it; restore it from where you keep backups"
-            ) from None
-        if len(raw) > MAX_KEYRING_BYTES:
-            raise KeyringCorruptError(f"the keyring at {path} is implausibly large; restore it")
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise KeyringCorruptError(
-                f"the keyring at {path} is damaged (not valid JSON); restore it from a backup"
-            ) from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise KeyringCorruptError(f"{path} is not a mangostore keyring")
-        if doc.get("version") != FORMAT_VERSION:
-            raise KeyringCorruptError(
-                f"the keyring at {path} has format version {doc.get('version')!r}; this "
-                f"mangostore reads version {FORMAT_VERSION}: upgrade mangostore"
-            )
-        stored = doc.get("checksum")
-        if not isinstance(stored, str) or not hmac.compare_digest(stored, _checksum(doc)):
-            raise KeyringCorruptError(
-                f"the keyring at {path} is damaged (its checksum does not match its contents); "
-                "restore it from a backup"
-            )
-        shape = (
-            isinstance(doc.get("vault_id"), str)
-            and isinstance(doc.get("kdf"), dict)
-            and isinstance(doc.get("master"), dict)
-            and isinstance(doc.get("data_keys"), dict)
-            and isinstance(doc.get("erased_users"), list)
-            and isinstance(doc.get("page_encryption"), bool)
-        )
-        if not shape:
-            raise KeyringCorruptError(f"the keyring at {path} is incomplete; restore it")
-        return doc, seen
+        with self._lock:
+            return remove_leftovers(self.path, self.vault_id)
 
     def describe(self) -> dict[str, Any]:
         """Return what may be shown about this keyring: never a key."""
@@ -652,11 +492,3 @@ def _check_new_passphrase(new: Any) -> None:
     """
     if not isinstance(new, str) or not new:
         raise ConfigurationError("the new passphrase must be a non-empty string")
-
-
-def _stale_keyring(path: Path) -> KeyringError:
-    """Return the error for creating a database where a keyring already exists."""
-    return KeyringError(
-        f"a keyring already exists at {path} but its database does not; restore the "
-        "database beside it, or move the stale keyring away before creating a new one"
-    )

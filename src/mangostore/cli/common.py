@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import click
 from rich.console import Console
@@ -269,29 +269,31 @@ def open_existing(
     return mangostore.open(path, passphrase, create=False, migrate=False)
 
 
+class Feature(NamedTuple):
+    """What a command group works on, and the schema version it needs."""
+
+    name: str
+    needs_version: int
+
+
 def open_for(
-    path: Path,
-    *,
-    plain: bool,
-    key_file: Path | None,
-    needs_version: int,
-    feature: str,
+    path: Path, *, plain: bool, key_file: Path | None, feature: Feature
 ) -> mangostore.Database:
-    """Open an existing database for a command that needs schema ``needs_version``.
+    """Open an existing database for a command group that needs ``feature``'s schema.
 
     Commands never migrate behind the user's back: an older database is refused with
     the command that upgrades it.
 
     Raises:
-        CommandError: the schema is older than ``needs_version``.
+        CommandError: the schema is older than ``feature.needs_version``.
     """
     db = open_existing(path, plain=plain, key_file=key_file)
-    if db.schema_version < needs_version:
+    if db.schema_version < feature.needs_version:
         version = db.schema_version
         db.close()
         raise CommandError(
-            f"{path} is at schema version {version}; {feature} needs version "
-            f"{needs_version}: run 'mangostore migrate {path}' first"
+            f"{path} is at schema version {version}; {feature.name} needs version "
+            f"{feature.needs_version}: run 'mangostore migrate {path}' first"
         )
     return db
 
