@@ -44,6 +44,7 @@ from rich.table import Table
 import mangostore
 from bench.harness import Config, Measurement
 from mangostore.clock import ManualClock
+from mangostore.ids import new_id
 from mangostore.kg.embedding import (
     Embedder,
     HashingEmbedder,
@@ -55,7 +56,6 @@ from mangostore.kg.embedding import (
 from mangostore.kg.names import canonical
 from mangostore.kg.search import fts_query
 from mangostore.kg.vectors import embedding_text
-from mangostore.repos.base import new_id
 
 
 def _words(text: str) -> list[str]:

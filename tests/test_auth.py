@@ -184,7 +184,7 @@ def test_unknown_user_costs_one_argon2_verification_like_a_known_one(
     db: mangostore.Database, ann: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    hasher = db.auth._hasher
+    hasher = db.auth.hasher
     real = hasher.verify
 
     def counting(stored: str, password: str) -> bool:
@@ -262,7 +262,7 @@ def test_locked_name_does_not_verify_the_password(
     db: mangostore.Database, ann: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fail(db, "ann", 5)
-    monkeypatch.setattr(db.auth._hasher, "verify", pytest.fail)
+    monkeypatch.setattr(db.auth.hasher, "verify", pytest.fail)
     with pytest.raises(AccountLockedError):
         db.auth.login("ann", "not the password")
 

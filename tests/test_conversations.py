@@ -25,7 +25,7 @@ from mangostore.errors import (
 from mangostore.keys.envelope import parse_header
 from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.keys.rotation import rotate_field_keys
-from mangostore.kg.conversations import ConversationService, Message, _open, estimate_tokens
+from mangostore.kg.conversations import ConversationService, Message, estimate_tokens, open_content
 
 HOUR_MS = 3_600_000
 #: Message text that must never reach the disk in the clear.
@@ -295,7 +295,7 @@ def test_encrypted_messages_need_the_passphrase(db: mangostore.Database, ann: st
     db.conversations.append(chat.id, "user", "hello")
     row = db.query("SELECT * FROM ai_messages")[0]
     with pytest.raises(ConfigurationError):
-        _open(None, row)
+        open_content(None, row)
 
 
 def test_erased_users_messages_are_unreadable(db: mangostore.Database, ann: str) -> None:

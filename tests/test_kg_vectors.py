@@ -11,9 +11,9 @@ from tests.conftest import skip_unless_available
 
 import mangostore
 from mangostore import errors
+from mangostore.ids import new_id
 from mangostore.kg import HashingEmbedder, embedding
 from mangostore.kg.embedding import MiniLMEmbedder, NumpyIndex, minilm_directory, to_blob
-from mangostore.repos.base import new_id
 
 MODEL = "hashing-64"
 

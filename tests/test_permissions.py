@@ -339,13 +339,13 @@ def test_cached_checks_read_nothing_until_something_commits(
     db.access.grant(ann, "project", "p1", "read")
     db.access.grant(ann, "project", "p2", "read")
     loads: list[Any] = []
-    real = permissions_module._load
+    real = permissions_module.load_rules
 
     def counting(conn: Any, key: Any) -> Any:
         loads.append(key[2])
         return real(conn, key)
 
-    monkeypatch.setattr(permissions_module, "_load", counting)
+    monkeypatch.setattr(permissions_module, "load_rules", counting)
     for _ in range(10):
         assert db.access.check(ann, "project", "p1", "read")
         assert db.access.check(ann, "project", "p2", "read")

@@ -552,7 +552,7 @@ def test_a_failed_retention_leaves_no_archive(
     def fail(*args: object, **kwargs: object) -> int:
         raise DatabaseError("the delete failed")
 
-    monkeypatch.setattr("mangostore.privacy.service._delete_with_children", fail)
+    monkeypatch.setattr("mangostore.privacy.retention.delete_with_children", fail)
     with pytest.raises(DatabaseError):
         disk_db.privacy.apply_retention()
     monkeypatch.undo()
@@ -583,14 +583,14 @@ def test_an_archive_never_replaces_another(
         )
 
     first = write("first")
-    real = archive_module._unused
+    real = archive_module.free_name
     calls: list[Path] = []
 
     def stale(path: Path) -> Path:  # the name was free when chosen, taken since
         calls.append(path)
         return first if len(calls) == 1 else real(path)
 
-    monkeypatch.setattr(archive_module, "_unused", stale)
+    monkeypatch.setattr(archive_module, "free_name", stale)
     second = write("second")
     assert second != first
     assert [r["command"] for r in read_archive(first, memory_db).rows] == ["first"]
@@ -611,7 +611,7 @@ def test_reopening_finishes_an_interrupted_archive_scrub(
         clock.advance(100 * DAY_MS)
         archive = db.privacy.apply_retention().table("command_history").archive
         assert archive is not None
-        monkeypatch.setattr(PrivacyService, "_scrub_archives", lambda self, *users: [])
+        monkeypatch.setattr("mangostore.privacy.erasure.scrub_archives", lambda db, *users: [])
         db.privacy.erase_user(uid)  # as if it stopped between its commit and the scrub
         monkeypatch.undo()
         assert len(read_archive(archive, db).rows) == 2

@@ -7,7 +7,10 @@ from mangostore.kg.embedding import Embedder, HashingEmbedder, MiniLMEmbedder, d
 from mangostore.kg.graph import KnowledgeGraph
 from mangostore.kg.model import (
     EntityView,
+    Evidence,
+    Explanation,
     GraphPath,
+    Hit,
     MergeReport,
     Neighbor,
     Observation,
@@ -15,7 +18,6 @@ from mangostore.kg.model import (
     Subgraph,
     Upsert,
 )
-from mangostore.kg.search import Evidence, Explanation, Hit
 
 __all__ = [
     "Embedder",

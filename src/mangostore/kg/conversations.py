@@ -34,10 +34,10 @@ from mangostore.errors import (
     InvalidValueError,
     TamperedDataError,
 )
+from mangostore.ids import new_id
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
-from mangostore.kg.memory import ttl_ms
+from mangostore.kg.memory_checks import ttl_ms
 from mangostore.records import AIConversation
-from mangostore.repos.base import new_id
 from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ __all__ = [
     "ConversationService",
     "Message",
     "estimate_tokens",
+    "open_content",
 ]
 
 #: Who a message is from.
@@ -397,7 +398,7 @@ class ConversationService:
                 user_id=str(row[2]),
                 seq=int(row[3]),
                 role=str(row[4]),
-                content=_open(cipher, row),
+                content=open_content(cipher, row),
                 token_count=int(row[6]),
                 created_at=int(row[7]),
             )
@@ -405,7 +406,25 @@ class ConversationService:
         ]
 
 
-def _open(cipher: FieldCipher | None, row: Any) -> str:
+def open_content(cipher: FieldCipher | None, row: Any) -> str:
+    """Return the text of one ``ai_messages`` row, decrypted when it is an envelope.
+
+    Args:
+        cipher: the database's field cipher
+            (:func:`~mangostore.keys.field_cipher.field_cipher_for`), ``None`` when it
+            has no keyring.
+        row: the message's columns in table order: ``id``, ``conversation_id``,
+            ``user_id``, ``seq``, ``role``, ``content``, ...
+
+    Returns:
+        The message's text.
+
+    Raises:
+        TamperedDataError: the database has a keyring but the content is plain text, or
+            the envelope is not genuine for this message and owner, or its key was
+            destroyed.
+        ConfigurationError: the content is encrypted but there is no cipher to open it.
+    """
     message_id, owner, stored = str(row[0]), str(row[2]), row[5]
     if isinstance(stored, str):
         if cipher is not None:

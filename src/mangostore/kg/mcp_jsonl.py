@@ -30,15 +30,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mangostore.errors import ValidationError
-from mangostore.kg.model import ENTITY_TYPES
+from mangostore.kg.model import ENTITY_TYPES, EntityRef, Observation, Relation, Upsert
+from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
-    from mangostore.kg.graph import KnowledgeGraph
+    from mangostore.db import Database
 
-__all__ = ["TYPE_MAP", "export_jsonl", "import_jsonl", "map_entity_type", "map_relation_type"]
+__all__ = [
+    "TYPE_MAP",
+    "GraphWriter",
+    "export_jsonl",
+    "import_jsonl",
+    "map_entity_type",
+    "map_relation_type",
+]
 
 #: Entity types of the MCP world mapped onto the schema's; unlisted ones become concept.
 TYPE_MAP = {
@@ -58,6 +66,39 @@ TYPE_MAP = {
     "folder": "file",
 }
 _METADATA_KEY = "mcp_entity_type"
+
+
+class GraphWriter(Protocol):
+    """What an import needs of the knowledge graph (``db.kg`` provides it).
+
+    The import goes through these public methods, not around them, so that the text
+    of the file is checked as any caller's would be (a lone surrogate in a name is
+    refused naming ``name``).
+    """
+
+    def find(self, user_id: str, name: str, type: str | None = None) -> KGEntity | None:
+        """Return the user's entity with this name or alias, or None."""
+        ...
+
+    def upsert_entity(
+        self,
+        user_id: str,
+        type: str,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        dedup: bool = True,
+    ) -> Upsert:
+        """Return the user's entity of this type and name, creating it if there is none."""
+        ...
+
+    def observe(self, entity: EntityRef, type: str, content: str) -> Observation:
+        """Record an observation about an entity, or confirm it."""
+        ...
+
+    def relate(self, subject: EntityRef, predicate: str, object: EntityRef) -> Relation:
+        """Record ``subject -predicate-> object``, or strengthen it."""
+        ...
 
 
 def map_entity_type(entity_type: str) -> str:
@@ -109,8 +150,14 @@ def _parse(lines: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, A
     return entities, relations
 
 
-def import_jsonl(kg: KnowledgeGraph, user_id: str, lines: Iterable[str]) -> dict[str, int]:
+def import_jsonl(
+    db: Database, kg: GraphWriter, user_id: str, lines: Iterable[str]
+) -> dict[str, int]:
     """Import MCP memory JSONL lines for ``user_id`` in one transaction.
+
+    Args:
+        db: the database whose transaction holds the whole import.
+        kg: the knowledge graph that stores the entities, observations and relations.
 
     Returns counts: ``entities_created``, ``entities_matched``, ``observations``,
     ``relations`` and ``relations_skipped``.
@@ -125,7 +172,7 @@ def import_jsonl(kg: KnowledgeGraph, user_id: str, lines: Iterable[str]) -> dict
         0,
     )
     by_name: dict[str, str] = {}
-    with kg._db.transaction():
+    with db.transaction():
         for item in entities:
             original = item.get("entityType", "concept")
             stored = map_entity_type(original)
@@ -160,14 +207,13 @@ def import_jsonl(kg: KnowledgeGraph, user_id: str, lines: Iterable[str]) -> dict
     return counts
 
 
-def export_jsonl(kg: KnowledgeGraph, user_id: str) -> Iterator[str]:
+def export_jsonl(db: Database, user_id: str) -> Iterator[str]:
     """Yield the user's graph as MCP memory JSONL lines (without newlines).
 
-    Entities come first (oldest first), each with the observations that hold now, then
-    the relations that hold now.
+    Entities come first (oldest first), each with the observations that hold now
+    (by the database's clock), then the relations that hold now.
     """
-    db = kg._db
-    now = kg._now()
+    now = db.clock.now_ms()
     names: dict[str, str] = {}
     entities = db.kg_entities.list(user_id=user_id, order_by=["created_at", "id"])
     observations: dict[str, list[str]] = {}

@@ -27,6 +27,10 @@ A memory past ``expires_at``, or forgotten, is hidden at once from recall, histo
 listing; :meth:`MemoryService.sweep` deletes it for good after a grace period
 (:attr:`MemoryPolicy.purge_grace_ms`, 7 days). Deleting a memory by any path also
 deletes its full-text entry (triggers of migration 10).
+
+The ranking itself is :func:`mangostore.kg.memory_recall.rank`; the checks of the
+arguments, and the memory types and sources allowed, are in
+:mod:`mangostore.kg.memory_checks`. Both are re-exported here where they were before.
 """
 
 from __future__ import annotations
@@ -35,14 +39,32 @@ import builtins
 import dataclasses
 import datetime as dt
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.kg.inputs import checks_text_arguments
-from mangostore.kg.search import fts_query as search_query
+from mangostore.kg.memory_checks import (
+    KEY_MAX_CHARS,
+    MEMORY_TYPES,
+    SOURCES,
+    check_choice,
+    check_confidence,
+    check_key,
+    is_int,
+    sql_limit,
+    ttl_ms,
+)
+from mangostore.kg.memory_recall import (
+    DAY_MS,
+    K_MAX,
+    KEY_WEIGHT,
+    MemoryPolicy,
+    Recall,
+    fts_query,
+    rank,
+)
 from mangostore.records import AIMemory
 from mangostore.sql import batches, placeholders, quote_identifier
 
@@ -50,6 +72,7 @@ if TYPE_CHECKING:
     from mangostore.db import Database
 
 __all__ = [
+    "DAY_MS",
     "KEY_MAX_CHARS",
     "KEY_WEIGHT",
     "MEMORY_TYPES",
@@ -60,76 +83,6 @@ __all__ = [
     "Recall",
     "fts_query",
 ]
-
-DAY_MS = 86_400_000
-#: The kinds of memory the schema allows.
-MEMORY_TYPES: tuple[str, ...] = ("fact", "preference", "skill", "context")
-#: Where a memory may come from.
-SOURCES: tuple[str, ...] = ("user_input", "inference", "observation")
-#: Longest key accepted, in characters.
-KEY_MAX_CHARS = 512
-#: How much more a query word found in the key counts than one found in the value.
-KEY_WEIGHT = 2.0
-#: Most memories one recall returns.
-K_MAX = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryPolicy:
-    """How recall ranks and how long hidden memories are kept.
-
-    Attributes:
-        half_life_ms: age after which the decaying part of ``recency`` has halved.
-        recency_floor: the part of ``recency`` that never decays (0 to 1).
-        global_weight: ``scope`` of a user-wide memory in a recall about a project (0 to 1).
-        purge_grace_ms: how long an expired or forgotten memory is kept, hidden, before
-            :meth:`MemoryService.sweep` deletes it.
-        candidates: full-text matches considered per query recall before ranking.
-    """
-
-    half_life_ms: int = 30 * DAY_MS
-    recency_floor: float = 0.5
-    global_weight: float = 0.8
-    purge_grace_ms: int = 7 * DAY_MS
-    candidates: int = 200
-
-    def __post_init__(self) -> None:
-        for name in ("half_life_ms", "candidates"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise InvalidValueError(f"MemoryPolicy.{name} must be a positive integer")
-        if not _is_int(self.purge_grace_ms) or self.purge_grace_ms < 0:
-            raise InvalidValueError("MemoryPolicy.purge_grace_ms must be a non-negative integer")
-        for name in ("recency_floor", "global_weight"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= 1:
-                raise InvalidValueError(f"MemoryPolicy.{name} must be a number from 0 to 1")
-
-
-@dataclass(frozen=True, slots=True)
-class Recall:
-    """A memory returned by :meth:`MemoryService.recall`, with its score and the parts of it.
-
-    ``memory`` shows the access this recall counted (``access_count`` and
-    ``last_accessed``); the score was computed before it.
-    """
-
-    memory: AIMemory
-    score: float
-    relevance: float
-    confidence: float
-    recency: float
-    scope: float
-
-    @property
-    def key(self) -> str:
-        """The memory's key."""
-        return self.memory.key_name
-
-    @property
-    def value(self) -> Any:
-        """The memory's value, as a Python object."""
-        return self.memory.value_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +159,11 @@ class MemoryService:
             JSONValueError: the value is not JSON-serialisable or too large.
             ForeignKeyError: the user, project or conversation does not exist.
         """
-        _check_key(key)
-        _check_choice("memory_type", memory_type, MEMORY_TYPES)
+        check_key(key)
+        check_choice("memory_type", memory_type, MEMORY_TYPES)
         if source is not None:
-            _check_choice("source", source, SOURCES)
-        confidence = _check_confidence(confidence)
+            check_choice("source", source, SOURCES)
+        confidence = check_confidence(confidence)
         lifetime = ttl_ms(ttl)
         canonical = _canonical(value)
         with self._db.transaction():
@@ -379,10 +332,10 @@ class MemoryService:
         """
         if (key is None) == (query is None):
             raise InvalidValueError("recall() takes a key or a query (one of them)", field="key")
-        if not _is_int(k) or not 1 <= k <= K_MAX:
+        if not is_int(k) or not 1 <= k <= K_MAX:
             raise InvalidValueError(f"k must be an integer from 1 to {K_MAX}", field="k")
         if memory_type is not None:
-            _check_choice("memory_type", memory_type, MEMORY_TYPES)
+            check_choice("memory_type", memory_type, MEMORY_TYPES)
         now = self._db.clock.now_ms()
         where, params = self._filters(user_id, project_id, memory_type, now)
         if key is not None:
@@ -414,10 +367,7 @@ class MemoryService:
                 (self._build(row), float(row["strength"]) / best if best > 0 else 1.0)
                 for row in rows
             ]
-        ranked = sorted(
-            (self._score(memory, relevance, project_id, now) for memory, relevance in found),
-            key=lambda r: (-r.score, -r.memory.created_at, r.memory.id),
-        )[:k]
+        ranked = rank(found, policy=self.policy, project_id=project_id, now=now, k=k)
         return self._count_access(ranked, now)
 
     def history(
@@ -444,7 +394,7 @@ class MemoryService:
             "AND s.superseded_at IS NOT NULL AND s.forgotten_at IS NULL "
             "AND (m.expires_at IS NULL OR m.expires_at > ?) "
             "ORDER BY m.created_at DESC, s.seq DESC LIMIT ?",
-            (user_id, key, project_id, now, _limit(limit)),
+            (user_id, key, project_id, now, sql_limit(limit)),
         )
 
     def list(
@@ -470,7 +420,7 @@ class MemoryService:
             InvalidValueError: a bad ``memory_type`` or ``limit``.
         """
         if memory_type is not None:
-            _check_choice("memory_type", memory_type, MEMORY_TYPES)
+            check_choice("memory_type", memory_type, MEMORY_TYPES)
         now = self._db.clock.now_ms()
         where, params = self._filters(user_id, project_id, memory_type, now)
         return self._select(
@@ -479,7 +429,7 @@ class MemoryService:
             f"WHERE {where} "
             "ORDER BY m.key_name, m.project_id IS NOT NULL, m.project_id, m.created_at DESC "
             "LIMIT ?",
-            (*params, _limit(limit)),
+            (*params, sql_limit(limit)),
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -496,21 +446,6 @@ class MemoryService:
             clauses.append("m.memory_type = ?")
             params.append(memory_type)
         return " AND ".join(clauses), params
-
-    def _score(
-        self, memory: AIMemory, relevance: float, project_id: str | None, now: int
-    ) -> Recall:
-        policy = self.policy
-        confidence = 1.0 if memory.confidence_score is None else float(memory.confidence_score)
-        touched = max(memory.created_at, memory.last_accessed or memory.created_at)
-        age = max(0, now - touched)
-        decay = 0.5 ** (age / policy.half_life_ms)
-        recency = policy.recency_floor + (1 - policy.recency_floor) * decay
-        scope = 1.0
-        if project_id is not None and memory.project_id != project_id:
-            scope = policy.global_weight
-        score = relevance * confidence * recency * scope
-        return Recall(memory, score, relevance, confidence, recency, scope)
 
     def _count_access(self, ranked: builtins.list[Recall], now: int) -> builtins.list[Recall]:
         if not ranked:
@@ -570,83 +505,9 @@ _VISIBLE = (
 )
 
 
-def fts_query(text: str) -> str | None:
-    """Turn any text into a safe FTS5 query over every column of ``ai_memory_fts``.
-
-    The same rules as the knowledge graph's search (:func:`mangostore.kg.search.fts_query`):
-    words, each a quoted literal, OR-ed, stopwords left out unless nothing else remains.
-
-    Returns:
-        The query, or ``None`` when the text has no words.
-
-    Raises:
-        InvalidValueError: ``text`` is not a string.
-    """
-    if not isinstance(text, str):
-        raise InvalidValueError("query must be a string", field="query")
-    return search_query(text, column=None)
-
-
 def _canonical(value: Any) -> str | None:
     """The value as sorted-key JSON, to compare versions; ``None`` if it is not JSON."""
     try:
         return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError):
         return None  # the repository refuses it with the precise error
-
-
-def _check_key(key: Any) -> None:
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidValueError("key must be a non-empty string", field="key")
-    if len(key) > KEY_MAX_CHARS:
-        raise InvalidValueError(f"key must be at most {KEY_MAX_CHARS} characters long", field="key")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices or not isinstance(value, str):
-        raise InvalidValueError(
-            f"{name} must be one of {', '.join(choices)}; got {value!r}", field=name
-        )
-
-
-def _check_confidence(value: Any) -> float:
-    if not _is_number(value) or not 0 <= value <= 1:
-        raise InvalidValueError(
-            f"confidence must be a number from 0 to 1; got {value!r}", field="confidence"
-        )
-    return float(value)
-
-
-def ttl_ms(ttl: int | dt.timedelta | None) -> int | None:
-    """Return a time-to-live in milliseconds (``None`` stays ``None``).
-
-    Raises:
-        InvalidValueError: ``ttl`` is not a positive integer (ms) or timedelta.
-    """
-    if ttl is None:
-        return None
-    if isinstance(ttl, dt.timedelta):
-        ms = ttl // dt.timedelta(milliseconds=1)
-    elif _is_int(ttl):
-        ms = ttl
-    else:
-        raise InvalidValueError("ttl must be milliseconds (an integer) or a timedelta", field="ttl")
-    if ms <= 0:
-        raise InvalidValueError("ttl must be positive", field="ttl")
-    return ms
-
-
-def _limit(limit: int | None) -> int:
-    if limit is None:
-        return -1  # SQLite: no limit
-    if not _is_int(limit) or limit < 1:
-        raise InvalidValueError("limit must be a positive integer", field="limit")
-    return limit
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

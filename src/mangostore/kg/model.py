@@ -1,4 +1,4 @@
-"""The values the knowledge graph service returns."""
+"""The values the knowledge graph service takes and returns."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from mangostore.records import KGEntity
 __all__ = [
     "ENTITY_TYPES",
     "OBSERVATION_TYPES",
+    "Component",
+    "Direction",
+    "EntityRef",
     "EntityView",
+    "Evidence",
+    "Explanation",
     "GraphPath",
+    "Hit",
     "MergeReport",
     "Neighbor",
     "Observation",
@@ -26,6 +32,10 @@ ENTITY_TYPES = ("person", "project", "command", "file", "concept")
 OBSERVATION_TYPES = ("fact", "behavior", "preference", "pattern")
 
 MatchKind = Literal["canonical", "alias", "similar"]
+#: Which relations a walk follows: from subject to object, back, or both ways.
+Direction = Literal["out", "in", "both"]
+#: An entity given to the service: its id, or the record itself.
+EntityRef = str | KGEntity
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +174,51 @@ class EntityView:
     outgoing: list[Relation]
     incoming: list[Relation]
     names: dict[str, str]  # entity id -> name, for the other ends of the relations
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a retriever found an entity.
+
+    Attributes:
+        retriever: ``"fts"``, ``"trigram"``, ``"vector"`` or ``"graph"``.
+        kind: ``"entity"``, ``"alias"``, ``"observation"`` (the matched row) or
+            ``"relation"`` (a graph path).
+        source_id: the matched row's id (entity, alias, observation or relation).
+        text: the matched text, or the path as ``a -predicate-> b`` lines.
+        score: the retriever's own score (BM25, similarity, graph score).
+    """
+
+    retriever: str
+    kind: str
+    source_id: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One retriever's part in a hit's score."""
+
+    rank: int
+    contribution: float
+    raw_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """How a hit's score was made: ``score = rrf * product(factors)``."""
+
+    rrf: float
+    components: dict[str, Component]
+    factors: dict[str, float]
+    evidence: list[Evidence]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result."""
+
+    entity: KGEntity
+    score: float
+    explanation: Explanation | None = None

@@ -32,25 +32,34 @@ observation is not matched, a closed relation is not followed.
 from __future__ import annotations
 
 import functools
+import json
 import math
-import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import snowballstemmer  # type: ignore[import-untyped]
-
 from mangostore.errors import InvalidValueError
-from mangostore.kg.model import ENTITY_TYPES
+from mangostore.kg.model import ENTITY_TYPES, Component, Evidence, Explanation, Hit
 from mangostore.kg.names import canonical, trigrams
 from mangostore.kg.names import words as name_words
+from mangostore.kg.query_text import (
+    MAX_QUERY_CHARS,
+    MAX_QUERY_TERMS,
+    STOPWORDS,
+    fts_query,
+    porter_stem,
+    query_words,
+)
+from mangostore.kg.semantic import Semantic
+from mangostore.kg.store import GraphStore
+from mangostore.kg.traversal import walk_query
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
     from mangostore.engine.pragmas import Connection
-    from mangostore.kg.graph import KnowledgeGraph
 
+# The query-text helpers (query_text.py) and the result values (model.py) stay importable
+# from here, where memory's recall, the benchmarks and older callers look for them.
 __all__ = [
     "HALF_LIFE_DAYS",
     "LINK_SIMILARITY",
@@ -96,181 +105,6 @@ SUPERSEDED_FACTOR = 0.4
 _DAY_MS = 86_400_000
 #: Most paths walked from one linked entity (breadth first, so the nearest are kept).
 _WALK_ROWS = 500
-_MAX_QUERY_CHARS = 1_000
-#: Most distinct words of a query that are searched for.
-MAX_QUERY_TERMS = 32
-
-_WORD = re.compile(r"[^\W_]+(?:_[^\W_]+)*")
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "no",
-        "not",
-        "now",
-        "of",
-        "on",
-        "or",
-        "our",
-        "please",
-        "should",
-        "so",
-        "some",
-        "tell",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "us",
-        "use",
-        "used",
-        "uses",
-        "using",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-    ]
-)
-
-
-def query_words(text: str) -> list[str]:
-    """Return the words of ``text``, lower-cased (letters and digits; NUL and symbols dropped)."""
-    return [w.casefold() for w in _WORD.findall(text[:_MAX_QUERY_CHARS])]
-
-
-_STEMMER = snowballstemmer.stemmer("porter")
-_STEMMER_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4096)
-def porter_stem(word: str) -> str:
-    """Return ``word`` (lower case) as the FTS5 ``porter`` tokenizer indexes it.
-
-    Both implement Martin Porter's original algorithm; FTS5 leaves words of one or two
-    characters as they are.
-    """
-    if len(word) <= 2:
-        return word
-    with _STEMMER_LOCK:  # a snowball stemmer keeps its working string on the object
-        return str(_STEMMER.stemWord(word))
-
-
-def fts_query(
-    text: str, common: frozenset[str] = frozenset(), *, column: str | None = "content"
-) -> str | None:
-    """Turn user text into a safe FTS5 query, or None when it has no words.
-
-    Every word becomes a quoted string (inner quotes doubled), the words (at most
-    :data:`MAX_QUERY_TERMS`) are joined with OR and ranked by BM25; stopwords and the
-    ``common`` words are left out unless nothing else remains. ``column`` restricts
-    the query to one column (``None``: all). Nothing in ``text`` can add an operator,
-    a column filter or a prefix query.
-    """
-    words = query_words(text)
-    content = [w for w in words if w not in STOPWORDS] or words
-    content = [w for w in content if w not in common] or content
-    if not content:
-        return None
-    unique = list(dict.fromkeys(content))[:MAX_QUERY_TERMS]
-    terms = " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
-    return terms if column is None else f"{column} : ({terms})"
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """Why a retriever found an entity.
-
-    Attributes:
-        retriever: ``"fts"``, ``"trigram"``, ``"vector"`` or ``"graph"``.
-        kind: ``"entity"``, ``"alias"``, ``"observation"`` (the matched row) or
-            ``"relation"`` (a graph path).
-        source_id: the matched row's id (entity, alias, observation or relation).
-        text: the matched text, or the path as ``a -predicate-> b`` lines.
-        score: the retriever's own score (BM25, similarity, graph score).
-    """
-
-    retriever: str
-    kind: str
-    source_id: str
-    text: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Component:
-    """One retriever's part in a hit's score."""
-
-    rank: int
-    contribution: float
-    raw_score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """How a hit's score was made: ``score = rrf * product(factors)``."""
-
-    rrf: float
-    components: dict[str, Component]
-    factors: dict[str, float]
-    evidence: list[Evidence]
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One search result."""
-
-    entity: KGEntity
-    score: float
-    explanation: Explanation | None = None
 
 
 @dataclass
@@ -289,11 +123,16 @@ class _Ranked:
 
 
 class HybridSearch:
-    """One search over one knowledge graph; see the module docstring."""
+    """Searches over one knowledge graph; see the module docstring.
 
-    def __init__(self, kg: KnowledgeGraph) -> None:
-        self._kg = kg
-        self._db = kg._db
+    Args:
+        store: the shared row access; the hits are counted as reads of their entities.
+        semantic: the embedder and vector index of the ``vector`` retriever.
+    """
+
+    def __init__(self, store: GraphStore, semantic: Semantic) -> None:
+        self._store = store
+        self._semantic = semantic
 
     def search(
         self,
@@ -306,7 +145,14 @@ class HybridSearch:
         explain: bool = False,
         retrievers: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """Run the search; see :meth:`KnowledgeGraph.search`."""
+        """Return the user's entities that answer ``query``, best first.
+
+        See :meth:`mangostore.kg.graph.KnowledgeGraph.search` for the arguments.
+
+        Raises:
+            InvalidValueError: k below 1, an unknown type or retriever, a query that is
+                not a string.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidValueError("k must be a positive integer", field="k")
         if types is not None:
@@ -325,17 +171,17 @@ class HybridSearch:
                 )
         if not isinstance(query, str):
             raise InvalidValueError("the query must be a string", field="query")
-        text = query[:_MAX_QUERY_CHARS].replace("\x00", " ")
-        now = self._kg._now()
+        text = query[:MAX_QUERY_CHARS].replace("\x00", " ")
+        now = self._store.now()
         t = now if as_of is None else as_of
         depth = max(50, 5 * k)
         if "graph" in chosen:
-            self._kg._ensure_canonical(user_id)
-        if "vector" in chosen and self._kg.embedder is not None:
-            self._kg.embed_pending(user_id)
+            self._store.ensure_canonical_names(user_id)
+        if "vector" in chosen and self._semantic.embedder is not None:
+            self._semantic.embed_pending(user_id)
         lists: dict[str, _Ranked] = {}
         stale: set[str] = set()
-        with self._kg._read() as conn:
+        with self._store.reading() as conn:
             if "fts" in chosen:
                 lists["fts"] = self._fts(conn, user_id, text, t, depth)
             trigram = (
@@ -380,7 +226,7 @@ class HybridSearch:
         words = [w for w in query_words(text) if w not in STOPWORDS]
         if not words:
             return ranked
-        candidates = self._kg._trigram_candidates(
+        candidates = self._store.similar_names(
             conn, user_id, " ".join(words), None, depth * 2, TRIGRAM_ROW_BUDGET
         )
         windows = [
@@ -407,15 +253,17 @@ class HybridSearch:
 
     def _vector(self, user_id: str, text: str, t: int, depth: int) -> _Ranked:
         ranked = _Ranked()
-        embedder = self._kg.embedder
+        embedder = self._semantic.embedder
         if embedder is None or not text.strip():
             return ranked
         vector = embedder.embed([text])[0]
-        hits = self._kg.vector_index.search(user_id, embedder.model_version, vector, depth * 3)
+        hits = self._semantic.vector_index.search(
+            user_id, embedder.model_version, vector, depth * 3
+        )
         observations = [h.source_id for h in hits if h.source_id != h.entity_id]
         valid: set[str] = set()
         if observations:
-            with self._kg._read() as conn:  # not through the query cache: never asked twice
+            with self._store.reading() as conn:  # not through the query cache: never asked twice
                 rows = conn.execute(
                     "SELECT observation_id FROM kg_observation_validity "
                     "WHERE observation_id IN (SELECT value FROM json_each(?)) "
@@ -453,7 +301,7 @@ class HybridSearch:
         evidence: dict[str, Evidence] = {}
         current_matched: set[str] = set()
         closed_matched: set[str] = set()
-        walk, slots = self._kg._walk_sql("both", None)
+        walk = walk_query("both", None)
         relation_ids: set[str] = set()
         walks: list[tuple[str, float, list[tuple[str, int, str]]]] = []
         for entity_id, link_score in linked:
@@ -469,9 +317,9 @@ class HybridSearch:
             # One row per node reached: its shortest path's length and first relation
             # (with min(), SQLite takes the other columns from the row holding the min).
             paths = conn.execute(
-                walk + "SELECT node, min(depth), substr(rels, 1, instr(rels, ',') - 1) "
+                walk.sql + "SELECT node, min(depth), substr(rels, 1, instr(rels, ',') - 1) "
                 "FROM walk WHERE depth > 0 GROUP BY node ORDER BY 2, 1",
-                self._kg._bind(slots, values),
+                walk.params(values),
             ).fetchall()
             walks.append((entity_id, link_score, paths))
             relation_ids.update(first for _, _, first in paths)
@@ -485,7 +333,7 @@ class HybridSearch:
                 if _predicate_matches(predicate, stems):
                     closed_matched.add(obj if subject == entity_id else subject)
                     del rel_id
-        relations = self._kg._relations_by_id(conn, relation_ids)
+        relations = self._store.relations_in(conn, relation_ids)
         for entity_id, link_score, paths in walks:
             self_score = link_score
             if self_score > scores.get(entity_id, 0.0):
@@ -572,8 +420,8 @@ class HybridSearch:
         if not fused:
             return []
         pool = sorted(fused, key=lambda e: -fused[e])[: max(3 * k, 30)]
-        with self._kg._read() as conn:
-            entities = self._kg._entities(conn, pool)
+        with self._store.reading() as conn:
+            entities = self._store.entities_in(conn, pool)
             stale = stale | _superseded_values(conn, pool, t)
             successors = _successors(conn, sorted(stale & set(pool)), t)
         scored: list[tuple[float, str, dict[str, float]]] = []
@@ -610,7 +458,7 @@ class HybridSearch:
                         evidence.append(why)
                 explanation = Explanation(fused[entity_id], components, factors, evidence)
             hits.append(Hit(entities[entity_id], score, explanation))
-        self._kg.access.record(h.entity.id for h in hits)
+        self._store.access.record(h.entity.id for h in hits)
         return hits
 
 
@@ -700,6 +548,4 @@ def _predicate_matches(predicate: str, stems: set[str]) -> bool:
 
 
 def _json_list(values: Sequence[Any]) -> str:
-    import json
-
     return json.dumps(list(values))

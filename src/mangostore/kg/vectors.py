@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mangostore.kg.embedding import Embedder, content_hash, to_blob
-from mangostore.repos.base import new_id
+from mangostore.ids import new_id
+from mangostore.kg.embedding_protocol import Embedder, content_hash, to_blob
 
 if TYPE_CHECKING:
     from mangostore.db import Database

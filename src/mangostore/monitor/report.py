@@ -16,6 +16,9 @@ counter, a page count) and names it, so it can be checked:
 - ``analyze``: ``sqlite_stat1`` is missing or empty while a table holds at least
   :data:`MIN_ROWS_FOR_ANALYZE` rows (the planner then guesses);
 - ``size_limit``: the file and its WAL reach 80% of ``Settings.max_database_bytes``.
+
+Each kind is one rule, a function of the :class:`Evidence`; :data:`RULES` lists
+those the report runs.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from mangostore.cache.memory import TierStats
 from mangostore.monitor.connection import execute_unmonitored
@@ -35,13 +39,70 @@ from mangostore.monitor.plans import IndexUsage, analyze, foreign_key_columns
 from mangostore.monitor.stats import SlowQuery, StatementStats
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.clock import Clock
+    from mangostore.engine.pool import PoolStats
+    from mangostore.engine.pragmas import Connection
+    from mangostore.monitor.instruments import Instruments
+    from mangostore.settings import Settings
 
 MIN_RUNS_FOR_UNUSED: Final = 100
 MIN_LOOKUPS: Final = 100
 MIN_FREE_PAGES: Final = 16
 MIN_ROWS_FOR_ANALYZE: Final = 100
 SIZE_WARNING_RATIO: Final = 0.8
+
+
+class MeasuredStore(Protocol):
+    """What the report uses of ``db.store`` (:class:`mangostore.engine.store.Store`)."""
+
+    @property
+    def instruments(self) -> Instruments:
+        """The caches and the statement monitor."""
+        ...
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside a write transaction."""
+        ...
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A connection to read on (the transaction's own, inside one)."""
+        ...
+
+    def idle_connection(self) -> AbstractContextManager[Connection]:
+        """The writer, with no transaction open."""
+        ...
+
+    def pool_stats(self) -> PoolStats | None:
+        """The reader pool's counts; ``None`` when there is no pool (in memory)."""
+        ...
+
+
+class Measured(Protocol):
+    """What the report measures: :class:`mangostore.Database` conforms.
+
+    A protocol rather than the class: the database module imports this one (for
+    ``performance_report``), and importing it back would close a cycle.
+    """
+
+    @property
+    def store(self) -> MeasuredStore:
+        """The connections and instruments."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The thresholds the recommendations compare with."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """The database file (``":memory:"`` in memory)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of the report's timestamp."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +199,7 @@ class PerformanceReport:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def build_report(db: Database) -> PerformanceReport:
+def build_report(db: Measured) -> PerformanceReport:
     """Measure ``db`` and return its report (see the module docstring)."""
     instruments = db.store.instruments
     settings = db.settings
@@ -173,7 +234,16 @@ def build_report(db: Database) -> PerformanceReport:
         slow_queries=slow,
     )
     cache = _cache_performance(instruments.cache.stats())
-    recommendations = _recommend(db, query, cache, disk, usage, fk_columns)
+    evidence = Evidence(
+        settings=settings,
+        query=query,
+        cache=cache,
+        disk=disk,
+        usage=usage,
+        fk_columns=fk_columns,
+        table_rows={o.table: o.rows for o in disk.objects if o.kind == "table"},
+    )
+    recommendations = [r for rule in RULES for r in rule(evidence)]
     return PerformanceReport(
         timestamp=db.clock.now_ms(),
         query_performance=query,
@@ -185,15 +255,16 @@ def build_report(db: Database) -> PerformanceReport:
 
 
 @contextlib.contextmanager
-def _read_snapshot(db: Database) -> Iterator[Any]:
+def _read_snapshot(db: Measured) -> Iterator[Any]:
     """Lend a connection inside one read transaction, run outside the statistics."""
-    if db.store.in_transaction():
-        with db.store.reading() as conn:  # the writer, inside the caller's transaction
+    store = db.store
+    if store.in_transaction():
+        with store.reading() as conn:  # the writer, inside the caller's transaction
             yield conn
         return
-    # An in-memory database has only its writer: borrowed idle, it runs no statement
-    # (no BEGIN IMMEDIATE, COMMIT) that the report would then count.
-    lend = db.store.writer.idle_connection if db.store.pool is None else db.store.reading
+    # An in-memory database (no reader pool) has only its writer: borrowed idle, it
+    # runs no statement (no BEGIN IMMEDIATE, COMMIT) that the report would then count.
+    lend = store.idle_connection if store.pool_stats() is None else store.reading
     with lend() as conn:
         execute_unmonitored(conn, "BEGIN")
         try:
@@ -226,29 +297,48 @@ def _cache_performance(stats: dict[str, TierStats]) -> CachePerformance:
     return CachePerformance(tiers=tiers, hit_rate=hits / lookups if lookups else None)
 
 
-def _recommend(
-    db: Database,
-    query: QueryPerformance,
-    cache: CachePerformance,
-    disk: DiskUsage,
-    usage: IndexUsage,
-    fk_columns: dict[str, set[str]],
-) -> list[Recommendation]:
-    settings = db.settings
-    out: list[Recommendation] = []
-    rows = {o.table: o.rows for o in disk.objects if o.kind == "table"}
-    slow_ms = settings.slow_query_ms
-    for scan in usage.scans:
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The measurements every recommendation rule reads.
+
+    Attributes:
+        settings: the thresholds (``slow_query_ms``, ``cache_hit_rate_target``, ...).
+        query: the statement statistics, with plans.
+        cache: the cache tiers' counters.
+        disk: pages, objects and the size limit.
+        usage: the indexes, their uses, and the table scans seen.
+        fk_columns: per table of an index, the columns its foreign keys use.
+        table_rows: rows per table (-1 when they could not be counted).
+    """
+
+    settings: Settings
+    query: QueryPerformance
+    cache: CachePerformance
+    disk: DiskUsage
+    usage: IndexUsage
+    fk_columns: dict[str, set[str]]
+    table_rows: dict[str, int]
+
+
+#: A recommendation rule: the recommendations of one kind the evidence calls for.
+Rule = Callable[[Evidence], list[Recommendation]]
+
+
+def add_index_rule(e: Evidence) -> list[Recommendation]:
+    """``add_index`` for each scan (or automatic index) of a table filtered by columns."""
+    out = []
+    for scan in e.usage.scans:
         if scan.suggested_index is None:
             continue
-        big = rows.get(scan.table, -1) >= 1_000 or scan.mean_ms >= slow_ms
+        rows = e.table_rows.get(scan.table, -1)
+        big = rows >= 1_000 or scan.mean_ms >= e.settings.slow_query_ms
         how = "builds a temporary index on" if scan.automatic else "scans"
         out.append(
             Recommendation(
                 kind="add_index",
                 severity="warning" if big else "info",
                 message=(
-                    f"{scan.shape!r} {how} {scan.table} ({_rows_text(rows.get(scan.table, -1))}) "
+                    f"{scan.shape!r} {how} {scan.table} ({_rows_text(rows)}) "
                     f"on each of its {scan.executions} runs (mean {scan.mean_ms:.2f} ms), "
                     f"filtering by {', '.join(scan.equality_columns + scan.range_columns)}; "
                     "an index on those columns lets SQLite search instead"
@@ -257,31 +347,45 @@ def _recommend(
                 subject=scan.table,
             )
         )
+    return out
+
+
+def drop_unused_index_rule(e: Evidence) -> list[Recommendation]:
+    """``drop_unused_index`` for each index no statement seen used, on a table they read."""
+    query, usage = e.query, e.usage
+    if query.total_queries < MIN_RUNS_FOR_UNUSED:
+        return []  # too few runs to call an index unused
     read_tables = _tables_in_plans(query.statements)
-    if query.total_queries >= MIN_RUNS_FOR_UNUSED:
-        for index in usage.indexes:
-            if index.uses or index.unique or index.origin != "c" or index.table not in read_tables:
-                continue
-            if index.columns and index.columns[0] in fk_columns.get(index.table, set()):
-                continue  # it serves the foreign key's checks and cascades
-            size = next((o.bytes for o in disk.objects if o.name == index.name), 0)
-            out.append(
-                Recommendation(
-                    kind="drop_unused_index",
-                    severity="info",
-                    message=(
-                        f"index {index.name} on {index.table}({', '.join(index.columns)}) was "
-                        f"used by none of the {usage.statements_planned} statements seen "
-                        f"({query.total_queries} runs) although they read {index.table}; if "
-                        f"that workload is typical, dropping it frees about {size:,} bytes "
-                        f"and makes writes to {index.table} cheaper"
-                    ),
-                    action=f'DROP INDEX "{index.name}"',
-                    subject=index.name,
-                )
+    out = []
+    for index in usage.indexes:
+        if index.uses or index.unique or index.origin != "c" or index.table not in read_tables:
+            continue
+        if index.columns and index.columns[0] in e.fk_columns.get(index.table, set()):
+            continue  # it serves the foreign key's checks and cascades
+        size = next((o.bytes for o in e.disk.objects if o.name == index.name), 0)
+        out.append(
+            Recommendation(
+                kind="drop_unused_index",
+                severity="info",
+                message=(
+                    f"index {index.name} on {index.table}({', '.join(index.columns)}) was "
+                    f"used by none of the {usage.statements_planned} statements seen "
+                    f"({query.total_queries} runs) although they read {index.table}; if "
+                    f"that workload is typical, dropping it frees about {size:,} bytes "
+                    f"and makes writes to {index.table} cheaper"
+                ),
+                action=f'DROP INDEX "{index.name}"',
+                subject=index.name,
             )
-    target = settings.cache_hit_rate_target
-    for tier in cache.tiers:
+        )
+    return out
+
+
+def cache_hit_rate_rule(e: Evidence) -> list[Recommendation]:
+    """``cache_hit_rate`` for each tier under its target after enough lookups, with the cause."""
+    target = e.settings.cache_hit_rate_target
+    out = []
+    for tier in e.cache.tiers:
         lookups = tier.hits + tier.misses
         if tier.hit_rate is None or lookups < MIN_LOOKUPS or tier.hit_rate >= target:
             continue
@@ -309,11 +413,17 @@ def _recommend(
                 subject=tier.tier,
             )
         )
+    return out
+
+
+def vacuum_rule(e: Evidence) -> list[Recommendation]:
+    """``vacuum`` when free pages pass ``Settings.vacuum_freelist_ratio`` of the file."""
+    disk = e.disk
     if (
-        disk.freelist_ratio > settings.vacuum_freelist_ratio
+        disk.freelist_ratio > e.settings.vacuum_freelist_ratio
         and disk.freelist_count >= MIN_FREE_PAGES
     ):
-        out.append(
+        return [
             Recommendation(
                 kind="vacuum",
                 severity="info",
@@ -325,10 +435,15 @@ def _recommend(
                 ),
                 action="VACUUM",
             )
-        )
-    largest = max((r for r in rows.values()), default=0)
-    if not usage.statistics and largest >= MIN_ROWS_FOR_ANALYZE:
-        out.append(
+        ]
+    return []
+
+
+def analyze_rule(e: Evidence) -> list[Recommendation]:
+    """``analyze`` when the planner has no statistics although a table has many rows."""
+    largest = max(e.table_rows.values(), default=0)
+    if not e.usage.statistics and largest >= MIN_ROWS_FOR_ANALYZE:
+        return [
             Recommendation(
                 kind="analyze",
                 severity="info",
@@ -339,9 +454,15 @@ def _recommend(
                 ),
                 action="PRAGMA optimize",
             )
-        )
+        ]
+    return []
+
+
+def size_limit_rule(e: Evidence) -> list[Recommendation]:
+    """``size_limit`` when the file and its WAL near ``Settings.max_database_bytes``."""
+    disk = e.disk
     if disk.max_database_bytes and disk.limit_ratio >= SIZE_WARNING_RATIO:
-        out.append(
+        return [
             Recommendation(
                 kind="size_limit",
                 severity="critical" if disk.limit_ratio >= 1 else "warning",
@@ -352,8 +473,19 @@ def _recommend(
                 ),
                 action="VACUUM",
             )
-        )
-    return out
+        ]
+    return []
+
+
+#: The rules the report runs, in the order their recommendations are listed.
+RULES: Final[tuple[Rule, ...]] = (
+    add_index_rule,
+    drop_unused_index_rule,
+    cache_hit_rate_rule,
+    vacuum_rule,
+    analyze_rule,
+    size_limit_rule,
+)
 
 
 def _rows_text(rows: int) -> str:

@@ -9,6 +9,7 @@ Reach the service as ``db.notify`` (see ``docs/notifications.md``)::
 
 from __future__ import annotations
 
+from mangostore.notify.actions import ACTION_TYPES
 from mangostore.notify.delivery import (
     LOGGER_NAME,
     Deliverer,
@@ -17,6 +18,8 @@ from mangostore.notify.delivery import (
     RecordingDeliverer,
     RetryPolicy,
 )
+from mangostore.notify.dispatch import DeliveryReport
+from mangostore.notify.lifecycle import STATUSES, TRANSITIONS, check_transition
 from mangostore.notify.preferences import (
     CATEGORIES,
     METHODS,
@@ -27,14 +30,7 @@ from mangostore.notify.preferences import (
     Resolution,
     resolve,
 )
-from mangostore.notify.service import (
-    ACTION_TYPES,
-    STATUSES,
-    TRANSITIONS,
-    DeliveryReport,
-    NotificationService,
-    check_transition,
-)
+from mangostore.notify.service import NotificationService
 from mangostore.notify.templates import Template
 
 __all__ = [

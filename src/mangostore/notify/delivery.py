@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mangostore.errors import ConfigurationError, DeliveryError
+from mangostore.ids import new_id
+from mangostore.notify.ports import NotifyDatabase
 from mangostore.notify.preferences import METHODS
 from mangostore.records import Notification
-from mangostore.repos.base import new_id
 from mangostore.sql import batches, placeholders
-
-if TYPE_CHECKING:
-    from mangostore.db import Database
 
 __all__ = [
     "LOGGER_NAME",
@@ -266,7 +264,7 @@ class DeliveryQueue:
     which calls deliverers and touches no table.
     """
 
-    def __init__(self, db: Database, retry: RetryPolicy) -> None:
+    def __init__(self, db: NotifyDatabase, retry: RetryPolicy) -> None:
         self._db = db
         self.retry = retry
 

@@ -9,6 +9,7 @@ and a template can never reach an attribute, an index or a ``__format__`` method
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from mangostore.errors import TemplateError
 
-__all__ = ["ParamValue", "Template"]
+__all__ = ["ParamValue", "Template", "compiled"]
 
 #: The types a parameter value may have; each is substituted as ``str(value)``.
 ParamValue = str | int | float | bool
@@ -101,6 +102,19 @@ class Template:
                 )
             values[name] = str(value)
         return "".join(literal + (values[name] if name else "") for literal, name in self._pieces)
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(text: str) -> Template:
+    """Return :meth:`Template.parse` of ``text``, parsed once per text.
+
+    A type's template is rendered at every send: parsing it again each time would
+    cost more than the rendering.
+
+    Raises:
+        TemplateError: as :meth:`Template.parse`.
+    """
+    return Template.parse(text)
 
 
 def _check_field(text: str, name: str, spec: str | None, conversion: str | None) -> None:

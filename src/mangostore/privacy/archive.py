@@ -55,6 +55,7 @@ __all__ = [
     "Archive",
     "StagedArchive",
     "archive_dir",
+    "free_name",
     "list_archives",
     "read_archive",
     "rewrite_archive",
@@ -227,7 +228,7 @@ def stage_archive(
     compressed = zstandard.ZstdCompressor(level=10).compress(
         b"".join(_json_line(row) for row in rows)
     )
-    target = _unused(directory / f"{table}-{first_ts}-{last_ts}{suffix}")
+    target = free_name(directory / f"{table}-{first_ts}-{last_ts}{suffix}")
     fd, tmp = tempfile.mkstemp(prefix=".archive-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -383,9 +384,13 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _unused(path: Path) -> Path:
-    """The first of :func:`_candidates` that does not exist now (it may by the time it
-    is used: :meth:`StagedArchive.place` takes it with ``link()``)."""
+def free_name(path: Path) -> Path:
+    """Return ``path``, or the first of ``<name>-1<suffix>``, ``<name>-2<suffix>``, ...
+    that does not exist now.
+
+    It may exist by the time it is used: :meth:`StagedArchive.place` takes the name
+    with ``link()``, and moves on to the next one when it is taken.
+    """
     return next(c for c in _candidates(path) if not c.exists())
 
 

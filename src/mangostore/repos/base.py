@@ -13,8 +13,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import uuid6
-
 from mangostore.engine.connection import UndecodableText, driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
@@ -29,6 +27,7 @@ from mangostore.errors import (
     TamperedDataError,
     UniqueConstraintError,
 )
+from mangostore.ids import new_id
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
 from mangostore.records import Record, Unreadable
 from mangostore.repos.spec import TableSpec, table_spec
@@ -43,11 +42,6 @@ _UNSET = object()
 
 #: Columns a caller may leave out of ``create`` because the repository fills them.
 _AUTO_COLUMNS = ("id", "created_at", "updated_at")
-
-
-def new_id() -> str:
-    """Return a new UUIDv7 as text: time-ordered, so it indexes well, and made on any device."""
-    return str(uuid6.uuid7())
 
 
 class Repository(Generic[R]):

@@ -40,7 +40,7 @@ from mangostore.repos.spec import encodable
 from mangostore.repos.usernames import normalize_username
 from mangostore.security import login_attempts as attempts
 from mangostore.security.passwords import PasswordHasher, PasswordParams
-from mangostore.security.sessions import MINUTE_MS, check_level
+from mangostore.security.session_policy import LEVEL_RANK, MINUTE_MS, check_level
 
 if TYPE_CHECKING:
     from mangostore.db import Database
@@ -54,7 +54,6 @@ LOCKED: Final = (
     "locked_until (epoch milliseconds)"
 )
 _COMPONENT: Final = "auth"
-_LEVEL_RANK: Final = {"low": 0, "standard": 1, "high": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +137,11 @@ class AuthService:
 
     def __repr__(self) -> str:
         return f"<AuthService {self._db.path!r}>"
+
+    @property
+    def hasher(self) -> PasswordHasher:
+        """The Argon2id hasher of the current policy (replaced by :meth:`configure`)."""
+        return self._hasher
 
     def configure(
         self, *, policy: AuthPolicy | None = None, sleep: Callable[[float], None] | None = None
@@ -230,11 +234,10 @@ class AuthService:
         self, user: User, password: str, keep_session_id: str | None, action: str
     ) -> int:
         stored = self._hasher.hash(password)
-        now = self._db.clock.now_ms()
         with self._db.store.transaction() as conn:
             self._store_hash(conn, user.id, stored)
-            revoked: int = self._db.sessions._revoke_all(
-                conn, user.id, "password_change", now, keep_session_id
+            revoked = self._db.sessions.revoke_all_in(
+                conn, user.id, reason="password_change", except_session_id=keep_session_id
             )
             attempts.clear_failures(conn, self._name_key(user.username), user.id)
             self._audit("info", user.id, {"action": action, "sessions_revoked": revoked})
@@ -324,7 +327,7 @@ class AuthService:
                 self._replace_hash(conn, user.id, *upgraded)
             with driver_errors("users"):
                 conn.execute("UPDATE users SET last_login = ? WHERE id = ?", (now, user.id))
-            issued = self._db.sessions._issue(
+            issued = self._db.sessions.issue_in(
                 conn,
                 user.id,
                 security_level=level,
@@ -354,9 +357,8 @@ class AuthService:
         Raises:
             AuthenticationError: the token is malformed, unknown or wrong.
         """
-        session = self._db.sessions._authenticate(token)[0]
-        revoked: bool = self._db.sessions.revoke(session.id, reason="logout")
-        return revoked
+        session = self._db.sessions.verify_token(token)[0]
+        return self._db.sessions.revoke(session.id, reason="logout")
 
     def step_up(self, token: str, password: str, security_level: str = "high") -> LoginResult:
         """Re-check the password of a session's user and replace the session by one at
@@ -375,7 +377,7 @@ class AuthService:
         user, session = self._db.sessions.peek(token)
         target = check_level(security_level)
         current = session.security_level or "standard"
-        if _LEVEL_RANK[target] < _LEVEL_RANK[current]:
+        if LEVEL_RANK[target] < LEVEL_RANK[current]:
             raise InvalidValueError(
                 f"cannot step a {current} session down to {target}", field="security_level"
             )
@@ -383,7 +385,7 @@ class AuthService:
         self._check_password(user.username, user, password, "step_up", client)
         with self._db.store.transaction() as conn:
             attempts.clear_failures(conn, self._name_key(user.username), user.id)
-            issued = self._db.sessions._replace(conn, session, target)
+            issued = self._db.sessions.step_up_in(conn, session, target)
             self._audit(
                 "info",
                 user.id,

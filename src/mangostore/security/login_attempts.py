@@ -10,7 +10,7 @@ count and one lock, and the table holds no user names. Used by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
@@ -19,15 +19,32 @@ from mangostore.security.digests import digest_key, keyed_digest
 
 if TYPE_CHECKING:
     from mangostore.db import Database
-    from mangostore.security.auth import AuthPolicy
 
-__all__ = ["clear_failures", "count_failure", "locked_until", "name_key"]
+__all__ = ["FailurePolicy", "clear_failures", "count_failure", "locked_until", "name_key"]
 
 # v2: the digest of the name's identity; v1 digested the name as typed, so its rows
 # (a lock-out at most) are no longer found after an upgrade and are pruned as stale.
 _NAME_LABEL: Final = "mangostore/login-name/v2"
 #: Stale rows deleted per recorded failure, so the table cannot grow without bound.
 _PRUNE_ROWS: Final = 64
+
+
+class FailurePolicy(Protocol):
+    """The lock-out rules :func:`count_failure` applies (met by
+    :class:`~mangostore.security.auth.AuthPolicy`, which this module does not import:
+    the ledger sits below the service that uses it)."""
+
+    @property
+    def max_failures(self) -> int:
+        """Failures within the window that lock the name."""
+
+    @property
+    def failure_window_ms(self) -> int:
+        """Failures further apart than this start a new count."""
+
+    @property
+    def lockout_ms(self) -> int:
+        """How long a lock lasts."""
 
 
 def name_key(db: Database, username: str) -> bytes:
@@ -49,7 +66,7 @@ def locked_until(db: Database, key: bytes) -> int | None:
 
 
 def count_failure(
-    conn: Connection, policy: AuthPolicy, key: bytes, user_id: str | None, now: int
+    conn: Connection, policy: FailurePolicy, key: bytes, user_id: str | None, now: int
 ) -> tuple[int, int | None]:
     """Record one failure of ``key`` in transaction ``conn``; return the count and the
     lock it set, if any.

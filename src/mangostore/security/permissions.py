@@ -22,35 +22,30 @@ SQL, or another process). A check first asks the database's commit watch
 does it read the counter. Checks made by a thread inside ``db.transaction()`` bypass
 the cache and read the transaction's own view. So a check that follows a revoke always
 denies. Expiry and time windows are evaluated at every check with the database's clock.
+Reading the records and deciding from them is :mod:`mangostore.security.access_rules`'s.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from mangostore.engine.connection import driver_errors
-from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
     ConfigurationError,
     InvalidValueError,
-    MangoError,
     PermissionDenied,
 )
+from mangostore.ids import new_id
 from mangostore.records import Permission
-from mangostore.repos.base import new_id
+from mangostore.security.access_rules import Rule, evaluate, load_rules
 from mangostore.security.conditions import (
     EMPTY_CONTEXT,
-    CheckContext,
-    Condition,
-    compile_conditions,
     parse_context,
     validate_conditions,
 )
-from mangostore.security.sessions import MINUTE_MS
+from mangostore.security.session_policy import MINUTE_MS
 from mangostore.security.throttle import EventThrottle
 
 if TYPE_CHECKING:
@@ -67,37 +62,12 @@ _COMPONENT: Final = "permissions"
 #: Cached (user, type, resource) entries kept before the cache starts afresh.
 CACHE_MAX_ENTRIES: Final = 16_384
 
-_SQL_RULES: Final = (
-    "SELECT p.id, p.resource_id, p.permission_type, p.expires_at, p.conditions, e.effect "
-    "FROM permissions AS p LEFT JOIN permission_effects AS e ON e.permission_id = p.id "
-    "WHERE p.user_id = ? AND p.resource_type = ? AND p.resource_id IN (?, '*') "
-    "AND p.revoked_at IS NULL"
-)
-_SQL_GENERATION: Final = "SELECT generation FROM access_generation WHERE id = 1"
-
 
 class Grant(NamedTuple):
     """A permission record and its effect, as :meth:`PermissionService.grants` lists them."""
 
     permission: Permission
     effect: Effect
-
-
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    """One permission record, ready to evaluate."""
-
-    id: str
-    permission_type: str
-    expires_at: int | None
-    deny: bool
-    #: ``None``: unconditional.
-    condition: Condition | None
-
-
-def _unreadable(now_ms: int, context: CheckContext) -> None:
-    """The condition of a record whose stored conditions do not validate: unknown."""
-    return None
 
 
 class PermissionService:
@@ -110,7 +80,7 @@ class PermissionService:
     def __init__(self, db: Database, *, denial_log_interval_ms: int = MINUTE_MS) -> None:
         self._db = db
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, str], tuple[int, tuple[_Rule, ...]]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[int, tuple[Rule, ...]]] = {}
         self._generation: int | None = None
         self._epoch = 0
         #: The commit watch's count when the cache was last checked against it.
@@ -465,12 +435,12 @@ class PermissionService:
             # Inside a transaction: its own uncommitted writes count, and nothing read
             # here may be cached for other threads.
             with db.store.reading() as conn:
-                rules = _load(conn, key)[1]
+                rules = load_rules(conn, key)[1]
         else:
             rules = self._rules(key)
-        return _evaluate(rules, permission, db.clock.now_ms(), ctx)
+        return evaluate(rules, permission, db.clock.now_ms(), ctx)
 
-    def _rules(self, key: tuple[str, str, str]) -> tuple[_Rule, ...]:
+    def _rules(self, key: tuple[str, str, str]) -> tuple[Rule, ...]:
         with self._lock:
             if self._watch_changed():
                 # Something was committed: the counter must be read again before any
@@ -483,7 +453,7 @@ class PermissionService:
                 if entry is not None and entry[0] == generation:
                     return entry[1]
         with self._db.store.snapshot() as conn:
-            loaded_at, rules = _load(conn, key)
+            loaded_at, rules = load_rules(conn, key)
         with self._lock:
             if self._epoch == epoch and self._generation is None:
                 # The snapshot began after the change was seen, and no later change
@@ -537,46 +507,6 @@ class PermissionService:
         self._db.audit.append(
             "access", severity, _COMPONENT, user_id=user_id, event_data=data, risk_score=risk
         )
-
-
-def _load(conn: Connection, key: tuple[str, str, str]) -> tuple[int, tuple[_Rule, ...]]:
-    """Read the generation and the records in force for ``key`` from one snapshot."""
-    with driver_errors("permissions"):
-        generation = int(conn.execute(_SQL_GENERATION).fetchone()[0])
-        rows = conn.execute(_SQL_RULES, key).fetchall()
-    rules = []
-    for permission_id, _resource_id, permission_type, expires_at, conditions, effect in rows:
-        deny = effect == "deny"
-        condition: Condition | None = None
-        if conditions is not None:
-            try:
-                condition = compile_conditions(json.loads(conditions))
-            except (MangoError, ValueError):
-                # Written around grant(): an allow that cannot be read never applies,
-                # a deny that cannot be read always does.
-                condition = _unreadable
-        rules.append(_Rule(permission_id, permission_type, expires_at, deny, condition))
-    return generation, tuple(rules)
-
-
-def _evaluate(
-    rules: tuple[_Rule, ...], permission: str, now: int, context: CheckContext
-) -> tuple[bool, str]:
-    """Return (allowed, reason): deny wins, then any allow; nothing matching denies."""
-    allowed = False
-    for rule in rules:
-        if rule.permission_type != permission and rule.permission_type != "admin":
-            continue
-        if rule.expires_at is not None and now >= rule.expires_at:
-            continue
-        if rule.condition is not None:
-            holds = rule.condition(now, context)
-            if holds is False or (holds is None and not rule.deny):
-                continue
-        if rule.deny:
-            return False, "denied"
-        allowed = True
-    return allowed, "allowed" if allowed else "no_grant"
 
 
 def _check_kind(resource_type: Any, permission: Any) -> None:

@@ -1,50 +1,72 @@
 """Login sessions (``db.sessions``): issue, validate, touch, revoke, step up.
 
-A session token is ``selector.verifier``: 16 random bytes that find the session and
-32 random bytes that prove the caller holds it (384 bits from :mod:`secrets`,
-unpadded URL-safe base64, 66 characters). ``user_sessions.session_token`` stores the
-selector; ``session_verifiers`` stores only a keyed digest of the verifier, bound to
-the session's id, user, level and lifetime (see :mod:`mangostore.security.digests`),
-and compared in constant time. A copy of the database therefore holds nothing that
-can be presented as a token, and moving a verifier digest to another user's session
-does not make it valid there.
+A session token is ``selector.verifier``: the selector finds the session, the verifier
+proves the caller holds it, and only a keyed digest of the verifier is stored
+(:mod:`mangostore.security.session_tokens`). A copy of the database therefore holds
+nothing that can be presented as a token, and moving a verifier digest to another
+user's session does not make it valid there.
 
-Lifetimes depend on ``security_level`` (:class:`SessionPolicy`): a session ends when
-it has been idle for the level's idle timeout, or at its absolute expiry
-(``user_sessions.expires_at``), whichever comes first. See docs/authentication.md.
+Lifetimes depend on ``security_level`` (:class:`SessionPolicy`, in
+:mod:`mangostore.security.session_policy`): a session ends when it has been idle for
+the level's idle timeout, or at its absolute expiry (``user_sessions.expires_at``),
+whichever comes first. See docs/authentication.md.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hmac
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
     AuthenticationError,
     ConfigurationError,
+    DatabaseError,
     InvalidValueError,
     SessionExpired,
     SessionRevoked,
 )
+from mangostore.ids import new_id
 from mangostore.records import User, UserSession
-from mangostore.repos.base import new_id
-from mangostore.security.conditions import SECURITY_LEVELS
-from mangostore.security.digests import digest_key, keyed_digest
-from mangostore.security.throttle import EventThrottle
+from mangostore.security.digests import digest_key
+from mangostore.security.session_audit import SessionEvents
+from mangostore.security.session_policy import (
+    ABSOLUTE_TIMEOUT,
+    DAY_MS,
+    EXPIRY_REASONS,
+    IDLE_TIMEOUT,
+    LEVEL_RANK,
+    Lifetime,
+    SecurityLevel,
+    SessionPolicy,
+    check_level,
+    check_reason,
+)
+from mangostore.security.session_tokens import (
+    INVALID,
+    MALFORMED,
+    TOKEN_CHARS,
+    decoy_digest,
+    format_token,
+    new_token,
+    parse_token,
+    verifier_digest,
+)
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.db import Database
 
+# The policy and token names are re-exported: they were always importable from here.
 __all__ = [
+    "ABSOLUTE_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "INVALID",
+    "MALFORMED",
     "TOKEN_CHARS",
     "IssuedSession",
     "Lifetime",
@@ -52,89 +74,12 @@ __all__ = [
     "SessionInfo",
     "SessionPolicy",
     "SessionService",
+    "check_level",
+    "parse_token",
 ]
 
-SecurityLevel = Literal["low", "standard", "high"]
-
-MINUTE_MS: Final = 60_000
-HOUR_MS: Final = 60 * MINUTE_MS
-DAY_MS: Final = 24 * HOUR_MS
-
-SELECTOR_BYTES: Final = 16
-VERIFIER_BYTES: Final = 32
-_SELECTOR_CHARS: Final = 22
-_VERIFIER_CHARS: Final = 43
-#: Length of a session token: selector, ".", verifier.
-TOKEN_CHARS: Final = _SELECTOR_CHARS + 1 + _VERIFIER_CHARS
-
-#: ``revoked_reason`` of a session that ended by timing out (it was not revoked).
-IDLE_TIMEOUT: Final = "idle_timeout"
-ABSOLUTE_TIMEOUT: Final = "absolute_timeout"
-_EXPIRY_REASONS: Final = frozenset({IDLE_TIMEOUT, ABSOLUTE_TIMEOUT})
-_RANK: Final = {level: rank for rank, level in enumerate(SECURITY_LEVELS)}
-_DIGEST_LABEL: Final = "mangostore/session-verifier/v1"
-_COMPONENT: Final = "sessions"
-_MAX_REASON_CHARS: Final = 200
 _MAX_IP_CHARS: Final = 128
 _MAX_USER_AGENT_CHARS: Final = 1024
-
-MALFORMED: Final = "the session token is malformed; log in again"
-INVALID: Final = "the session token is not valid; log in again"
-
-
-@dataclass(frozen=True, slots=True)
-class Lifetime:
-    """How long a session of one security level may live, in milliseconds."""
-
-    #: The session ends once this long has passed since its last recorded activity.
-    idle_ms: int
-    #: The session ends this long after it was issued, however active.
-    absolute_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPolicy:
-    """Session lifetimes per security level, and how often activity is written.
-
-    Defaults: ``low`` 24 h idle / 30 days absolute, ``standard`` 30 min / 12 h,
-    ``high`` 5 min / 1 h.
-    """
-
-    low: Lifetime = Lifetime(idle_ms=24 * HOUR_MS, absolute_ms=30 * DAY_MS)
-    standard: Lifetime = Lifetime(idle_ms=30 * MINUTE_MS, absolute_ms=12 * HOUR_MS)
-    high: Lifetime = Lifetime(idle_ms=5 * MINUTE_MS, absolute_ms=HOUR_MS)
-    #: ``last_activity`` is written at most this often per session (a write per
-    #: request would make every validation a write transaction); the idle timeout
-    #: counts from the last *written* activity, so a session may end up to this much
-    #: earlier than its last use plus the idle timeout.
-    activity_write_interval_ms: int = MINUTE_MS
-    #: How far the clock may be behind a session's creation before the session is
-    #: refused (clocks are corrected backwards; beyond this, something is wrong).
-    max_clock_skew_ms: int = 5 * MINUTE_MS
-    #: Repeats of the same noisy audit event (unknown tokens, replays of one revoked
-    #: session) within this interval are counted, not written one by one.
-    audit_repeat_interval_ms: int = MINUTE_MS
-
-    def __post_init__(self) -> None:
-        for level in SECURITY_LEVELS:
-            life = getattr(self, level)
-            if not isinstance(life, Lifetime) or not 0 < life.idle_ms <= life.absolute_ms:
-                raise ConfigurationError(
-                    f"SessionPolicy.{level} needs 0 < idle_ms <= absolute_ms (milliseconds)"
-                )
-        shortest = min(getattr(self, level).idle_ms for level in SECURITY_LEVELS)
-        if not 0 <= self.activity_write_interval_ms < shortest:
-            raise ConfigurationError(
-                "SessionPolicy.activity_write_interval_ms must be below the shortest idle timeout"
-            )
-        for name in ("max_clock_skew_ms", "audit_repeat_interval_ms"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"SessionPolicy.{name} must not be negative")
-
-    def lifetime(self, level: str) -> Lifetime:
-        """Return the lifetime of ``level`` (``low``, ``standard`` or ``high``)."""
-        life: Lifetime = getattr(self, check_level(level))
-        return life
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,41 +95,6 @@ class SessionInfo(NamedTuple):
 
     user: User
     session: UserSession
-
-
-def check_level(level: Any) -> str:
-    """Return ``level`` if it is a security level.
-
-    Raises:
-        InvalidValueError: it is not ``low``, ``standard`` or ``high``.
-    """
-    if level not in _RANK:
-        raise InvalidValueError(
-            f"security_level must be one of {', '.join(SECURITY_LEVELS)}; got {level!r}",
-            field="security_level",
-        )
-    return str(level)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-# Unpadded URL-safe base64 of 16 and 32 bytes. The last character carries spare bits
-# that must be zero (the decoder would ignore them): only the one canonical spelling
-# of each token is accepted.
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")
-
-
-def parse_token(token: Any) -> tuple[str, bytes]:
-    """Split a token into its selector (as stored) and its verifier bytes.
-
-    Raises:
-        AuthenticationError: the token does not have the shape of a session token.
-    """
-    if type(token) is not str or len(token) != TOKEN_CHARS or not _TOKEN.match(token):
-        raise AuthenticationError(MALFORMED)
-    return token[:_SELECTOR_CHARS], base64.urlsafe_b64decode(token[_SELECTOR_CHARS + 1 :] + "=")
 
 
 class _Activity:
@@ -206,7 +116,7 @@ class SessionService:
     def __init__(self, db: Database, *, policy: SessionPolicy | None = None) -> None:
         self._db = db
         self.policy = policy or SessionPolicy()
-        self._noise = EventThrottle(self.policy.audit_repeat_interval_ms)
+        self._events = SessionEvents(db, self.policy.audit_repeat_interval_ms)
         self._repo = db.user_sessions
         self._users = db.users
         sessions, users = self._repo.spec, self._users.spec
@@ -228,7 +138,7 @@ class SessionService:
         if not isinstance(policy, SessionPolicy):
             raise ConfigurationError("configure() takes a SessionPolicy")
         self.policy = policy
-        self._noise = EventThrottle(policy.audit_repeat_interval_ms)
+        self._events = SessionEvents(self._db, policy.audit_repeat_interval_ms)
 
     # -- issuing --------------------------------------------------------------------------
 
@@ -255,7 +165,7 @@ class SessionService:
             ForeignKeyError: no such user.
         """
         with self._db.store.transaction() as conn:
-            issued = self._issue(
+            issued = self.issue_in(
                 conn,
                 user_id,
                 security_level=security_level,
@@ -263,7 +173,7 @@ class SessionService:
                 ip_address=ip_address,
                 user_agent=user_agent,
             )
-            self._audit(
+            self._events.record(
                 "info",
                 issued.session.user_id,
                 {"action": "session_issued", "session_id": issued.session.id},
@@ -271,7 +181,7 @@ class SessionService:
             )
         return issued
 
-    def _issue(
+    def issue_in(
         self,
         conn: Connection,
         user_id: str,
@@ -281,12 +191,29 @@ class SessionService:
         ip_address: str | None,
         user_agent: str | None,
     ) -> IssuedSession:
-        """Insert a session and its verifier digest in the open transaction ``conn``."""
+        """Insert a session and its verifier digest inside the caller's write transaction.
+
+        What :meth:`issue` does, but without its audit event: for a caller that writes
+        its own event in the same transaction (``db.auth.login`` records the login).
+        Call it only after authenticating the person.
+
+        Args:
+            conn: the connection of the caller's ``db.store.transaction()``.
+            user_id, security_level, device_info, ip_address, user_agent: as :meth:`issue`.
+
+        Returns:
+            The token (shown once, never stored) and the session.
+
+        Raises:
+            DatabaseError: the calling thread is not inside a write transaction.
+            InvalidValueError: a bad security level, IP address or user agent.
+            ForeignKeyError: no such user.
+        """
+        self._require_transaction("issue_in")
         level = check_level(security_level)
         _check_text("ip_address", ip_address, _MAX_IP_CHARS)
         _check_text("user_agent", user_agent, _MAX_USER_AGENT_CHARS)
-        selector = _b64(secrets.token_bytes(SELECTOR_BYTES))
-        verifier = secrets.token_bytes(VERIFIER_BYTES)
+        selector, verifier = new_token()
         now = self._db.clock.now_ms()
         session = self._repo.create(
             id=new_id(),
@@ -301,29 +228,13 @@ class SessionService:
             is_active=True,
             security_level=level,
         )
-        digest = self._digest(digest_key(self._db), session, selector, verifier)
+        digest = verifier_digest(digest_key(self._db), session, selector, verifier)
         with driver_errors("user_sessions"):
             conn.execute(
                 "INSERT INTO session_verifiers (session_id, verifier_hash) VALUES (?, ?)",
                 (session.id, digest),
             )
-        return IssuedSession(token=f"{selector}.{_b64(verifier)}", session=session)
-
-    @staticmethod
-    def _digest(key: bytes | None, session: UserSession, selector: str, verifier: bytes) -> bytes:
-        # Binding the row's identity and lifetime means a digest copied to another
-        # session, or a session whose user, level or expiry was edited, never verifies.
-        return keyed_digest(
-            key,
-            _DIGEST_LABEL,
-            session.id,
-            session.user_id,
-            selector,
-            str(session.security_level),
-            str(session.created_at),
-            str(session.expires_at),
-            secret=verifier,
-        )
+        return IssuedSession(token=format_token(selector, verifier), session=session)
 
     # -- validating -----------------------------------------------------------------------
 
@@ -361,7 +272,7 @@ class SessionService:
     def _validate(self, token: str, activity: int) -> SessionInfo:
         db = self._db
         db.store.check_open()
-        session, user = self._authenticate(token)
+        session, user = self.verify_token(token)
         now = db.clock.now_ms()
         last = self._check_live(session, now)
         if activity == _Activity.FORCED or (
@@ -370,40 +281,52 @@ class SessionService:
             session = self._record_activity(session, now)
         return SessionInfo(user, session)
 
-    def _authenticate(self, token: str) -> tuple[UserSession, User]:
-        """Find the session of ``token`` and its user, and check the verifier; no lifetimes."""
+    def verify_token(self, token: str) -> tuple[UserSession, User]:
+        """Find the session of ``token`` and its user, and check the verifier, but not
+        whether the session is still live.
+
+        For ending a session in whatever state it is (``db.auth.logout``); to use a
+        session, call :meth:`validate` or :meth:`peek`, which check its lifetime too.
+        Unknown tokens and wrong verifiers are audited as :meth:`validate` audits them.
+
+        Returns:
+            The session (possibly revoked or expired) and its user.
+
+        Raises:
+            AuthenticationError: the token is malformed, unknown, or its verifier is
+                wrong (one message for the last two).
+        """
         selector, verifier = parse_token(token)
         key = digest_key(self._db)
         with self._db.store.reading() as conn, driver_errors("user_sessions"):
             row = conn.execute(self._sql_find, (selector,)).fetchone()
         if row is None:
-            # The same work as a wrong verifier, so timing does not tell them apart.
-            keyed_digest(key, _DIGEST_LABEL, "", "", selector, "", "", "", secret=verifier)
-            self._audit_noise(("unknown",), None, "unknown_token", 0.3)
+            decoy_digest(key, selector, verifier)  # the work of a wrong verifier: same timing
+            self._events.refused(("unknown",), None, "unknown_token", 0.3)
             raise AuthenticationError(INVALID)
         values = tuple(row)
         split = self._session_columns
         session = self._repo.record_from_row(values[:split])
         if not hmac.compare_digest(
-            self._digest(key, session, selector, verifier), bytes(values[split])
+            verifier_digest(key, session, selector, verifier), bytes(values[split])
         ):
-            self._audit_noise(("verifier", session.id), session.user_id, "wrong_verifier", 0.8)
+            self._events.refused(("verifier", session.id), session.user_id, "wrong_verifier", 0.8)
             raise AuthenticationError(INVALID)
         return session, self._users.record_from_row(values[split + 1 :])
 
     def _check_live(self, session: UserSession, now: int) -> int:
         """Raise unless the session is live at ``now``; return its last recorded activity."""
         if session.revoked_at is not None or (
-            session.is_active is not True and session.revoked_reason not in _EXPIRY_REASONS
+            session.is_active is not True and session.revoked_reason not in EXPIRY_REASONS
         ):
-            self._audit_noise(("revoked", session.id), session.user_id, "revoked_token", 0.7)
+            self._events.refused(("revoked", session.id), session.user_id, "revoked_token", 0.7)
             raise SessionRevoked("this session was revoked; log in again")
         if session.is_active is not True:
             raise SessionExpired("this session has expired; log in again")
         policy = self.policy
         created = session.created_at
         if now + policy.max_clock_skew_ms < created:
-            self._audit_noise(("clock", session.id), session.user_id, "clock_behind", 0.5)
+            self._events.refused(("clock", session.id), session.user_id, "clock_behind", 0.5)
             raise SessionExpired(
                 "the clock is behind the time this session started; check the system "
                 "clock and log in again"
@@ -431,7 +354,7 @@ class SessionService:
                     (reason, session.id),
                 ).rowcount
             if changed:
-                self._audit(
+                self._events.record(
                     "info",
                     session.user_id,
                     {"action": "session_expired", "session_id": session.id, "reason": reason},
@@ -460,7 +383,7 @@ class SessionService:
         Raises:
             InvalidValueError: ``reason`` is empty, too long, or a timeout reason.
         """
-        _check_reason(reason)
+        check_reason(reason)
         now = self._db.clock.now_ms()
         with self._db.store.transaction() as conn:
             with driver_errors("user_sessions"):
@@ -471,7 +394,7 @@ class SessionService:
                 ).fetchone()
             if row is None:
                 return False
-            self._audit(
+            self._events.record(
                 "info",
                 str(row[0]),
                 {"action": "session_revoked", "session_id": session_id, "reason": reason},
@@ -488,25 +411,53 @@ class SessionService:
         Raises:
             InvalidValueError: as :meth:`revoke`.
         """
-        _check_reason(reason)
-        now = self._db.clock.now_ms()
+        check_reason(reason)
         with self._db.store.transaction() as conn:
-            count = self._revoke_all(conn, user_id, reason, now, except_session_id)
-            self._audit(
+            count = self.revoke_all_in(
+                conn, user_id, reason=reason, except_session_id=except_session_id
+            )
+            self._events.record(
                 "info",
                 user_id,
                 {"action": "sessions_revoked", "reason": reason, "count": count},
             )
         return count
 
-    @staticmethod
-    def _revoke_all(conn: Connection, user_id: str, reason: str, now: int, keep: str | None) -> int:
+    def revoke_all_in(
+        self,
+        conn: Connection,
+        user_id: str,
+        *,
+        reason: str,
+        except_session_id: str | None = None,
+    ) -> int:
+        """Revoke every live session of a user inside the caller's write transaction.
+
+        What :meth:`revoke_all` does, but without its audit event: for a caller that
+        records the revocation in its own event (``db.auth`` on a password change).
+
+        Args:
+            conn: the connection of the caller's ``db.store.transaction()``.
+            user_id: whose sessions.
+            reason: stored as ``revoked_reason`` (as :meth:`revoke`).
+            except_session_id: a session to keep.
+
+        Returns:
+            How many sessions were revoked.
+
+        Raises:
+            DatabaseError: the calling thread is not inside a write transaction.
+            InvalidValueError: as :meth:`revoke`.
+        """
+        self._require_transaction("revoke_all_in")
+        check_reason(reason)
+        now = self._db.clock.now_ms()
         with driver_errors("user_sessions"):
             return int(
                 conn.execute(
                     "UPDATE user_sessions SET is_active = 0, revoked_at = ?, revoked_reason = ? "
                     "WHERE user_id = ? AND revoked_at IS NULL AND is_active = 1 AND id IS NOT ?",
-                    (now, reason, user_id, keep),
+                    (now, reason, user_id, except_session_id),
                 ).rowcount
             )
 
@@ -523,15 +474,15 @@ class SessionService:
         """
         session = self.peek(token).session
         current = session.security_level or "standard"
-        if _RANK[check_level(security_level)] < _RANK[current]:
+        if LEVEL_RANK[check_level(security_level)] < LEVEL_RANK[current]:
             raise InvalidValueError(
                 f"cannot step a {current} session down to {security_level}; "
                 "issue a new session instead",
                 field="security_level",
             )
         with self._db.store.transaction() as conn:
-            issued = self._replace(conn, session, security_level)
-            self._audit(
+            issued = self.step_up_in(conn, session, security_level)
+            self._events.record(
                 "info",
                 session.user_id,
                 {
@@ -544,8 +495,31 @@ class SessionService:
             )
         return issued
 
-    def _replace(self, conn: Connection, session: UserSession, level: str) -> IssuedSession:
-        """Revoke ``session`` and issue its successor at ``level`` in transaction ``conn``."""
+    def step_up_in(
+        self, conn: Connection, session: UserSession, security_level: str
+    ) -> IssuedSession:
+        """Revoke ``session`` and issue its successor at ``security_level`` inside the
+        caller's write transaction.
+
+        What :meth:`step_up` does once the token was checked, without its audit event:
+        for a caller that re-authenticated the person and records the step-up in its
+        own event (``db.auth.step_up``). The caller makes sure the level is not below
+        the session's. The successor keeps the device details.
+
+        Args:
+            conn: the connection of the caller's ``db.store.transaction()``.
+            session: the live session to replace.
+            security_level: the level of its successor.
+
+        Returns:
+            The new token and session.
+
+        Raises:
+            DatabaseError: the calling thread is not inside a write transaction.
+            SessionRevoked: ``session`` was revoked or ended meanwhile.
+            InvalidValueError: a bad security level.
+        """
+        self._require_transaction("step_up_in")
         now = self._db.clock.now_ms()
         with driver_errors("user_sessions"):
             revoked = conn.execute(
@@ -555,10 +529,10 @@ class SessionService:
             ).rowcount
         if not revoked:
             raise SessionRevoked("this session was revoked; log in again")
-        return self._issue(
+        return self.issue_in(
             conn,
             session.user_id,
-            security_level=level,
+            security_level=security_level,
             device_info=session.device_info,
             ip_address=session.ip_address,
             user_agent=session.user_agent,
@@ -601,57 +575,12 @@ class SessionService:
                 ).rowcount
             )
 
-    # -- audit ----------------------------------------------------------------------------
-
-    def _audit(
-        self,
-        severity: str,
-        user_id: str | None,
-        data: dict[str, Any],
-        session: UserSession | None = None,
-        risk: float = 0.0,
-    ) -> None:
-        client = None
-        if session is not None:
-            client = {
-                k: v
-                for k, v in (("ip_address", session.ip_address), ("user_agent", session.user_agent))
-                if v is not None
-            } or None
-        self._db.audit.append(
-            "auth",
-            severity,
-            _COMPONENT,
-            user_id=user_id,
-            event_data=data,
-            client_info=client,
-            risk_score=risk,
-        )
-
-    def _audit_noise(
-        self, key: tuple[str, ...], user_id: str | None, outcome: str, risk: float
-    ) -> None:
-        """Record a refused token, aggregating repeats (see :mod:`.throttle`)."""
-        held = self._noise.admit(key, self._db.clock.now_ms())
-        if held is None:
-            return
-        data: dict[str, Any] = {"action": "validate", "outcome": outcome}
-        if held:
-            data["suppressed"] = held
-        if len(key) > 1:
-            data["session_id"] = key[1]
-        self._audit("warning", user_id, data, risk=risk)
-
-
-def _check_reason(reason: Any) -> None:
-    if not isinstance(reason, str) or not 0 < len(reason) <= _MAX_REASON_CHARS:
-        raise InvalidValueError(
-            f"reason must be a string of 1 to {_MAX_REASON_CHARS} characters", field="reason"
-        )
-    if reason in _EXPIRY_REASONS:
-        raise InvalidValueError(
-            f"{reason!r} is reserved for sessions that timed out", field="reason"
-        )
+    def _require_transaction(self, method: str) -> None:
+        if not self._db.store.in_transaction():
+            raise DatabaseError(
+                f"{method}() needs the caller's write transaction: call it inside "
+                "db.store.transaction()"
+            )
 
 
 def _check_text(name: str, value: Any, limit: int) -> None:

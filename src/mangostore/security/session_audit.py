@@ -1,0 +1,83 @@
+"""What the session service writes to the audit log.
+
+Every state change (issue, step-up, revocation, expiry) is one ``auth`` event with the
+session's client details. Refused tokens (unknown, wrong verifier, replayed after
+revocation, a clock behind the session) can be produced in a loop by a buggy or
+hostile caller, so repeats are counted into the next written event instead
+(:mod:`mangostore.security.throttle`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from mangostore.records import UserSession
+from mangostore.security.throttle import EventThrottle
+
+if TYPE_CHECKING:
+    from mangostore.db import Database
+
+__all__ = ["SessionEvents"]
+
+_COMPONENT: Final = "sessions"
+
+
+class SessionEvents:
+    """Appends the session service's events to ``db.audit``. Thread-safe."""
+
+    def __init__(self, db: Database, repeat_interval_ms: int) -> None:
+        self._db = db
+        self._noise = EventThrottle(repeat_interval_ms)
+
+    def record(
+        self,
+        severity: str,
+        user_id: str | None,
+        data: dict[str, Any],
+        session: UserSession | None = None,
+        risk: float = 0.0,
+    ) -> None:
+        """Append one event (joining the caller's transaction, if any).
+
+        Args:
+            severity: ``info``, ``warning``, ``error`` or ``critical``.
+            user_id: the event's subject.
+            data: its ``event_data``.
+            session: whose IP address and user agent become its ``client_info``.
+            risk: its risk score.
+        """
+        client = None
+        if session is not None:
+            client = {
+                k: v
+                for k, v in (("ip_address", session.ip_address), ("user_agent", session.user_agent))
+                if v is not None
+            } or None
+        self._db.audit.append(
+            "auth",
+            severity,
+            _COMPONENT,
+            user_id=user_id,
+            event_data=data,
+            client_info=client,
+            risk_score=risk,
+        )
+
+    def refused(self, key: tuple[str, ...], user_id: str | None, outcome: str, risk: float) -> None:
+        """Record a refused token, unless it repeats one written within the interval.
+
+        Args:
+            key: the kind of refusal; its second item, if any, is the session's id.
+            user_id: the event's subject, if known.
+            outcome: why the token was refused.
+            risk: the event's risk score.
+        """
+        held = self._noise.admit(key, self._db.clock.now_ms())
+        if held is None:
+            return
+        data: dict[str, Any] = {"action": "validate", "outcome": outcome}
+        if held:
+            data["suppressed"] = held
+        if len(key) > 1:
+            data["session_id"] = key[1]
+        self.record("warning", user_id, data, risk=risk)
