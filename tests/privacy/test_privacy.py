@@ -19,6 +19,7 @@ import pytest
 
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
+from design import Rows
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
@@ -32,7 +33,6 @@ from mangostore.privacy import RetentionPolicy, read_archive, verify_export
 from mangostore.privacy.archive import write_archive
 from mangostore.privacy.service import DAY_MS, PrivacyService
 from mangostore.records import Unreadable, encrypted_columns
-from test_repos import Rows
 
 SETTINGS = Settings(kdf=FAST_KDF, backup_before_migrate=False)
 

@@ -10,6 +10,7 @@ import pytest
 
 import mangostore
 from conftest import PASSPHRASE
+from design import Rows, row_counts
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
@@ -17,7 +18,6 @@ from mangostore.errors import (
     NotFoundError,
     UniqueConstraintError,
 )
-from test_repos import Rows, row_counts
 
 START = 1_700_000_000_000
 

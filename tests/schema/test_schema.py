@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import mangostore
+from design import JSON_COLUMNS
 from mangostore import errors
 
 # (name, declared type, notnull, default as SQLite reports it, pk)
@@ -396,21 +397,6 @@ ENCRYPTED_COLUMNS = [
     ("security_events", "client_info"),
 ]
 
-JSON_COLUMNS = [
-    ("users", "preferences"),
-    ("projects", "metadata"),
-    ("projects", "git_config"),
-    ("notification_types", "default_actions"),
-    ("notification_preferences", "delivery_methods"),
-    ("notification_preferences", "project_specific"),
-    ("notifications", "delivery_methods"),
-    ("notification_actions", "action_data"),
-    ("ai_memory", "value_data"),
-    ("permissions", "conditions"),
-    ("user_sessions", "device_info"),
-    ("kg_entities", "metadata"),
-    ("kg_observations", "context"),
-]
 
 BOOLEAN_COLUMNS = [
     (table, spec[0]) for table, specs in COLUMNS.items() for spec in specs if spec[1] == "BOOLEAN"

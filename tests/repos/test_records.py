@@ -17,12 +17,11 @@ from hypothesis import strategies as st
 
 import mangostore
 from conftest import FAST_KDF, PASSPHRASE
+from design import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, JSON_COLUMNS, Rows, row_counts
 from mangostore import Settings
 from mangostore.errors import JSONValueError
 from mangostore.records import RECORD_CLASSES, Record, User, encrypted_columns
 from mangostore.schema.sensitive import SENSITIVE_FIELDS
-from test_repos import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, Rows, row_counts
-from test_schema import JSON_COLUMNS
 
 #: Columns the schema declares as JSON text (CHECK json_valid), not encrypted.
 JSON_PAIRS = JSON_COLUMNS

@@ -11,6 +11,7 @@ import pytest
 
 import mangostore
 from conftest import PASSPHRASE
+from design import Rows, row_counts
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
@@ -24,7 +25,6 @@ from mangostore.errors import (
     UniqueConstraintError,
     UnknownColumnError,
 )
-from test_repos import Rows, row_counts
 
 
 @pytest.fixture(params=["plain", "field-encrypted"])
