@@ -169,7 +169,7 @@ class QueryCache:
     def read(self, sql: str, params: Any, reading: Reading, context: str = "") -> list[Any]:
         """Return the rows of ``sql`` with ``params``, from the tier when it holds them.
 
-        ``reading`` lends a connection (``Database._reading``) for a miss.
+        ``reading`` lends a connection (``Store.reading``) for a miss.
 
         Raises:
             QueryError, DatabaseError: as the statement itself would.
