@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import uuid6
 from cryptography.exceptions import InvalidTag
@@ -48,11 +48,10 @@ from mangostore.keys.envelope import (
 from mangostore.keys.keyring import DataKeyEntry, Keyring
 from mangostore.schema.sensitive import is_sensitive
 
-if TYPE_CHECKING:
-    from mangostore.db import Database
-
 __all__ = [
     "MAX_ENCRYPTIONS_PER_KEY",
+    "CipherDatabase",
+    "CipherStore",
     "FieldCipher",
     "FieldKeyInfo",
     "field_cipher_for",
@@ -410,7 +409,29 @@ class FieldCipher:
             )
 
 
-def field_cipher_for(db: Database) -> FieldCipher | None:
+class CipherStore(Protocol):
+    """What :func:`field_cipher_for` reads of a store (:class:`~mangostore.engine.store.Store`)."""
+
+    @property
+    def field_cipher(self) -> FieldCipher | None:
+        """The store's field cipher (``None`` without a keyring)."""
+        ...
+
+
+class CipherDatabase(Protocol):
+    """What :func:`field_cipher_for` reads of a database (:class:`mangostore.Database`).
+
+    Declared here rather than annotated with the database class: the store owns the
+    cipher and imports this module, so naming the database would make a cycle.
+    """
+
+    @property
+    def store(self) -> CipherStore:
+        """The connections, which own the field cipher."""
+        ...
+
+
+def field_cipher_for(db: CipherDatabase) -> FieldCipher | None:
     """Return the field cipher of ``db`` (owned by its store: ``db.store.field_cipher``).
 
     Returns:

@@ -47,7 +47,7 @@ from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, APPEND_ONLY_TABLES
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.keys.ports import RotationDatabase
 
 __all__ = ["FieldRef", "RotationReport", "rotate_field_keys"]
 
@@ -115,7 +115,7 @@ class _Tally:
 
 
 def rotate_field_keys(
-    db: Database,
+    db: RotationDatabase,
     *,
     batch_size: int = 500,
     progress: Progress | None = None,
@@ -186,7 +186,7 @@ def rotate_field_keys(
     )
 
 
-def _start(db: Database, cipher: FieldCipher) -> tuple[str, bool, int, int]:
+def _start(db: RotationDatabase, cipher: FieldCipher) -> tuple[str, bool, int, int]:
     """Resume the unfinished rotation or record a new one, then give new keys to every
     user who has none from it yet, :data:`USERS_PER_BATCH` users a transaction.
 
@@ -241,7 +241,7 @@ def _not_null(columns: Sequence[str]) -> str:
     return " OR ".join(f"{quote_identifier(c)} IS NOT NULL" for c in columns)
 
 
-def _count_rows(db: Database) -> int:
+def _count_rows(db: RotationDatabase) -> int:
     """Count the rows holding at least one encrypted value, over every table."""
     total = 0
     for table, columns in _rotated_fields():

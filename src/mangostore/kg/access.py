@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import SqlDatabase
 
 __all__ = ["AccessCounter"]
 
@@ -29,7 +29,7 @@ class AccessCounter:
     """Buffers ``access_count`` / ``last_accessed`` increments of ``kg_entities`` rows."""
 
     def __init__(
-        self, db: Database, *, flush_every: int = 256, flush_after_ms: int = 5_000
+        self, db: SqlDatabase, *, flush_every: int = 256, flush_after_ms: int = 5_000
     ) -> None:
         self._db = db
         self.flush_every = flush_every

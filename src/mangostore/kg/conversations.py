@@ -41,7 +41,7 @@ from mangostore.records import AIConversation
 from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import ConversationDatabase
 
 __all__ = [
     "CONTEXT_TYPES",
@@ -94,7 +94,7 @@ class Message:
 class ConversationService:
     """Conversations of one database: reach it as ``db.conversations``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: ConversationDatabase) -> None:
         self._db = db
 
     def __repr__(self) -> str:

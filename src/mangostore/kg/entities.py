@@ -32,8 +32,8 @@ from mangostore.kg.store import (
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.engine.pragmas import Connection
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = ["EMBEDDING_THRESHOLD", "Entities"]
 
@@ -53,7 +53,7 @@ class Entities:
         semantic: the embedder that confirms near-duplicate names.
     """
 
-    def __init__(self, db: Database, store: GraphStore, semantic: Semantic) -> None:
+    def __init__(self, db: GraphDatabase, store: GraphStore, semantic: Semantic) -> None:
         self._db = db
         self._store = store
         self._semantic = semantic

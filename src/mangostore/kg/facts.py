@@ -33,7 +33,7 @@ from mangostore.kg.store import (
 from mangostore.sql import placeholders, quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = ["Facts"]
 
@@ -66,7 +66,7 @@ class Facts:
         store: the shared row access.
     """
 
-    def __init__(self, db: Database, store: GraphStore) -> None:
+    def __init__(self, db: GraphDatabase, store: GraphStore) -> None:
         self._db = db
         self._store = store
 

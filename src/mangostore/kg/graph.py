@@ -55,7 +55,7 @@ from mangostore.kg.traversal import Traversal
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = ["EMBEDDING_THRESHOLD", "KnowledgeGraph"]
 
@@ -75,7 +75,7 @@ class KnowledgeGraph:
 
     def __init__(
         self,
-        db: Database,
+        db: GraphDatabase,
         *,
         embedder: Embedder | Literal["default"] | None = "default",
         vector_index: VectorIndex | None = None,

@@ -37,7 +37,7 @@ from mangostore.kg.model import ENTITY_TYPES, EntityRef, Observation, Relation, 
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = [
     "TYPE_MAP",
@@ -151,7 +151,7 @@ def _parse(lines: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 def import_jsonl(
-    db: Database, kg: GraphWriter, user_id: str, lines: Iterable[str]
+    db: GraphDatabase, kg: GraphWriter, user_id: str, lines: Iterable[str]
 ) -> dict[str, int]:
     """Import MCP memory JSONL lines for ``user_id`` in one transaction.
 
@@ -207,7 +207,7 @@ def import_jsonl(
     return counts
 
 
-def export_jsonl(db: Database, user_id: str) -> Iterator[str]:
+def export_jsonl(db: GraphDatabase, user_id: str) -> Iterator[str]:
     """Yield the user's graph as MCP memory JSONL lines (without newlines).
 
     Entities come first (oldest first), each with the observations that hold now

@@ -69,7 +69,7 @@ from mangostore.records import AIMemory
 from mangostore.sql import batches, placeholders, quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import MemoryDatabase
 
 __all__ = [
     "DAY_MS",
@@ -108,7 +108,7 @@ class MemoryService:
         policy: ranking and retention; ``db.memory.policy`` may be replaced at any time.
     """
 
-    def __init__(self, db: Database, policy: MemoryPolicy | None = None) -> None:
+    def __init__(self, db: MemoryDatabase, policy: MemoryPolicy | None = None) -> None:
         self._db = db
         self.policy = policy or MemoryPolicy()
         spec = db.ai_memory.spec

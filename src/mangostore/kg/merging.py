@@ -26,8 +26,8 @@ from mangostore.records import KGEntity
 from mangostore.sql import placeholders, quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.engine.pragmas import Connection
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = ["Merges"]
 
@@ -41,7 +41,7 @@ class Merges:
         entities: adds the dropped name as an alias of the kept entity.
     """
 
-    def __init__(self, db: Database, store: GraphStore, entities: Entities) -> None:
+    def __init__(self, db: GraphDatabase, store: GraphStore, entities: Entities) -> None:
         self._db = db
         self._store = store
         self._entities = entities

@@ -14,7 +14,7 @@ from mangostore.kg.embedding import Embedder, VectorIndex, default_embedder
 from mangostore.kg.vectors import EmbeddingSync
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.kg.ports import SqlDatabase
 
 __all__ = ["Semantic"]
 
@@ -32,7 +32,7 @@ class Semantic:
 
     def __init__(
         self,
-        db: Database,
+        db: SqlDatabase,
         embedder: Embedder | Literal["default"] | None,
         vector_index: VectorIndex,
     ) -> None:

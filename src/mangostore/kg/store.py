@@ -26,8 +26,8 @@ from mangostore.records import KGEntity
 from mangostore.sql import batches, placeholders
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.engine.pragmas import Connection
+    from mangostore.kg.ports import GraphDatabase
 
 __all__ = [
     "HOLDS",
@@ -150,7 +150,7 @@ class GraphStore:
         access: counts the reads of entities; every part records its reads here.
     """
 
-    def __init__(self, db: Database, access: AccessCounter) -> None:
+    def __init__(self, db: GraphDatabase, access: AccessCounter) -> None:
         self._db = db
         self.access = access
 

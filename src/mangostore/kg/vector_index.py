@@ -22,8 +22,8 @@ from mangostore.errors import ConfigurationError
 from mangostore.kg.embedding_protocol import Vectors, to_blob
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.engine.pragmas import Connection
+    from mangostore.kg.ports import SqlDatabase
 
 __all__ = [
     "QUANTIZE_FROM",
@@ -135,7 +135,7 @@ class NumpyIndex:
     name = "numpy"
 
     def __init__(
-        self, db: Database, *, quantize_from: int = QUANTIZE_FROM, rescore_min: int = RESCORE_MIN
+        self, db: SqlDatabase, *, quantize_from: int = QUANTIZE_FROM, rescore_min: int = RESCORE_MIN
     ) -> None:
         self._db = db
         self._quantize_from = quantize_from
@@ -346,11 +346,11 @@ class SqliteVecIndex:
 
     name = "sqlite-vec"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     @staticmethod
-    def available(db: Database) -> bool:
+    def available(db: SqlDatabase) -> bool:
         """Tell whether the extension loads into this database's connections."""
         with db.store.reading() as conn:
             return load_sqlite_vec(conn)

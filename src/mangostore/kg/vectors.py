@@ -16,8 +16,8 @@ from mangostore.ids import new_id
 from mangostore.kg.embedding_protocol import Embedder, content_hash, to_blob
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.engine.pragmas import Connection
+    from mangostore.kg.ports import SqlDatabase
 
 __all__ = ["EmbeddingSync", "embedding_text"]
 
@@ -39,7 +39,7 @@ def embedding_text(name: str, description: str | None) -> str:
 class EmbeddingSync:
     """Drains the embedding queue of one database with one embedder."""
 
-    def __init__(self, db: Database, embedder: Embedder) -> None:
+    def __init__(self, db: SqlDatabase, embedder: Embedder) -> None:
         self._db = db
         self._embedder = embedder
         self._model = embedder.model_version

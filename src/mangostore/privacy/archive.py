@@ -48,8 +48,8 @@ from mangostore.errors import ConfigurationError, TamperedDataError
 from mangostore.files import fsync_directory
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
     from mangostore.keys.keyring import Keyring
+    from mangostore.privacy.ports import ArchiveDatabase
 
 __all__ = [
     "Archive",
@@ -87,7 +87,7 @@ class Archive:
         return str(self.header["table"])
 
 
-def archive_dir(db: Database, override: str | os.PathLike[str] | None = None) -> Path:
+def archive_dir(db: ArchiveDatabase, override: str | os.PathLike[str] | None = None) -> Path:
     """Return where ``db`` keeps its archives (``<database>.archive``).
 
     Raises:
@@ -253,7 +253,7 @@ def stage_archive(
     return StagedArchive(Path(tmp), target)
 
 
-def read_archive(path: str | os.PathLike[str], db: Database) -> Archive:
+def read_archive(path: str | os.PathLike[str], db: ArchiveDatabase) -> Archive:
     """Read an archive written for ``db`` (or a copy of it with the same keyring).
 
     Raises:
@@ -337,7 +337,9 @@ def read_archive(path: str | os.PathLike[str], db: Database) -> Archive:
     return Archive(file, doc, rows)
 
 
-def rewrite_archive(db: Database, archive: Archive, rows: list[dict[str, Any]]) -> Path | None:
+def rewrite_archive(
+    db: ArchiveDatabase, archive: Archive, rows: list[dict[str, Any]]
+) -> Path | None:
     """Replace ``archive`` with one holding only ``rows``; remove it when none are left.
 
     Returns the new file, or ``None`` when the archive was removed.

@@ -11,7 +11,7 @@ from mangostore.engine.pragmas import Connection
 from mangostore.errors import DatabaseError
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.privacy.ports import StoredDatabase
 
 __all__ = ["refuse_inside_transaction", "select_dicts"]
 
@@ -24,7 +24,7 @@ def select_dicts(conn: Connection, sql: str, params: Sequence[Any]) -> list[dict
         return [dict(zip(names, tuple(row), strict=True)) for row in cursor.fetchall()]
 
 
-def refuse_inside_transaction(db: Database, what: str) -> None:
+def refuse_inside_transaction(db: StoredDatabase, what: str) -> None:
     """Refuse to start ``what`` inside the calling thread's transaction.
 
     Raises:

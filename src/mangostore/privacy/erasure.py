@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import ConfigurationError, TamperedDataError, ValidationError
-from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.privacy.archive import archive_dir, list_archives, read_archive, rewrite_archive
 from mangostore.privacy.common import refuse_inside_transaction
 from mangostore.privacy.ownership import (
@@ -33,7 +32,7 @@ from mangostore.security.audit import ERASURE_COMPONENT
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.privacy.ports import ErasureDatabase
 
 __all__ = ["ErasureReport", "erase_user", "reapply_erasures", "scrub_archives"]
 
@@ -79,7 +78,7 @@ class ErasureReport:
         return sum(self.rows_deleted.values())
 
 
-def erase_user(db: Database, user_id: str, *, reapplied: bool = False) -> ErasureReport:
+def erase_user(db: ErasureDatabase, user_id: str, *, reapplied: bool = False) -> ErasureReport:
     """Erase ``user_id`` from ``db``.
 
     What :meth:`mangostore.privacy.PrivacyService.erase_user` does; ``reapplied``
@@ -99,7 +98,7 @@ def erase_user(db: Database, user_id: str, *, reapplied: bool = False) -> Erasur
         if key is not None
         else None
     )
-    cipher = field_cipher_for(db)
+    cipher = db.store.field_cipher
     destroyed = 0
     with db.store.transaction() as conn:
         # First, and durably: from here on the erasure is remembered, and a crash
@@ -164,7 +163,7 @@ def erase_user(db: Database, user_id: str, *, reapplied: bool = False) -> Erasur
     )
 
 
-def reapply_erasures(db: Database) -> list[ErasureReport]:
+def reapply_erasures(db: ErasureDatabase) -> list[ErasureReport]:
     """Erase again every user of ``db`` the keyring says was erased but whose rows are back.
 
     What :meth:`mangostore.privacy.PrivacyService.reapply_erasures` does.
@@ -190,7 +189,7 @@ def reapply_erasures(db: Database) -> list[ErasureReport]:
     return reports
 
 
-def scrub_archives(db: Database, *user_ids: str) -> list[Path]:
+def scrub_archives(db: ErasureDatabase, *user_ids: str) -> list[Path]:
     """Remove the users' rows from the archive files beside ``db``; return the files
     rewritten.
 
@@ -226,7 +225,7 @@ def scrub_archives(db: Database, *user_ids: str) -> list[Path]:
     return rewritten
 
 
-def _truncate_wal(db: Database) -> bool:
+def _truncate_wal(db: ErasureDatabase) -> bool:
     """Checkpoint the WAL into the file and truncate it to zero bytes."""
     if db.path == ":memory:":
         return True
@@ -237,7 +236,7 @@ def _truncate_wal(db: Database) -> bool:
     return False
 
 
-def _copies(db: Database) -> list[Path]:
+def _copies(db: ErasureDatabase) -> list[Path]:
     path = db.path
     if path == ":memory:":
         return []

@@ -19,7 +19,6 @@ from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import ValidationError
 from mangostore.files import write_private
-from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.privacy.archive import encode_value
 from mangostore.privacy.common import select_dicts
 from mangostore.privacy.ownership import (
@@ -34,7 +33,7 @@ from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, OWNER_COLUMN
 from mangostore.sql import batches, quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.privacy.ports import ExportDatabase
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -96,7 +95,9 @@ class ExportManifest:
         )
 
 
-def export_user(db: Database, user_id: str, dest_dir: str | os.PathLike[str]) -> ExportManifest:
+def export_user(
+    db: ExportDatabase, user_id: str, dest_dir: str | os.PathLike[str]
+) -> ExportManifest:
     """Write every row of ``user_id`` in ``db``, decrypted, to ``dest_dir``.
 
     What :meth:`mangostore.privacy.PrivacyService.export_user` does; arguments,
@@ -167,7 +168,7 @@ def verify_export(directory: str | os.PathLike[str]) -> list[str]:
 
 
 def _export_rows(
-    db: Database, conn: Connection, schema: SchemaMap, table: str, keys: set[Any]
+    db: ExportDatabase, conn: Connection, schema: SchemaMap, table: str, keys: set[Any]
 ) -> Iterator[dict[str, Any]]:
     if not keys:
         return
@@ -204,12 +205,12 @@ def _export_rows(
                 yield _redact(table, _decrypt_row(db, table, row))
 
 
-def _decrypt_row(db: Database, table: str, row: dict[str, Any]) -> dict[str, Any]:
+def _decrypt_row(db: ExportDatabase, table: str, row: dict[str, Any]) -> dict[str, Any]:
     """Open the sealed columns of a table that has no repository."""
     columns = ALL_SENSITIVE_FIELDS.get(table, ())
     if not columns:
         return row
-    cipher = field_cipher_for(db)
+    cipher = db.store.field_cipher
     owner = row.get(OWNER_COLUMN.get(table, "user_id"))
     for column in columns:
         value = row.get(column)

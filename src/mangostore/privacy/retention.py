@@ -25,7 +25,7 @@ from mangostore.security.audit import ANCHOR_COMPONENT
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.privacy.ports import RetentionDatabase
 
 __all__ = [
     "DAY_MS",
@@ -116,7 +116,7 @@ class RetentionReport:
 
 
 def apply_retention(
-    db: Database,
+    db: RetentionDatabase,
     now: int | None = None,
     policies: Sequence[RetentionPolicy] | None = None,
     *,
@@ -146,7 +146,7 @@ def apply_retention(
 
 
 def _retain_commands(
-    db: Database, policy: RetentionPolicy, now: int, where: str | os.PathLike[str] | None
+    db: RetentionDatabase, policy: RetentionPolicy, now: int, where: str | os.PathLike[str] | None
 ) -> TableRetention:
     if policy.days is None:
         return TableRetention("command_history", None, 0, 0)
@@ -183,7 +183,9 @@ def _retain_commands(
     return TableRetention("command_history", cutoff, len(rows), deleted, path)
 
 
-def _retain_notifications(db: Database, policy: RetentionPolicy, now: int) -> TableRetention:
+def _retain_notifications(
+    db: RetentionDatabase, policy: RetentionPolicy, now: int
+) -> TableRetention:
     deleted = 0
     notify = getattr(db, "notify", None)
     if notify is not None and hasattr(notify, "apply_retention"):
@@ -199,7 +201,7 @@ def _retain_notifications(db: Database, policy: RetentionPolicy, now: int) -> Ta
 
 
 def _retain_events(
-    db: Database, policy: RetentionPolicy, now: int, where: str | os.PathLike[str] | None
+    db: RetentionDatabase, policy: RetentionPolicy, now: int, where: str | os.PathLike[str] | None
 ) -> tuple[TableRetention, int | None]:
     if policy.days is None:
         return TableRetention("security_events", None, 0, 0), None

@@ -24,7 +24,7 @@ from mangostore.privacy.retention import (
 )
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.privacy.ports import PrivacyDatabase
 
 # The names this module always offered, kept importable from it.
 __all__ = [
@@ -49,7 +49,7 @@ class PrivacyService:
     archive files, the WAL) cannot be rolled back with it.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: PrivacyDatabase) -> None:
         self._db = db
 
     def __repr__(self) -> str:

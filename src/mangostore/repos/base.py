@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mangostore.engine.connection import UndecodableText, driver_errors
 from mangostore.engine.pragmas import Connection
@@ -28,13 +28,11 @@ from mangostore.errors import (
     UniqueConstraintError,
 )
 from mangostore.ids import new_id
-from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
+from mangostore.keys.field_cipher import FieldCipher
 from mangostore.records import Record, Unreadable
+from mangostore.repos.ports import RepositoryDatabase
 from mangostore.repos.spec import TableSpec, table_spec
 from mangostore.sql import placeholders, quote_identifier
-
-if TYPE_CHECKING:
-    from mangostore.db import Database
 
 R = TypeVar("R", bound=Record)
 
@@ -50,7 +48,7 @@ class Repository(Generic[R]):
     #: Extra columns set to "now" on create when not given (e.g. ``timestamp``).
     now_on_create: tuple[str, ...] = ()
 
-    def __init__(self, db: Database, record: type[R]) -> None:
+    def __init__(self, db: RepositoryDatabase, record: type[R]) -> None:
         self._db = db
         self._record = record
         self.spec: TableSpec = table_spec(record)  # type: ignore[arg-type]
@@ -364,10 +362,10 @@ class Repository(Generic[R]):
         return text
 
     def _cipher(self) -> FieldCipher | None:
-        # Looked up once per repository: field_cipher_for takes a global lock, and
-        # this runs for every encrypted value read or written.
+        # Looked up once per repository (the store's cipher, as field_cipher_for
+        # returns it): this runs for every encrypted value read or written.
         if self._field_cipher is _UNSET:
-            self._field_cipher = field_cipher_for(self._db)
+            self._field_cipher = self._db.store.field_cipher
         return self._field_cipher  # type: ignore[return-value]
 
     def _seal(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import InvalidValueError, UniqueConstraintError
 from mangostore.records import User
 from mangostore.repos.base import Repository
+from mangostore.repos.ports import RepositoryDatabase
 from mangostore.repos.spec import encodable
 from mangostore.repos.usernames import normalize_username, username_key, username_skeleton
-
-if TYPE_CHECKING:
-    from mangostore.db import Database
 
 #: The schema version that made ``user_name_keys``; a database opened with
 #: ``migrate=False`` below it has plain user names only.
@@ -39,7 +37,7 @@ class UserRepository(Repository[User]):
     in another spelling, or looks like it, is refused. See docs/authentication.md.
     """
 
-    def __init__(self, db: Database, record: type[User]) -> None:
+    def __init__(self, db: RepositoryDatabase, record: type[User]) -> None:
         super().__init__(db, record)
         select = self.spec.select_list
         table = self.spec.quoted_table

@@ -43,7 +43,7 @@ from mangostore.security.passwords import PasswordHasher, PasswordParams
 from mangostore.security.session_policy import LEVEL_RANK, MINUTE_MS, check_level
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.auth_ports import AuthDatabase
 
 __all__ = ["AuthPolicy", "AuthService", "LoginResult"]
 
@@ -125,7 +125,7 @@ class AuthService:
 
     def __init__(
         self,
-        db: Database,
+        db: AuthDatabase,
         *,
         policy: AuthPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,

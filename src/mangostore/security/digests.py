@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from mangostore.keys.envelope import length_prefixed
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.ports import KeyedDatabase
 
 DIGEST_BYTES = 32
 
 
-def digest_key(db: Database) -> bytes | None:
+def digest_key(db: KeyedDatabase) -> bytes | None:
     """Return the key for :func:`keyed_digest`, or ``None`` for a database without a keyring."""
     keyring = db.keyring
     return None if keyring is None else keyring.subkey("blind-index")

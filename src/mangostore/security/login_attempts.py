@@ -18,7 +18,7 @@ from mangostore.repos.usernames import username_key
 from mangostore.security.digests import digest_key, keyed_digest
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.ports import KeyedDatabase, QueryDatabase
 
 __all__ = ["FailurePolicy", "clear_failures", "count_failure", "locked_until", "name_key"]
 
@@ -47,7 +47,7 @@ class FailurePolicy(Protocol):
         """How long a lock lasts."""
 
 
-def name_key(db: Database, username: str) -> bytes:
+def name_key(db: KeyedDatabase, username: str) -> bytes:
     """Return the ``login_attempts`` key of a user name, one for all its spellings.
 
     Defined for any string (a lone surrogate included), so that every attempt counts.
@@ -55,7 +55,7 @@ def name_key(db: Database, username: str) -> bytes:
     return keyed_digest(digest_key(db), _NAME_LABEL, username_key(username))
 
 
-def locked_until(db: Database, key: bytes) -> int | None:
+def locked_until(db: QueryDatabase, key: bytes) -> int | None:
     """Return when the lock of ``key`` ends (epoch ms), or ``None`` if it was never locked.
 
     The lock may already be over; the caller compares with its clock.

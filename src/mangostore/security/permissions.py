@@ -49,7 +49,7 @@ from mangostore.security.session_policy import MINUTE_MS
 from mangostore.security.throttle import EventThrottle
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.service_ports import AccessDatabase
 
 __all__ = ["Effect", "Grant", "PermissionService"]
 
@@ -77,7 +77,7 @@ class PermissionService:
     for examples.
     """
 
-    def __init__(self, db: Database, *, denial_log_interval_ms: int = MINUTE_MS) -> None:
+    def __init__(self, db: AccessDatabase, *, denial_log_interval_ms: int = MINUTE_MS) -> None:
         self._db = db
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[int, tuple[Rule, ...]]] = {}

@@ -15,7 +15,7 @@ from mangostore.records import UserSession
 from mangostore.security.throttle import EventThrottle
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.service_ports import AuditedDatabase
 
 __all__ = ["SessionEvents"]
 
@@ -25,7 +25,7 @@ _COMPONENT: Final = "sessions"
 class SessionEvents:
     """Appends the session service's events to ``db.audit``. Thread-safe."""
 
-    def __init__(self, db: Database, repeat_interval_ms: int) -> None:
+    def __init__(self, db: AuditedDatabase, repeat_interval_ms: int) -> None:
         self._db = db
         self._noise = EventThrottle(repeat_interval_ms)
 

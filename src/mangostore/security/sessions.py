@@ -59,7 +59,7 @@ from mangostore.security.session_tokens import (
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.service_ports import SessionsDatabase
 
 # The policy and token names are re-exported: they were always importable from here.
 __all__ = [
@@ -113,7 +113,7 @@ class SessionService:
     session expired.
     """
 
-    def __init__(self, db: Database, *, policy: SessionPolicy | None = None) -> None:
+    def __init__(self, db: SessionsDatabase, *, policy: SessionPolicy | None = None) -> None:
         self._db = db
         self.policy = policy or SessionPolicy()
         self._events = SessionEvents(db, self.policy.audit_repeat_interval_ms)

@@ -24,7 +24,7 @@ from mangostore.errors import (
     NotFoundError,
 )
 from mangostore.ids import new_id
-from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
+from mangostore.keys.field_cipher import FieldCipher
 from mangostore.records import SecurityEvent
 from mangostore.repos.spec import table_spec
 from mangostore.schema.sensitive import SYSTEM_OWNER
@@ -50,7 +50,7 @@ from mangostore.security.audit.verify import (
 )
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.ports import AuditDatabase
 
 __all__ = ["AuditLog"]
 
@@ -77,7 +77,7 @@ class AuditLog:
     serialises sequence numbers; reads of :meth:`verify` run in one snapshot.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: AuditDatabase) -> None:
         self._db = db
         self._reader = EventReader(db)
 
@@ -222,7 +222,7 @@ class AuditLog:
         """Number, seal, chain and insert a prepared event in transaction ``conn``."""
         db = self._db
         key = self._key()
-        cipher = field_cipher_for(db)
+        cipher = db.store.field_cipher
         event_id = new_id()
         timestamp = db.clock.now_ms()
         seq, prev = tip(conn)

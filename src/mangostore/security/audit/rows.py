@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import ConfigurationError, NotFoundError, TamperedDataError
-from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.records import SecurityEvent
 from mangostore.schema.sensitive import SYSTEM_OWNER
 from mangostore.security.audit.chain import COLUMNS, RESERVED_PREFIX, SELECT, TABLE, Col
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.ports import CipherDatabase
 
 __all__ = ["EventReader"]
 
@@ -32,7 +31,7 @@ class EventReader:
     Thread-safe: it holds no state of its own.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: CipherDatabase) -> None:
         self._db = db
 
     def erased(self) -> frozenset[str]:
@@ -97,7 +96,7 @@ class EventReader:
         stored = row[index]
         if stored is None:
             return None
-        cipher = field_cipher_for(self._db)
+        cipher = self._db.store.field_cipher
         if cipher is None:
             if isinstance(stored, str):
                 return json.loads(stored)

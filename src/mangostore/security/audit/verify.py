@@ -30,7 +30,7 @@ from mangostore.security.audit.checkpoints import AuditCheckpoint
 from mangostore.security.audit.rows import EventReader
 
 if TYPE_CHECKING:
-    from mangostore.db import Database
+    from mangostore.security.ports import QueryDatabase
 
 __all__ = ["AuditReport", "chain_mac_at", "unverifiable_report", "verify_chain"]
 
@@ -88,7 +88,7 @@ class _Walk:
     resolutions: dict[str, tuple[int, Any, int]] = field(default_factory=dict)
 
 
-def unverifiable_report(db: Database) -> AuditReport:
+def unverifiable_report(db: QueryDatabase) -> AuditReport:
     """Return the report of a database without a keyring: nothing can be verified."""
     row = db.query(f"SELECT max(seq) FROM {TABLE}")[0]
     return AuditReport(
