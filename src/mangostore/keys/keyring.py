@@ -46,7 +46,7 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -171,6 +171,18 @@ class Keyring:
     _seen: Stamp | None = field(default=None, repr=False)
     # Reentrant: _update holds it while _verify and _seal take sub-keys.
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # True for a keyring just made: it is sealed and written, never replacing a file.
+    # False for one read from disk: its MAC is checked.
+    new: InitVar[bool] = False
+
+    def __post_init__(self, new: bool) -> None:
+        if not new:
+            self._verify(self._doc)
+            return
+        self._seal(self._doc)
+        if self.path is not None:
+            with file_lock(self.path):
+                self._seen = write_keyring(self.path, self._doc, exclusive=True)
 
     # -- creation and unlocking -------------------------------------------------------
 
@@ -217,11 +229,7 @@ class Keyring:
             "data_keys": {},
             "erased_users": [],
         }
-        ring = cls(path, vault_id, page_encryption, kdf, master, doc)
-        ring._seal(doc)
-        if path is not None:
-            with file_lock(path):
-                ring._seen = write_keyring(path, doc, exclusive=True)
+        ring = cls(path, vault_id, page_encryption, kdf, master, doc, new=True)
         return ring, format_recovery_key(recovery_raw)
 
     @classmethod
@@ -265,7 +273,6 @@ class Keyring:
                 "again (a lost passphrase can be reset with the recovery key)"
             )
         ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc, _seen=seen)
-        ring._verify(doc)
         ring.remove_leftovers()
         return ring
 

@@ -101,6 +101,25 @@ class TimedCursor(sqlcipher3.Cursor):  # type: ignore[misc]
 
     __slots__ = ("_m_conn", "_m_open", "_m_rows", "_m_sink", "_m_sql", "_m_t0", "_m_t1")
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._m_open = False  # nothing to report until start_timing (a failed execute)
+
+    def start_timing(self, sink: Any, sql: str, conn: Any, started: float) -> None:
+        """Begin reporting ``sql``, started at ``started``, to ``sink`` (the executing
+        connection calls this once the statement ran): at once when there is nothing
+        to fetch, otherwise when the last row has been fetched."""
+        self._m_sink = sink
+        self._m_sql = sql
+        self._m_conn = conn
+        self._m_t0 = started
+        self._m_t1 = _clock()
+        self._m_rows = 0
+        self._m_open = self.description is not None
+        if not self._m_open:
+            # Nothing to fetch (a write without RETURNING, DDL): it is finished.
+            sink.record(sql, _clock() - started, 0, conn)
+
     def fetchone(self) -> Any:
         """Return the next row (or ``None``), counting it."""
         row = _fetchone(self)
@@ -220,7 +239,6 @@ class InstrumentedConnection(sqlcipher3.Connection):  # type: ignore[misc]
             return execute_unmonitored(self, sql, parameters)
         start = _clock()
         cursor = self.cursor(TimedCursor)
-        cursor._m_open = False
         try:
             if many:
                 _cursor_executemany(cursor, sql, parameters)
@@ -229,17 +247,7 @@ class InstrumentedConnection(sqlcipher3.Connection):  # type: ignore[misc]
         except BaseException:
             sink.record_error(sql, _clock() - start)
             raise
-        cursor._m_sink = sink
-        cursor._m_sql = sql
-        cursor._m_conn = self
-        cursor._m_t0 = start
-        cursor._m_t1 = _clock()
-        cursor._m_rows = 0
-        if cursor.description is None:
-            # Nothing to fetch (a write without RETURNING, DDL): it is finished.
-            sink.record(sql, _clock() - start, 0, self)
-        else:
-            cursor._m_open = True
+        cursor.start_timing(sink, sql, self, start)
         return cursor
 
     def fetch_all(self, sql: str, parameters: Any) -> list[Any]:
