@@ -9,12 +9,16 @@ An AST check over ``src/mangostore``; it fails when any of these comes back:
 - an import of an underscore name from another mangostore module;
 - an import cycle among modules (imports inside functions and ``if TYPE_CHECKING:``
   count): services type the database they receive with protocols of what they use
-  (``ports`` modules), so nothing below the facade imports it back.
+  (``ports`` modules), so nothing below the facade imports it back;
+- SQL reading the schema (``sqlite_schema``, ``PRAGMA table_info``, ``index_list``,
+  ``foreign_key_list``...) outside :mod:`mangostore.schema.introspect`, the one module
+  that reads it.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +40,18 @@ def modules() -> dict[str, Path]:
 
 
 MODULES = modules()
+
+#: The schema table under its names, and the pragmas (statement or table-valued
+#: function) that describe tables, columns, indexes and foreign keys.
+SCHEMA_READ = re.compile(
+    r"sqlite_(?:master|schema|temp_master|temp_schema)"
+    r"|(?:table_x?info|table_list|index_list|index_x?info|foreign_key_list)\b",
+    re.IGNORECASE,
+)
+INTROSPECTION = "mangostore.schema.introspect"
+SCHEMA_READERS = {
+    INTROSPECTION,
+}
 
 
 def parse(path: Path) -> ast.Module:
@@ -72,6 +88,24 @@ def reach_throughs(tree: ast.Module) -> Iterator[tuple[int, str]]:
         if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "super":
             continue
         yield node.lineno, f"{ast.unparse(value)}.{name}"
+
+
+def schema_reads(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """String constants naming the schema table or a schema pragma (docstrings aside)."""
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, documented)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found = SCHEMA_READ.search(node.value)
+            if found is not None and id(node) not in docstrings:
+                yield node.lineno, found.group(0)
 
 
 def imported_modules(name: str, tree: ast.Module) -> set[str]:
@@ -181,6 +215,16 @@ def test_nothing_below_the_facade_imports_it() -> None:
     assert importers == []
 
 
+def test_only_the_introspection_module_reads_the_schema() -> None:
+    found = [
+        f"{MODULES[name].relative_to(SRC)}:{line}: {text}"
+        for name in sorted(MODULES)
+        if name not in SCHEMA_READERS
+        for line, text in schema_reads(parse(MODULES[name]))
+    ]
+    assert found == [], f"call {INTROSPECTION} instead of:\n" + "\n".join(found)
+
+
 def test_the_checks_see_what_they_look_for() -> None:
     """The checks themselves find a reach-through, a private import and a cycle."""
     tree = ast.parse(
@@ -192,3 +236,25 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert "mangostore.engine.store" in imported_modules(
         "mangostore.db", parse(MODULES["mangostore.db"])
     )
+
+
+def test_the_schema_check_sees_what_it_looks_for() -> None:
+    """It finds schema SQL in plain and f-strings, passes over docstrings and other
+    SQL, and its allow-list names modules that exist and do read the schema."""
+    tree = ast.parse(
+        '"""Reads sqlite_master."""\n'
+        "def f(conn, t):\n"
+        '    """Uses PRAGMA table_info."""\n'
+        "    conn.execute(\"SELECT name FROM sqlite_schema WHERE type = 'table'\")\n"
+        '    conn.execute(f"PRAGMA index_list({t})")\n'
+        "    conn.execute('SELECT \"from\" FROM pragma_foreign_key_list(?)', (t,))\n"
+        '    return conn.execute("PRAGMA foreign_key_check")\n'
+    )
+    assert sorted(text for _, text in schema_reads(tree)) == [
+        "foreign_key_list",
+        "index_list",
+        "sqlite_schema",
+    ]
+    assert set(MODULES) >= SCHEMA_READERS
+    for name in SCHEMA_READERS:
+        assert list(schema_reads(parse(MODULES[name]))) != [], f"{name} reads no schema"

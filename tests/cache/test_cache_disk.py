@@ -141,7 +141,7 @@ def test_an_unused_tier_makes_no_directory(tmp_path: Path) -> None:
 
 def test_a_database_with_a_keyring_has_an_encrypted_disk_tier(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         assert not disk_cache_dir(str(db_path)).exists()  # made on first use only
         db.cache.set(SECRET_KEY, SECRET_VALUE, "disk", tags=["shell"])
         assert db.cache.get(SECRET_KEY, "disk") == SECRET_VALUE
@@ -155,7 +155,7 @@ def test_a_database_with_a_keyring_has_an_encrypted_disk_tier(db_path: Path) -> 
 
 
 def test_the_disk_tier_is_refused_without_a_keyring_or_a_file(tmp_path: Path) -> None:
-    with mangostore.open(tmp_path / "plain.db", encrypted=False) as db:
+    with mangostore.create(tmp_path / "plain.db", encrypted=False).db as db:
         with pytest.raises(ConfigurationError, match="passphrase"):
             db.cache.set("k", 1, "disk")
         assert not db.cache.stats()["disk"].available

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,8 @@ from mangostore.errors import QueryError
 
 NAME_SQL = "SELECT username FROM users WHERE id = ?"
 
+pytestmark = pytest.mark.database("memory_db", "encrypted_db")
+
 
 def name_of(db: mangostore.Database, user_id: str) -> str:
     return str(db.query(NAME_SQL, (user_id,))[0][0])
@@ -32,16 +34,6 @@ def name_of(db: mangostore.Database, user_id: str) -> str:
 def query_stats(db: mangostore.Database) -> tuple[int, int]:
     stats = db.cache.stats()["query"]
     return stats.hits, stats.misses
-
-
-@pytest.fixture(params=["memory", "file"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[mangostore.Database]:
-    """An in-memory database and an encrypted file database: both cache."""
-    settings = Settings(kdf=FAST_KDF)
-    path = ":memory:" if request.param == "memory" else tmp_path / "vault.db"
-    database = mangostore.open(path, passphrase=PASSPHRASE, settings=settings)
-    yield database
-    database.close()
 
 
 @pytest.fixture
@@ -381,7 +373,7 @@ def test_a_write_through_another_handle_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     settings = Settings(kdf=FAST_KDF)
     with (
-        mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as first,
+        mangostore.create(path, passphrase=PASSPHRASE, settings=settings).db as first,
         mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as second,
     ):
         uid = first.users.create(username="ann", email="a@example.com").id
@@ -410,7 +402,7 @@ _CHILD = textwrap.dedent(
 def test_a_write_by_another_process_is_never_missed(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     settings = Settings(kdf=FAST_KDF)
-    with mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(path, passphrase=PASSPHRASE, settings=settings).db as db:
         uid = db.users.create(username="ann", email="a@example.com").id
         assert name_of(db, uid) == "ann"
         assert db.users.get(uid).username == "ann"

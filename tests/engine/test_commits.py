@@ -12,11 +12,7 @@ import mangostore
 from conftest import PASSPHRASE
 from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatch
 
-
-@pytest.fixture
-def db(encrypted_db: mangostore.Database) -> mangostore.Database:
-    """An encrypted file database."""
-    return encrypted_db
+pytestmark = pytest.mark.database("encrypted_db")
 
 
 def test_the_watch_matches_the_database(db: mangostore.Database) -> None:

@@ -19,6 +19,15 @@ from mangostore.errors import (
 ITEM_SQL = "INSERT INTO items (name) VALUES (?)"
 
 
+def add_items(db: mangostore.Database) -> None:
+    """A scratch ``items`` table."""
+    db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+
+
+# An in-memory and a file database, each with the items table.
+pytestmark = pytest.mark.database("plain_db", "encrypted_db", setup=add_items)
+
+
 class Boom(Exception):
     """An application error raised inside a transaction."""
 
@@ -35,14 +44,6 @@ def write_then_raise(
         for item in items:
             db.execute(ITEM_SQL, (item,))
         raise error or Boom
-
-
-@pytest.fixture(params=["plain_db", "encrypted_db"])
-def db(request: pytest.FixtureRequest) -> mangostore.Database:
-    """An in-memory and a file database, each with a scratch ``items`` table."""
-    database: mangostore.Database = request.getfixturevalue(request.param)
-    database.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
-    return database
 
 
 def test_block_commits(db: mangostore.Database) -> None:

@@ -4,14 +4,13 @@ order; archive, expiry with a manual clock, the sweep, and the keys behind the e
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
@@ -32,14 +31,8 @@ HOUR_MS = 3_600_000
 SECRET = "ultramarine-conversation-marker-7731"
 
 
-@pytest.fixture
-def db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
-    """An in-memory database with a keyring (messages encrypted) on a manual clock."""
-    database = mangostore.open(
-        ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
-    )
-    yield database
-    database.close()
+# An in-memory database with a keyring (messages encrypted), on the manual clock.
+pytestmark = pytest.mark.database("clocked_memory_db")
 
 
 @pytest.fixture
@@ -259,9 +252,9 @@ def test_text_written_around_mangostore_is_refused(db: mangostore.Database, ann:
 def test_no_message_plaintext_on_disk_with_plain_pages(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings
-    ) as db:
+    ).db as db:
         assert not db.page_encryption
         user = db.users.create(username="ann").id
         chat = db.conversations.create(user, title="plain title")
@@ -282,7 +275,7 @@ def test_no_message_plaintext_on_disk_with_plain_pages(
 def test_without_a_keyring_messages_are_stored_as_text(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         user = db.users.create(username="ann").id
         chat = db.conversations.create(user)
         db.conversations.append(chat.id, "user", "plain words")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,12 @@ from mangostore.kg.embedding import MiniLMEmbedder, NumpyIndex, minilm_directory
 MODEL = "hashing-64"
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[mangostore.Database]:
-    """A file database (so reads go through the reader pool) with the hashing embedder."""
-    database = mangostore.open(tmp_path / "kg.db", encrypted=False)
+def _hashing_embedder(database: mangostore.Database) -> None:
     database.kg.set_embedder(HashingEmbedder(64))
-    yield database
-    database.close()
+
+
+# A file database (so reads go through the reader pool) with the hashing embedder.
+pytestmark = pytest.mark.database("clocked_plain_file_db", setup=_hashing_embedder)
 
 
 def _changes(db: mangostore.Database, user: str) -> tuple[int, int] | None:
@@ -80,12 +78,12 @@ def test_new_vectors_are_appended_without_reading_everything_again(
 
 
 def test_changes_made_through_another_handle_are_seen(
-    db: mangostore.Database, tmp_path: Path
+    db: mangostore.Database, db_path: Path
 ) -> None:
     user = db.users.create(username="ann").id
     db.kg.upsert_entity(user, "concept", "photosynthesis")
     db.kg.search(user, "photosynthesis", retrievers=["vector"])
-    other = mangostore.open(tmp_path / "kg.db", encrypted=False)
+    other = mangostore.open(db_path, encrypted=False)
     try:
         other.kg.set_embedder(HashingEmbedder(64))
         added = other.kg.upsert_entity(user, "concept", "glacier melting").entity

@@ -5,7 +5,6 @@ index staying in step with the table whatever writes or deletes memories."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,12 +29,8 @@ from mangostore.kg.memory import (
 HOUR_MS = 3_600_000
 
 
-@pytest.fixture
-def db(clock: ManualClock) -> Iterator[mangostore.Database]:
-    """An unencrypted in-memory database on a manual clock."""
-    database = mangostore.open(":memory:", encrypted=False, clock=clock)
-    yield database
-    database.close()
+# An unencrypted in-memory database on the manual clock.
+pytestmark = pytest.mark.database("clocked_db")
 
 
 @pytest.fixture

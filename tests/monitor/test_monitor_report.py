@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,11 @@ from mangostore.monitor import PerformanceReport, Recommendation
 
 SCAN_SQL = "SELECT id FROM command_history WHERE working_directory = ? AND exit_code = ?"
 
+pytestmark = pytest.mark.database("plain_db")
+
 
 def recommendations(report: PerformanceReport, kind: str) -> list[Recommendation]:
     return [r for r in report.recommendations if r.kind == kind]
-
-
-@pytest.fixture
-def db() -> Iterator[mangostore.Database]:
-    database = mangostore.open(":memory:", encrypted=False)
-    yield database
-    database.close()
 
 
 @pytest.fixture
@@ -150,7 +144,7 @@ def test_analyze_is_recommended_while_statistics_are_missing(
 
 def test_size_approaching_the_limit(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, max_database_bytes=64 * 1024)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         report = db.performance_report()
     [advice] = recommendations(report, "size_limit")
     assert advice.severity == "critical"

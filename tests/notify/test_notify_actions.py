@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +15,26 @@ START = 1_717_243_200_000
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[mangostore.Database]:
-    # A file, so the racing threads below read through the reader pool as well.
-    with mangostore.open(tmp_path / "a.db", encrypted=False, clock=ManualClock(START)) as database:
-        database.users.create(username="ann")
-        database.notify.register_type(
-            "build",
-            category="project",
-            template="Build {name} failed",
-            default_actions=[
-                {"type": "button", "label": "Open log", "command": "open-log", "data": {"n": 1}},
-                {"type": "voice_command", "label": "retry build"},
-            ],
-        )
-        yield database
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def ann_and_build(database: mangostore.Database) -> None:
+    """The user ``ann`` and a type ``build`` with two default actions."""
+    database.users.create(username="ann")
+    database.notify.register_type(
+        "build",
+        category="project",
+        template="Build {name} failed",
+        default_actions=[
+            {"type": "button", "label": "Open log", "command": "open-log", "data": {"n": 1}},
+            {"type": "voice_command", "label": "retry build"},
+        ],
+    )
+
+
+# A file, so the racing threads below read through the reader pool as well.
+pytestmark = pytest.mark.database("clocked_plain_file_db", setup=ann_and_build)
 
 
 def user_id(db: mangostore.Database) -> str:

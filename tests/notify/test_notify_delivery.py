@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 import mangostore
+from conftest import NotifyWorld
 from mangostore.clock import ManualClock
 from mangostore.errors import ConfigurationError, DeliveryError
 from mangostore.notify import (
@@ -23,24 +22,14 @@ from mangostore.records import Notification
 START = 1_717_243_200_000  # 2024-06-01 12:00 UTC
 
 
-@dataclass
-class World:
-    db: mangostore.Database
-    clock: ManualClock
-    user: str
-    desktop: RecordingDeliverer
-
-
 @pytest.fixture
-def world() -> Iterator[World]:
-    clock = ManualClock(START)
-    with mangostore.open(":memory:", encrypted=False, clock=clock) as db:
-        user = db.users.create(username="ann")
-        db.notify.register_type("build", category="project", template="Build {name} finished")
-        desktop = RecordingDeliverer("desktop")
-        db.notify.register_deliverer(desktop)
-        db.notify.retry = RetryPolicy(max_attempts=4, base_delay_ms=1_000, factor=2.0)
-        yield World(db, clock, user.id, desktop)
+def world(notify_world: NotifyWorld) -> NotifyWorld:
+    """The notification world with a type ``build`` and retries: four attempts, 1 s, 2 s, 4 s."""
+    notify_world.db.notify.register_type(
+        "build", category="project", template="Build {name} finished"
+    )
+    notify_world.db.notify.retry = RetryPolicy(max_attempts=4, base_delay_ms=1_000, factor=2.0)
+    return notify_world
 
 
 def test_implementations_conform_to_the_protocol() -> None:
@@ -78,7 +67,7 @@ def test_policy_refuses_nonsense(kwargs: dict[str, object]) -> None:
 # -- failures and retries ------------------------------------------------------------------
 
 
-def test_a_failure_is_recorded_and_retried_with_backoff_until_the_limit(world: World) -> None:
+def test_a_failure_is_recorded_and_retried_with_backoff_until_the_limit(world: NotifyWorld) -> None:
     db, clock, desktop = world.db, world.clock, world.desktop
     desktop.fail_next(100, "display unavailable")
     sent = db.notify.send(world.user, "build", {"name": "api"})
@@ -112,7 +101,7 @@ def test_a_failure_is_recorded_and_retried_with_backoff_until_the_limit(world: W
     assert db.notify.history(world.user, status="failed") == [kept]
 
 
-def test_a_retry_that_succeeds_delivers(world: World) -> None:
+def test_a_retry_that_succeeds_delivers(world: NotifyWorld) -> None:
     db, desktop = world.db, world.desktop
     desktop.fail_next(2)
     sent = db.notify.send(world.user, "build", {"name": "api"})
@@ -126,7 +115,7 @@ def test_a_retry_that_succeeds_delivers(world: World) -> None:
     assert desktop.ids == [sent.id]
 
 
-def test_any_exception_of_a_deliverer_is_a_failed_attempt(world: World) -> None:
+def test_any_exception_of_a_deliverer_is_a_failed_attempt(world: NotifyWorld) -> None:
     def broken(notification: Notification) -> None:
         raise RuntimeError("socket closed")
 
@@ -137,7 +126,7 @@ def test_any_exception_of_a_deliverer_is_a_failed_attempt(world: World) -> None:
     assert state.error == "RuntimeError: socket closed"
 
 
-def test_a_failed_method_does_not_block_the_others(world: World) -> None:
+def test_a_failed_method_does_not_block_the_others(world: NotifyWorld) -> None:
     voice = RecordingDeliverer("voice")
     world.db.notify.register_deliverer(voice)
     world.db.notify.set_preferences(world.user, "build", delivery_methods=["desktop", "voice"])
@@ -151,7 +140,9 @@ class ProcessDied(BaseException):
     """Stands for the process being killed in the middle of a delivery."""
 
 
-def test_a_delivery_interrupted_by_a_crash_is_retried_after_its_claim_lapses(world: World) -> None:
+def test_a_delivery_interrupted_by_a_crash_is_retried_after_its_claim_lapses(
+    world: NotifyWorld,
+) -> None:
     db = world.db
     db.notify.retry = RetryPolicy(claim_timeout_ms=60_000)
 
@@ -174,7 +165,7 @@ def test_a_delivery_interrupted_by_a_crash_is_retried_after_its_claim_lapses(wor
     assert db.notifications.get(sent.id).status == "delivered"
 
 
-def test_a_dismissed_notification_is_not_retried(world: World) -> None:
+def test_a_dismissed_notification_is_not_retried(world: NotifyWorld) -> None:
     db = world.db
     world.desktop.fail_next(5)
     sent = db.notify.send(world.user, "build", {"name": "api"})
@@ -184,7 +175,7 @@ def test_a_dismissed_notification_is_not_retried(world: World) -> None:
     assert (state.status, state.error) == ("cancelled", "dismissed before delivery")
 
 
-def test_deliver_due_respects_its_limit(world: World) -> None:
+def test_deliver_due_respects_its_limit(world: NotifyWorld) -> None:
     db = world.db
     for i in range(5):
         db.notify.send(world.user, "build", {"name": str(i)}, deliver=False)
@@ -199,7 +190,7 @@ def test_concurrent_schedulers_deliver_each_notification_once(tmp_path: object) 
 
     path = Path(str(tmp_path)) / "n.db"
     clock = ManualClock(START)
-    with mangostore.open(path, encrypted=False, clock=clock) as db:
+    with mangostore.create(path, encrypted=False, clock=clock).db as db:
         user = db.users.create(username="ann")
         db.notify.register_type("t", category="system", template="x")
         desktop = RecordingDeliverer("desktop")
@@ -250,7 +241,7 @@ def test_log_deliverer_writes_one_line_without_metadata(
     assert "very-secret-value" not in caplog.text
 
 
-def test_log_levels_follow_priority(caplog: pytest.LogCaptureFixture, world: World) -> None:
+def test_log_levels_follow_priority(caplog: pytest.LogCaptureFixture, world: NotifyWorld) -> None:
     world.db.notify.set_preferences(world.user, "build", delivery_methods=["log"],
                                     urgency_threshold="low")  # fmt: skip
     with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):

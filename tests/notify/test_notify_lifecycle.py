@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-import mangostore
-from mangostore.clock import ManualClock
+from conftest import NotifyWorld
 from mangostore.errors import InvalidTransitionError, InvalidValueError, NotFoundError
-from mangostore.notify import STATUSES, TRANSITIONS, RecordingDeliverer, check_transition
+from mangostore.notify import STATUSES, TRANSITIONS, check_transition
 
 START = 1_717_243_200_000
 PAIRS = list(itertools.product(STATUSES, STATUSES))
 STAMP = {"delivered": "delivered_at", "read": "read_at", "dismissed": "dismissed_at"}
 
 
-@dataclass
-class World:
-    db: mangostore.Database
-    clock: ManualClock
-    user: str
-
-
 @pytest.fixture
-def world() -> Iterator[World]:
-    clock = ManualClock(START)
-    with mangostore.open(":memory:", encrypted=False, clock=clock) as db:
-        user = db.users.create(username="ann")
-        db.notify.register_type("t", category="system", template="hello {who}")
-        db.notify.register_deliverer(RecordingDeliverer("desktop"))
-        yield World(db, clock, user.id)
+def world(notify_world: NotifyWorld) -> NotifyWorld:
+    """The notification world with a type ``t``."""
+    notify_world.db.notify.register_type("t", category="system", template="hello {who}")
+    return notify_world
 
 
-def in_status(world: World, status: str) -> str:
+def in_status(world: NotifyWorld, status: str) -> str:
     """Make a notification and put it in ``status`` directly (test setup only)."""
     sent = world.db.notify.send(world.user, "t", {"who": status}, deliver=False)
     world.db.notifications.update(sent.id, status=status)
@@ -58,7 +45,9 @@ def test_check_transition(current: str, target: str) -> None:
 
 
 @pytest.mark.parametrize(("current", "target"), PAIRS)
-def test_every_transition_through_the_service(world: World, current: str, target: str) -> None:
+def test_every_transition_through_the_service(
+    world: NotifyWorld, current: str, target: str
+) -> None:
     db = world.db
     notification_id = in_status(world, current)
     before = db.notifications.get(notification_id)
@@ -75,7 +64,7 @@ def test_every_transition_through_the_service(world: World, current: str, target
 
 
 @pytest.mark.parametrize("current", STATUSES)
-def test_mark_read_and_dismiss_follow_the_table(world: World, current: str) -> None:
+def test_mark_read_and_dismiss_follow_the_table(world: NotifyWorld, current: str) -> None:
     for action, target in (
         (world.db.notify.mark_read, "read"),
         (world.db.notify.dismiss, "dismissed"),
@@ -89,7 +78,7 @@ def test_mark_read_and_dismiss_follow_the_table(world: World, current: str) -> N
             assert world.db.notifications.get(notification_id).status == current
 
 
-def test_reading_a_batch_is_all_or_nothing(world: World) -> None:
+def test_reading_a_batch_is_all_or_nothing(world: NotifyWorld) -> None:
     db = world.db
     good = [db.notify.send(world.user, "t", {"who": str(i)}).id for i in range(3)]
     dismissed = in_status(world, "dismissed")
@@ -105,7 +94,7 @@ def test_reading_a_batch_is_all_or_nothing(world: World) -> None:
     assert db.notify.unread(world.user) == []
 
 
-def test_a_single_id_and_duplicates_are_accepted(world: World) -> None:
+def test_a_single_id_and_duplicates_are_accepted(world: NotifyWorld) -> None:
     sent = world.db.notify.send(world.user, "t", {"who": "x"})
     (read,) = world.db.notify.mark_read([sent.id, sent.id])
     assert read.status == "read"
@@ -113,21 +102,21 @@ def test_a_single_id_and_duplicates_are_accepted(world: World) -> None:
     assert dismissed.status == "dismissed"
 
 
-def test_reading_twice_is_refused(world: World) -> None:
+def test_reading_twice_is_refused(world: NotifyWorld) -> None:
     sent = world.db.notify.send(world.user, "t", {"who": "x"})
     world.db.notify.mark_read([sent.id])
     with pytest.raises(InvalidTransitionError, match="read notification cannot become read"):
         world.db.notify.mark_read([sent.id])
 
 
-def test_an_unknown_status_is_refused(world: World) -> None:
+def test_an_unknown_status_is_refused(world: NotifyWorld) -> None:
     sent = world.db.notify.send(world.user, "t", {"who": "x"})
     with pytest.raises(InvalidValueError) as caught:
         world.db.notify.transition([sent.id], "archived")
     assert caught.value.field == "status"
 
 
-def test_unread_lists_newest_first_and_filters_by_project(world: World) -> None:
+def test_unread_lists_newest_first_and_filters_by_project(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     project = db.projects.create(user_id=world.user, name="p", path="/p")
     first = db.notify.send(world.user, "t", {"who": "1"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import mangostore
-from mangostore.clock import ManualClock
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.notify import EffectivePreference, ProjectOverride, QuietHours, resolve
 from mangostore.notify.preferences import load_zone, parse_hhmm
@@ -21,6 +19,13 @@ UTC = dt.UTC
 NEW_YORK = ZoneInfo("America/New_York")
 PARIS = ZoneInfo("Europe/Paris")
 NIGHT = QuietHours.parse("22:00", "07:00")
+
+
+def register_build(database: mangostore.Database) -> None:
+    database.notify.register_type("build", category="project", template="done")
+
+
+pytestmark = pytest.mark.database("clocked_db", setup=register_build)
 
 
 def ms(year: int, month: int, day: int, hour: int, minute: int = 0, zone: Any = UTC) -> int:
@@ -285,13 +290,6 @@ def test_voice_needs_voice_enabled() -> None:
 
 
 # -- the service's preference API ------------------------------------------------------------
-
-
-@pytest.fixture
-def db() -> Iterator[mangostore.Database]:
-    with mangostore.open(":memory:", encrypted=False, clock=ManualClock()) as database:
-        database.notify.register_type("build", category="project", template="done")
-        yield database
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import mangostore
@@ -15,20 +13,26 @@ START = 1_717_243_200_000
 
 
 @pytest.fixture
-def db() -> Iterator[mangostore.Database]:
-    with mangostore.open(":memory:", encrypted=False, clock=ManualClock(START)) as database:
-        database.notify.register_type("short", category="system", template="s", retention_days=1)
-        database.notify.register_type(
-            "long",
-            category="system",
-            template="l",
-            retention_days=30,
-            default_actions=[{"type": "button", "label": "ok"}],
-        )
-        database.notify.register_type("keep", category="system", template="k", retention_days=None)
-        database.notify.register_type("now", category="system", template="n", retention_days=0)
-        database.notify.register_deliverer(RecordingDeliverer("desktop"))
-        yield database
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def register_types(database: mangostore.Database) -> None:
+    """Types keeping their notifications 1, 30, 0 days and for ever; a desktop deliverer."""
+    database.notify.register_type("short", category="system", template="s", retention_days=1)
+    database.notify.register_type(
+        "long",
+        category="system",
+        template="l",
+        retention_days=30,
+        default_actions=[{"type": "button", "label": "ok"}],
+    )
+    database.notify.register_type("keep", category="system", template="k", retention_days=None)
+    database.notify.register_type("now", category="system", template="n", retention_days=0)
+    database.notify.register_deliverer(RecordingDeliverer("desktop"))
+
+
+pytestmark = pytest.mark.database("clocked_db", setup=register_types)
 
 
 def count(db: mangostore.Database, table: str) -> int:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
+from conftest import FAST_KDF, PASSPHRASE, NotifyWorld
 from mangostore import notify
 from mangostore.clock import ManualClock
 from mangostore.errors import (
@@ -25,27 +23,13 @@ def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> int:
     return int(dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp() * 1000)
 
 
-@dataclass
-class World:
-    db: mangostore.Database
-    clock: ManualClock
-    user: str
-    desktop: RecordingDeliverer
-    voice: RecordingDeliverer
-
-
 @pytest.fixture
-def world() -> Iterator[World]:
-    clock = ManualClock(utc(2024, 6, 1, 12))
-    with mangostore.open(":memory:", encrypted=False, clock=clock) as db:
-        user = db.users.create(username="ann")
-        db.notify.register_type(
-            "build", category="project", template="Build {name} finished", priority="normal"
-        )
-        desktop, voice = RecordingDeliverer("desktop"), RecordingDeliverer("voice")
-        db.notify.register_deliverer(desktop)
-        db.notify.register_deliverer(voice)
-        yield World(db, clock, user.id, desktop, voice)
+def world(notify_world: NotifyWorld) -> NotifyWorld:
+    """The notification world with a type ``build`` of normal priority."""
+    notify_world.db.notify.register_type(
+        "build", category="project", template="Build {name} finished", priority="normal"
+    )
+    return notify_world
 
 
 def test_exports_are_exactly_the_public_names() -> None:
@@ -57,7 +41,7 @@ def test_exports_are_exactly_the_public_names() -> None:
     assert set(notify.__all__) == public
 
 
-def test_db_notify_is_one_service(world: World) -> None:
+def test_db_notify_is_one_service(world: NotifyWorld) -> None:
     assert isinstance(world.db.notify, NotificationService)
     assert world.db.notify is world.db.notify
 
@@ -65,7 +49,7 @@ def test_db_notify_is_one_service(world: World) -> None:
 # -- types ---------------------------------------------------------------------------------
 
 
-def test_register_type_is_idempotent_and_updates(world: World) -> None:
+def test_register_type_is_idempotent_and_updates(world: NotifyWorld) -> None:
     db = world.db
     first = db.notify.get_type("build")
     again = db.notify.register_type(
@@ -96,7 +80,7 @@ def test_register_type_is_idempotent_and_updates(world: World) -> None:
     ],
 )
 def test_register_type_refuses_bad_values(
-    world: World, kwargs: dict[str, object], field: str
+    world: NotifyWorld, kwargs: dict[str, object], field: str
 ) -> None:
     args: dict[str, object] = {"category": "system", "template": "hi"} | kwargs
     with pytest.raises(InvalidValueError) as caught:
@@ -109,7 +93,7 @@ def test_register_type_refuses_bad_values(
 # -- sending -------------------------------------------------------------------------------
 
 
-def test_send_delivers_at_once_and_records_the_methods(world: World) -> None:
+def test_send_delivers_at_once_and_records_the_methods(world: NotifyWorld) -> None:
     sent = world.db.notify.send(world.user, "build", {"name": "api"})
     assert sent.status == "delivered"
     assert sent.delivered_at == world.clock.now_ms()
@@ -123,7 +107,7 @@ def test_send_delivers_at_once_and_records_the_methods(world: World) -> None:
     assert world.db.notify.unread(world.user) == [sent]
 
 
-def test_send_takes_priority_title_metadata_and_project(world: World) -> None:
+def test_send_takes_priority_title_metadata_and_project(world: NotifyWorld) -> None:
     project = world.db.projects.create(user_id=world.user, name="api", path="/srv/api")
     sent = world.db.notify.send(
         world.user,
@@ -154,7 +138,7 @@ def test_send_takes_priority_title_metadata_and_project(world: World) -> None:
     ],
 )
 def test_send_refuses_bad_input_and_writes_nothing(
-    world: World, kwargs: dict[str, object], error: type[Exception]
+    world: NotifyWorld, kwargs: dict[str, object], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
         world.db.notify.send(world.user, "build", {"name": "x"}, **kwargs)  # type: ignore[arg-type]
@@ -162,14 +146,14 @@ def test_send_refuses_bad_input_and_writes_nothing(
     assert world.db.query("SELECT count(*) FROM notification_deliveries")[0][0] == 0
 
 
-def test_send_to_unknown_user_or_type(world: World) -> None:
+def test_send_to_unknown_user_or_type(world: NotifyWorld) -> None:
     with pytest.raises(NotFoundError):
         world.db.notify.send("nobody", "build", {"name": "x"})
     with pytest.raises(NotFoundError):
         world.db.notify.send(world.user, "nothing", {})
 
 
-def test_without_a_deliverer_a_delivery_waits(world: World) -> None:
+def test_without_a_deliverer_a_delivery_waits(world: NotifyWorld) -> None:
     world.db.notify.unregister_deliverer("desktop")
     sent = world.db.notify.send(world.user, "build", {"name": "api"})
     assert sent.status == "pending"
@@ -182,7 +166,7 @@ def test_without_a_deliverer_a_delivery_waits(world: World) -> None:
     assert world.desktop.ids == [sent.id]
 
 
-def test_register_deliverer_refuses_unknown_methods(world: World) -> None:
+def test_register_deliverer_refuses_unknown_methods(world: NotifyWorld) -> None:
     with pytest.raises(InvalidValueError) as caught:
         world.db.notify.register_deliverer(RecordingDeliverer("pager"))
     assert caught.value.field == "method"
@@ -190,7 +174,7 @@ def test_register_deliverer_refuses_unknown_methods(world: World) -> None:
         world.db.notify.register_deliverer(object())  # type: ignore[arg-type]
 
 
-def test_send_with_deliver_false_leaves_it_to_the_scheduler(world: World) -> None:
+def test_send_with_deliver_false_leaves_it_to_the_scheduler(world: NotifyWorld) -> None:
     sent = world.db.notify.send(world.user, "build", {"name": "api"}, deliver=False)
     assert sent.status == "pending"
     assert world.desktop.ids == []
@@ -201,7 +185,7 @@ def test_send_with_deliver_false_leaves_it_to_the_scheduler(world: World) -> Non
 # -- disabled and below the threshold ------------------------------------------------------
 
 
-def test_a_disabled_type_is_recorded_but_never_delivered(world: World) -> None:
+def test_a_disabled_type_is_recorded_but_never_delivered(world: NotifyWorld) -> None:
     world.db.notify.set_preferences(world.user, "build", enabled=False)
     sent = world.db.notify.send(world.user, "build", {"name": "api"}, priority="critical")
     assert sent.status == "dismissed"
@@ -214,7 +198,7 @@ def test_a_disabled_type_is_recorded_but_never_delivered(world: World) -> None:
     assert world.db.notify.deliver_due().attempted == 0
 
 
-def test_below_the_threshold_only_the_log_is_used(world: World) -> None:
+def test_below_the_threshold_only_the_log_is_used(world: NotifyWorld) -> None:
     world.db.notify.set_preferences(world.user, "build", urgency_threshold="high")
     sent = world.db.notify.send(world.user, "build", {"name": "api"}, priority="normal")
     assert sent.delivery_methods == ["log"]
@@ -222,7 +206,7 @@ def test_below_the_threshold_only_the_log_is_used(world: World) -> None:
     assert world.desktop.ids == []
 
 
-def test_below_the_threshold_without_log_reaches_the_inbox_only(world: World) -> None:
+def test_below_the_threshold_without_log_reaches_the_inbox_only(world: NotifyWorld) -> None:
     world.db.notify.set_preferences(
         world.user, "build", delivery_methods=["desktop"], urgency_threshold="high"
     )
@@ -233,7 +217,7 @@ def test_below_the_threshold_without_log_reaches_the_inbox_only(world: World) ->
     assert world.db.notify.unread(world.user) == [sent]
 
 
-def test_a_project_override_applies_to_that_project_only(world: World) -> None:
+def test_a_project_override_applies_to_that_project_only(world: NotifyWorld) -> None:
     db = world.db
     noisy = db.projects.create(user_id=world.user, name="noisy", path="/noisy")
     db.notify.set_preferences(
@@ -249,7 +233,7 @@ def test_a_project_override_applies_to_that_project_only(world: World) -> None:
     assert world.voice.ids == [loud.id]
 
 
-def test_voice_category_defaults_to_voice(world: World) -> None:
+def test_voice_category_defaults_to_voice(world: NotifyWorld) -> None:
     world.db.notify.register_type("heard", category="voice", template="ok")
     sent = world.db.notify.send(world.user, "heard")
     assert sent.delivery_methods == ["voice", "log"]
@@ -259,7 +243,7 @@ def test_voice_category_defaults_to_voice(world: World) -> None:
 # -- quiet hours through the service -------------------------------------------------------
 
 
-def test_quiet_hours_hold_desktop_and_log_at_once(world: World) -> None:
+def test_quiet_hours_hold_desktop_and_log_at_once(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     db.notify.set_timezone(world.user, "America/New_York")
     db.notify.set_preferences(world.user, "build", quiet_hours=("22:00", "07:00"))
@@ -286,7 +270,7 @@ def test_quiet_hours_hold_desktop_and_log_at_once(world: World) -> None:
     assert world.desktop.ids == [sent.id]
 
 
-def test_quiet_hours_on_the_fall_back_night(world: World) -> None:
+def test_quiet_hours_on_the_fall_back_night(world: NotifyWorld) -> None:
     db = world.db
     db.notify.set_timezone(world.user, "America/New_York")
     db.notify.set_preferences(world.user, "build", quiet_hours=("22:00", "07:00"))
@@ -295,7 +279,7 @@ def test_quiet_hours_on_the_fall_back_night(world: World) -> None:
     assert sent.scheduled_at == utc(2024, 11, 3, 12)  # 07:00 EST
 
 
-def test_quiet_hours_in_paris(world: World) -> None:
+def test_quiet_hours_in_paris(world: NotifyWorld) -> None:
     db = world.db
     db.notify.set_timezone(world.user, "Europe/Paris")
     db.notify.set_preferences(world.user, "build", quiet_hours=("22:00", "07:00"))
@@ -306,7 +290,7 @@ def test_quiet_hours_in_paris(world: World) -> None:
     assert db.notify.send(world.user, "build", {"name": "x"}).status == "delivered"
 
 
-def test_critical_ignores_quiet_hours(world: World) -> None:
+def test_critical_ignores_quiet_hours(world: NotifyWorld) -> None:
     db = world.db
     db.notify.set_preferences(world.user, "build", quiet_hours=("00:00", "23:59"))
     sent = db.notify.send(world.user, "build", {"name": "api"}, priority="critical")
@@ -314,7 +298,7 @@ def test_critical_ignores_quiet_hours(world: World) -> None:
     assert world.desktop.ids == [sent.id]
 
 
-def test_quiet_hours_with_no_log_method_hold_everything(world: World) -> None:
+def test_quiet_hours_with_no_log_method_hold_everything(world: NotifyWorld) -> None:
     db = world.db
     db.notify.set_preferences(
         world.user, "build", delivery_methods=["desktop"], quiet_hours=("11:00", "13:00")
@@ -327,7 +311,7 @@ def test_quiet_hours_with_no_log_method_hold_everything(world: World) -> None:
 # -- scheduled and expired -----------------------------------------------------------------
 
 
-def test_scheduled_notifications_wait_for_their_time(world: World) -> None:
+def test_scheduled_notifications_wait_for_their_time(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     later = clock.now_ms() + 60_000
     sent = db.notify.send(world.user, "build", {"name": "api"}, scheduled_at=later)
@@ -341,14 +325,14 @@ def test_scheduled_notifications_wait_for_their_time(world: World) -> None:
     assert db.notify.due() == []
 
 
-def test_a_schedule_in_the_past_means_now(world: World) -> None:
+def test_a_schedule_in_the_past_means_now(world: NotifyWorld) -> None:
     sent = world.db.notify.send(
         world.user, "build", {"name": "api"}, scheduled_at=world.clock.now_ms() - 5
     )
     assert sent.status == "delivered"
 
 
-def test_a_schedule_into_quiet_hours_is_held_until_they_end(world: World) -> None:
+def test_a_schedule_into_quiet_hours_is_held_until_they_end(world: NotifyWorld) -> None:
     db = world.db
     db.notify.set_preferences(world.user, "build", quiet_hours=("22:00", "07:00"))
     sent = db.notify.send(world.user, "build", {"name": "x"}, scheduled_at=utc(2024, 6, 1, 23))
@@ -357,7 +341,7 @@ def test_a_schedule_into_quiet_hours_is_held_until_they_end(world: World) -> Non
     assert log.next_attempt_at == utc(2024, 6, 1, 23)  # the log at the scheduled time
 
 
-def test_an_inbox_only_notification_scheduled_later_arrives_on_time(world: World) -> None:
+def test_an_inbox_only_notification_scheduled_later_arrives_on_time(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     db.notify.set_preferences(world.user, "build", delivery_methods=["desktop"],
                               urgency_threshold="critical")  # fmt: skip
@@ -370,7 +354,7 @@ def test_an_inbox_only_notification_scheduled_later_arrives_on_time(world: World
     assert db.notifications.get(sent.id).status == "delivered"
 
 
-def test_an_expired_notification_is_never_delivered(world: World) -> None:
+def test_an_expired_notification_is_never_delivered(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     now = clock.now_ms()
     sent = db.notify.send(world.user, "build", {"name": "x"}, expires_at=now)
@@ -383,7 +367,7 @@ def test_an_expired_notification_is_never_delivered(world: World) -> None:
     assert db.notifications.get(sent.id).status == "pending"
 
 
-def test_a_notification_expiring_before_its_time_is_never_delivered(world: World) -> None:
+def test_a_notification_expiring_before_its_time_is_never_delivered(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     now = clock.now_ms()
     sent = db.notify.send(
@@ -401,7 +385,7 @@ def test_a_notification_expiring_before_its_time_is_never_delivered(world: World
     assert world.desktop.ids == []
 
 
-def test_expired_notifications_leave_the_unread_list(world: World) -> None:
+def test_expired_notifications_leave_the_unread_list(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     sent = db.notify.send(world.user, "build", {"name": "x"}, expires_at=clock.now_ms() + 10)
     assert db.notify.unread(world.user) == [sent]
@@ -409,7 +393,7 @@ def test_expired_notifications_leave_the_unread_list(world: World) -> None:
     assert db.notify.unread(world.user) == []
 
 
-def test_due_lists_unscheduled_first_then_by_time(world: World) -> None:
+def test_due_lists_unscheduled_first_then_by_time(world: NotifyWorld) -> None:
     db, clock = world.db, world.clock
     db.notify.unregister_deliverer("desktop")
     now = clock.now_ms()
@@ -424,7 +408,7 @@ def test_due_lists_unscheduled_first_then_by_time(world: World) -> None:
 def test_an_encrypted_database_keeps_metadata_encrypted(db_path: object) -> None:
     clock = ManualClock()
     settings = mangostore.Settings(kdf=FAST_KDF)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings, clock=clock) as db:  # type: ignore[arg-type]
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings, clock=clock).db as db:  # type: ignore[arg-type]
         user = db.users.create(username="ann")
         db.notify.register_type("t", category="ai", template="{x}")
         sent = db.notify.send(user.id, "t", {"x": "hello"}, metadata={"secret": "s3cr3t"})
@@ -434,7 +418,7 @@ def test_an_encrypted_database_keeps_metadata_encrypted(db_path: object) -> None
         assert db.notify.history(user.id)[0].metadata == {"secret": "s3cr3t"}
 
 
-def test_resolve_previews_without_sending(world: World) -> None:
+def test_resolve_previews_without_sending(world: NotifyWorld) -> None:
     world.db.notify.set_preferences(world.user, "build", quiet_hours=("11:00", "13:00"))
     plan = world.db.notify.resolve(world.user, "build", priority="high")
     assert plan.held == ("desktop",)

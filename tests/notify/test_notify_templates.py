@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import mangostore
-from mangostore.clock import ManualClock
 from mangostore.errors import TemplateError, ValidationError
 from mangostore.notify import Template
 
-
-@pytest.fixture
-def db() -> Iterator[mangostore.Database]:
-    with mangostore.open(":memory:", encrypted=False, clock=ManualClock()) as database:
-        yield database
+pytestmark = pytest.mark.database("clocked_db")
 
 
 def test_renders_bare_placeholders_and_literal_braces() -> None:

@@ -23,7 +23,7 @@ from mangostore.records import Unreadable
 
 
 def test_damaged_cell_breaks_only_its_row(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, PASSPHRASE, encrypted=False, settings=fast_settings) as db:
+    with mangostore.create(db_path, PASSPHRASE, encrypted=False, settings=fast_settings).db as db:
         ann = db.users.create(username="ann", security_profile={"mfa": True}).id
         bob = db.users.create(username="bob", security_profile={"mfa": False}).id
     raw = sqlcipher3.connect(str(db_path))

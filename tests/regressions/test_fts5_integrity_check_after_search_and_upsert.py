@@ -61,7 +61,7 @@ def test_the_check_is_ok_when_another_connection_wrote(
     db_path: Path, fast_settings: Settings
 ) -> None:
     with (
-        mangostore.open(db_path, PASSPHRASE, settings=fast_settings) as first,
+        mangostore.create(db_path, PASSPHRASE, settings=fast_settings).db as first,
         mangostore.open(db_path, PASSPHRASE, create=False, settings=fast_settings) as second,
     ):
         user = _read_then_write(first)

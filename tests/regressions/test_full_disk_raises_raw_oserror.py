@@ -54,7 +54,7 @@ def fill(folder: Path) -> Path:
 def test_full_disk_gives_disk_full_errors(small_disk: Path, fast_settings: Settings) -> None:
     path = small_disk / "full.db"
     other = "a new passphrase"
-    with mangostore.open(path, PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(path, PASSPHRASE, settings=fast_settings).db as db:
         ann = db.users.create(username="ann", security_profile={"pin": "1"}).id
         ballast = fill(small_disk)
         with pytest.raises(DiskFullError, match="full"):
@@ -75,7 +75,7 @@ def test_full_disk_gives_disk_full_errors(small_disk: Path, fast_settings: Setti
 
 def test_opening_on_a_full_disk_says_so(small_disk: Path, fast_settings: Settings) -> None:
     path = small_disk / "full.db"
-    mangostore.open(path, PASSPHRASE, settings=fast_settings).close()
+    mangostore.create(path, PASSPHRASE, settings=fast_settings).db.close()
     fill(small_disk)
     with pytest.raises(DiskFullError, match="bytes free"):
         mangostore.open(path, PASSPHRASE, create=False)

@@ -43,7 +43,7 @@ print("DONE", flush=True)
 def _older_database(path: Path) -> str:
     """A database one version behind, with enough data that copying it takes a while;
     returns its page key (hex)."""
-    with mangostore.open(path, PASSPHRASE, settings=SETTINGS) as db:
+    with mangostore.create(path, PASSPHRASE, settings=SETTINGS).db as db:
         db.execute("CREATE TABLE ballast (blob BLOB)")
         for _ in range(8):
             db.execute(
@@ -95,7 +95,7 @@ def test_killed_copies_never_stand_as_finished_copies(db_path: Path) -> None:
 
 
 def test_a_file_with_a_rollback_journal_is_refused(db_path: Path) -> None:
-    mangostore.open(db_path, PASSPHRASE, settings=SETTINGS).close()
+    mangostore.create(db_path, PASSPHRASE, settings=SETTINGS).db.close()
     journal = Path(f"{db_path}-journal")
     journal.write_bytes(b"\0" * 512)
     with pytest.raises(NotADatabaseError, match="interrupted copy"):
@@ -106,7 +106,7 @@ def test_a_file_with_a_rollback_journal_is_refused(db_path: Path) -> None:
 
 def test_only_the_newest_copies_are_kept(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, migration_copies_kept=2)
-    with mangostore.open(db_path, PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, PASSPHRASE, settings=settings).db as db:
         for _ in range(3):
             db.migrate(to=LATEST - 1)
             db.migrate()

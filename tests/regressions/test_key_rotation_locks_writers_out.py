@@ -105,7 +105,7 @@ db.close()
 def test_another_process_writes_between_batches(db_path: Path, fast_settings: Settings) -> None:
     """The rotation's progress callback runs between batches; the other process writes
     there, each write committing while the rotation is still under way."""
-    with mangostore.open(db_path, PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, PASSPHRASE, settings=fast_settings).db as db:
         seed(db, USERS_PER_BATCH * 3)
         with subprocess.Popen(
             [sys.executable, "-c", WRITER, str(db_path), PASSPHRASE],
@@ -118,7 +118,7 @@ def test_another_process_writes_between_batches(db_path: Path, fast_settings: Se
             assert child.stdout.readline().strip() == "READY"
             answers: list[str] = []
 
-            def write_now(done: int, total: int) -> None:
+            def write_now(done: int, total: int | None, stage: str) -> None:
                 child.stdin.write("write\n")  # type: ignore[union-attr]
                 child.stdin.flush()  # type: ignore[union-attr]
                 answers.append(child.stdout.readline().strip())  # type: ignore[union-attr]

@@ -44,7 +44,7 @@ def _leftovers(folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_killed_passphrase_changes_leave_no_keyring_copy(db_path: Path) -> None:
-    mangostore.open(db_path, PASSPHRASE, settings=SETTINGS).close()
+    mangostore.create(db_path, PASSPHRASE, settings=SETTINGS).db.close()
     current, other = PASSPHRASE, "another passphrase entirely"
     for _ in range(8):
         with subprocess.Popen(
@@ -73,7 +73,7 @@ def test_killed_passphrase_changes_leave_no_keyring_copy(db_path: Path) -> None:
 
 
 def test_open_and_erasure_remove_keyring_copies(db_path: Path) -> None:
-    with mangostore.open(db_path, PASSPHRASE, settings=SETTINGS) as db:
+    with mangostore.create(db_path, PASSPHRASE, settings=SETTINGS).db as db:
         ann = db.users.create(username="ann", security_profile={"pin": "1234"}).id
     ring = keyring_path(db_path)
     current = Path(f"{ring}.tmp-k1lled01")

@@ -21,11 +21,7 @@ from mangostore.security.auth import GENERIC_FAILURE
 PASSWORD = "correct horse battery"
 BROKEN = "correct \ud800 horse"
 
-
-@pytest.fixture
-def db(auth_db: mangostore.Database) -> mangostore.Database:
-    """The database these tests share (tests/conftest.py's auth_db)."""
-    return auth_db
+pytestmark = pytest.mark.database("auth_db")
 
 
 @pytest.fixture

@@ -15,18 +15,14 @@ import mangostore
 PASSWORD = "correct horse battery"
 IP = "192.0.2.77"
 
+pytestmark = pytest.mark.database("auth_db")
+
 
 def assert_nothing_secret(text: str, token: str) -> None:
     selector, verifier = token.split(".")
     assert selector not in text
     assert verifier not in text
     assert IP not in text
-
-
-@pytest.fixture
-def db(auth_db: mangostore.Database) -> mangostore.Database:
-    """The database these tests share (tests/conftest.py's auth_db)."""
-    return auth_db
 
 
 def test_no_repr_shows_a_token_part_or_an_ip_address(db: mangostore.Database) -> None:

@@ -30,15 +30,11 @@ PASSWORD = "correct horse battery"
 NFC = unicodedata.normalize("NFC", "José")
 NFD = unicodedata.normalize("NFD", "José")
 
+pytestmark = pytest.mark.database("auth_db")
+
 
 def users(db: mangostore.Database) -> int:
     return int(db.query("SELECT count(*) FROM users")[0][0])
-
-
-@pytest.fixture
-def db(auth_db: mangostore.Database) -> mangostore.Database:
-    """The database these tests share (tests/conftest.py's auth_db)."""
-    return auth_db
 
 
 def test_nfd_spelling_is_the_nfc_user(db: mangostore.Database) -> None:
@@ -186,7 +182,9 @@ def test_a_user_written_with_raw_sql_is_found_and_protected(db: mangostore.Datab
 
 def _legacy(db_path: Path, settings: Settings, names: list[tuple[str, str, int]]) -> None:
     """A database at schema 12 (before the keys) holding users with these names."""
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings, migrate=False) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=settings, migrate=False
+    ).db as db:
         db.migrate(to=12)
         for user_id, name, created in names:
             db.execute(
@@ -250,9 +248,9 @@ def test_the_keys_have_unique_indexes(db: mangostore.Database) -> None:
 def test_a_database_below_the_keys_still_takes_users(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, settings=fast_settings, migrate=False
-    ) as db:
+    ).db as db:
         db.migrate(to=12)
         jose = db.users.create(username=NFD)
         assert jose.username == NFC  # the rules hold; the keys come with migration 13

@@ -47,7 +47,7 @@ print(json.dumps({"writes": writes, "locked": locked}))
 
 
 def test_two_busy_writers_take_turns(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, PASSPHRASE, settings=fast_settings).db as db:
         for name in ("ann", "bob"):
             db.users.create(username=name)
     args = [str(db_path), PASSPHRASE]
@@ -73,7 +73,7 @@ def test_two_busy_writers_take_turns(db_path: Path, fast_settings: Settings) -> 
 
 
 def test_the_turnstile_is_a_file_of_its_own(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, PASSPHRASE, settings=fast_settings).db as db:
         db.users.create(username="ann")
         path = turnstile_path(str(db_path))
         assert Path(path).exists()

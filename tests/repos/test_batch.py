@@ -4,15 +4,13 @@ report the failing item's index with the reason as the cause."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import mangostore
-from conftest import PASSPHRASE
 from design import Rows, row_counts
-from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
     BatchError,
@@ -26,20 +24,7 @@ from mangostore.errors import (
     UnknownColumnError,
 )
 
-
-@pytest.fixture(params=["plain", "field-encrypted"])
-def db(
-    request: pytest.FixtureRequest, clock: ManualClock, fast_settings: Settings
-) -> Iterator[mangostore.Database]:
-    """An in-memory database without a keyring, then one that encrypts fields."""
-    if request.param == "plain":
-        database = mangostore.open(":memory:", encrypted=False, clock=clock)
-    else:
-        database = mangostore.open(
-            ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
-        )
-    yield database
-    database.close()
+pytestmark = pytest.mark.database("clocked_db", "clocked_memory_db")
 
 
 @pytest.fixture

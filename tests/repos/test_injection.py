@@ -72,12 +72,7 @@ hypothesis_settings = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-
-@pytest.fixture(params=["memory_db", "plain_db"])
-def db(request: pytest.FixtureRequest) -> mangostore.Database:
-    """The same tests with field encryption (``memory_db``) and without (``plain_db``)."""
-    database: mangostore.Database = request.getfixturevalue(request.param)
-    return database
+pytestmark = pytest.mark.database("memory_db", "plain_db")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,24 +78,10 @@ UPDATABLE: dict[str, tuple[str, Any]] = {
 }
 
 
-@pytest.fixture
-def db(
-    request: pytest.FixtureRequest, clock: ManualClock, fast_settings: Settings
-) -> Iterator[mangostore.Database]:
-    """An in-memory database on a manual clock, without a keyring unless parametrised
-    (indirectly) with ``"field-encrypted"``."""
-    if getattr(request, "param", "plain") == "plain":
-        database = mangostore.open(":memory:", encrypted=False, clock=clock)
-    else:
-        database = mangostore.open(
-            ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
-        )
-    yield database
-    database.close()
-
-
 #: Runs a test on a database without a keyring and on one that encrypts fields.
-both_modes = pytest.mark.parametrize("db", ["plain", "field-encrypted"], indirect=True)
+both_modes = pytest.mark.parametrize("db", ["clocked_db", "clocked_memory_db"], indirect=True)
+
+pytestmark = pytest.mark.database("clocked_db")
 
 
 @pytest.fixture
@@ -782,7 +768,9 @@ def test_encrypted_values_are_stored_as_ciphertext(
 def test_plain_pages_hold_no_plaintext_of_encrypted_columns(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings)
+    db = mangostore.create(
+        db_path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings
+    ).db
     try:
         rows = Rows(db)
         user = rows.user(
@@ -930,7 +918,7 @@ def test_without_a_keyring_encrypted_columns_hold_plain_json(
 def test_file_backed_database_reopens_with_readable_values(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         user = Rows(db).user(security_profile={"pin": "4321"}, preferences={"a": 1})
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
         again = db.users.get(user.id)

@@ -3,15 +3,12 @@ history (recent, literal search, statistics), terminal sessions and voice profil
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import mangostore
-from conftest import PASSPHRASE
 from design import Rows, row_counts
-from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
     InvalidValueError,
@@ -21,26 +18,12 @@ from mangostore.errors import (
 
 START = 1_700_000_000_000
 
+pytestmark = pytest.mark.database("clocked_db")
+
 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
-
-
-@pytest.fixture
-def db(clock: ManualClock) -> Iterator[mangostore.Database]:
-    database = mangostore.open(":memory:", encrypted=False, clock=clock)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def keyed_db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
-    database = mangostore.open(
-        ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
-    )
-    yield database
-    database.close()
 
 
 @pytest.fixture
@@ -115,12 +98,14 @@ def test_touch_sets_last_accessed_but_not_updated_at(
     assert db.projects.get(project.id) == touched
 
 
-def test_touch_keeps_encrypted_values(keyed_db: mangostore.Database, clock: ManualClock) -> None:
-    project = Rows(keyed_db).project(security_config={"deploy_key": "k"})
+def test_touch_keeps_encrypted_values(
+    clocked_memory_db: mangostore.Database, clock: ManualClock
+) -> None:
+    project = Rows(clocked_memory_db).project(security_config={"deploy_key": "k"})
     clock.advance(5)
-    touched = keyed_db.projects.touch(project.id)
+    touched = clocked_memory_db.projects.touch(project.id)
     assert touched.security_config == {"deploy_key": "k"}
-    assert keyed_db.projects.get(project.id).security_config == {"deploy_key": "k"}
+    assert clocked_memory_db.projects.get(project.id).security_config == {"deploy_key": "k"}
 
 
 def test_touch_missing_project_raises_not_found(db: mangostore.Database) -> None:
@@ -339,16 +324,16 @@ def test_active_lists_open_sessions_most_recent_first(
 
 
 def test_session_encrypted_fields_survive_activity_and_close(
-    keyed_db: mangostore.Database, clock: ManualClock
+    clocked_memory_db: mangostore.Database, clock: ManualClock
 ) -> None:
-    user = Rows(keyed_db).user()
-    session = keyed_db.terminal_sessions.open(
+    user = Rows(clocked_memory_db).user()
+    session = clocked_memory_db.terminal_sessions.open(
         user.id, environment_variables={"TOKEN": "s3cret"}, session_data={"scroll": 10}
     )
     clock.advance(1)
-    keyed_db.terminal_sessions.record_activity(session.id, session_data={"scroll": 20})
-    keyed_db.terminal_sessions.close(session.id)
-    final = keyed_db.terminal_sessions.get(session.id)
+    clocked_memory_db.terminal_sessions.record_activity(session.id, session_data={"scroll": 20})
+    clocked_memory_db.terminal_sessions.close(session.id)
+    final = clocked_memory_db.terminal_sessions.get(session.id)
     assert final.environment_variables == {"TOKEN": "s3cret"}
     assert final.session_data == {"scroll": 20}
 
@@ -472,12 +457,12 @@ def test_database_refuses_activating_a_second_profile_by_raw_sql(
     assert db.voice_profiles.get(idle.id) == idle
 
 
-def test_voice_profile_secrets_survive_activation(keyed_db: mangostore.Database) -> None:
-    rows = Rows(keyed_db)
+def test_voice_profile_secrets_survive_activation(clocked_memory_db: mangostore.Database) -> None:
+    rows = Rows(clocked_memory_db)
     user = rows.user()
     first = rows.voice_profile(user_id=user.id, is_active=True, voice_print={"v": [1, 2]})
     second = rows.voice_profile(user_id=user.id, training_data={"samples": 3})
-    keyed_db.voice_profiles.activate(second.id)
-    assert keyed_db.voice_profiles.get(first.id).voice_print == {"v": [1, 2]}
-    assert keyed_db.voice_profiles.get(second.id).training_data == {"samples": 3}
-    assert keyed_db.users.get(user.id).voice_profile_id == second.id
+    clocked_memory_db.voice_profiles.activate(second.id)
+    assert clocked_memory_db.voice_profiles.get(first.id).voice_print == {"v": [1, 2]}
+    assert clocked_memory_db.voice_profiles.get(second.id).training_data == {"samples": 3}
+    assert clocked_memory_db.users.get(user.id).voice_profile_id == second.id

@@ -12,12 +12,10 @@ range, plaintext JSON columns hold valid JSON and quiet hours are 'HH:MM'.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import mangostore
 from design import JSON_COLUMNS
 from mangostore import errors
 
@@ -565,6 +563,8 @@ PARENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("kg_entities", "e1", {"project_id": "p1"}),
 ]
 
+pytestmark = pytest.mark.database("plain_db")
+
 
 def _column(table: str, column: str) -> Column:
     for spec in COLUMNS[table]:
@@ -635,13 +635,6 @@ def _value(db: Any, table: str, column: str, row_id: str) -> Any:
 def _count(db: Any, table: str, row_id: str) -> int:
     assert table in COLUMNS
     return int(db.query(f"SELECT count(*) AS n FROM {table} WHERE id = ?", [row_id])[0]["n"])
-
-
-@pytest.fixture
-def db() -> Iterator[Any]:
-    d = mangostore.open(":memory:", encrypted=False)
-    yield d
-    d.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,7 @@ TRIGGERS = (
     "security_events_append_only_delete",
 )
 
-
-@pytest.fixture
-def db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
-    """An in-memory database with a keyring (so an audit key), on a manual clock."""
-    database = mangostore.open(
-        ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
-    )
-    yield database
-    database.close()
+pytestmark = pytest.mark.database("clocked_memory_db")
 
 
 def fill(db: mangostore.Database, n: int = 6) -> list[Any]:
@@ -131,7 +122,9 @@ def test_append_joins_the_callers_transaction(db: mangostore.Database) -> None:
 
 
 def test_append_outside_a_transaction_commits_on_its_own(db_path: Path) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+    ).db as db:
         db.audit.append("auth", "info", "auth", event_data={"x": 1})
     with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
         assert db.audit.count() == 1
@@ -195,7 +188,9 @@ def test_every_event_survives_the_round_trip(data: Any, risk: float) -> None:
 
 
 def test_threads_appending_at_once_keep_the_chain_whole(db_path: Path) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+    ).db as db:
 
         def work(n: int) -> None:
             for i in range(25):
@@ -511,7 +506,9 @@ def test_without_a_keyring_events_are_numbered_but_cannot_be_verified(
 
 def test_events_written_before_the_chain_are_numbered_and_unsealed(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, backup_before_migrate=False)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings, migrate=False) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=settings, migrate=False
+    ).db as db:
         db.migrate(to=6)
         for i in range(3):
             db.execute(
@@ -535,7 +532,9 @@ def test_events_written_before_the_chain_are_numbered_and_unsealed(db_path: Path
 
 def test_events_from_before_the_chain_are_unverified_until_sealed(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, backup_before_migrate=False)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings, migrate=False) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=settings, migrate=False
+    ).db as db:
         db.migrate(to=6)
         db.execute(
             "INSERT INTO security_events (id, event_type, severity, source_component, "
@@ -567,9 +566,9 @@ def test_retention_of_events_from_before_the_chain_keeps_it_verifiable(
     settings = Settings(kdf=FAST_KDF, backup_before_migrate=False)
     clock = ManualClock()
     year = 400 * 86_400_000
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, settings=settings, migrate=False, clock=clock
-    ) as db:
+    ).db as db:
         db.migrate(to=6)
         # Two old events and one recent one, all from before the chain.
         for i, at in enumerate((clock.now_ms(), clock.now_ms() + 1, clock.now_ms() + year)):

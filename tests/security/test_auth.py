@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import argon2
 import pytest
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
-from mangostore import Settings
+from conftest import Sleeps
 from mangostore.clock import ManualClock
 from mangostore.errors import (
     AccountLockedError,
@@ -35,28 +32,7 @@ SECOND = 1_000
 MINUTE = 60 * SECOND
 HOUR_MS = 60 * MINUTE
 
-
-class Sleeps(list[float]):
-    """Records the back-off delays instead of sleeping."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
-def db(db_path: Path, clock: ManualClock, sleeps: Sleeps) -> Iterator[mangostore.Database]:
-    """An encrypted file database with a manual clock and cheap password hashing."""
-    database = mangostore.open(
-        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF), clock=clock
-    )
-    database.auth.configure(policy=AuthPolicy(password=CHEAP), sleep=sleeps)
-    yield database
-    database.close()
+pytestmark = pytest.mark.database("auth_db")
 
 
 @pytest.fixture

@@ -32,29 +32,21 @@ PERMISSIONS = ["read", "write", "execute", "admin"]
 # 2023-11-14 22:13:20 UTC, the ManualClock's default start: a Tuesday.
 START = 1_700_000_000_000
 
+pytestmark = pytest.mark.database("clocked_file_db")
+
 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 
 
-@pytest.fixture
-def db(db_path: Path, clock: ManualClock) -> Iterator[mangostore.Database]:
-    """An encrypted file database (WAL, reader pool) with a manual clock."""
-    database = mangostore.open(
-        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF), clock=clock
-    )
-    yield database
-    database.close()
-
-
 @pytest.fixture(params=["file", "memory"])
 def any_db(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Any]:
     """A file database and an in-memory one: their caches watch commits differently."""
     path = tmp_path / "any.db" if request.param == "file" else ":memory:"
-    database = mangostore.open(
+    database = mangostore.create(
         path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF), clock=clock
-    )
+    ).db
     yield database
     database.close()
 

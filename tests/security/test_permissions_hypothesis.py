@@ -148,12 +148,12 @@ programs = st.lists(
 def test_check_agrees_with_the_reference_evaluator(tmp_path: Path) -> None:
     clock = ManualClock()
     names = itertools.count()
-    with mangostore.open(
+    with mangostore.create(
         tmp_path / "property.db",
         passphrase=PASSPHRASE,
         settings=Settings(kdf=FAST_KDF),
         clock=clock,
-    ) as db:
+    ).db as db:
 
         @settings(max_examples=100)
         @given(program=programs)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
-from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import (
     AuthenticationError,
@@ -38,23 +35,7 @@ DAY = 24 * HOUR
 POLICY = SessionPolicy()
 LEVELS = ["low", "standard", "high"]
 
-
-@pytest.fixture
-def db(db_path: Path, clock: ManualClock) -> Iterator[mangostore.Database]:
-    """An encrypted file database with a manual clock."""
-    database = mangostore.open(
-        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF), clock=clock
-    )
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def plain(clock: ManualClock) -> Iterator[mangostore.Database]:
-    """A database without a keyring: verifier digests are plain SHA-256."""
-    database = mangostore.open(":memory:", encrypted=False, clock=clock)
-    yield database
-    database.close()
+pytestmark = pytest.mark.database("clocked_file_db")
 
 
 @pytest.fixture
@@ -89,9 +70,9 @@ def test_token_is_selector_and_verifier_with_384_random_bits(
     assert len(tokens) == 20
 
 
-def test_verifier_never_reaches_the_file(plain: mangostore.Database, tmp_path: Path) -> None:
+def test_verifier_never_reaches_the_file(clocked_db: mangostore.Database, tmp_path: Path) -> None:
     path = tmp_path / "plain.db"
-    with mangostore.open(path, encrypted=False) as db:
+    with mangostore.create(path, encrypted=False).db as db:
         user = db.users.create(username="ann")
         issued = db.sessions.issue(user.id)
         verifier = unb64(issued.token.split(".")[1])
@@ -214,13 +195,13 @@ def test_a_verifier_digest_copied_to_another_session_does_not_verify(
         db.sessions.validate(selector + "." + first.token.split(".")[1])
 
 
-def test_sessions_work_without_a_keyring(plain: mangostore.Database) -> None:
-    user = plain.users.create(username="ann")
-    issued = plain.sessions.issue(user.id)
-    assert plain.sessions.validate(issued.token).user.id == user.id
+def test_sessions_work_without_a_keyring(clocked_db: mangostore.Database) -> None:
+    user = clocked_db.users.create(username="ann")
+    issued = clocked_db.sessions.issue(user.id)
+    assert clocked_db.sessions.validate(issued.token).user.id == user.id
     selector = issued.token.split(".")[0]
     with pytest.raises(AuthenticationError):
-        plain.sessions.validate(
+        clocked_db.sessions.validate(
             selector + "." + base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
         )
 

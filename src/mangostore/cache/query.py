@@ -42,7 +42,6 @@ also tagged with its content table.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from collections.abc import Callable, Hashable
@@ -60,6 +59,7 @@ from mangostore.monitor.connection import (
     execute_unmonitored,
     fetch_rows,
 )
+from mangostore.schema.introspect import SCHEMA_TABLE_NAMES, schema_objects, table_list
 
 if TYPE_CHECKING:
     from mangostore.engine.writer import Writer
@@ -104,16 +104,12 @@ _SELF_CONTAINED_MODULES: Final = frozenset(
 )
 #: The tag every read of a virtual table carries (see the module docstring).
 VIRTUAL_TAG: Final = "*virtual*"
-_SCHEMA_TABLES: Final = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master"})
 #: SQL texts whose table sets are remembered; the memo is emptied past this.
 _MAX_TEXTS: Final = 10_000
 #: Rows of a result looked at to estimate its size.
 _SIZE_SAMPLE: Final = 64
 #: Bytes counted per parameter of a key (the value, its type, the tuples holding them).
 _KEY_OVERHEAD: Final = 96
-
-_MODULE = re.compile(r"\bUSING\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
-_CONTENT = re.compile(r"\bcontent\s*=\s*['\"]?([^'\",)\s]*)", re.IGNORECASE)
 
 #: A statement's tags: ``None`` when it cannot be cached.
 Tags = frozenset[str] | None
@@ -402,7 +398,7 @@ def classify_writes(calls: list[Action], schema: dict[str, frozenset[str]]) -> f
     tags: set[str] = set()
     for action, arg1, _arg2, _db, _source in calls:
         if action in (_INSERT, _UPDATE, _DELETE):
-            if arg1 is None or arg1 in _SCHEMA_TABLES:
+            if arg1 is None or arg1 in SCHEMA_TABLE_NAMES:
                 return _FLUSH
             tags.update(schema.get(arg1, (arg1,)))
         elif action in _SCHEMA_ACTIONS or action not in _NEUTRAL_WRITE_ACTIONS:
@@ -419,29 +415,20 @@ def _load_schema(conn: Any) -> dict[str, frozenset[str]]:
     authorizer's sight, whenever the virtual table is written: they carry the
     virtual tag, and a write to one counts as a write to every virtual table.
     """
-    kinds = dict(
-        execute_unmonitored(
-            conn, "SELECT name, type FROM pragma_table_list WHERE schema = 'main'"
-        ).fetchall()
-    )
-    rows = execute_unmonitored(
-        conn, "SELECT type, name, sql FROM sqlite_schema WHERE type IN ('table', 'view')"
-    ).fetchall()
-    schema: dict[str, frozenset[str]] = {name: frozenset({name}) for name in _SCHEMA_TABLES}
-    for kind, name, sql in rows:
-        text = sql or ""
-        if kind == "table" and text.upper().startswith("CREATE VIRTUAL TABLE"):
-            module = _MODULE.search(text)
-            if module is None or module.group(1).lower() not in _SELF_CONTAINED_MODULES:
+    kinds = {table.name: table.kind for table in table_list(conn)}
+    schema: dict[str, frozenset[str]] = {name: frozenset({name}) for name in SCHEMA_TABLE_NAMES}
+    for found in schema_objects(conn, "table", "view"):
+        name = found.name
+        if found.virtual:
+            if found.module not in _SELF_CONTAINED_MODULES:
                 continue
             tags = {name, VIRTUAL_TAG}
-            content = _CONTENT.search(text)
-            if content is not None and content.group(1):
-                tags.add(content.group(1))
+            if found.content_table is not None:
+                tags.add(found.content_table)
             schema[name] = frozenset(tags)
         elif kinds.get(name) == "shadow":
             schema[name] = frozenset({name, VIRTUAL_TAG})
-        elif not name.startswith("sqlite_"):
+        elif not found.internal:
             # SQLite's own tables (sqlite_sequence, sqlite_stat1...) are written behind
             # the authorizer's back (AUTOINCREMENT, PRAGMA optimize): never cached.
             schema[name] = frozenset({name})

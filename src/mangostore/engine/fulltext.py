@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from mangostore.schema.introspect import schema_objects
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
@@ -35,19 +36,14 @@ if TYPE_CHECKING:
 
 __all__ = ["fulltext_tables", "refresh_fulltext", "runs_integrity_check"]
 
-# fts5( but not fts5vocab(: a vocabulary table has no index of its own to refresh.
-_FTS5_MODULE = re.compile(r"\bUSING\s+fts5\s*\(", re.IGNORECASE)
 # Both pragmas and their table-valued forms (pragma_integrity_check) call xIntegrity.
 _INTEGRITY_CHECK = re.compile(r"(?:integrity|quick)_check", re.IGNORECASE)
 
 
 def fulltext_tables(conn: Connection) -> list[str]:
     """Return the names of the FTS5 tables of the main schema, in name order."""
-    rows = conn.execute(
-        "SELECT name, sql FROM sqlite_schema "
-        "WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name"
-    ).fetchall()
-    return [name for name, sql in rows if _FTS5_MODULE.search(sql)]
+    # fts5 but not fts5vocab: a vocabulary table has no index of its own to refresh.
+    return [table.name for table in schema_objects(conn, "table") if table.module == "fts5"]
 
 
 def refresh_fulltext(conn: Connection) -> None:

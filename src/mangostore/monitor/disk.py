@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from mangostore.monitor.connection import execute_unmonitored
+from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
 
 _SAMPLE_ROWS: Final = 1_000
@@ -137,12 +138,11 @@ def _from_dbstat(conn: Any) -> list[ObjectUsage] | None:
     if not has_dbstat(conn):
         return None
     kinds = {
-        str(name): (str(kind), str(table))
-        for kind, name, table in execute_unmonitored(
-            conn, "SELECT type, name, tbl_name FROM sqlite_schema WHERE rootpage > 0"
-        ).fetchall()
+        found.name: (found.kind, found.table)
+        for found in introspect.schema_objects(conn)
+        if found.root_page > 0
     }
-    kinds.setdefault("sqlite_schema", ("table", "sqlite_schema"))
+    kinds.setdefault(introspect.SCHEMA_TABLE, ("table", introspect.SCHEMA_TABLE))
     out = []
     rows = execute_unmonitored(
         conn, "SELECT name, count(*), sum(pgsize) FROM dbstat GROUP BY name"
@@ -163,19 +163,10 @@ def _from_dbstat(conn: Any) -> list[ObjectUsage] | None:
 
 def _estimate(conn: Any, page_size: int, used_pages: int) -> list[ObjectUsage]:
     counts = _stat1_counts(conn)
-    tables = execute_unmonitored(
-        conn,
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 0 ORDER BY name",
-    ).fetchall()
+    tables = [t.name for t in introspect.schema_objects(conn, "table") if t.root_page > 0]
     raw: list[tuple[str, Literal["table", "index"], str, float, int]] = []
-    for (table,) in tables:
-        table = str(table)
-        columns = [
-            str(r[0])
-            for r in execute_unmonitored(
-                conn, "SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,)
-            ).fetchall()
-        ]
+    for table in tables:
+        columns = [c.name for c in introspect.columns(conn, table)]
         if not columns:
             continue
         rows = counts.get(table)
@@ -207,7 +198,7 @@ def _estimate(conn: Any, page_size: int, used_pages: int) -> list[ObjectUsage]:
                 )
             )
     # Every b-tree has at least its root page; the rest is shared out by estimated size.
-    spare = max(0, used_pages - len(raw) - 1) * page_size  # one page for sqlite_schema
+    spare = max(0, used_pages - len(raw) - 1) * page_size  # one page for the schema table
     total = sum(r[3] for r in raw) or 1.0
     out = []
     for name, kind, table, estimate, rows in raw:
@@ -230,15 +221,12 @@ def _mean_widths(conn: Any, table: str, columns: list[str]) -> dict[str, float]:
 
 
 def _table_indexes(conn: Any, table: str) -> list[tuple[str, list[str]]]:
-    out = []
-    for (name,) in execute_unmonitored(
-        conn, "SELECT name FROM pragma_index_list(?)", (table,)
-    ).fetchall():
-        cols = execute_unmonitored(
-            conn, "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,)
-        ).fetchall()
-        out.append((str(name), [str(c[0]) for c in cols if c[0] is not None]))
-    return out
+    """Each index of ``table`` with its named columns (an expression has no width to
+    look up)."""
+    return [
+        (index.name, [c for c in index.columns if c is not None])
+        for index in introspect.indexes(conn, table)
+    ]
 
 
 def _stat1_counts(conn: Any) -> dict[str, int]:

@@ -28,6 +28,7 @@ from mangostore.privacy.ownership import (
     read_schema,
 )
 from mangostore.schema.copies import migration_copies
+from mangostore.schema.introspect import columns
 from mangostore.security.audit import ERASURE_COMPONENT
 from mangostore.sql import quote_identifier
 
@@ -245,8 +246,8 @@ def _copies(db: ErasureDatabase) -> list[Path]:
 
 def _has_column(conn: Connection, table: str, column: str) -> bool:
     with driver_errors("reading the schema"):
-        rows = conn.execute("SELECT name FROM pragma_table_info(?)", (table,)).fetchall()
-    return any(r[0] == column for r in rows)
+        found = columns(conn, table)
+    return any(c.name == column for c in found)
 
 
 def _has_rows(conn: Connection, schema: SchemaMap, user_id: str) -> bool:

@@ -12,22 +12,22 @@ Rows of *other* users that point at one of ``U``'s rows are not ``U``'s: export
 leaves them out; erasure sets the reference to NULL when the column allows it and
 deletes the row otherwise (a relation to an entity that no longer exists).
 
-Tables are read from ``sqlite_master`` and ``PRAGMA table_info`` /
-``foreign_key_list``; virtual tables (full-text and vector indexes) and their shadow
-tables are derived data, kept in step by triggers, and are not walked. A few tables
+Tables, columns and foreign keys are read with :mod:`mangostore.schema.introspect`;
+virtual tables (full-text and vector indexes) and their shadow tables are derived
+data, kept in step by triggers, and are not walked. A few tables
 are kept on erasure on purpose (:data:`KEPT_ON_ERASURE`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
+from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 KEPT_ON_ERASURE: Final = frozenset({"security_events", "field_keys"})
 #: Tables an export reads through a service of their own rather than by ownership.
 EXPORTED_APART: Final = frozenset({"security_events"})
-_FTS5: Final = re.compile(r"\bUSING\s+fts5\s*\(", re.IGNORECASE)
 _BATCH: Final = 5_000
 
 
@@ -102,52 +101,70 @@ class SchemaMap:
 def read_schema(conn: Connection) -> SchemaMap:
     """Read the live schema of the connection's main database."""
     with driver_errors("reading the schema"):
-        rows = conn.execute(
-            "SELECT name, sql, (SELECT wr FROM pragma_table_list AS l WHERE l.schema = 'main' "
-            "AND l.name = sqlite_master.name) FROM sqlite_master "
-            "WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-        ).fetchall()
-        virtual = [str(r[0]) for r in rows if str(r[1] or "").upper().startswith("CREATE VIRTUAL")]
-        fts5 = [str(r[0]) for r in rows if _FTS5.search(str(r[1] or ""))]
-        shadow = {str(r[0]) for r in rows for v in virtual if str(r[0]).startswith(f"{v}_")}
+        found = [t for t in introspect.schema_objects(conn, "table") if not t.internal]
+        virtual = [t.name for t in found if t.virtual]
+        skipped = set(virtual) | _shadow_tables(found, virtual)
+        without_rowid = {t.name for t in introspect.table_list(conn) if t.without_rowid}
         tables: dict[str, TableInfo] = {}
         foreign: list[ForeignKey] = []
-        for row in rows:
-            name = str(row[0])
-            if name in virtual or name in shadow:
-                continue
-            info = conn.execute(
-                'SELECT name, "notnull", pk FROM pragma_table_info(?)', (name,)
-            ).fetchall()
-            columns = tuple(str(c[0]) for c in info)
-            notnull = {str(c[0]) for c in info if c[1]}
-            pk = [str(c[0]) for c in sorted(info, key=lambda c: c[2]) if c[2]]
-            owner = "id" if name == "users" else ("user_id" if "user_id" in columns else None)
-            key = "rowid"
-            if row[2]:  # WITHOUT ROWID: the primary key identifies a row
-                quoted = [quote_identifier(c) for c in pk]
-                key = quoted[0] if len(quoted) == 1 else f"json_array({', '.join(quoted)})"
-            tables[name] = TableInfo(name, columns, owner, key)
-            for fk in conn.execute(
-                'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?)', (name,)
-            ).fetchall():
-                target = fk[2] or (pk[0] if len(pk) == 1 else "rowid")
-                if fk[1] == "users" and fk[0] == "user_id":
-                    continue  # ownership itself, already covered by the owner column
-                foreign.append(
-                    ForeignKey(name, str(fk[0]), str(fk[1]), str(target), fk[0] not in notnull)
-                )
+        for name in (t.name for t in found if t.name not in skipped):
+            columns = introspect.columns(conn, name)
+            tables[name] = _table_info(name, columns, name in without_rowid)
+            foreign += _foreign_keys(conn, name, columns)
+    return SchemaMap(
+        tables=tables,
+        children=_children_by_parent(foreign, tables),
+        fts5=tuple(t.name for t in found if t.module == "fts5"),
+        virtual=tuple(virtual),
+    )
+
+
+def _shadow_tables(found: list[introspect.SchemaObject], virtual: list[str]) -> set[str]:
+    """The tables holding a virtual table's data: named after it, ``<virtual>_...``."""
+    return {t.name for t in found for v in virtual if t.name.startswith(f"{v}_")}
+
+
+def _primary_key(columns: list[introspect.Column]) -> list[str]:
+    """The primary key's columns, in key order."""
+    return [c.name for c in sorted(columns, key=lambda c: c.primary_key) if c.primary_key]
+
+
+def _table_info(name: str, columns: list[introspect.Column], without_rowid: bool) -> TableInfo:
+    """A table's columns, owner column and row key (see :class:`TableInfo`)."""
+    names = tuple(c.name for c in columns)
+    owner = "id" if name == "users" else ("user_id" if "user_id" in names else None)
+    key = "rowid"
+    if without_rowid:  # the primary key identifies a row
+        quoted = [quote_identifier(c) for c in _primary_key(columns)]
+        key = quoted[0] if len(quoted) == 1 else f"json_array({', '.join(quoted)})"
+    return TableInfo(name, names, owner, key)
+
+
+def _foreign_keys(
+    conn: Connection, name: str, columns: list[introspect.Column]
+) -> list[ForeignKey]:
+    """The references of table ``name`` that can make a row someone's, with whether
+    each can be set to NULL."""
+    pk = _primary_key(columns)
+    not_null = {c.name for c in columns if c.not_null}
+    found = []
+    for fk in introspect.foreign_keys(conn, name):
+        if fk.parent == "users" and fk.column == "user_id":
+            continue  # ownership itself, already covered by the owner column
+        target = fk.target or (pk[0] if len(pk) == 1 else "rowid")
+        found.append(ForeignKey(name, fk.column, fk.parent, target, fk.column not in not_null))
+    return found
+
+
+def _children_by_parent(
+    foreign: list[ForeignKey], tables: dict[str, TableInfo]
+) -> dict[str, tuple[ForeignKey, ...]]:
+    """Group the foreign keys by the table they point at, among the walked tables."""
     children: dict[str, list[ForeignKey]] = {}
     for fk in foreign:
         if fk.parent in tables:
             children.setdefault(fk.parent, []).append(fk)
-    return SchemaMap(
-        tables=tables,
-        children={k: tuple(v) for k, v in children.items()},
-        fts5=tuple(fts5),
-        virtual=tuple(virtual),
-    )
+    return {parent: tuple(keys) for parent, keys in children.items()}
 
 
 @dataclass

@@ -28,6 +28,7 @@ from mangostore.errors import (
     MigrationError,
     SchemaTooNewError,
 )
+from mangostore.schema.introspect import has_table
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _UP = "-- migrate:up"
@@ -369,7 +370,4 @@ def _version_of(applied: list[AppliedMigration]) -> int:
 
 
 def _has_ledger(conn: Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    return row is not None
+    return has_table(conn, "schema_migrations")

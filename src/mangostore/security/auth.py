@@ -40,6 +40,7 @@ from mangostore.repos.spec import encodable
 from mangostore.repos.usernames import normalize_username
 from mangostore.security import login_attempts as attempts
 from mangostore.security.passwords import PasswordHasher, PasswordParams
+from mangostore.security.session_audit import AuthEvents, client_info
 from mangostore.security.session_policy import LEVEL_RANK, MINUTE_MS, check_level
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ LOCKED: Final = (
     "too many failed attempts: this account is locked for a while; try again after "
     "locked_until (epoch milliseconds)"
 )
-_COMPONENT: Final = "auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +131,7 @@ class AuthService:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._db = db
+        self._events = AuthEvents(db, "auth")
         self.policy = policy or AuthPolicy()
         self._sleep = sleep
         self._hasher = PasswordHasher(self.policy.password)
@@ -180,7 +181,7 @@ class AuthService:
         with self._db.store.transaction() as conn:
             user = self._db.users.create(username=username, **fields)
             self._store_hash(conn, user.id, stored)
-            self._audit("info", user.id, {"action": "password_set"})
+            self._events.record("info", user.id, {"action": "password_set"})
         return user
 
     def set_password(
@@ -240,7 +241,7 @@ class AuthService:
                 conn, user.id, reason="password_change", except_session_id=keep_session_id
             )
             attempts.clear_failures(conn, self._name_key(user.username), user.id)
-            self._audit("info", user.id, {"action": action, "sessions_revoked": revoked})
+            self._events.record("info", user.id, {"action": action, "sessions_revoked": revoked})
         return revoked
 
     def _store_hash(self, conn: Connection, user_id: str, stored: str) -> None:
@@ -313,7 +314,7 @@ class AuthService:
             if not isinstance(value, str):
                 raise InvalidValueError(f"{name} must be a string", field=name)
         level = check_level(security_level or self.policy.default_security_level)
-        client = _client(ip_address, user_agent)
+        client = client_info(ip_address, user_agent)
         user = self._db.users.get_by_username(username) if username else None
         self._check_password(username, user, password, "login", client)
         assert user is not None  # _check_password raised for an unknown user
@@ -335,7 +336,7 @@ class AuthService:
                 ip_address=ip_address,
                 user_agent=user_agent,
             )
-            self._audit(
+            self._events.record(
                 "info",
                 user.id,
                 {
@@ -381,12 +382,12 @@ class AuthService:
             raise InvalidValueError(
                 f"cannot step a {current} session down to {target}", field="security_level"
             )
-        client = _client(session.ip_address, session.user_agent)
+        client = client_info(session.ip_address, session.user_agent)
         self._check_password(user.username, user, password, "step_up", client)
         with self._db.store.transaction() as conn:
             attempts.clear_failures(conn, self._name_key(user.username), user.id)
             issued = self._db.sessions.step_up_in(conn, session, target)
-            self._audit(
+            self._events.record(
                 "info",
                 user.id,
                 {
@@ -405,7 +406,7 @@ class AuthService:
         user = self._db.users.get_by_username(username) if username else None
         with self._db.store.transaction() as conn:
             cleared = attempts.clear_failures(conn, self._name_key(username), None)
-            self._audit("info", None if user is None else user.id, {"action": "unlock"})
+            self._events.record("info", None if user is None else user.id, {"action": "unlock"})
         return bool(cleared)
 
     # -- the checks ---------------------------------------------------------------------------
@@ -443,7 +444,7 @@ class AuthService:
         now = self._db.clock.now_ms()
         if until is None or now >= until:
             return
-        self._audit(
+        self._events.record(
             "error",
             None if user is None else user.id,
             {"action": action, "outcome": "refused_locked", "locked_until": until},
@@ -467,7 +468,7 @@ class AuthService:
             }
             if until is not None:
                 data["locked_until"] = until
-            self._audit(
+            self._events.record(
                 "error" if until is not None else "warning",
                 user_id,
                 data,
@@ -515,29 +516,3 @@ class AuthService:
                 "and then raised, and the transaction would roll the record back; call it "
                 "outside the transaction"
             )
-
-    def _audit(
-        self,
-        severity: str,
-        user_id: str | None,
-        data: dict[str, Any],
-        client: dict[str, str] | None = None,
-        *,
-        risk: float = 0.0,
-    ) -> None:
-        self._db.audit.append(
-            "auth",
-            severity,
-            _COMPONENT,
-            user_id=user_id,
-            event_data=data,
-            client_info=client,
-            risk_score=risk,
-        )
-
-
-def _client(ip_address: str | None, user_agent: str | None) -> dict[str, str] | None:
-    client = {
-        k: v for k, v in (("ip_address", ip_address), ("user_agent", user_agent)) if v is not None
-    }
-    return client or None
