@@ -234,9 +234,9 @@ def test_every_plaintext_survives_encrypt_and_decrypt(memory_db: mangostore.Data
 def test_no_data_key_is_in_the_database_file(tmp_path: Path, fast_settings: Settings) -> None:
     # Plain pages (fields still encrypted), so the file's bytes can be searched.
     path = tmp_path / "plain-pages.db"
-    with mangostore.open(
+    with mangostore.create(
         path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings
-    ) as db:
+    ).db as db:
         user = add_user(db)
         blob = store_profile(db, user, SECRET)
         assert db.keyring is not None
@@ -259,7 +259,7 @@ def test_no_data_key_is_in_the_database_file(tmp_path: Path, fast_settings: Sett
 
 
 def test_the_keys_survive_reopening(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         user = add_user(db)
         store_profile(db, user, SECRET)
         encrypt_once(db, user)
@@ -404,7 +404,7 @@ def test_destruction_reaches_a_copy_of_the_database_file(
 ) -> None:
     copy = tmp_path / "copy" / "vault.db"
     copy.parent.mkdir()
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         user = add_user(db)
         blob = store_profile(db, user, SECRET)
     shutil.copy(db_path, copy)  # e.g. a backup taken before the erasure

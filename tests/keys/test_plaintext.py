@@ -79,7 +79,7 @@ def leaks(data: bytes, needles: list[str] | tuple[str, ...] | set[str]) -> list[
 @pytest.fixture
 def filled_db(db_path: Path, fast_settings: Settings) -> Iterator[mangostore.Database]:
     """An encrypted database with markers written and still open (so the WAL holds them)."""
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
+    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db
     insert_markers(db)
     with db.transaction():
         for n in range(1, 40):  # enough rows to spread over several pages
@@ -113,11 +113,10 @@ def test_no_key_or_passphrase_in_any_file(
 ) -> None:
     ring = filled_db.keyring
     assert ring is not None
-    recovery_text = mangostore.open(
+    second, recovery = mangostore.create(
         db_path.parent / "second.db", passphrase=PASSPHRASE, settings=fast_settings
     )
-    recovery = recovery_text.take_recovery_key()
-    recovery_text.close()
+    second.close()
     assert recovery is not None
     secrets = key_texts(ring, PASSPHRASE)
     raw_keys = [ring._master, *(ring.subkey(p) for p in PURPOSES)]
@@ -132,7 +131,7 @@ def test_no_key_or_passphrase_in_any_file(
 def test_pre_migration_copies_are_encrypted(
     db_path: Path, fast_settings: Settings, tmp_path: Path
 ) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         insert_markers(db)
         names = column_names(db)
         latest = db.schema_version
@@ -165,7 +164,7 @@ def test_keyring_sidecar_holds_no_content(filled_db: mangostore.Database, db_pat
 
 def test_plain_database_is_really_plain(db_path: Path, fast_settings: Settings) -> None:
     """The search above would find the markers: a plain file shows them all."""
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         insert_markers(db)
         names = column_names(db)
     data = db_path.read_bytes()
@@ -178,9 +177,9 @@ def test_plain_pages_with_passphrase_are_readable_sqlite(
     db_path: Path, fast_settings: Settings
 ) -> None:
     """Plain pages plus a passphrase: ordinary SQLite on disk, a keyring beside it."""
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings
-    ) as db:
+    ).db as db:
         insert_markers(db)
     conn = sqlite3.connect(db_path)
     try:

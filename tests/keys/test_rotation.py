@@ -155,10 +155,13 @@ def test_rotation_works_in_batches_and_reports_progress(
 ) -> None:
     values = seed(encrypted_db)
     rows = len({(v.table, v.row_id) for v in values})
-    calls: list[tuple[int, int]] = []
-    report = rotate_field_keys(
-        encrypted_db, batch_size=2, progress=lambda d, t: calls.append((d, t))
-    )
+    calls: list[tuple[int, int | None]] = []
+
+    def record(done: int, total: int | None, stage: str) -> None:
+        if stage == "re-encrypting":
+            calls.append((done, total))
+
+    report = rotate_field_keys(encrypted_db, batch_size=2, progress=record)
     assert report.rows_scanned == rows
     assert calls[-1] == (rows, rows)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -173,8 +176,8 @@ def test_new_values_during_a_rotation_use_the_new_key(memory_db: mangostore.Data
     owner = values[0].owner
     late: list[Stored] = []
 
-    def write_between_batches(done: int, total: int) -> None:
-        if not late:
+    def write_between_batches(done: int, total: int | None, stage: str) -> None:
+        if stage == "re-encrypting" and done and not late:
             late.append(Stored("users", "security_profile", owner, owner, b"written late"))
             put(memory_db, late[0])
 
@@ -187,8 +190,9 @@ class Interrupted(Exception):
     pass
 
 
-def stop_after_first_batch(done: int, total: int) -> None:
-    raise Interrupted
+def stop_after_first_batch(done: int, total: int | None, stage: str) -> None:
+    if stage == "re-encrypting" and done:
+        raise Interrupted
 
 
 def test_an_interrupted_rotation_leaves_everything_readable_and_resumes(
@@ -220,8 +224,8 @@ def test_resuming_a_rotation_that_had_moved_everything_moves_nothing(
 ) -> None:
     values = seed(memory_db, users=1)
 
-    def stop_at_the_end(done: int, total: int) -> None:
-        if done == total:
+    def stop_at_the_end(done: int, total: int | None, stage: str) -> None:
+        if stage == "re-encrypting" and done == total:
             raise Interrupted
 
     with pytest.raises(Interrupted):
@@ -300,8 +304,9 @@ _CHILD = textwrap.dedent(
     kdf = KdfParams(memory_kib={memory}, iterations={iterations}, parallelism={parallelism})
     db = mangostore.open(sys.argv[1], passphrase={passphrase!r}, settings=Settings(kdf=kdf))
 
-    def die(done, total):
-        os.kill(os.getpid(), signal.SIGKILL)
+    def die(done, total, stage):
+        if stage == "re-encrypting" and done:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     rotate_field_keys(db, batch_size=2, progress=die)
     """
@@ -317,7 +322,7 @@ _CHILD = textwrap.dedent(
 def test_a_killed_rotation_leaves_everything_readable_and_the_next_run_completes(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         values = seed(db, users=3)
         old = primaries(db)
     child = subprocess.run(

@@ -26,8 +26,14 @@ from mangostore.errors import (
     QueryError,
     UniqueConstraintError,
 )
+from mangostore.schema.introspect import count_objects
 
 Row = sqlcipher3.Row
+
+#: Prepared statements each connection keeps. The driver's cache, once full, evicts the
+#: statement it added last, so past this many distinct statements every new one is
+#: prepared again on each run (a fresh database's migrations alone are about 400).
+STATEMENT_CACHE_SIZE = 1024
 
 
 class UndecodableText(bytes):
@@ -84,6 +90,7 @@ def connect(
             check_same_thread=False,
             uri=path.startswith("file:"),
             factory=factory or sqlcipher3.Connection,
+            cached_statements=STATEMENT_CACHE_SIZE,
         )
     except sqlcipher3.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}") from exc
@@ -122,7 +129,7 @@ def is_plain_sqlite(path: str) -> bool:
     except sqlcipher3.Error:
         return False
     try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        count_objects(conn)
     except sqlcipher3.Error:
         return False
     finally:
@@ -137,7 +144,7 @@ def _probe(conn: Connection, path: str, *, encrypted: bool) -> None:
         NotADatabaseError: SQLite reports the file is not a database, or is corrupt.
     """
     try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        count_objects(conn)
     except sqlcipher3.Error as exc:
         name = getattr(exc, "sqlite_errorname", "")
         if name.startswith("SQLITE_NOTADB"):

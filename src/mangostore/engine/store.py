@@ -146,8 +146,7 @@ class Store:
 
     # -- transactions and reads -----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
         """Run the block in a write transaction and lend its connection.
 
         Inside the calling thread's transaction the block becomes a savepoint of it.
@@ -158,12 +157,27 @@ class Store:
             DatabaseLockedError: another writer held the lock past the busy timeout.
         """
         self.check_open()
-        with self.writer.transaction() as conn:
-            yield conn
+        return self.writer.transaction()
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
         return self.writer.owned_by_current_thread()
+
+    def joined_transaction(self) -> Connection | None:
+        """Return the connection of the calling thread's transaction, or ``None``.
+
+        For a write that is one statement: a statement is atomic on its own, so inside
+        a transaction it needs no savepoint, and this skips the one :meth:`transaction`
+        would make. Several statements that must succeed or fail together still go
+        through :meth:`transaction`.
+
+        Raises:
+            DatabaseClosedError: the database is closed.
+            DatabaseError: SQLite ended the transaction inside the block (see
+                :meth:`~mangostore.engine.writer.Writer.transaction`).
+        """
+        self.check_open()
+        return self.writer.joined()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -6,14 +6,22 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Protocol, TypeVar
 
-from mangostore.engine.connection import driver_errors
+import sqlcipher3
+
+from mangostore.engine.connection import driver_errors, is_driver_error, translate_error
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.turnstile import Turnstile
 from mangostore.errors import DatabaseClosedError, DatabaseError, DatabaseLockedError
 
 T = TypeVar("T")
+
+#: The driver's own execute: savepoints are the writer's bookkeeping, not statements of
+#: the application, so the monitor does not time them (nor shows them to the query
+#: cache, which learns nothing from them).
+_execute = sqlcipher3.Connection.execute
 
 
 class TransactionHooks(Protocol):
@@ -31,6 +39,24 @@ class TransactionHooks(Protocol):
 
     def rolled_back(self) -> None:
         """After the transaction was rolled back (or failed to begin or commit)."""
+
+
+class TransactionListener(Protocol):
+    """Keeps state for the length of one transaction (the field cipher's key uses).
+
+    Every method is called by the thread holding the transaction, with the write lock
+    held; none of them may end the transaction.
+    """
+
+    def before_commit(self, conn: Connection) -> None:
+        """Last writes of the transaction, run just before ``COMMIT``; raising rolls
+        the transaction back."""
+
+    def savepoint_rolled_back(self) -> None:
+        """A savepoint was rolled back: writes made inside it are gone."""
+
+    def ended(self, committed: bool) -> None:
+        """The outermost transaction committed (``True``) or rolled back (``False``)."""
 
 
 class Writer:
@@ -55,6 +81,7 @@ class Writer:
         self._owner: int | None = None
         #: Told about each outermost transaction; set once, before first use.
         self.hooks: TransactionHooks | None = None
+        self._listeners: tuple[TransactionListener, ...] = ()
 
     @property
     def connection(self) -> Connection:
@@ -67,12 +94,37 @@ class Writer:
         """Tell whether the calling thread is inside a transaction."""
         return self._owner == threading.get_ident() and self._depth > 0
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def add_listener(self, listener: TransactionListener) -> None:
+        """Tell ``listener`` about every transaction from now on (see
+        :class:`TransactionListener`)."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def joined(self) -> Connection | None:
+        """Return the connection of the calling thread's transaction, or ``None``.
+
+        For a write that is one statement, atomic on its own, and so needs no
+        savepoint of its own: it runs straight on the transaction's connection. The
+        transaction must still be open: a statement run after SQLite ended it would
+        commit on its own.
+
+        Raises:
+            DatabaseClosedError: the database was closed inside the transaction.
+            DatabaseError: SQLite ended the transaction inside the block.
+        """
+        if self._owner != threading.get_ident() or not self._depth:
+            return None
+        conn = self.connection
+        self._check_alive(conn)
+        return conn
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
         """Run the block in a transaction; nested calls become savepoints.
 
         An exception rolls back the transaction (or just the savepoint) and is
-        re-raised; leaving the outermost block normally commits.
+        re-raised; leaving the outermost block normally commits. A driver error raised
+        in the block (by any service running its own statements) leaves as a
+        mangostore error, after the rollback.
 
         Raises:
             DatabaseLockedError: the lock was not obtained within the busy timeout.
@@ -83,18 +135,7 @@ class Writer:
                 of the block was committed.
             ConstraintError: a deferred foreign key was still broken at COMMIT.
         """
-        self._acquire()
-        try:
-            conn = self.connection
-            # A driver error raised in the caller's block (by any service running its
-            # own statements) leaves as a mangostore error, after the rollback.
-            with driver_errors():
-                if self._depth == 0:
-                    yield from self._outer(conn)
-                else:
-                    yield from self._savepoint(conn)
-        finally:
-            self._lock.release()
+        return _Transaction(self)
 
     @contextlib.contextmanager
     def idle_connection(self) -> Iterator[Connection]:
@@ -189,51 +230,79 @@ class Writer:
             if turnstile is not None:
                 turnstile.leave()
 
-    def _outer(self, conn: Connection) -> Iterator[Connection]:
+    def _open_outer(self, conn: Connection) -> None:
         self._begin(conn)
         self._owner = threading.get_ident()
         self._depth = 1
         hooks = self.hooks
-        try:
-            if hooks is not None:
+        if hooks is not None:
+            try:
                 hooks.begun(conn)
-            yield conn
-            self._commit(conn)
-        except BaseException:
-            # Also after a failed COMMIT: SQLite keeps the transaction open then
-            # (deferred foreign keys, SQLITE_BUSY), and it must not leak into the next one.
-            self._rollback(conn)
-            if hooks is not None:
-                hooks.rolled_back()
-            raise
-        else:
-            # Outside the try: once COMMIT succeeded, nothing may report a rollback.
+            except BaseException:
+                self._close_outer(conn, failed=True)
+                raise
+
+    def _close_outer(self, conn: Connection, *, failed: bool) -> None:
+        """Commit (or roll back, when the block ``failed``) and tell hooks and listeners."""
+        hooks = self.hooks
+        try:
+            if failed:
+                self._abandon(conn)
+                return
+            try:
+                self._commit(conn)
+            except BaseException:
+                # SQLite keeps the transaction open after a failed COMMIT (deferred
+                # foreign keys, SQLITE_BUSY), and it must not leak into the next one.
+                self._abandon(conn)
+                raise
+            # Once COMMIT succeeded, nothing may report a rollback.
+            for listener in self._listeners:
+                listener.ended(True)
             if hooks is not None:
                 hooks.committed()
         finally:
             self._depth = 0
             self._owner = None
 
+    def _abandon(self, conn: Connection) -> None:
+        self._rollback(conn)
+        for listener in self._listeners:
+            listener.ended(False)
+        if self.hooks is not None:
+            self.hooks.rolled_back()
+
     def _commit(self, conn: Connection) -> None:
+        # Checked first: the listeners' last writes must not run, and commit on their
+        # own, after SQLite ended the transaction.
         self._check_alive(conn)
+        for listener in self._listeners:
+            listener.before_commit(conn)
         with driver_errors("committing"):
             conn.execute("COMMIT")
 
-    def _savepoint(self, conn: Connection) -> Iterator[Connection]:
+    def _open_savepoint(self, conn: Connection) -> str:
         # A SAVEPOINT outside a transaction would start a new one, whose writes
         # would then commit at RELEASE, on their own: refuse instead.
         self._check_alive(conn)
         name = f"mango_sp_{self._depth}"
         with driver_errors("starting a savepoint"):
-            conn.execute(f"SAVEPOINT {name}")
+            _execute(conn, f"SAVEPOINT {name}")
         self._depth += 1
+        return name
+
+    def _close_savepoint(self, conn: Connection, name: str, *, failed: bool) -> None:
+        """Release the savepoint, or roll back to it when the block ``failed``."""
         try:
-            yield conn
-            with driver_errors("releasing a savepoint"):
-                conn.execute(f"RELEASE {name}")
-        except BaseException:
-            self._rollback_to(conn, name)
-            raise
+            if failed:
+                self._rollback_to(conn, name)
+                return
+            try:
+                with driver_errors("releasing a savepoint"):
+                    _execute(conn, f"RELEASE {name}")
+            except BaseException:
+                self._rollback_to(conn, name)
+                raise
         finally:
             self._depth -= 1
 
@@ -256,11 +325,13 @@ class Writer:
         The caller re-raises the block's own exception. Were the savepoint left in
         place, the outer block could commit the failed part.
         """
+        for listener in self._listeners:
+            listener.savepoint_rolled_back()
         if self._conn is None or not conn.in_transaction:
             return  # already gone: the outer block reports it
         try:
-            conn.execute(f"ROLLBACK TO {name}")
-            conn.execute(f"RELEASE {name}")
+            _execute(conn, f"ROLLBACK TO {name}")
+            _execute(conn, f"RELEASE {name}")
         except Exception:
             self._rollback(conn)
 
@@ -285,3 +356,59 @@ class Writer:
                 self._conn = None
             if self._turnstile is not None:
                 self._turnstile.close()
+
+
+class _Transaction:
+    """What :meth:`Writer.transaction` returns: a class rather than a generator, as every
+    write goes through it (entering and leaving cost a few attribute lookups).
+
+    Entering takes the writer's lock and begins the transaction (or a savepoint of the
+    one the thread holds); leaving commits or releases it, or rolls back when the block
+    raised, then gives the lock back. A driver error leaves as a mangostore error.
+    """
+
+    __slots__ = ("_conn", "_savepoint", "_writer")
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._savepoint: str | None = None
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        writer = self._writer
+        writer._acquire()
+        try:
+            conn = writer.connection
+            if writer._depth == 0:
+                writer._open_outer(conn)
+            else:
+                self._savepoint = writer._open_savepoint(conn)
+        except BaseException as exc:
+            writer._lock.release()
+            if is_driver_error(exc):
+                translate_error(exc)
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        writer = self._writer
+        failed = exc is not None
+        try:
+            if self._savepoint is None:
+                writer._close_outer(self._conn, failed=failed)
+            else:
+                writer._close_savepoint(self._conn, self._savepoint, failed=failed)
+        except BaseException as raised:
+            if is_driver_error(raised):
+                translate_error(raised)
+            raise
+        finally:
+            writer._lock.release()
+        if exc is not None and is_driver_error(exc):
+            translate_error(exc)  # raised from the block: leaves translated, as its cause

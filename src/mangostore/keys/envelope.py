@@ -117,10 +117,32 @@ def seal(key: bytes, key_id: uuid.UUID | bytes, plaintext: bytes, context: Field
     """
     if len(key) != KEY_BYTES:
         raise ValueError(f"a field key is {KEY_BYTES} bytes, got {len(key)}")
-    header = bytes((VERSION, ALG_AES_256_GCM)) + _key_id_bytes(key_id)
+    place = length_prefixed(context.vault_id, context.table, context.column)
+    return seal_with(
+        AESGCM(key), header_for(key_id), plaintext, place, context.row_id, context.user_id
+    )
+
+
+def header_for(key_id: uuid.UUID | bytes) -> bytes:
+    """Return the 18-byte envelope header naming ``key_id`` (version, algorithm, key id).
+
+    Raises:
+        ValueError: ``key_id`` is not 16 bytes.
+    """
+    return bytes((VERSION, ALG_AES_256_GCM)) + _key_id_bytes(key_id)
+
+
+def seal_with(
+    aead: AESGCM, header: bytes, plaintext: bytes, place: bytes, row_id: str, user_id: str
+) -> bytes:
+    """:func:`seal` for a caller that seals many values: the same envelope, with the key
+    already made into an ``AESGCM``, its header made by :func:`header_for`, and
+    ``place`` the length-prefixed vault id, table and column
+    (``length_prefixed(vault_id, table, column)``), computed once per column.
+    """
     nonce = secrets.token_bytes(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plaintext, associated_data(header, context))
-    return header + nonce + sealed
+    aad = header + place + length_prefixed(row_id, user_id)
+    return header + nonce + aead.encrypt(nonce, plaintext, aad)
 
 
 def _tampered(context: FieldContext | None) -> TamperedDataError:

@@ -13,7 +13,10 @@ every copy of that file, backups included.
 A random 96-bit nonce must not be used with one key more than 2**32 times; each
 key seals at most :data:`MAX_ENCRYPTIONS_PER_KEY` values (2**28, a collision chance
 below 2**-40) and the next encryption makes a new primary key. Older keys stay
-``retired`` and keep decrypting what they sealed.
+``retired`` and keep decrypting what they sealed. A user's primary key is read once
+and kept until another connection commits, and its uses are counted in memory and
+written once per key just before ``COMMIT`` (:mod:`mangostore.keys.key_uses`), so
+sealing a value runs no statement.
 
 Unwrapped keys are cached in memory for the life of the :class:`FieldCipher`; they
 are never logged, and the repr of the cipher shows none of them.
@@ -41,10 +44,12 @@ from mangostore.keys.envelope import (
     KEY_BYTES,
     NONCE_BYTES,
     FieldContext,
+    header_for,
     length_prefixed,
     open_envelope,
-    seal,
+    seal_with,
 )
+from mangostore.keys.key_uses import KeyUses, SealingKey
 from mangostore.keys.keyring import DataKeyEntry, Keyring
 from mangostore.schema.sensitive import is_sensitive
 
@@ -113,7 +118,10 @@ class FieldCipher:
     """Encrypts and decrypts sensitive fields with per-user data keys.
 
     Thread-safe: one lock guards the key cache and key creation, so threads sealing
-    the first values of a new user make exactly one primary key.
+    the first values of a new user make exactly one primary key. It follows the
+    writer's transactions (a :class:`~mangostore.keys.key_uses.KeyUses` ledger is
+    registered with the writer): primary keys are read once and kept while no other
+    connection commits, and their uses are written when a transaction commits.
 
     Args:
         keyring: the unlocked keyring holding the key block and the field sub-key.
@@ -129,6 +137,11 @@ class FieldCipher:
         self._lock = threading.RLock()
         # key id (16 bytes) -> (owner user id, unwrapped key)
         self._keys: dict[bytes, tuple[str, bytes]] = {}
+        # (table, column) -> length-prefixed vault id, table and column: the fixed
+        # part of every associated data for that column (only encrypted columns).
+        self._places: dict[tuple[str, str], bytes] = {}
+        self._uses = KeyUses(self._lock, _use_limit)
+        writer.add_listener(self._uses)
 
     def __repr__(self) -> str:
         return f"<FieldCipher vault {self._keyring.vault_id} ({len(self._keys)} keys cached)>"
@@ -165,8 +178,11 @@ class FieldCipher:
     ) -> bytes:
         """Seal ``plaintext`` for ``table.column`` of row ``row_id`` under the owner's key.
 
-        Runs in the caller's write transaction: the key's use count (and, on first
-        use or at the limit, a new primary key) commits or rolls back with the value.
+        Runs in the caller's write transaction. The owner's primary key is read once
+        and kept while no other connection commits (made on first use or at the
+        limit: its row commits or rolls back with the value); the use is counted in
+        memory and added to ``field_keys`` when the transaction commits, or at the
+        next commit if it rolls back (see :mod:`mangostore.keys.key_uses`).
 
         Args:
             conn: the writer connection of the current transaction.
@@ -183,17 +199,29 @@ class FieldCipher:
             KeyManagementError: the user was erased, so no new key is made for them.
             RuntimeError: called outside a write transaction (a programming error).
         """
-        ctx = self.context(table, column, row_id, user_id)
+        place = self._places.get((table, column))
+        if place is None:
+            place = self._place(table, column)
         self._require_transaction("encrypt")
         with self._lock:
-            key_id, key = self._primary_key(conn, user_id)
-            blob = seal(key, key_id, plaintext, ctx)
-            with driver_errors("counting a field key's use"):
-                conn.execute(
-                    "UPDATE field_keys SET encryption_count = encryption_count + 1 WHERE id = ?",
-                    (str(key_id),),
-                )
-        return blob
+            self._uses.check(conn)
+            key = self._uses.ready(user_id)
+            if key is None:
+                key = self._primary_key(conn, user_id)
+            # Counted before sealing: a use counted and not made is the safe direction.
+            self._uses.count(key)
+        return seal_with(key.aead, key.header, plaintext, place, row_id, user_id)
+
+    def key_ready(self, user_id: str, values: int = 1) -> bool:
+        """Tell whether sealing ``values`` more values for ``user_id`` in the calling
+        thread's transaction writes nothing (their key is known and stays under the
+        limit). A repository writing one row needs no savepoint then.
+        """
+        if not self._writer.owned_by_current_thread():
+            return False
+        with self._lock:
+            self._uses.check(self._writer.connection)
+            return self._uses.ready(user_id, values) is not None
 
     def decrypt(self, table: str, column: str, row_id: str, user_id: str, blob: object) -> bytes:
         """Open a value read from ``table.column`` of row ``row_id`` owned by ``user_id``.
@@ -249,10 +277,11 @@ class FieldCipher:
         with self._lock:
             now = self._clock.now_ms()
             for user_id in user_ids:
+                self._uses.forget_user(user_id)
                 old = self.primary_key_id(conn, user_id)
                 if old is not None:
                     self._set_status(conn, old, "retired", now)
-            return [key_id for key_id, _ in self._create_keys(conn, user_ids, now, rotation_id)]
+            return [key.key_id for key in self._create_keys(conn, user_ids, now, rotation_id)]
 
     def prune_unused_keys(self, conn: Connection) -> int:
         """Remove from the keyring every data key that no ``field_keys`` row names.
@@ -293,13 +322,19 @@ class FieldCipher:
                     (self._clock.now_ms(), user_id),
                 )
             gone = self._keyring.destroy_user_keys(user_id)
+            self._uses.forget_user(user_id)
             for key_id, (owner, _) in list(self._keys.items()):
                 if owner == user_id:
                     del self._keys[key_id]
         return gone
 
     def list_keys(self, user_id: str | None = None) -> list[FieldKeyInfo]:
-        """Return the metadata of every data key (of one user if given), oldest first."""
+        """Return the metadata of every data key (of one user if given), oldest first.
+
+        ``encryption_count`` includes the uses this process counted and has not
+        written yet (those of the calling thread's open transaction, and those of
+        transactions that rolled back, which the next commit adds).
+        """
         sql = (
             "SELECT id, user_id, status, encryption_count, created_at, retired_at, "
             "destroyed_at FROM field_keys"
@@ -310,12 +345,17 @@ class FieldCipher:
             params = (user_id,)
         with self._writer.transaction() as conn, driver_errors("reading field keys"):
             rows = conn.execute(sql + " ORDER BY created_at, id", params).fetchall()
-        return [FieldKeyInfo(*tuple(row)) for row in rows]
+            unrecorded = self._uses.unrecorded
+            return [
+                FieldKeyInfo(id, user, status, count + unrecorded(id), *times)
+                for id, user, status, count, *times in rows
+            ]
 
     def forget_cached_keys(self) -> None:
         """Drop every unwrapped key held in memory; they are unwrapped again when needed."""
         with self._lock:
             self._keys.clear()
+            self._uses.forget_keys()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -341,8 +381,20 @@ class FieldCipher:
         owner, key = cached
         return key if owner == user_id else None
 
-    def _primary_key(self, conn: Connection, user_id: str) -> tuple[uuid.UUID, bytes]:
-        """Return the user's primary key, making one on first use or at the use limit."""
+    def _place(self, table: str, column: str) -> bytes:
+        """Return (and keep) the fixed part of the associated data of ``table.column``.
+
+        Raises:
+            UnknownColumnError: the column is not encrypted.
+        """
+        self.context(table, column, "", "")  # refuses a column that is not encrypted
+        place = length_prefixed(self.vault_id, table, column)
+        self._places[(table, column)] = place
+        return place
+
+    def _primary_key(self, conn: Connection, user_id: str) -> SealingKey:
+        """Read the user's primary key for this transaction, making one on first use or
+        at the use limit; the caller holds the lock."""
         with driver_errors("reading field keys"):
             row = conn.execute(
                 "SELECT id, encryption_count FROM field_keys "
@@ -353,23 +405,24 @@ class FieldCipher:
         if row is not None:
             key_id = uuid.UUID(row[0])
             key = self._key(key_id.bytes, user_id)
+            recorded = int(row[1])
             if key is None:
                 # The keyring no longer holds it (destroyed by another process, or an
                 # older keyring beside this file): record that, then make a new one.
                 self._set_status(conn, key_id, "destroyed", now)
-            elif int(row[1]) >= MAX_ENCRYPTIONS_PER_KEY:
+            elif recorded + self._uses.unrecorded(str(key_id)) >= MAX_ENCRYPTIONS_PER_KEY:
                 self._set_status(conn, key_id, "retired", now)
             else:
-                return key_id, key
-        return self._create_key(conn, user_id, now)
-
-    def _create_key(self, conn: Connection, user_id: str, now: int) -> tuple[uuid.UUID, bytes]:
+                sealing = SealingKey(user_id, key_id, header_for(key_id), AESGCM(key), recorded)
+                self._uses.remember(sealing)
+                return sealing
         return self._create_keys(conn, [user_id], now, None)[0]
 
     def _create_keys(
         self, conn: Connection, user_ids: Sequence[str], now: int, rotation_id: str | None
-    ) -> list[tuple[uuid.UUID, bytes]]:
-        """Make one new primary key for each user: stored in the keyring, then recorded."""
+    ) -> list[SealingKey]:
+        """Make one new primary key for each user: stored in the keyring, then recorded,
+        then used for the user's values for the rest of the transaction."""
         erased = set(self._keyring.erased_users())
         for user_id in user_ids:
             if user_id in erased:
@@ -395,9 +448,12 @@ class FieldCipher:
                 "rotation_id) VALUES (?, ?, 'primary', 0, ?, ?)",
                 [(str(key_id), user_id, now, rotation_id) for user_id, key_id, _, _ in made],
             )
+        sealing = []
         for user_id, key_id, key, _ in made:
             self._keys[key_id.bytes] = (user_id, key)
-        return [(key_id, key) for _, key_id, key, _ in made]
+            sealing.append(SealingKey(user_id, key_id, header_for(key_id), AESGCM(key), 0))
+            self._uses.remember(sealing[-1])
+        return sealing
 
     @staticmethod
     def _set_status(conn: Connection, key_id: uuid.UUID, status: str, now: int) -> None:
@@ -407,6 +463,11 @@ class FieldCipher:
                 f"UPDATE field_keys SET status = ?, {column} = ? WHERE id = ?",
                 (status, now, str(key_id)),
             )
+
+
+def _use_limit() -> int:
+    # Read at call time: tests lower the limit with monkeypatch.
+    return MAX_ENCRYPTIONS_PER_KEY
 
 
 class CipherStore(Protocol):

@@ -32,7 +32,7 @@ so one damaged row does not stop the rotation of all the others.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from mangostore.engine.pragmas import Connection
 from mangostore.errors import ConfigurationError, InvalidValueError, TamperedDataError
 from mangostore.keys.envelope import parse_header
 from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
+from mangostore.progress import Progress, Reporter
 from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, APPEND_ONLY_TABLES, OWNER_COLUMN
 from mangostore.sql import quote_identifier
 
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
     from mangostore.keys.ports import RotationDatabase
 
 __all__ = ["FieldRef", "RotationReport", "rotate_field_keys"]
-
-Progress = Callable[[int, int], None]
 
 #: Users given new keys per transaction in phase 1 (one keyring write each).
 USERS_PER_BATCH = 200
@@ -128,8 +127,11 @@ def rotate_field_keys(
     Args:
         db: an open database with a keyring.
         batch_size: rows re-encrypted per transaction.
-        progress: called after every committed batch with ``(rows done, rows total)``,
-            where the total counts rows holding an encrypted value when the pass began.
+        progress: told (see :mod:`mangostore.progress`) of the stages ``"new keys"``
+            (users given a new key, after each batch of :data:`USERS_PER_BATCH`
+            commits) and ``"re-encrypting"`` (rows holding an encrypted value, after
+            each batch of ``batch_size`` commits). A callback that raises stops the
+            rotation between two batches; running it again resumes it.
 
     Returns:
         The counts of keys made and values examined, re-encrypted and skipped.
@@ -145,9 +147,12 @@ def rotate_field_keys(
         raise ConfigurationError(
             "this database was opened without a passphrase, so it has no field keys to rotate"
         )
-    rotation_id, resumed, created, retired = _start(db, cipher)
+    report = Reporter(progress)
+    report.begin("new keys")
+    rotation_id, resumed, created, retired = _start(db, cipher, report)
+    report.end()
     tally = _Tally()
-    total = _count_rows(db)
+    report.begin("re-encrypting", _count_rows(db))
     for table, columns in _rotated_fields():
         after = ""
         while True:
@@ -164,8 +169,7 @@ def rotate_field_keys(
                     )
             after = rows[-1][0]
             tally.rows += len(rows)
-            if progress is not None:
-                progress(tally.rows, max(total, tally.rows))
+            report.advance(len(rows))
             if len(rows) < batch_size:
                 break
     with db.store.transaction() as conn, driver_errors("finishing a key rotation"):
@@ -173,6 +177,7 @@ def rotate_field_keys(
             "UPDATE field_key_rotations SET finished_at = ? WHERE id = ?",
             (db.clock.now_ms(), rotation_id),
         )
+    report.end()
     return RotationReport(
         rotation_id=rotation_id,
         resumed=resumed,
@@ -186,7 +191,9 @@ def rotate_field_keys(
     )
 
 
-def _start(db: RotationDatabase, cipher: FieldCipher) -> tuple[str, bool, int, int]:
+def _start(
+    db: RotationDatabase, cipher: FieldCipher, report: Reporter
+) -> tuple[str, bool, int, int]:
     """Resume the unfinished rotation or record a new one, then give new keys to every
     user who has none from it yet, :data:`USERS_PER_BATCH` users a transaction.
 
@@ -208,6 +215,14 @@ def _start(db: RotationDatabase, cipher: FieldCipher) -> tuple[str, bool, int, i
                     "VALUES (?, ?, 0)",
                     (rotation_id, db.clock.now_ms()),
                 )
+            users = None
+            if report.wanted:
+                # LIMIT -1: every user still to rotate, for the progress total.
+                users = conn.execute(
+                    f"SELECT count(*) FROM ({_SQL_USERS_TO_ROTATE})", ("", rotation_id, -1)
+                ).fetchone()[0]
+    if users is not None:
+        report.advance(0, total=int(users))
     created = retired = 0
     after = ""
     while True:
@@ -228,6 +243,7 @@ def _start(db: RotationDatabase, cipher: FieldCipher) -> tuple[str, bool, int, i
         created += len(batch)
         retired += sum(has_primary for _, has_primary in batch)
         after = batch[-1][0]
+        report.advance(len(batch))
     return rotation_id, resumed, created, retired
 
 

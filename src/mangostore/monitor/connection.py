@@ -13,16 +13,15 @@ by a repository, a service or raw SQL, goes through :meth:`InstrumentedConnectio
 
 A permanent SQLite authorizer lets :func:`capture_actions` learn, from SQLite's own
 compiler, what a statement reads and writes: it prepares ``EXPLAIN <statement>``
-(never running the statement) while collecting the authorizer's callbacks. A
-comment with a counter makes that text new each time, so the driver's statement
-cache cannot hand back an already-prepared statement, which would call no
-authorizer at all.
+(never running the statement) while collecting the authorizer's callbacks. It is
+prepared outside the driver's statement cache, which would hand back an
+already-prepared statement (calling no authorizer at all) and which, once full,
+evicts the statement it added last: one-off texts kept there would make every new
+statement of the application be prepared again on each run.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -46,9 +45,6 @@ _clock = time.perf_counter_ns
 
 #: One authorizer callback: (action code, argument 1, argument 2, database, trigger or view).
 Action = tuple[int, str | None, str | None, str | None, str | None]
-
-_nonce = itertools.count()
-_nonce_lock = threading.Lock()
 
 
 class StatementSink(Protocol):
@@ -280,32 +276,33 @@ def fetch_rows(conn: Any, sql: str, params: Any, context: str = "") -> list[Any]
         return conn.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
 
-def capture_actions(conn: Any, sql: str, params: Any) -> list[Action] | None:
+def capture_actions(conn: Any, sql: str, params: Any = None) -> list[Action] | None:
     """Return the authorizer callbacks SQLite makes while compiling ``sql``.
 
     The statement is prepared as ``EXPLAIN <sql>``, which compiles it (with its
-    triggers, foreign-key actions and views) without running it. Returns ``None``
-    when the connection has no authorizer or SQLite refuses the statement.
+    triggers, foreign-key actions and views) without running it; parameters are not
+    needed to compile (``params`` is accepted for the callers that have them).
+    Returns ``None`` when the connection has no authorizer or SQLite refuses the
+    statement.
     """
     authorizer = getattr(conn, "_authorizer", None)
     if not isinstance(authorizer, _Authorizer):
         return None
-    with _nonce_lock:
-        nonce = next(_nonce)
     calls: list[Action] = []
     authorizer.calls = calls
     try:
-        # The counter keeps the text new, so it is really prepared (see the module doc).
-        execute_unmonitored(
-            conn, f"EXPLAIN {sql}\n/* mangostore {nonce} */", () if params is None else params
-        )
-    except sqlcipher3.ProgrammingError as exc:
-        # Parameters are bound after the statement is compiled: a count that does not
-        # match (no parameters are known for executemany) leaves the capture complete.
-        if "binding" not in str(exc).lower():
-            return None
+        _prepare_only(conn, sql)
     except Exception:
         return None
     finally:
         authorizer.calls = None
     return calls
+
+
+def _prepare_only(conn: Any, sql: str) -> None:
+    """Compile ``EXPLAIN <sql>`` without running it, outside the statement cache.
+
+    Calling the driver's connection with SQL prepares a statement object that is
+    never cached (see the module docstring) and is finalised when dropped.
+    """
+    conn(f"EXPLAIN {sql}")

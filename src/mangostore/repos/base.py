@@ -4,6 +4,15 @@ Every identifier in the SQL built here comes from the table's :class:`TableSpec`
 (an allow-list made from the record class) and is quoted; every value is a ``?``
 parameter. Encrypted columns are sealed inside the write transaction with the
 owner's data key and opened on the way out.
+
+Writes run as few statements as their guarantees allow. A ``create`` or ``update``
+that is one statement joins the caller's transaction without a savepoint: a statement
+that fails leaves nothing of itself behind and the transaction usable. A savepoint is
+made where several statements must succeed or fail together: a subclass that writes
+more than the row (its ``insert_in`` or ``update_in`` is its own), the first value
+sealed for a user in a transaction (which may record a new data key), and batches.
+An INSERT returns no row when :mod:`mangostore.repos.stored` proves what it stores;
+otherwise, and for every UPDATE, ``RETURNING`` hands back the row as stored.
 """
 
 from __future__ import annotations
@@ -13,14 +22,16 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from mangostore.engine.connection import UndecodableText, driver_errors
+from mangostore.engine.connection import (
+    driver_errors,
+    is_driver_error,
+    translate_error,
+)
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
     BatchError,
-    ConfigurationError,
     ForeignKeyError,
     InvalidValueError,
-    JSONValueError,
     MangoError,
     MissingFieldError,
     NotFoundError,
@@ -29,14 +40,27 @@ from mangostore.errors import (
 )
 from mangostore.ids import new_id
 from mangostore.keys.field_cipher import FieldCipher
+from mangostore.monitor.connection import execute_unmonitored
 from mangostore.records import Record, Unreadable
+from mangostore.repos.batch import StatementRefused, insert_rows, plain_rows
+from mangostore.repos.constraints import References, explain_unique
 from mangostore.repos.ports import RepositoryDatabase
-from mangostore.repos.spec import TableSpec, table_spec
-from mangostore.sql import placeholders, quote_identifier
+from mangostore.repos.sealing import FieldSealer
+from mangostore.repos.spec import (
+    TableSpec,
+    dump_json,
+    encode_fields,
+    limit_clause,
+    order_clause,
+    table_spec,
+    where_clause,
+)
+from mangostore.repos.stored import WritePlans, check_count
+from mangostore.sql import quote_identifier
+
+__all__ = ["Repository", "UserOwnedRepository", "limit_clause"]
 
 R = TypeVar("R", bound=Record)
-
-_UNSET = object()
 
 #: Columns a caller may leave out of ``create`` because the repository fills them.
 _AUTO_COLUMNS = ("id", "created_at", "updated_at")
@@ -58,11 +82,18 @@ class Repository(Generic[R]):
         )
         self._touch_column = "updated_at" if "updated_at" in spec.columns else None
         self._required = self._required_columns()
+        self._required_set = frozenset(self._required)
+        self._filled = frozenset(("id", *self._now_columns))  # filled in when left out
+        self._auto_order = (*self._now_columns, "id")  # the order _prepare_insert fills them
         self._sql_get = f"SELECT {spec.select_list} FROM {spec.quoted_table} WHERE id = ?"
         self._id_column = spec.column("id")
-        self._sql_cache: dict[tuple[str, ...], str] = {}
-        self._foreign_keys: builtins.list[tuple[str, str, str]] | None = None
-        self._field_cipher: FieldCipher | object | None = _UNSET
+        self._plans = WritePlans(spec)
+        self._references = References(spec.name)
+        self._fields = FieldSealer(spec.name, lambda: db.store.field_cipher)
+        # A subclass with its own insert_in / update_in writes more than the row, so
+        # those several statements get a savepoint; the base ones are one statement.
+        self._one_statement_insert = type(self).insert_in is Repository.insert_in
+        self._one_statement_update = type(self).update_in is Repository.update_in
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.name}>"
@@ -104,14 +135,14 @@ class Repository(Generic[R]):
             InvalidValueError: a filter value has the wrong type, or targets an
                 encrypted or JSON column (which cannot be compared in SQL).
         """
-        where, params = self._where(filters)
+        where, params = where_clause(self.spec, filters)
         sql = f"SELECT {self.spec.select_list} FROM {self.spec.quoted_table}{where}"
-        sql += self._order(order_by) + limit_clause(limit, offset)
+        sql += order_clause(self.spec, order_by) + limit_clause(limit, offset)
         return self._select(sql, params, use_cache)
 
     def count(self, *, use_cache: bool | None = None, **filters: Any) -> int:
         """Return how many records match the filters (see :meth:`list`)."""
-        where, params = self._where(filters)
+        where, params = where_clause(self.spec, filters)
         sql = f"SELECT count(*) FROM {self.spec.quoted_table}{where}"
         return int(self._db.store.rows(sql, params, use_cache, self.spec.name)[0][0])
 
@@ -121,7 +152,7 @@ class Repository(Generic[R]):
         """Tell whether a record with this id (and/or matching the filters) exists."""
         if id is not None:
             filters["id"] = id
-        where, params = self._where(filters)
+        where, params = where_clause(self.spec, filters)
         sql = f"SELECT EXISTS (SELECT 1 FROM {self.spec.quoted_table}{where})"
         return bool(self._db.store.rows(sql, params, use_cache, self.spec.name)[0][0])
 
@@ -142,37 +173,64 @@ class Repository(Generic[R]):
         """Insert a record and return it as stored (database defaults filled in).
 
         ``id`` (a UUIDv7), ``created_at`` and ``updated_at`` are filled when absent.
+        Inside ``db.transaction()`` it joins the transaction; a failed ``create``
+        writes nothing and leaves the transaction usable.
 
         Raises:
             UnknownColumnError, MissingFieldError, InvalidValueError, JSONValueError:
                 the input is wrong; nothing was written.
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
-        with self._db.store.transaction() as conn:
+        store = self._db.store
+        conn = store.joined_transaction() if self._one_statement_insert else None
+        if conn is not None:
+            return self._insert(conn, fields, alone=True)
+        with store.transaction() as conn:
             return self.insert_in(conn, fields)
 
     def create_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[R]:
         """Insert many records in one transaction: all of them, or none.
 
+        Consecutive items naming the same columns go in multi-row INSERT statements,
+        after every one of them was checked (a column at a time for plain columns) and
+        its encrypted values sealed. When SQLite refuses a statement, the batch is
+        rolled back and tried one item at a time, to name the item. Inside a
+        transaction the batch is a savepoint of it.
+
         Raises:
             BatchError: with ``index`` of the failing item and the reason as ``__cause__``;
                 nothing of the batch was written.
         """
-        with self._db.store.transaction() as conn:
+        rows = builtins.list(items)
+        store = self._db.store
+        if self._one_statement_insert:
+            try:
+                with store.transaction() as conn:
+                    return self._insert_batch(conn, rows)
+            except StatementRefused:
+                pass  # SQLite refused a row of a multi-row INSERT: find which, one by one
+        with store.transaction() as conn:
             return [
                 _batch_item(index, lambda item=item: self.insert_in(conn, dict(item)))
-                for index, item in enumerate(items)
+                for index, item in enumerate(rows)
             ]
 
     def update(self, id: str, /, **fields: Any) -> R:
         """Change some columns of a record and return it; ``updated_at`` is bumped.
+
+        Inside ``db.transaction()`` it joins the transaction; a failed ``update``
+        changes nothing and leaves the transaction usable.
 
         Raises:
             NotFoundError: no such record.
             UnknownColumnError, InvalidValueError, JSONValueError: bad input.
             UniqueConstraintError, ForeignKeyError: the database refused it.
         """
-        with self._db.store.transaction() as conn:
+        store = self._db.store
+        conn = store.joined_transaction() if self._one_statement_update else None
+        if conn is not None:
+            return self._update(conn, id, fields, touch=True, alone=True)
+        with store.transaction() as conn:
             return self.update_in(conn, id, fields)
 
     def update_many(self, changes: Iterable[tuple[str, Mapping[str, Any]]]) -> builtins.list[R]:
@@ -202,7 +260,7 @@ class Repository(Generic[R]):
                 with driver_errors(self.spec.name):
                     return bool(conn.execute(sql, (key,)).rowcount)
             except ForeignKeyError as exc:
-                table, column = self._referrer(conn, id) or ("other tables", None)
+                table, column = self._references.referrer(conn, id) or ("other tables", None)
                 raise ForeignKeyError(
                     f"cannot delete {self.spec.name} {id!r}: rows of {table} still refer to it"
                     f"{f' through {column}' if column else ''}; delete or re-point them first",
@@ -248,62 +306,209 @@ class Repository(Generic[R]):
         return self._record(*values)
 
     def insert_in(self, conn: Connection, fields: dict[str, Any]) -> R:
-        spec = self.spec
-        now = self._db.clock.now_ms()
-        for name in self._now_columns:
-            fields.setdefault(name, now)
-        if "id" not in fields:
-            fields["id"] = new_id()
-        missing = [c for c in self._required if c not in fields]
-        if missing:
-            raise MissingFieldError(f"{spec.name} needs {', '.join(missing)}", field=missing[0])
-        values, secrets = self._encode(fields)
-        if secrets:
-            owner = fields["id"] if spec.owner == "id" else fields.get("user_id")
-            self._seal(conn, values, secrets, fields["id"], owner)
-        columns = tuple(values)
-        sql = self._sql_cache.get(columns)
-        if sql is None:
-            sql = (
-                f"INSERT INTO {spec.quoted_table} ({', '.join(map(quote_identifier, columns))}) "
-                f"VALUES ({placeholders(len(columns))}) RETURNING {spec.select_list}"
-            )
-            self._sql_cache[columns] = sql
-        row = self._write(conn, sql, tuple(values.values()), values)
-        return self.record_from_row(row, secrets)
+        """Insert a record on ``conn``, inside the caller's transaction, and return it.
+
+        The caller's transaction (or savepoint) makes it atomic with the caller's
+        other statements. Raises as :meth:`create`.
+        """
+        return self._insert(conn, fields, alone=False)
 
     def update_in(
         self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool = True
     ) -> R:
+        """Update a record on ``conn``, inside the caller's transaction, and return it.
+
+        ``touch=False`` leaves ``updated_at`` alone. Raises as :meth:`update`.
+        """
+        return self._update(conn, id, fields, touch=touch, alone=False)
+
+    def _insert(self, conn: Connection, fields: dict[str, Any], *, alone: bool) -> R:
+        """Validate, seal and insert one row. ``alone``: no transaction or savepoint of
+        the caller's surrounds it, so this makes one where several statements run."""
+        values, secrets, owner = self._prepare_insert(fields, self._db.clock.now_ms())
+        if alone and secrets and not self._key_ready(owner, len(secrets)):
+            # Sealing reads the owner's key and may record a new one: its row and this
+            # row stand or fall together.
+            with self._db.store.transaction() as conn:
+                self._seal(conn, values, secrets, values["id"], owner)
+                return self._insert_row(conn, values, secrets)
+        if secrets:
+            self._seal(conn, values, secrets, values["id"], owner)
+        return self._insert_row(conn, values, secrets)
+
+    def _prepare_insert(
+        self, fields: dict[str, Any], now: int
+    ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """Fill the automatic columns and validate; return (values, secrets, owner)."""
+        if not fields.keys() >= self._filled:
+            for name in self._now_columns:
+                if name not in fields:
+                    fields[name] = now
+            if "id" not in fields:
+                fields["id"] = new_id()
+        if not fields.keys() >= self._required_set:
+            missing = [c for c in self._required if c not in fields]
+            spec = self.spec
+            raise MissingFieldError(f"{spec.name} needs {', '.join(missing)}", field=missing[0])
+        values, secrets = self._encode(fields)
+        owner = None
+        if secrets:
+            owner = fields["id"] if self.spec.owner == "id" else fields.get("user_id")
+        return values, secrets, owner
+
+    def _insert_row(self, conn: Connection, values: dict[str, Any], secrets: dict[str, Any]) -> R:
+        """INSERT validated (and sealed) ``values``; return the record as stored."""
+        bound = tuple(values.values())
+        sql, shape = self._plans.insert(conn, tuple(values))
+        cursor = self._execute(conn, sql, bound, values)
+        if shape is not None:
+            check_count(self.spec.name, cursor.rowcount, 1)
+            return self.record_from_row(shape.stored(bound), secrets)
+        # The INSERT returns the row. Read to the end (fetchall): a RETURNING statement
+        # left unfinished can cost more to reset than to finish (10 µs, an UPDATE's).
+        returned = cursor.fetchall()
+        check_count(self.spec.name, len(returned), 1)
+        return self.record_from_row(returned[0], secrets)
+
+    def _insert_batch(
+        self, conn: Connection, items: Sequence[Mapping[str, Any]]
+    ) -> builtins.list[R]:
+        """Insert every item, several to a statement: runs of items naming the same
+        columns (see :meth:`create_many`)."""
+        now = self._db.clock.now_ms()
+        records: builtins.list[R] = []
+        start = 0
+        while start < len(items):
+            keys = tuple(items[start])
+            stop = start + 1
+            while stop < len(items) and tuple(items[stop]) == keys:
+                stop += 1
+            records += self._insert_run(conn, items, start, stop, keys, now)
+            start = stop
+        return records
+
+    def _insert_run(
+        self,
+        conn: Connection,
+        items: Sequence[Mapping[str, Any]],
+        start: int,
+        stop: int,
+        keys: tuple[str, ...],
+        now: int,
+    ) -> builtins.list[R]:
+        """Insert ``items[start:stop]``, which all name ``keys``: checked a column at a
+        time when these are plain columns (:func:`~mangostore.repos.batch.plain_rows`),
+        else one by one."""
+        run = items[start:stop]
+        spec = self.spec
+        auto = [name for name in self._auto_order if name not in keys]  # "id" comes last
+        columns = (*keys, *auto)
+        rows = plain_rows(spec, keys, run) if self._required_set.issubset(keys) else None
+        shape = None if rows is None else self._plans.insert(conn, columns)[1]
+        if rows is None or shape is None:
+            return self._insert_checked(conn, run, start, now)
+        if auto:
+            filled = tuple(now for name in auto if name != "id")
+            if "id" in auto:
+                rows = [row + filled + (new_id(),) for row in rows]
+            else:
+                rows = [row + filled for row in rows]
+        insert_rows(conn, spec.name, spec.quoted_table, columns, rows)
+        record = self._record
+        return [record(*shape.record(row)) for row in rows]
+
+    def _insert_checked(
+        self, conn: Connection, run: Sequence[Mapping[str, Any]], start: int, now: int
+    ) -> builtins.list[R]:
+        """Check (and seal) a run of items one by one, then insert them; ``start`` is the
+        index of the first in the batch, for :class:`BatchError`."""
+        prepared = []
+        for offset, item in enumerate(run):
+            try:
+                values, secrets, owner = self._prepare_insert(dict(item), now)
+                if secrets:
+                    self._seal(conn, values, secrets, values["id"], owner)
+            except MangoError as exc:
+                raise _batch_error(start + offset, exc) from exc
+            prepared.append((values, secrets))
+        _, shape = self._plans.insert(conn, tuple(prepared[0][0]))
+        if shape is None:  # what is stored cannot be known without reading it: row by row
+            return [self._insert_row(conn, values, secrets) for values, secrets in prepared]
+        bound = [tuple(values.values()) for values, _ in prepared]
+        spec = self.spec
+        insert_rows(conn, spec.name, spec.quoted_table, tuple(prepared[0][0]), bound)
+        record = self.record_from_row
+        return [
+            record(shape.stored(row), secrets)
+            for row, (_, secrets) in zip(bound, prepared, strict=True)
+        ]
+
+    def _update(
+        self, conn: Connection, id: str, fields: dict[str, Any], *, touch: bool, alone: bool
+    ) -> R:
+        """Validate, seal and update one row (``alone`` as for :meth:`_insert`)."""
         spec = self.spec
         if "id" in fields:
             raise InvalidValueError(f"{spec.name}.id cannot be changed", field="id")
         if touch and self._touch_column is not None:
             fields.setdefault(self._touch_column, self._db.clock.now_ms())
         values, secrets = self._encode(fields)
+        key = self._id_column.check(spec.name, id)
         if not values:
             return self.get_in(conn, id)  # nothing to change
-        if spec.encrypted_idx and (secrets or (spec.owner in values and spec.owner != "id")):
-            current = self.get_in(conn, id)
-            owner = values.get(spec.owner, getattr(current, spec.owner))  # type: ignore[arg-type]
-            if owner != getattr(current, spec.owner):  # type: ignore[arg-type]
+        owner_column = spec.owner or "id"
+        moving = owner_column != "id" and owner_column in values
+        owner = None
+        if spec.encrypted_idx and (secrets or moving) and self._cipher() is not None:
+            owner = id if owner_column == "id" else self._owner_of(conn, key)
+            if moving and owner != values[owner_column]:
+                owner = values[owner_column]
                 # Ciphertexts are bound to their owner: moving a row re-seals them all.
+                current = self.get_in(conn, id)
                 for name in spec.encrypted:
                     value = getattr(current, name)
                     if name not in values and value is not None:
-                        values[name] = self._dump(name, value, nullable=True)
+                        values[name] = dump_json(
+                            spec.name, name, value, True, self._db.settings.json_max_bytes
+                        )
                         secrets[name] = value
+            if secrets and alone and not self._key_ready(owner, len(secrets)):
+                with self._db.store.transaction() as conn:
+                    return self._update_row(conn, id, key, values, secrets, owner)
+        return self._update_row(conn, id, key, values, secrets, owner)
+
+    def _update_row(
+        self,
+        conn: Connection,
+        id: str,
+        key: Any,
+        values: dict[str, Any],
+        secrets: dict[str, Any],
+        owner: Any,
+    ) -> R:
+        if secrets:
             self._seal(conn, values, secrets, id, owner)
-        assignments = ", ".join(f"{quote_identifier(c)} = ?" for c in values)
-        sql = (
-            f"UPDATE {spec.quoted_table} SET {assignments} WHERE id = ? "
-            f"RETURNING {spec.select_list}"
-        )
-        key = self._id_column.check(spec.name, id)
-        row = self._write(conn, sql, (*values.values(), key), values)
-        if row is None:
-            raise NotFoundError(f"no {spec.name} record has id {id!r}")
-        return self.record_from_row(row, secrets)
+        sql = self._plans.update(tuple(values))
+        returned = self._execute(conn, sql, (*values.values(), key), values).fetchall()
+        if not returned:
+            raise NotFoundError(f"no {self.spec.name} record has id {id!r}")
+        return self.record_from_row(returned[0], secrets)
+
+    def _owner_of(self, conn: Connection, key: Any) -> Any:
+        """The owner the row has now (its encrypted values are sealed for them)."""
+        spec = self.spec
+        assert spec.owner is not None  # only tables with encrypted columns ask
+        sql = f"SELECT {quote_identifier(spec.owner)} FROM {spec.quoted_table} WHERE id = ?"
+        # The repository's own bookkeeping, run for every sealed update: not timed.
+        try:
+            rows = execute_unmonitored(conn, sql, (key,)).fetchall()
+        except Exception as exc:
+            if is_driver_error(exc):
+                translate_error(exc, spec.name)
+            raise
+        if not rows:
+            raise NotFoundError(f"no {spec.name} record has id {key!r}")
+        return rows[0][0]
 
     def get_in(self, conn: Connection, id: str) -> R:
         key = self._id_column.check(self.spec.name, id)
@@ -315,58 +520,13 @@ class Repository(Generic[R]):
 
     def _encode(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate ``fields``; return (column -> bound value, encrypted column -> plaintext)."""
-        spec = self.spec
-        values: dict[str, Any] = {}
-        secrets: dict[str, Any] = {}
-        for name, value in fields.items():
-            column = spec.column(name)
-            if column.kind == "json":
-                values[name] = self._dump(name, value, column.nullable)
-            elif column.kind == "encrypted":
-                values[name] = self._dump(name, value, column.nullable)
-                if value is not None:
-                    secrets[name] = value
-            else:
-                values[name] = column.check(spec.name, value)
-        return values, secrets
+        return encode_fields(self.spec, fields, self._db.settings.json_max_bytes)
 
-    def _dump(self, name: str, value: Any, nullable: bool) -> str | None:
-        label = f"{self.spec.name}.{name}"
-        if value is None:
-            if not nullable:
-                raise InvalidValueError(f"{label} must not be None", field=name)
-            return None
-        try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise JSONValueError(f"{label} must be JSON-serialisable: {exc}", field=name) from None
-        except RecursionError:
-            raise JSONValueError(f"{label} is nested too deeply to store", field=name) from None
-        if not text.isascii():
-            try:
-                size = len(text.encode("utf-8"))
-            except UnicodeEncodeError:
-                raise JSONValueError(
-                    f"{label} contains characters that are not valid Unicode "
-                    "(an unpaired surrogate)",
-                    field=name,
-                ) from None
-        else:
-            size = len(text)
-        limit = self._db.settings.json_max_bytes
-        if size > limit:
-            raise JSONValueError(
-                f"{label} is larger than the {limit}-byte limit (Settings.json_max_bytes)",
-                field=name,
-            )
-        return text
+    def _key_ready(self, owner: Any, values: int) -> bool:
+        return self._fields.key_ready(owner, values)
 
     def _cipher(self) -> FieldCipher | None:
-        # Looked up once per repository (the store's cipher, as field_cipher_for
-        # returns it): this runs for every encrypted value read or written.
-        if self._field_cipher is _UNSET:
-            self._field_cipher = self._db.store.field_cipher
-        return self._field_cipher  # type: ignore[return-value]
+        return self._fields.cipher()
 
     def _seal(
         self,
@@ -376,108 +536,28 @@ class Repository(Generic[R]):
         row_id: str,
         owner: Any,
     ) -> None:
-        cipher = self._cipher()
-        if cipher is None:
-            return  # a database without a keyring stores these columns as plain JSON
-        if not isinstance(owner, str):
-            raise MissingFieldError(
-                f"{self.spec.name} needs user_id to encrypt its protected fields", field="user_id"
-            )
-        for name in secrets:
-            values[name] = cipher.encrypt(
-                conn, self.spec.name, name, row_id, owner, values[name].encode("utf-8")
-            )
+        self._fields.seal(conn, values, secrets, row_id, owner)
 
     def _decrypt(self, name: str, values: Sequence[Any], stored: Any) -> Any:
-        cipher = self._cipher()
-        if isinstance(stored, str | UndecodableText):
-            if cipher is not None:
-                # With a keyring every stored value is an envelope; text here was
-                # written around mangostore and must not be trusted.
-                raise TamperedDataError(
-                    f"{self.spec.name}.{name} of record {values[0]!r} is not an encrypted "
-                    "envelope: it was modified outside mangostore"
-                )
-            if isinstance(stored, UndecodableText):
-                raise TamperedDataError(
-                    f"{self.spec.name}.{name} of record {values[0]!r} is not valid text: "
-                    "it was modified outside mangostore"
-                )
-            return json.loads(stored)  # stored by a database without a keyring
-        if cipher is None:
-            raise ConfigurationError(
-                f"{self.spec.name}.{name} is encrypted; open the database with its passphrase "
-                "to read it"
-            )
         spec = self.spec
         owner = values[spec.owner_idx] if spec.owner_idx is not None else ""
-        plaintext = cipher.decrypt(spec.name, name, values[0], owner, bytes(stored))
-        return json.loads(plaintext)
+        return self._fields.open(name, values[0], owner, stored)
 
-    def _write(
+    def _execute(
         self, conn: Connection, sql: str, params: Sequence[Any], values: Mapping[str, Any]
     ) -> Any:
+        """Run a write and return its cursor; constraint errors name the field."""
         try:
-            with driver_errors(self.spec.name):
-                return conn.execute(sql, params).fetchone()
-        except UniqueConstraintError as exc:
-            raise self._explain_unique(exc) from exc.__cause__
-        except ForeignKeyError as exc:
-            raise self._explain_foreign_key(conn, values, exc) from exc.__cause__
-
-    def _explain_unique(self, exc: UniqueConstraintError) -> UniqueConstraintError:
-        # SQLite says "UNIQUE constraint failed: users.username[, users.x]".
-        detail = str(exc).split(":", 1)[-1].split("(")[0]
-        columns = [part.strip().split(".")[-1] for part in detail.split(",") if part.strip()]
-        names = " and ".join(columns) or "a unique column"
-        return UniqueConstraintError(
-            f"{self.spec.name}.{names} must be unique: another record already has this value",
-            field=columns[0] if columns else None,
-        )
-
-    def _explain_foreign_key(
-        self, conn: Connection, values: Mapping[str, Any], exc: ForeignKeyError
-    ) -> ForeignKeyError:
-        # SQLite does not say which reference failed; find the first dangling one.
-        for column, table, target in self._references(conn):
-            value = values.get(column)
-            if value is None:
-                continue
-            sql = f"SELECT 1 FROM {quote_identifier(table)} WHERE {quote_identifier(target)} = ?"
-            if conn.execute(sql, (value,)).fetchone() is None:
-                return ForeignKeyError(
-                    f"{self.spec.name}.{column} refers to {table} {value!r}, which does not exist",
-                    field=column,
-                )
-        return exc
-
-    def _referrer(self, conn: Connection, id: str) -> tuple[str, str] | None:
-        """Find a (table, column) whose rows still refer to record ``id``; failure path only."""
-        tables = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-        ).fetchall()
-        for (table,) in tables:
-            for column, target_table, target in conn.execute(
-                'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?)', (table,)
-            ).fetchall():
-                if target_table != self.spec.name or (target or "id") != "id":
-                    continue
-                sql = (
-                    f"SELECT 1 FROM {quote_identifier(table)} "
-                    f"WHERE {quote_identifier(column)} = ? LIMIT 1"
-                )
-                if conn.execute(sql, (id,)).fetchone() is not None:
-                    return table, column
-        return None
-
-    def _references(self, conn: Connection) -> builtins.list[tuple[str, str, str]]:
-        if self._foreign_keys is None:
-            rows = conn.execute(
-                'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?)',
-                (self.spec.name,),
-            ).fetchall()
-            self._foreign_keys = [(r[0], r[1], r[2] or "id") for r in rows]
-        return self._foreign_keys
+            return conn.execute(sql, params)
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            try:
+                translate_error(exc, self.spec.name)
+            except UniqueConstraintError as unique:
+                raise explain_unique(self.spec.name, unique) from exc
+            except ForeignKeyError as foreign:
+                raise self._references.explain(conn, values, foreign) from exc
 
     def _required_columns(self) -> tuple[str, ...]:
         """Columns that must be given to ``create``."""
@@ -487,48 +567,6 @@ class Repository(Generic[R]):
             for name, column in self.spec.columns.items()
             if not column.nullable and name not in _AUTO_COLUMNS and name not in self._now_columns
         )
-
-    def _where(self, filters: Mapping[str, Any]) -> tuple[str, builtins.list[Any]]:
-        if not filters:
-            return "", []
-        spec = self.spec
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        for name, value in filters.items():
-            column = spec.column(name)
-            if column.kind in ("json", "encrypted"):
-                raise InvalidValueError(
-                    f"{spec.name}.{name} holds {column.kind} data and cannot be filtered on",
-                    field=name,
-                )
-            quoted = quote_identifier(name)
-            if value is None:
-                clauses.append(f"{quoted} IS NULL")
-            elif isinstance(value, list | tuple | set | frozenset):
-                items = [column.check(spec.name, v) for v in value]
-                if items:
-                    clauses.append(f"{quoted} IN ({placeholders(len(items))})")
-                    params.extend(items)
-                else:
-                    clauses.append("0")
-            else:
-                clauses.append(f"{quoted} = ?")
-                params.append(column.check(spec.name, value))
-        return " WHERE " + " AND ".join(clauses), params
-
-    def _order(self, order_by: str | Sequence[str] | None) -> str:
-        if order_by is None:
-            return ""
-        keys = [order_by] if isinstance(order_by, str) else list(order_by)
-        parts = []
-        for key in keys:
-            if not isinstance(key, str):
-                raise InvalidValueError("order_by takes column names", field="order_by")
-            descending = key.startswith("-")
-            name = key[1:] if descending else key
-            self.spec.column(name)
-            parts.append(f"{quote_identifier(name)} {'DESC' if descending else 'ASC'}")
-        return " ORDER BY " + ", ".join(parts) if parts else ""
 
 
 class UserOwnedRepository(Repository[R]):
@@ -549,22 +587,12 @@ class UserOwnedRepository(Repository[R]):
         )
 
 
+def _batch_error(index: int, exc: MangoError) -> BatchError:
+    return BatchError(f"batch item {index} failed: {exc}; nothing was written", index=index)
+
+
 def _batch_item(index: int, run: Any) -> Any:
     try:
         return run()
     except MangoError as exc:
-        raise BatchError(
-            f"batch item {index} failed: {exc}; nothing was written", index=index
-        ) from exc
-
-
-def limit_clause(limit: int | None, offset: int | None) -> str:
-    for name, value in (("limit", limit), ("offset", offset)):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
-        ):
-            raise InvalidValueError(f"{name} must be a non-negative integer", field=name)
-    if limit is None and offset is None:
-        return ""
-    # Both are validated integers, so formatting them into the SQL cannot inject.
-    return f" LIMIT {-1 if limit is None else limit} OFFSET {offset or 0}"
+        raise _batch_error(index, exc) from exc

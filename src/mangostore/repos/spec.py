@@ -1,18 +1,21 @@
-"""Column specifications derived from the record classes: the identifier allow-list."""
+"""Column specifications derived from the record classes: the identifier allow-list,
+and the pieces of SQL and the values built from it (filters, ordering, JSON text)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mangostore.errors import InvalidValueError, UnknownColumnError
+from mangostore.errors import InvalidValueError, JSONValueError, UnknownColumnError
 from mangostore.records import ENCRYPTED_MARK, JSON_MARK, Record
-from mangostore.sql import quote_identifier
+from mangostore.sql import placeholders, quote_identifier
 
 Kind = Literal["text", "int", "float", "bool", "json", "encrypted", "blob"]
 INT64_MIN = -(2**63)
@@ -41,11 +44,11 @@ class ColumnSpec:
         Raises:
             InvalidValueError: naming the column, the expected type and any allowed values.
         """
+        kind = self.kind
         if value is None:
             if not self.nullable:
                 raise InvalidValueError(f"{table}.{self.name} must not be None", field=self.name)
             return None
-        kind = self.kind
         if kind == "text":
             if not isinstance(value, str):
                 raise self._wrong(table, value, "a string")
@@ -113,6 +116,15 @@ class TableSpec:
     owner: str | None
     #: Position of ``owner`` in a row selected with ``select_list``.
     owner_idx: int | None
+    #: Column name -> its :meth:`ColumnSpec.check` for this table, for the plain (not
+    #: JSON, not encrypted) columns.
+    checkers: Mapping[str, Callable[[Any], Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: Text columns that take any string (no enumeration), and integer columns: the
+    #: common valid values of these are recognised by exact type in :func:`encode_fields`.
+    free_text: frozenset[str] = frozenset()
+    integers: frozenset[str] = frozenset()
 
     def column(self, name: str) -> ColumnSpec:
         """Return a column's spec, refusing names that are not in the schema.
@@ -184,4 +196,160 @@ def table_spec(record: type[Record]) -> TableSpec:
         encrypted_idx=tuple(i for i, k in enumerate(kinds) if k == "encrypted"),
         owner=owner,
         owner_idx=names.index(owner) if owner is not None else None,
+        checkers={
+            n: functools.partial(c.check, record.__table__)
+            for n, c in columns.items()
+            if c.kind not in ("json", "encrypted")
+        },
+        free_text=frozenset(n for n, c in columns.items() if c.kind == "text" and not c.choices),
+        integers=frozenset(n for n, c in columns.items() if c.kind == "int"),
     )
+
+
+def dump_json(table: str, name: str, value: Any, nullable: bool, limit_bytes: int) -> str | None:
+    """Serialise a JSON (or, before sealing, an encrypted) column's value.
+
+    Raises:
+        InvalidValueError: ``None`` for a column that is not nullable.
+        JSONValueError: not serialisable, nested too deeply, not valid Unicode, or
+            larger than ``limit_bytes`` (``Settings.json_max_bytes``).
+    """
+    label = f"{table}.{name}"
+    if value is None:
+        if not nullable:
+            raise InvalidValueError(f"{label} must not be None", field=name)
+        return None
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise JSONValueError(f"{label} must be JSON-serialisable: {exc}", field=name) from None
+    except RecursionError:
+        raise JSONValueError(f"{label} is nested too deeply to store", field=name) from None
+    if not text.isascii():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise JSONValueError(
+                f"{label} contains characters that are not valid Unicode (an unpaired surrogate)",
+                field=name,
+            ) from None
+    else:
+        size = len(text)
+    if size > limit_bytes:
+        raise JSONValueError(
+            f"{label} is larger than the {limit_bytes}-byte limit (Settings.json_max_bytes)",
+            field=name,
+        )
+    return text
+
+
+def encode_fields(
+    spec: TableSpec, fields: Mapping[str, Any], json_limit_bytes: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate a write's ``fields`` and return what to bind for them.
+
+    Returns:
+        ``(column -> value to bind, encrypted column -> its plaintext)``: JSON and
+        encrypted columns are bound as JSON text (encrypted ones are sealed later).
+
+    Raises:
+        UnknownColumnError, InvalidValueError, JSONValueError: naming the field.
+    """
+    checkers, free_text, integers = spec.checkers, spec.free_text, spec.integers
+    values: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    for name, value in fields.items():
+        # This runs for every value written: the common valid cases (an ASCII string
+        # for a free-text column, an integer in range) by exact type first.
+        cls = type(value)
+        if cls is str:
+            if name in free_text and value.isascii():
+                values[name] = value
+                continue
+        elif cls is int and name in integers and INT64_MIN <= value <= INT64_MAX:
+            values[name] = value
+            continue
+        check = checkers.get(name)
+        if check is not None:
+            values[name] = check(value)
+            continue
+        column = spec.column(name)  # raises UnknownColumnError
+        values[name] = dump_json(spec.name, name, value, column.nullable, json_limit_bytes)
+        if column.kind == "encrypted" and value is not None:
+            secrets[name] = value
+    return values, secrets
+
+
+def where_clause(spec: TableSpec, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """Return `` WHERE ...`` matching every filter (``column=value``) and its parameters.
+
+    ``None`` matches NULL; a list, tuple or set matches any of its values.
+
+    Raises:
+        UnknownColumnError: a name is not a column.
+        InvalidValueError: a value has the wrong type, or targets a JSON or encrypted
+            column (which cannot be compared in SQL).
+    """
+    if not filters:
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, value in filters.items():
+        column = spec.column(name)
+        if column.kind in ("json", "encrypted"):
+            raise InvalidValueError(
+                f"{spec.name}.{name} holds {column.kind} data and cannot be filtered on",
+                field=name,
+            )
+        quoted = quote_identifier(name)
+        if value is None:
+            clauses.append(f"{quoted} IS NULL")
+        elif isinstance(value, list | tuple | set | frozenset):
+            items = [column.check(spec.name, v) for v in value]
+            if items:
+                clauses.append(f"{quoted} IN ({placeholders(len(items))})")
+                params.extend(items)
+            else:
+                clauses.append("0")
+        else:
+            clauses.append(f"{quoted} = ?")
+            params.append(column.check(spec.name, value))
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def order_clause(spec: TableSpec, order_by: str | Sequence[str] | None) -> str:
+    """Return `` ORDER BY ...`` for column names (``"-name"`` descending), or ``""``.
+
+    Raises:
+        UnknownColumnError: a name is not a column.
+        InvalidValueError: ``order_by`` holds something other than names.
+    """
+    if order_by is None:
+        return ""
+    keys = [order_by] if isinstance(order_by, str) else list(order_by)
+    parts = []
+    for key in keys:
+        if not isinstance(key, str):
+            raise InvalidValueError("order_by takes column names", field="order_by")
+        descending = key.startswith("-")
+        name = key[1:] if descending else key
+        spec.column(name)
+        parts.append(f"{quote_identifier(name)} {'DESC' if descending else 'ASC'}")
+    return " ORDER BY " + ", ".join(parts) if parts else ""
+
+
+def limit_clause(limit: int | None, offset: int | None) -> str:
+    """Return `` LIMIT n OFFSET m`` for validated integers, or ``""``.
+
+    Raises:
+        InvalidValueError: ``limit`` or ``offset`` is not a non-negative integer.
+    """
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise InvalidValueError(f"{name} must be a non-negative integer", field=name)
+    if limit is None and offset is None:
+        return ""
+    # Both are validated integers, so formatting them into the SQL cannot inject.
+    return f" LIMIT {-1 if limit is None else limit} OFFSET {offset or 0}"
