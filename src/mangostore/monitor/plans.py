@@ -13,6 +13,14 @@ For every statement shape, SQLite is asked two things, both without running it:
   column, make the suggested index. This reads SQLite's own compilation, so
   aliases, views and joins are resolved by SQLite, not guessed from the text.
 
+A statement that finds its rows through an index and then sorts them all
+(``SEARCH t USING INDEX idx (a=?)`` followed by ``USE TEMP B-TREE FOR ORDER BY``)
+reads and sorts every row matching ``a`` even when it wants only the first few: an
+index on the equality columns followed by the ORDER BY columns hands them over in
+order, and SQLite stops at the LIMIT. The ORDER BY columns come from the bytecode too:
+the key of the record inserted into the sorter (``SorterInsert``, or ``IdxInsert``
+into the ephemeral table a LIMIT keeps) is made of ``Column`` loads of the table.
+
 Indexes that no seen statement used are listed; the report recommends dropping one
 only when the evidence is there (see :mod:`mangostore.monitor.report`).
 """
@@ -27,6 +35,9 @@ from typing import Any, Final
 from mangostore.monitor.connection import execute_unmonitored
 from mangostore.monitor.normalize import parameter_skeleton
 from mangostore.monitor.stats import explain_plan
+from mangostore.schema.introspect import columns as table_columns
+from mangostore.schema.introspect import foreign_keys, has_table, schema_objects
+from mangostore.schema.introspect import indexes as table_indexes
 from mangostore.sql import quote_identifier
 
 _USES_INDEX = re.compile(r"\bUSING (?:COVERING )?INDEX (\S+)")
@@ -34,6 +45,16 @@ _TABLE_SCAN = re.compile(r"^\s*SCAN (\S+)\s*$")
 _AUTOMATIC = re.compile(
     r"^\s*SEARCH (\S+) USING AUTOMATIC (?:PARTIAL )?(?:COVERING )?INDEX \(([^)]*)\)"
 )
+_SEARCH_INDEX = re.compile(r"^\s*SEARCH (\S+) USING (?:COVERING )?INDEX (\S+) \(([^)]*)\)")
+_EQUALITY = re.compile(r"(\w+)=\?")
+#: The plan line of a sort for the ORDER BY (in whole, or after the index's order).
+_ORDER_SORT = re.compile(r"^\s*USE TEMP B-TREE FOR (?:RIGHT PART OF |LAST TERM OF )?ORDER BY")
+#: Plan lines of work the ORDER BY analysis does not follow (nested or combined selects,
+#: and sorts for grouping), where the sorter holding the ORDER BY is not certain.
+_NOT_FOLLOWED = re.compile(
+    r"CO-ROUTINE|MATERIALIZE|SUBQUERY|COMPOUND|TEMP B-TREE FOR (?:GROUP|DISTINCT)"
+)
+_KEY_INFO = re.compile(r"^k\((\d+)((?:,[^,)]*)*)\)$")
 _EQUALITY_OPS: Final = frozenset({"Eq", "Ne", "IsNull", "NotNull"})
 _RANGE_OPS: Final = frozenset({"Lt", "Le", "Gt", "Ge"})
 #: Opcodes that overwrite register P2 (so it no longer holds a column).
@@ -96,6 +117,34 @@ class TableScan:
 
 
 @dataclass(frozen=True, slots=True)
+class SortedSearch:
+    """A statement that finds its rows through an index, then sorts all of them.
+
+    Attributes:
+        table: the table searched.
+        shape: the statement's shape.
+        executions: how often it ran.
+        mean_ms: its mean time.
+        plan: its ``EXPLAIN QUERY PLAN`` lines.
+        index: the index it searches.
+        equality_columns: the columns the search fixes (``a=?``).
+        order_columns: the ORDER BY columns, ``-`` before a descending one.
+        suggested_index: a ``CREATE INDEX`` on the equality columns, then the ORDER BY
+            columns.
+    """
+
+    table: str
+    shape: str
+    executions: int
+    mean_ms: float
+    plan: list[str]
+    index: str
+    equality_columns: list[str]
+    order_columns: list[str]
+    suggested_index: str
+
+
+@dataclass(frozen=True, slots=True)
 class IndexUsage:
     """Indexes and scans, from the plans of the statements seen.
 
@@ -106,6 +155,8 @@ class IndexUsage:
         statistics: whether ``sqlite_stat1`` (``ANALYZE``'s statistics) exists and
             holds rows.
         statements_planned: statement shapes whose plan was read.
+        sorts: statements that search an index, then sort every row found for their
+            ORDER BY, with the index that would return the rows in order.
     """
 
     indexes: list[IndexInfo]
@@ -113,6 +164,7 @@ class IndexUsage:
     scans: list[TableScan]
     statistics: bool
     statements_planned: int
+    sorts: list[SortedSearch] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +188,7 @@ def analyze(
     shape_uses: dict[str, int] = {}
     plans: dict[str, list[str]] = {}
     scans: list[TableScan] = []
+    sorts: list[SortedSearch] = []
     planned = 0
     for item in (_Shape(*s) for s in shapes):
         plan = explain_plan(conn, item.sql)
@@ -148,6 +201,9 @@ def analyze(
             uses[name] = uses.get(name, 0) + item.count
             shape_uses[name] = shape_uses.get(name, 0) + 1
         scans += _scans(conn, item, plan, roots, columns)
+        sorted_search = _sorted_search(conn, item, plan, roots, columns, indexes)
+        if sorted_search is not None:
+            sorts.append(sorted_search)
     infos = [
         IndexInfo(
             name=name,
@@ -167,6 +223,7 @@ def analyze(
         scans=sorted(scans, key=lambda s: s.executions * s.mean_ms, reverse=True),
         statistics=_has_statistics(conn),
         statements_planned=planned,
+        sorts=sorted(sorts, key=lambda s: s.executions * s.mean_ms, reverse=True),
     )
     return plans, usage
 
@@ -294,63 +351,172 @@ def suggest_index(table: str, equality: list[str], ranged: list[str]) -> str | N
     )
 
 
+def _sorted_search(
+    conn: Any,
+    item: _Shape,
+    plan: list[str],
+    roots: dict[int, str],
+    columns: dict[str, list[str]],
+    indexes: list[tuple[str, str, list[str], bool, str, bool]],
+) -> SortedSearch | None:
+    """Return the statement as a :class:`SortedSearch` when its plan searches an index
+    on equality columns and then sorts for the ORDER BY; ``None`` otherwise (or when
+    which sort serves the ORDER BY, or which table it orders, is not certain)."""
+    if not any(_ORDER_SORT.match(line) for line in plan):
+        return None
+    if any(_NOT_FOLLOWED.search(line) for line in plan):
+        return None
+    searches = [m.groups() for line in plan if (m := _SEARCH_INDEX.match(line))]
+    keys = _order_keys(conn, item.sql, roots, columns)
+    if keys is None:
+        return None
+    table, order = keys
+    found = [s for s in searches if s[0] == table] or (searches if len(searches) == 1 else [])
+    if not found:
+        return None
+    _, index, constraint = found[0]
+    equality = [c for c in dict.fromkeys(_EQUALITY.findall(constraint)) if c in columns[table]]
+    known = {name: (cols, unique) for name, _t, cols, unique, _o, _p in indexes}
+    cols, unique = known.get(index, ([], False))
+    if not equality or (unique and set(cols) <= set(equality)):
+        return None  # one row per search: nothing to sort
+    wanted = equality + [c for c, _ in order if c not in equality]
+    for name, on, cols, _unique, _origin, partial in indexes:
+        if on == table and not partial and cols[: len(wanted)] == wanted and name != index:
+            return None  # the index exists; statistics or the plan chose another
+    return SortedSearch(
+        table=table,
+        shape=item.shape,
+        executions=item.count,
+        mean_ms=item.mean_ms,
+        plan=plan,
+        index=index,
+        equality_columns=equality,
+        order_columns=[("-" if descending else "") + c for c, descending in order],
+        suggested_index=suggest_sort_index(table, equality, order),
+    )
+
+
+def _order_keys(
+    conn: Any, sql: str, roots: dict[int, str], columns: dict[str, list[str]]
+) -> tuple[str, list[tuple[str, bool]]] | None:
+    """Return the table and the ``(column, descending)`` keys of the one sort whose
+    key is made of that table's columns; ``None`` when there is not exactly one."""
+    params = parameter_skeleton(sql)
+    if params is None:
+        return None
+    try:
+        program = execute_unmonitored(conn, "EXPLAIN " + sql, params).fetchall()
+    except Exception:
+        return None
+    cursors: dict[int, str] = {}
+    sorters: dict[int, list[bool]] = {}
+    loaded: dict[int, tuple[int, int]] = {}
+    records: dict[int, tuple[int, int]] = {}
+    found: set[tuple[str, tuple[tuple[str, bool], ...]]] = set()
+    for row in program:
+        op, p1, p2, p3, p4 = str(row[1]), row[2], row[3], row[4], row[5]
+        if op in ("OpenRead", "OpenWrite") and p2 in roots:
+            cursors[p1] = roots[p2]
+        elif op in ("SorterOpen", "OpenEphemeral") and (info := _KEY_INFO.match(str(p4))):
+            fields = info.group(2).split(",")[1:]
+            sorters[p1] = [f.startswith("-") for f in fields[: int(info.group(1))]]
+        elif op == "Column":
+            loaded[p3] = (p1, p2)
+        elif op in ("Copy", "SCopy"):
+            source = loaded.get(p1)
+            if source is None:
+                loaded.pop(p2, None)
+            else:
+                loaded[p2] = source
+        elif op == "MakeRecord":
+            records[p3] = (p1, p2)
+            loaded.pop(p3, None)
+        elif op in ("SorterInsert", "IdxInsert") and p1 in sorters and p2 in records:
+            key = _sort_key(sorters[p1], records[p2], loaded, cursors, columns)
+            if key is not None:
+                found.add(key)
+        elif op in _WRITES_P2:
+            loaded.pop(p2, None)
+        elif op in _WRITES_P3:
+            loaded.pop(p3, None)
+    if len(found) != 1:
+        return None
+    table, order = found.pop()
+    return table, list(order)
+
+
+def _sort_key(
+    descending: list[bool],
+    record: tuple[int, int],
+    loaded: dict[int, tuple[int, int]],
+    cursors: dict[int, str],
+    columns: dict[str, list[str]],
+) -> tuple[str, tuple[tuple[str, bool], ...]] | None:
+    """The table and columns a sorter's key registers were loaded from, if one table's."""
+    start, _count = record
+    tables: set[str] = set()
+    key: list[tuple[str, bool]] = []
+    for offset, desc in enumerate(descending):
+        source = loaded.get(start + offset)
+        if source is None or source[0] not in cursors:
+            return None
+        table = cursors[source[0]]
+        names = columns.get(table, [])
+        if source[1] >= len(names):
+            return None
+        tables.add(table)
+        key.append((names[source[1]], desc))
+    if len(tables) != 1 or not key:
+        return None
+    return tables.pop(), tuple(key)
+
+
+def suggest_sort_index(table: str, equality: list[str], order: list[tuple[str, bool]]) -> str:
+    """Return a ``CREATE INDEX`` on the equality columns, then the ORDER BY columns.
+
+    SQLite reads an index backwards as readily as forwards, so directions are written
+    only where they differ from the first ORDER BY column's.
+    """
+    first = order[0][1] if order else False
+    parts = [(c, False) for c in equality] + [
+        (c, desc != first) for c, desc in order if c not in equality
+    ]
+    name = "idx_" + "_".join(re.sub(r"\W+", "_", part) for part in (table, *(c for c, _ in parts)))
+    listed = ", ".join(quote_identifier(c) + (" DESC" if flip else "") for c, flip in parts)
+    return f"CREATE INDEX {quote_identifier(name)} ON {quote_identifier(table)}({listed})"
+
+
 def _schema(conn: Any) -> tuple[dict[int, str], dict[str, list[str]]]:
     """Return root page -> table name, and table -> column names (by column index)."""
-    rows = execute_unmonitored(
-        conn,
-        "SELECT name, rootpage FROM sqlite_schema WHERE type = 'table' AND rootpage > 0",
-    ).fetchall()
-    roots = {int(root): str(name) for name, root in rows}
-    columns: dict[str, list[str]] = {}
-    for name in roots.values():
-        info = execute_unmonitored(
-            conn, "SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", (name,)
-        )
-        columns[name] = [str(r[0]) for r in info.fetchall()]
+    roots = {o.root_page: o.name for o in schema_objects(conn, "table") if o.root_page > 0}
+    columns = {
+        name: [c.name for c in table_columns(conn, name, hidden=True)] for name in roots.values()
+    }
     return roots, columns
 
 
 def _indexes(conn: Any) -> list[tuple[str, str, list[str], bool, str, bool]]:
-    tables = execute_unmonitored(
-        conn,
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 0 "
-        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    ).fetchall()
     out = []
-    for (table,) in tables:
-        listing = execute_unmonitored(
-            conn, 'SELECT name, "unique", origin, partial FROM pragma_index_list(?)', (table,)
-        ).fetchall()
-        for name, unique, origin, partial in listing:
-            cols = execute_unmonitored(
-                conn, "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,)
-            ).fetchall()
+    for table in schema_objects(conn, "table"):
+        if table.root_page <= 0 or table.internal:
+            continue
+        for index in table_indexes(conn, table.name):
+            # An expression column has no name; "None" keeps it from matching a column.
+            columns = [str(c) for c in index.columns]
             out.append(
-                (
-                    str(name),
-                    str(table),
-                    [str(c[0]) for c in cols],
-                    bool(unique),
-                    str(origin),
-                    bool(partial),
-                )
+                (index.name, index.table, columns, index.unique, index.origin, index.partial)
             )
     out.sort(key=lambda i: (i[1], i[0]))
     return out
 
 
 def _has_statistics(conn: Any) -> bool:
-    exists = execute_unmonitored(
-        conn, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat1'"
-    ).fetchone()
-    if exists is None:
+    if not has_table(conn, "sqlite_stat1"):
         return False
     return execute_unmonitored(conn, "SELECT 1 FROM sqlite_stat1 LIMIT 1").fetchone() is not None
 
 
 def foreign_key_columns(conn: Any, table: str) -> set[str]:
     """Return the columns of ``table`` that refer to another table."""
-    rows = execute_unmonitored(
-        conn, 'SELECT "from" FROM pragma_foreign_key_list(?)', (table,)
-    ).fetchall()
-    return {str(r[0]) for r in rows}
+    return {key.column for key in foreign_keys(conn, table)}

@@ -4,8 +4,11 @@ Every recommendation comes from a figure in the same report (a scan in a plan, a
 counter, a page count) and names it, so it can be checked:
 
 - ``add_index``: a statement scans a table whole while filtering it by columns (or
-  SQLite builds an automatic index for it on every run); the ``CREATE INDEX`` is
-  given;
+  SQLite builds an automatic index for it on every run); or a slow statement searches
+  an index on its equality columns and then sorts every row found in a temporary
+  B-tree for its ORDER BY (``SEARCH t USING INDEX idx (a=?)`` then ``USE TEMP B-TREE
+  FOR ORDER BY``), which an index on those columns followed by the ORDER BY columns
+  avoids; the ``CREATE INDEX`` is given;
 - ``drop_unused_index``: an index that none of the statements seen used, on a table
   they did read, after at least :data:`MIN_RUNS_FOR_UNUSED` statement runs; indexes
   that enforce a constraint or serve a foreign key are never suggested;
@@ -350,6 +353,45 @@ def add_index_rule(e: Evidence) -> list[Recommendation]:
     return out
 
 
+def sort_index_rule(e: Evidence) -> list[Recommendation]:
+    """``add_index`` for each slow statement that sorts every row its index search found.
+
+    A statement counts as slow when one of its runs reached ``Settings.slow_query_ms``
+    (it is in the slow query log) or its mean did. One recommendation per index.
+    """
+    slow = {q.shape for q in e.query.slow_queries}
+    out: list[Recommendation] = []
+    advised: set[str] = set()
+    for sort in e.usage.sorts:
+        if sort.shape not in slow and sort.mean_ms < e.settings.slow_query_ms:
+            continue
+        if sort.suggested_index in advised:
+            continue
+        advised.add(sort.suggested_index)
+        rows = e.table_rows.get(sort.table, -1)
+        equal = ", ".join(f"{c}=?" for c in sort.equality_columns)
+        order = ", ".join(
+            c.lstrip("-") + (" DESC" if c.startswith("-") else "") for c in sort.order_columns
+        )
+        out.append(
+            Recommendation(
+                kind="add_index",
+                severity="warning",
+                message=(
+                    f"{sort.shape!r} finds its rows of {sort.table} ({_rows_text(rows)}) "
+                    f"through {sort.index} ({equal}), then sorts every one of them in a "
+                    f"temporary B-tree for ORDER BY {order}, on each of its "
+                    f"{sort.executions} runs (mean {sort.mean_ms:.2f} ms); an index on the "
+                    "equality columns followed by the ORDER BY columns returns the rows "
+                    "already in order, so SQLite reads only as many as it returns"
+                ),
+                action=sort.suggested_index,
+                subject=sort.table,
+            )
+        )
+    return out
+
+
 def drop_unused_index_rule(e: Evidence) -> list[Recommendation]:
     """``drop_unused_index`` for each index no statement seen used, on a table they read."""
     query, usage = e.query, e.usage
@@ -480,6 +522,7 @@ def size_limit_rule(e: Evidence) -> list[Recommendation]:
 #: The rules the report runs, in the order their recommendations are listed.
 RULES: Final[tuple[Rule, ...]] = (
     add_index_rule,
+    sort_index_rule,
     drop_unused_index_rule,
     cache_hit_rate_rule,
     vacuum_rule,
