@@ -54,7 +54,7 @@ from mangostore.kg.embedding import (
     to_blob,
 )
 from mangostore.kg.names import canonical
-from mangostore.kg.search import fts_query
+from mangostore.kg.query_text import fts_query
 from mangostore.kg.vectors import embedding_text
 
 
@@ -281,7 +281,7 @@ def build(
     if path is None:
         db = mangostore.open(":memory:", encrypted=False, clock=clock)
     else:
-        db = mangostore.open(path, passphrase=PASSPHRASE, clock=clock)
+        db = mangostore.create(path, passphrase=PASSPHRASE, clock=clock).db
     db.kg.set_embedder(embedder)
     db.kg.access.flush_every = 10**9  # searches must not change later rankings
     db.kg.access.flush_after_ms = 10**15

@@ -3,20 +3,13 @@ observations, traversal and access counting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.kg_helpers import Graph, open_graph
+from tests.kg_helpers import Graph
 
 import mangostore
 from mangostore import errors
-
-
-@pytest.fixture
-def graph() -> Iterator[Graph]:
-    yield from open_graph()
-
 
 # -- dedup ---------------------------------------------------------------------------------
 
@@ -422,7 +415,7 @@ def test_kg_all_lists_every_public_name() -> None:
 
 
 def test_closing_the_database_writes_buffered_access_counts(db_path: Path) -> None:
-    db = mangostore.open(db_path, encrypted=False)
+    db = mangostore.create(db_path, encrypted=False).db
     user = db.users.create(username="reader")
     entity = db.kg.upsert_entity(user.id, "concept", "write-ahead log").entity
     for _ in range(3):

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.kg_helpers import Graph, open_graph
+from tests.kg_helpers import Graph
 
 import mangostore
 from mangostore import errors
 from mangostore.cli import cli
 from mangostore.kg.mcp_jsonl import map_entity_type, map_relation_type
-
-
-@pytest.fixture
-def graph() -> Iterator[Graph]:
-    yield from open_graph()
-
 
 MCP_FILE = [
     '{"type":"entity","name":"John_Smith","entityType":"person",'
@@ -111,7 +104,7 @@ def test_type_and_predicate_mapping() -> None:
 @pytest.fixture
 def plain_file(tmp_path: Path) -> tuple[Path, Path]:
     path = tmp_path / "kg.db"
-    db = mangostore.open(path, encrypted=False)
+    db = mangostore.create(path, encrypted=False).db
     db.users.create(username="ann")
     db.close()
     source = tmp_path / "memory.jsonl"
@@ -162,10 +155,10 @@ def test_cli_import_search_show_export(plain_file: tuple[Path, Path], tmp_path: 
     code, out = _run("kg", "show", str(path), "Anthropic", "--user", "ann", "--plain", "--json")
     assert json.loads(out)["incoming"][0]["predicate"] == "works_at"
     target = tmp_path / "out.jsonl"
-    code, out = _run("kg", "export", str(path), str(target), "--user", "ann", "--plain")
+    code, out = _run("kg", "export", str(path), "-o", str(target), "--user", "ann", "--plain")
     assert code == 0, out
     assert _parsed(target.read_text(encoding="utf-8").splitlines()) == _parsed(MCP_FILE)
-    code, out = _run("kg", "export", str(path), "-", "--user", "ann", "--plain")
+    code, out = _run("kg", "export", str(path), "-o", "-", "--user", "ann", "--plain")
     assert _parsed(out.splitlines()) == _parsed(MCP_FILE)
 
 
@@ -194,7 +187,7 @@ def test_cli_export_file_is_private(plain_file: tuple[Path, Path], tmp_path: Pat
     target = tmp_path / "out.jsonl"
     target.write_text("old\n", encoding="utf-8")
     target.chmod(0o644)
-    code, out = _run("kg", "export", str(path), str(target), "--user", "ann", "--plain")
+    code, out = _run("kg", "export", str(path), "-o", str(target), "--user", "ann", "--plain")
     assert code == 0, out
     assert target.stat().st_mode & 0o777 == 0o600
     assert _parsed(target.read_text(encoding="utf-8").splitlines()) == _parsed(MCP_FILE)

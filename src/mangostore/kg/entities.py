@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.ids import new_id
-from mangostore.kg.model import ENTITY_TYPES, EntityRef, EntityView, Upsert
-from mangostore.kg.names import canonical, near_duplicate
+from mangostore.kg.model import ENTITY_TYPES, EntityRef, EntityView, MergeSuggestion, Upsert
+from mangostore.kg.names import canonical, compact, near_duplicate, sound
 from mangostore.kg.semantic import Semantic
 from mangostore.kg.store import (
     HOLDS,
@@ -35,11 +35,26 @@ if TYPE_CHECKING:
     from mangostore.engine.pragmas import Connection
     from mangostore.kg.ports import GraphDatabase
 
-__all__ = ["EMBEDDING_THRESHOLD", "Entities"]
+__all__ = [
+    "AUTO_MERGE_LENGTH",
+    "AUTO_MERGE_SIMILARITY",
+    "EMBEDDING_THRESHOLD",
+    "IDENTIFIER_TYPES",
+    "Entities",
+]
 
 #: With an embedder, a trigram near duplicate must also have names at least this
 #: similar (cosine of their embeddings) to be matched.
 EMBEDDING_THRESHOLD = 0.8
+#: Least trigram similarity of two names for a near duplicate to be merged on its own;
+#: a near duplicate below it is created and suggested (:meth:`Entities.merge_suggestions`).
+AUTO_MERGE_SIMILARITY = 0.7
+#: Least length (letters and digits) of both names for a near duplicate to be merged on
+#: its own: one letter in a short name is a large part of what identifies it.
+AUTO_MERGE_LENGTH = 9
+#: Types whose names are identifiers: ``kubectl`` and ``kubectx`` are two commands,
+#: ``config.yml`` and ``config.yaml`` two files. Their near duplicates are only suggested.
+IDENTIFIER_TYPES = frozenset({"command", "file"})
 #: How many similar names are compared with a new one when looking for a near duplicate.
 _NEAR_DUPLICATE_CANDIDATES = 40
 
@@ -94,6 +109,14 @@ class Entities:
         with self._store.transaction() as conn:
             self._store.fill_canonical_names(conn, user_id)
             found = self._match(conn, user_id, type, name, key) if dedup else None
+            suggest: tuple[str, float, str] | None = None
+            if found is not None and found[1] == "similar":
+                reason = _why_not_merged(
+                    type, name, self._store.entity_in(conn, found[0]), found[2]
+                )
+                if reason is not None:
+                    suggest = (found[0], found[2], reason)
+                    found = None
             if found is None:
                 fields: dict[str, Any] = {
                     "user_id": user_id,
@@ -107,12 +130,15 @@ class Entities:
                     fields["confidence_score"] = confidence
                 entity = self._db.kg_entities.insert_in(conn, fields)
                 conn.execute(
-                    "UPDATE kg_entity_names SET canonical_name = ? WHERE entity_id = ?",
-                    (key, entity.id),
+                    "UPDATE kg_entity_names SET canonical_name = ?, sound = ? WHERE entity_id = ?",
+                    (key, sound(name), entity.id),
                 )
                 for alias in extra_aliases:
                     self.add_alias_in(conn, entity, alias, "user")
-                result = Upsert(entity, created=True)
+                suggestion = None
+                if suggest is not None:
+                    suggestion = self._suggest_in(conn, entity, *suggest)
+                result = Upsert(entity, created=True, suggestion=suggestion)
             else:
                 matched_id, how, similarity = found
                 entity = self._store.entity_in(conn, matched_id)
@@ -169,6 +195,52 @@ class Entities:
             if float(vectors[0] @ vectors[1]) < EMBEDDING_THRESHOLD:
                 return None
         return best[0], "similar", best[2]
+
+    def _suggest_in(
+        self, conn: Connection, entity: KGEntity, candidate_id: str, similarity: float, reason: str
+    ) -> MergeSuggestion:
+        suggestion = MergeSuggestion(
+            new_id(), entity.id, candidate_id, similarity, reason, self._store.now()
+        )
+        conn.execute(
+            "INSERT INTO kg_merge_suggestions (id, user_id, entity_id, candidate_id, similarity, "
+            "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                suggestion.id,
+                entity.user_id,
+                entity.id,
+                candidate_id,
+                similarity,
+                reason,
+                suggestion.created_at,
+            ),
+        )
+        return suggestion
+
+    def merge_suggestions(self, user_id: str) -> list[MergeSuggestion]:
+        """Return the user's near duplicates that were neither merged nor dismissed."""
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                "SELECT id, entity_id, candidate_id, similarity, reason, created_at "
+                "FROM kg_merge_suggestions WHERE user_id = ? AND dismissed_at IS NULL "
+                "ORDER BY created_at DESC, id",
+                (user_id,),
+            ).fetchall()
+        return [MergeSuggestion(*row) for row in rows]
+
+    def dismiss_suggestion(self, suggestion_id: str) -> None:
+        """Mark a suggestion as not a duplicate.
+
+        Raises:
+            NotFoundError: no such suggestion.
+        """
+        with self._store.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE kg_merge_suggestions SET dismissed_at = ? WHERE id = ?",
+                (self._store.now(), suggestion_id),
+            )
+            if not cursor.rowcount:
+                raise NotFoundError(f"no merge suggestion has id {suggestion_id!r}")
 
     def get(self, entity: EntityRef) -> KGEntity:
         """Return the entity and count the read.
@@ -266,10 +338,19 @@ class Entities:
         if not key or key == canonical(entity.name):
             return False
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO kg_aliases "
-            "(id, entity_id, user_id, alias, canonical_alias, source, merge_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_id(), entity.id, entity.user_id, alias, key, source, merge_id, self._store.now()),
+            "INSERT OR IGNORE INTO kg_aliases (id, entity_id, user_id, alias, canonical_alias, "
+            "sound, source, merge_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new_id(),
+                entity.id,
+                entity.user_id,
+                alias,
+                key,
+                sound(alias),
+                source,
+                merge_id,
+                self._store.now(),
+            ),
         )
         return bool(cursor.rowcount)
 
@@ -352,3 +433,14 @@ class Entities:
             incoming=incoming,
             names=names,
         )
+
+
+def _why_not_merged(type: str, name: str, found: KGEntity, similarity: float) -> str | None:
+    """Say why a near duplicate is only suggested, or None when it may be merged."""
+    if type in IDENTIFIER_TYPES:
+        return f"{type} names are identifiers: a near miss may be another {type}"
+    if similarity < AUTO_MERGE_SIMILARITY:
+        return f"names {similarity:.2f} alike, below {AUTO_MERGE_SIMILARITY} for merging"
+    if min(len(compact(name)), len(compact(found.name))) < AUTO_MERGE_LENGTH:
+        return f"names shorter than {AUTO_MERGE_LENGTH} letters differ in much of what they say"
+    return None

@@ -243,11 +243,16 @@ class Facts:
         confidence: float = 1.0,
         context: dict[str, Any] | None = None,
         valid_from: int | None = None,
+        slot: str | None = None,
     ) -> Observation:
         """Record an observation about an entity, or confirm it if it already holds.
 
+        With a ``slot``, the observation is single-valued: one of the same entity and
+        slot that holds at ``valid_from`` and says something else is closed there and
+        marked superseded by the new one.
+
         Raises:
-            InvalidValueError: unknown type, empty content, confidence outside 0..1.
+            InvalidValueError: unknown type, empty content or slot, confidence outside 0..1.
             NotFoundError: no such entity.
         """
         if type not in OBSERVATION_TYPES:
@@ -258,6 +263,9 @@ class Facts:
         if not isinstance(content, str) or not canonical(content):
             raise InvalidValueError("an observation needs non-empty content", field="content")
         confidence = checked_confidence(confidence)
+        if slot is not None and (not isinstance(slot, str) or not canonical(slot)):
+            raise InvalidValueError("a slot must be a non-empty string", field="slot")
+        slot_key = canonical(slot) if slot is not None else None
         now = self._store.now()
         start = now if valid_from is None else valid_from
         key = canonical(content)
@@ -291,10 +299,18 @@ class Facts:
                     "created_at": now,
                 },
             )
-            if start != now:
+            conn.execute(
+                "UPDATE kg_observation_validity SET valid_from = ?, slot = ? "
+                "WHERE observation_id = ?",
+                (start, slot_key, observation.id),
+            )
+            if slot_key is not None:
                 conn.execute(
-                    "UPDATE kg_observation_validity SET valid_from = ? WHERE observation_id = ?",
-                    (start, observation.id),
+                    "UPDATE kg_observation_validity SET valid_to = max(valid_from, ?), "
+                    "invalidated_at = ?, invalidation_reason = 'superseded', superseded_by = ? "
+                    "WHERE slot = ? AND observation_id <> ? AND (valid_to IS NULL OR valid_to > ?) "
+                    "AND observation_id IN (SELECT id FROM kg_observations WHERE entity_id = ?)",
+                    (start, now, observation.id, slot_key, observation.id, start, record.id),
                 )
             return self._store.observation_in(conn, observation.id)
 

@@ -42,16 +42,19 @@ from mangostore.kg.model import (
     GraphPath,
     Hit,
     MergeReport,
+    MergeSuggestion,
     Neighbor,
     Observation,
     Relation,
     Subgraph,
     Upsert,
 )
-from mangostore.kg.search import HybridSearch
+from mangostore.kg.search import MIN_CONFIDENCE, HybridSearch
 from mangostore.kg.semantic import Semantic
-from mangostore.kg.store import GraphStore
+from mangostore.kg.speakers import Speakers
+from mangostore.kg.store import GraphStore, entity_id
 from mangostore.kg.traversal import Traversal
+from mangostore.progress import Progress
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
@@ -88,7 +91,8 @@ class KnowledgeGraph:
         self._facts = Facts(db, self._store)
         self._traversal = Traversal(self._store)
         self._merges = Merges(db, self._store, self._entities)
-        self._search = HybridSearch(self._store, self._semantic)
+        self._speakers = Speakers(self._store)
+        self._search = HybridSearch(self._store, self._semantic, self._speakers)
 
     # -- configuration -----------------------------------------------------------------
 
@@ -317,19 +321,27 @@ class KnowledgeGraph:
         confidence: float = 1.0,
         context: dict[str, Any] | None = None,
         valid_from: int | None = None,
+        slot: str | None = None,
     ) -> Observation:
         """Record an observation about an entity, or confirm it if it already holds.
 
         An observation of the same type whose content has the same canonical form and
         still holds is confirmed (confidence combined, confirmations counted) instead of
-        stored twice.
+        stored twice. With a ``slot`` ("editor"), the observation is single-valued: it
+        closes the entity's observation of that slot that held until then.
 
         Raises:
             InvalidValueError: unknown type, empty content, confidence outside 0..1.
             NotFoundError: no such entity.
         """
         return self._facts.observe(
-            entity, type, content, confidence=confidence, context=context, valid_from=valid_from
+            entity,
+            type,
+            content,
+            confidence=confidence,
+            context=context,
+            valid_from=valid_from,
+            slot=slot,
         )
 
     def observation(self, observation_id: str) -> Observation:
@@ -493,44 +505,88 @@ class KnowledgeGraph:
         as_of: int | None = None,
         explain: bool = False,
         retrievers: Sequence[str] | None = None,
+        speaker: EntityRef | None = None,
+        min_confidence: float = MIN_CONFIDENCE,
+        record_access: bool = False,
     ) -> list[Hit]:
-        """Find the user's entities that answer ``query``, best first.
+        """Answer a question from the user's graph: the entities that answer it, best first.
 
-        Full text (BM25 over names, aliases and observations), trigram similarity of
-        names, vectors (when an embedder is available) and graph proximity to the
-        entities the query names are fused with reciprocal rank fusion, then reranked by
-        confidence, recency and access counts. Facts that did not hold at ``as_of``
-        (default now) are not used as evidence. See :mod:`mangostore.kg.search`.
+        Full text, trigram names, vectors (with an embedder) and the facts around the
+        entities the question names (by name, alias, sound, spoken form; "I"/"my" as
+        the speaker) are combined; each hit carries the fact that answers it and a
+        confidence. The question's own time words ("before", "used to", "last week")
+        choose the facts that count. See :mod:`mangostore.kg.search`.
 
         Args:
             k: how many hits to return.
             types: only entities of these types.
-            explain: fill each hit's ``explanation`` with the score breakdown and the
-                evidence (which row or relation matched, and how).
+            as_of: answer as of this time (epoch ms) instead of reading the question's.
+            explain: fill each hit's ``explanation`` with the score and its evidence.
             retrievers: a subset of ``("fts", "trigram", "vector", "graph")``.
+            speaker: the person entity that "I" means (default: :meth:`set_speaker`'s).
+            min_confidence: below this confidence of the best hit, return ``[]``.
+            record_access: count the hits as reads of their entities.
 
         Raises:
-            InvalidValueError: k below 1, an unknown type or retriever, a surrogate in text.
+            InvalidValueError: k below 1, an unknown type or retriever, a surrogate in
+                text, min_confidence outside 0..1, a speaker not a person of the user.
+            NotFoundError: no such speaker entity.
         """
         return self._search.search(
-            user_id, query, k=k, types=types, as_of=as_of, explain=explain, retrievers=retrievers
+            user_id,
+            query,
+            k=k,
+            types=types,
+            as_of=as_of,
+            explain=explain,
+            retrievers=retrievers,
+            speaker=None if speaker is None else entity_id(speaker),
+            min_confidence=min_confidence,
+            record_access=record_access,
         )
 
-    def embed_pending(self, user_id: str | None = None, *, batch: int = 256) -> int:
+    def set_speaker(self, user_id: str, entity: EntityRef | None) -> None:
+        """Say which person entity is the user themself ("I", "my" in questions).
+
+        Raises:
+            InvalidValueError: the entity is not a person of this user.
+            NotFoundError: no such entity.
+        """
+        self._speakers.set_speaker(user_id, None if entity is None else entity_id(entity))
+
+    def merge_suggestions(self, user_id: str) -> list[MergeSuggestion]:
+        """Return the user's possible duplicates that were not merged, newest first."""
+        return self._entities.merge_suggestions(user_id)
+
+    def dismiss_suggestion(self, suggestion_id: str) -> None:
+        """Mark a merge suggestion as not a duplicate; it is not suggested again.
+
+        Raises:
+            NotFoundError: no such suggestion.
+        """
+        self._entities.dismiss_suggestion(suggestion_id)
+
+    def embed_pending(
+        self, user_id: str | None = None, *, batch: int = 256, progress: Progress | None = None
+    ) -> int:
         """Embed the entities and observations whose text changed since they were embedded.
 
         Text whose SHA-256 already has a vector for this model is not embedded again.
-        Returns how many texts were embedded (0 without an embedder).
+        :meth:`search` does this first; call it beforehand to show ``progress`` (stages:
+        :meth:`~mangostore.kg.semantic.Semantic.embed_pending`). Returns how many texts
+        were embedded (0 without an embedder).
         """
-        return self._semantic.embed_pending(user_id, batch=batch)
+        return self._semantic.embed_pending(user_id, batch=batch, progress=progress)
 
     # -- interchange ----------------------------------------------------------------------
 
-    def import_jsonl(self, user_id: str, lines: Iterable[str]) -> dict[str, int]:
+    def import_jsonl(
+        self, user_id: str, lines: Iterable[str], *, progress: Progress | None = None
+    ) -> dict[str, int]:
         """Import the MCP memory server's JSONL format; see :mod:`mangostore.kg.mcp_jsonl`."""
         # The import writes through this object's public methods, so that the file's
         # text is checked like any other argument.
-        return import_jsonl(self._db, self, user_id, lines)
+        return import_jsonl(self._db, self, user_id, lines, progress=progress)
 
     def export_jsonl(self, user_id: str) -> Iterator[str]:
         """Export the user's graph as MCP memory server JSONL lines (no newlines)."""

@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mangostore.errors import ValidationError
 from mangostore.kg.model import ENTITY_TYPES, EntityRef, Observation, Relation, Upsert
+from mangostore.progress import Progress, Reporter
 from mangostore.records import KGEntity
 
 if TYPE_CHECKING:
     from mangostore.kg.ports import GraphDatabase
 
 __all__ = [
+    "REPORT_EVERY",
     "TYPE_MAP",
     "GraphWriter",
     "export_jsonl",
@@ -66,6 +68,8 @@ TYPE_MAP = {
     "folder": "file",
 }
 _METADATA_KEY = "mcp_entity_type"
+#: Items (entities or relations) imported between two progress reports.
+REPORT_EVERY = 100
 
 
 class GraphWriter(Protocol):
@@ -151,13 +155,23 @@ def _parse(lines: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 def import_jsonl(
-    db: GraphDatabase, kg: GraphWriter, user_id: str, lines: Iterable[str]
+    db: GraphDatabase,
+    kg: GraphWriter,
+    user_id: str,
+    lines: Iterable[str],
+    *,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Import MCP memory JSONL lines for ``user_id`` in one transaction.
 
     Args:
         db: the database whose transaction holds the whole import.
         kg: the knowledge graph that stores the entities, observations and relations.
+        user_id: the user whose graph receives the file.
+        lines: the file's lines.
+        progress: told of the stages ``"importing entities"`` and ``"importing
+            relations"`` every :data:`REPORT_EVERY` items, inside the import's
+            transaction: a callback that raises rolls the whole import back.
 
     Returns counts: ``entities_created``, ``entities_matched``, ``observations``,
     ``relations`` and ``relations_skipped``.
@@ -172,7 +186,9 @@ def import_jsonl(
         0,
     )
     by_name: dict[str, str] = {}
+    report = Reporter(progress, every=REPORT_EVERY)
     with db.transaction():
+        report.begin("importing entities", len(entities))
         for item in entities:
             original = item.get("entityType", "concept")
             stored = map_entity_type(original)
@@ -191,7 +207,11 @@ def import_jsonl(
                 if content.strip():
                     kg.observe(entity, "fact", content)
                     counts["observations"] += 1
+            report.advance()
+        report.end()
+        report.begin("importing relations", len(relations))
         for item in relations:
+            report.advance()
             ends = []
             for key in ("from", "to"):
                 entity_id = by_name.get(item[key])
@@ -204,6 +224,7 @@ def import_jsonl(
                 continue
             kg.relate(ends[0], map_relation_type(item["relationType"]), ends[1])
             counts["relations"] += 1
+        report.end()
     return counts
 
 

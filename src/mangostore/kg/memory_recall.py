@@ -14,7 +14,7 @@ from typing import Any
 
 from mangostore.errors import InvalidValueError
 from mangostore.kg.memory_checks import is_int, is_number
-from mangostore.kg.search import fts_query as search_query
+from mangostore.kg.query_text import fts_query as search_query
 from mangostore.records import AIMemory
 
 __all__ = [

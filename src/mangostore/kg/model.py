@@ -19,6 +19,7 @@ __all__ = [
     "GraphPath",
     "Hit",
     "MergeReport",
+    "MergeSuggestion",
     "Neighbor",
     "Observation",
     "Relation",
@@ -99,12 +100,14 @@ class Upsert:
         created: ``True`` when a new entity was made, ``False`` when one was matched.
         matched_by: ``"canonical"``, ``"alias"`` or ``"similar"`` for a match, else None.
         similarity: the trigram similarity of a ``"similar"`` match (1.0 otherwise).
+        suggestion: a near duplicate that was created anyway and suggested for a merge.
     """
 
     entity: KGEntity
     created: bool
     matched_by: MatchKind | None = None
     similarity: float = 1.0
+    suggestion: MergeSuggestion | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,26 @@ class MergeReport:
     observations_moved: list[str] = field(default_factory=list)
     aliases_moved: list[str] = field(default_factory=list)
     alias_added: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MergeSuggestion:
+    """Two entities that may be one, left for the user to merge or dismiss.
+
+    Attributes:
+        id: pass it to :meth:`KnowledgeGraph.dismiss_suggestion`.
+        entity_id: the newer entity.
+        candidate_id: the older entity it may duplicate.
+        similarity: the trigram similarity of their names.
+        reason: why it was not merged on its own.
+    """
+
+    id: str
+    entity_id: str
+    candidate_id: str
+    similarity: float
+    reason: str
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +240,19 @@ class Explanation:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One search result."""
+    """One search result.
+
+    Attributes:
+        entity: the answer.
+        score: its score; only the order of the scores of one search means anything.
+        explanation: how the score was made (with ``explain=True``).
+        confidence: how much of the question the hit's evidence explains, 0 to 1.
+        fact: the relation or observation that answers the question (its validity
+            says when it held), or None when the entity itself is the answer.
+    """
 
     entity: KGEntity
     score: float
     explanation: Explanation | None = None
+    confidence: float = 1.0
+    fact: Relation | Observation | None = None

@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import jellyfish
+
 __all__ = [
     "MIN_EDITED_WORD",
     "TRIGRAM_THRESHOLD",
@@ -31,6 +33,7 @@ __all__ = [
     "compact",
     "edit_distance",
     "near_duplicate",
+    "sound",
     "trigram_similarity",
     "trigrams",
     "words",
@@ -74,6 +77,12 @@ def words(name: str) -> list[str]:
 def compact(name: str) -> str:
     """Return the canonical form without separators (``auth-service`` → ``authservice``)."""
     return "".join(words(name))
+
+
+def sound(name: str) -> str:
+    """Return the Metaphone code of a name without its separators (``pie test`` and
+    ``pytest`` are both ``PTST``), or ``""`` for a name without letters."""
+    return str(jellyfish.metaphone(compact(name))).replace(" ", "")
 
 
 def trigrams(text: str) -> set[str]:

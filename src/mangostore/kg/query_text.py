@@ -14,6 +14,7 @@ import threading
 import snowballstemmer  # type: ignore[import-untyped]
 
 __all__ = [
+    "FILLERS",
     "MAX_QUERY_CHARS",
     "MAX_QUERY_TERMS",
     "STOPWORDS",
@@ -107,6 +108,26 @@ STOPWORDS = frozenset(
         "your",
     ]
 )
+
+
+#: Words of spoken requests that say nothing about what is asked: fillers, the pieces
+#: of contractions, request verbs and vague words ("hey, can you remind me what's up
+#: with..."). A question's confidence is measured on its other words.
+FILLERS = frozenset(
+    {
+        "hey", "hi", "um", "uh", "er", "hmm", "ok", "okay", "oh", "well", "so", "like",
+        "just", "actually", "really", "again", "also", "still", "ever", "even", "very",
+        "s", "t", "re", "ve", "ll", "d", "m", "don", "doesn", "didn", "isn", "wasn", "aren",
+        "remind", "tell", "show", "give", "know", "remember", "recall", "say", "find", "forgot",
+        "forget", "wonder", "wondering", "please", "mango", "assistant", "question",
+        "open", "launch", "restart", "start", "stop", "close", "pull", "bring",
+        "let", "get", "got", "go", "going", "doing", "done", "thing", "things",
+        "stuff", "one", "ones", "something", "anything", "up", "out", "over", "right",
+        "quick", "quickly", "real", "currently", "these", "those", "kind", "sort", "name", "called",
+        "mean", "think", "want", "need", "see", "check", "much", "many", "more", "most",
+        "last", "back", "here", "all", "other", "else", "exactly",
+    }
+)  # fmt: skip
 
 
 def query_words(text: str) -> list[str]:

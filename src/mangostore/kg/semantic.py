@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mangostore.kg.embedding import Embedder, VectorIndex, default_embedder
 from mangostore.kg.vectors import EmbeddingSync
+from mangostore.progress import Progress, Reporter
 
 if TYPE_CHECKING:
     from mangostore.kg.ports import SqlDatabase
@@ -64,17 +65,29 @@ class Semantic:
             self._loaded = True
         self.vector_index.invalidate()
 
-    def embed_pending(self, user_id: str | None = None, *, batch: int = 256) -> int:
+    def embed_pending(
+        self, user_id: str | None = None, *, batch: int = 256, progress: Progress | None = None
+    ) -> int:
         """Embed the entities and observations whose text changed since they were embedded.
 
         Args:
             user_id: only this user's (``None``: everyone's).
             batch: how many texts go to the embedder at once.
+            progress: told of the stages ``"loading the embedding model"`` (one unit,
+                only when the default model is not loaded yet) and ``"embedding"``
+                (queued texts, after each batch commits); see :mod:`mangostore.progress`.
 
         Returns:
             How many texts were embedded (0 without an embedder).
         """
-        embedder = self.embedder
+        if progress is not None and not self._loaded:
+            # Reading the model's weights takes seconds on a first call: say so.
+            loading = Reporter(progress)
+            loading.begin("loading the embedding model", 1)
+            embedder = self.embedder
+            loading.end(1)
+        else:
+            embedder = self.embedder
         if embedder is None:
             return 0
-        return EmbeddingSync(self._db, embedder).run(user_id, batch=batch)
+        return EmbeddingSync(self._db, embedder).run(user_id, batch=batch, progress=progress)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.kg.access import AccessCounter
 from mangostore.kg.model import EntityRef, Observation, Relation
-from mangostore.kg.names import canonical
+from mangostore.kg.names import canonical, sound
 from mangostore.kg.names import words as name_words
 from mangostore.records import KGEntity
 from mangostore.sql import batches, placeholders
@@ -253,8 +253,16 @@ class GraphStore:
         ).fetchall()
         if rows:
             conn.executemany(
-                "UPDATE kg_entity_names SET canonical_name = ? WHERE entity_id = ?",
-                [(canonical(name), entity_id) for entity_id, name in rows],
+                "UPDATE kg_entity_names SET canonical_name = ?, sound = ? WHERE entity_id = ?",
+                [(canonical(name), sound(name), entity_id) for entity_id, name in rows],
+            )
+        aliases = conn.execute(
+            "SELECT id, alias FROM kg_aliases WHERE user_id = ? AND sound IS NULL", (user_id,)
+        ).fetchall()
+        if aliases:
+            conn.executemany(
+                "UPDATE kg_aliases SET sound = ? WHERE id = ?",
+                [(sound(alias), alias_id) for alias_id, alias in aliases],
             )
 
     def ensure_canonical_names(self, user_id: str) -> None:
@@ -265,8 +273,9 @@ class GraphStore:
         with self.reading() as conn:
             pending = conn.execute(
                 "SELECT 1 FROM kg_entity_names WHERE user_id = ? AND canonical_name IS NULL "
+                "UNION ALL SELECT 1 FROM kg_aliases WHERE user_id = ? AND sound IS NULL "
                 "LIMIT 1",
-                (user_id,),
+                (user_id, user_id),
             ).fetchone()
         if pending is not None:
             with self.transaction() as conn:
@@ -332,5 +341,83 @@ class GraphStore:
             f"WHERE kg_trigram_index MATCH ? AND e.user_id = ?{type_clause} "
             "ORDER BY t.rank LIMIT ?",
             params,
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def entities_named(
+        self, conn: Connection, user_id: str, keys: Iterable[str]
+    ) -> list[tuple[str, str]]:
+        """Return (entity id, key) for each canonical name or alias among ``keys``."""
+        packed = json.dumps(sorted(set(keys)))
+        rows = conn.execute(
+            "SELECT entity_id, canonical_name FROM kg_entity_names WHERE user_id = ? "
+            "AND canonical_name IN (SELECT value FROM json_each(?)) "
+            "UNION SELECT entity_id, canonical_alias FROM kg_aliases WHERE user_id = ? "
+            "AND canonical_alias IN (SELECT value FROM json_each(?))",
+            (user_id, packed, user_id, packed),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def entities_sounding(
+        self, conn: Connection, user_id: str, codes: Iterable[str]
+    ) -> list[tuple[str, str, str]]:
+        """Return (entity id, name or alias, code) for each name or alias whose Metaphone
+        code is in ``codes``."""
+        packed = json.dumps(sorted(set(codes)))
+        rows = conn.execute(
+            "SELECT n.entity_id, e.name, n.sound FROM kg_entity_names n "
+            "JOIN kg_entities e ON e.id = n.entity_id WHERE n.user_id = ? "
+            "AND n.sound IN (SELECT value FROM json_each(?)) "
+            "UNION SELECT entity_id, alias, sound FROM kg_aliases WHERE user_id = ? "
+            "AND sound IN (SELECT value FROM json_each(?))",
+            (user_id, packed, user_id, packed),
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def name_frequencies(
+        self, conn: Connection, words: Iterable[str]
+    ) -> tuple[int, dict[str, int]]:
+        """Return how many names and aliases there are, and in how many each word occurs.
+
+        Counted over every user's names (the index does not separate them): a word's
+        share of all names is what says how specific it is. The rows of the full-text
+        index stand in for the count of names (counting them would read them all).
+        """
+        names = int(conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0)
+        counts = dict(
+            conn.execute(
+                "SELECT term, doc FROM kg_name_vocab "
+                "WHERE term IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(words))),),
+            ).fetchall()
+        )
+        return names, counts
+
+    def text_frequencies(
+        self, conn: Connection, stems: Iterable[str]
+    ) -> tuple[int, dict[str, int]]:
+        """Return how many rows the full-text index has, and in how many each stem occurs."""
+        total = int(conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0)
+        counts = dict(
+            conn.execute(
+                "SELECT term, doc FROM kg_search_vocab "
+                "WHERE term IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(stems))),),
+            ).fetchall()
+        )
+        return total, counts
+
+    def names_starting(
+        self, conn: Connection, user_id: str, prefix: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """Return (entity id, name or alias) with a word starting with ``prefix``.
+
+        ``prefix`` is one word of letters and digits; it is quoted for FTS5.
+        """
+        rows = conn.execute(
+            "SELECT n.entity_id, n.name FROM kg_name_index n "
+            "JOIN kg_entities e ON e.id = n.entity_id "
+            "WHERE kg_name_index MATCH ? AND e.user_id = ? LIMIT ?",
+            ('name : "' + prefix.replace('"', '""') + '" *', user_id, limit),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]

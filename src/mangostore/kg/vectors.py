@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mangostore.ids import new_id
 from mangostore.kg.embedding_protocol import Embedder, content_hash, to_blob
+from mangostore.progress import Progress, Reporter
 
 if TYPE_CHECKING:
     from mangostore.engine.pragmas import Connection
@@ -44,20 +45,34 @@ class EmbeddingSync:
         self._embedder = embedder
         self._model = embedder.model_version
 
-    def run(self, user_id: str | None = None, *, batch: int = 256) -> int:
-        """Embed what is queued (for one user, or everyone); return how many texts were embedded."""
+    def run(
+        self, user_id: str | None = None, *, batch: int = 256, progress: Progress | None = None
+    ) -> int:
+        """Embed what is queued (for one user, or everyone); return how many texts were embedded.
+
+        ``progress`` hears of the stage ``"embedding"``, counted in queued texts, after
+        each batch has committed.
+        """
+        report = Reporter(progress)
+        report.begin("embedding")
         self._backfill(user_id)
+        where = " WHERE q.user_id = ?" if user_id is not None else ""
+        params: list[Any] = [user_id] if user_id is not None else []
+        if report.wanted:
+            queued = self._db.query(f"SELECT count(*) FROM kg_embedding_queue q{where}", params)
+            report.advance(0, total=int(queued[0][0]))
         embedded = 0
         while True:
-            where = " WHERE q.user_id = ?" if user_id is not None else ""
-            params: list[Any] = [user_id] if user_id is not None else []
             rows = self._db.query(f"{_TEXTS}{where} LIMIT ?", [*params, batch])
             if not rows:
-                return embedded
+                break
             progressed, count = self._batch([tuple(r) for r in rows])
             embedded += count
             if not progressed:
-                return embedded
+                break
+            report.advance(len(rows))
+        report.end()
+        return embedded
 
     def _backfill(self, user_id: str | None) -> None:
         """Queue everything of a user who has no vector of this model yet (a new model)."""
