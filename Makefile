@@ -1,9 +1,14 @@
 # The README's two commands are `make demo` and `make test`; each makes .venv when
-# it is missing and installs the project into it first.
+# it is missing and installs the project into it first. `make demo` (and `make bench`)
+# install what mangostore needs to run; only the targets that check the code install
+# the development tools too.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The extras a user gets from `make demo`: semantic search in the demo's graph.
+RUNTIME_EXTRAS := embeddings
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -12,27 +17,31 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,embeddings]'
-	touch $(STAMP)
+$(RUNTIME_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[$(RUNTIME_EXTRAS)]'
+	touch $(RUNTIME_STAMP)
 
-demo: $(STAMP)
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,$(RUNTIME_EXTRAS)]'
+	touch $(DEV_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/mangostore demo
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(RUNTIME_STAMP)
 	$(BIN)/python -m bench
 
 clean:

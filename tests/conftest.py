@@ -1,17 +1,33 @@
-"""Named database fixtures shared by the whole suite."""
+"""Named database fixtures shared by the whole suite.
+
+Each database state a test can start from is a fixture here: ``plain_db``,
+``memory_db``, ``encrypted_db``, the ``clocked_*`` ones on the manual ``clock``,
+``auth_db``, ``notify_world`` and the knowledge graph's ``graph``. A test that takes
+``db`` gets the state its module (or the test) names with the ``database`` marker,
+``plain_db`` when none does::
+
+    pytestmark = pytest.mark.database("clocked_file_db")
+    pytestmark = pytest.mark.database("plain_db", "encrypted_db")  # each test twice
+    pytestmark = pytest.mark.database("clocked_db", setup=register_types)
+
+A module that needs another starting time overrides ``clock``.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from tests.kg_helpers import Graph, open_graph
 
 import mangostore
 from mangostore import KdfParams, Settings
 from mangostore.clock import ManualClock
+from mangostore.notify import RecordingDeliverer
 from mangostore.security.auth import AuthPolicy
 from mangostore.security.passwords import PasswordParams
 
@@ -43,6 +59,41 @@ def skip_unless_available(available: bool, reason: str) -> None:
 
 #: The weakest Argon2id parameters the library accepts: keeps tests fast.
 FAST_KDF = KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "database(*states, setup=None): the named database fixtures the db fixture gives "
+        "(one run per state); setup(db) runs on each before the test",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a test taking ``db`` once per state its ``database`` marker names."""
+    marker = metafunc.definition.get_closest_marker("database")
+    if "db" not in metafunc.fixturenames or marker is None or len(marker.args) < 2:
+        return
+    for chosen in metafunc.definition.iter_markers("parametrize"):
+        names = chosen.args[0]
+        if "db" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test picks its own states
+    metafunc.parametrize("db", marker.args, indirect=True)
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest) -> mangostore.Database:
+    """The database of a test: the named state its ``database`` marker picks
+    (``plain_db`` without one), after the marker's ``setup``."""
+    marker = request.node.get_closest_marker("database")
+    default = marker.args[0] if marker is not None and marker.args else "plain_db"
+    database: mangostore.Database = request.getfixturevalue(getattr(request, "param", default))
+    setup: Callable[[mangostore.Database], object] | None = (
+        marker.kwargs.get("setup") if marker is not None else None
+    )
+    if setup is not None:
+        setup(database)
+    return database
 
 
 @pytest.fixture
@@ -81,22 +132,106 @@ def memory_db(fast_settings: Settings) -> Iterator[mangostore.Database]:
 
 @pytest.fixture
 def encrypted_db(db_path: Path, fast_settings: Settings) -> Iterator[mangostore.Database]:
-    """A new file-backed encrypted database (pages, WAL and fields encrypted)."""
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
+    """A new file-backed encrypted database (pages, WAL and fields encrypted); its
+    recovery key is not kept."""
+    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db
     yield db
     db.close()
+
+
+@pytest.fixture
+def clocked_db(clock: ManualClock) -> Iterator[mangostore.Database]:
+    """An in-memory, unencrypted database on the manual ``clock``."""
+    database = mangostore.open(":memory:", encrypted=False, clock=clock)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def clocked_memory_db(clock: ManualClock, fast_settings: Settings) -> Iterator[mangostore.Database]:
+    """An in-memory database with a keyring (sensitive fields and the audit log keyed),
+    on the manual ``clock``."""
+    database = mangostore.open(
+        ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
+    )
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def clocked_file_db(
+    db_path: Path, clock: ManualClock, fast_settings: Settings
+) -> Iterator[mangostore.Database]:
+    """A new encrypted file database (WAL, reader pool) on the manual ``clock``; its
+    recovery key is not kept."""
+    created = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings, clock=clock)
+    database = created.db
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def clocked_plain_file_db(db_path: Path, clock: ManualClock) -> Iterator[mangostore.Database]:
+    """A new unencrypted file database (WAL, reader pool) on the manual ``clock``."""
+    database = mangostore.create(db_path, encrypted=False, clock=clock).db
+    yield database
+    database.close()
 
 
 #: Password hashing as cheap as the library allows, for tests that hash many passwords.
 CHEAP_PASSWORDS = AuthPolicy(password=PasswordParams(memory_kib=64, time_cost=1, parallelism=1))
 
 
+class Sleeps(list[float]):
+    """Records the back-off delays of failed logins instead of sleeping."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 @pytest.fixture
-def auth_db(
-    db_path: Path, clock: ManualClock, fast_settings: Settings
-) -> Iterator[mangostore.Database]:
-    """A file database on a manual clock, with cheap password hashing and no back-off sleep."""
-    database = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings, clock=clock)
-    database.auth.configure(policy=CHEAP_PASSWORDS, sleep=lambda seconds: None)
-    yield database
-    database.close()
+def sleeps() -> Sleeps:
+    """The back-off delays ``auth_db`` would have slept, in seconds."""
+    return Sleeps()
+
+
+@pytest.fixture
+def auth_db(clocked_file_db: mangostore.Database, sleeps: Sleeps) -> mangostore.Database:
+    """``clocked_file_db`` with cheap password hashing; back-off delays go to ``sleeps``."""
+    clocked_file_db.auth.configure(policy=CHEAP_PASSWORDS, sleep=sleeps)
+    return clocked_file_db
+
+
+#: When ``notify_world`` starts: 2024-06-01 12:00 UTC.
+NOTIFY_START = 1_717_243_200_000
+
+
+@dataclass
+class NotifyWorld:
+    """A database ready to send notifications: its clock, the user ``ann`` (``user``
+    is her id) and a recording deliverer for ``desktop`` and for ``voice``."""
+
+    db: mangostore.Database
+    clock: ManualClock
+    user: str
+    desktop: RecordingDeliverer
+    voice: RecordingDeliverer
+
+
+@pytest.fixture
+def notify_world() -> Iterator[NotifyWorld]:
+    """An in-memory database at :data:`NOTIFY_START` on a manual clock of its own,
+    with ``ann`` and both deliverers registered; each module registers its own types."""
+    clock = ManualClock(NOTIFY_START)
+    with mangostore.open(":memory:", encrypted=False, clock=clock) as db:
+        user = db.users.create(username="ann")
+        desktop, voice = RecordingDeliverer("desktop"), RecordingDeliverer("voice")
+        db.notify.register_deliverer(desktop)
+        db.notify.register_deliverer(voice)
+        yield NotifyWorld(db, clock, user.id, desktop, voice)
+
+
+@pytest.fixture
+def graph() -> Iterator[Graph]:
+    """An in-memory database, its knowledge graph (no embedder), a user and the clock."""
+    yield from open_graph()

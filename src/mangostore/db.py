@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,11 +28,13 @@ from mangostore.errors import (
     ConfigurationError,
     DatabaseError,
     QueryError,
+    RecoveryKeyWarning,
 )
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring
 from mangostore.notify.service import NotificationService
 from mangostore.repos import RepositoryAccess
+from mangostore.schema import introspect
 from mangostore.schema.copies import pre_migration_hook
 from mangostore.schema.runner import MigrationRunner
 from mangostore.settings import Settings
@@ -80,7 +83,8 @@ class Status:
 
 
 class Database(RepositoryAccess):
-    """An open mangostore database. Create it with :func:`mangostore.open`.
+    """An open mangostore database, made by :func:`mangostore.create` or opened by
+    :func:`mangostore.open`.
 
     Thread-safe: reads run on pooled reader connections in parallel; writes queue for
     the single writer connection.
@@ -138,14 +142,37 @@ class Database(RepositoryAccess):
     def take_recovery_key(self) -> str | None:
         """Return the recovery key made when this database was created, once.
 
-        The key is kept nowhere else: show it to the person and let them store it.
-        Returns ``None`` on every later call and for databases that were opened, not made.
+        The key is kept nowhere else: show it to the person and let them store it,
+        apart from the passphrase. Returns ``None`` on every later call and for
+        databases that were opened, not made. :func:`mangostore.create` takes it
+        already and returns it.
+
+        A file database made by ``mangostore.open(..., create=True)`` and closed
+        before its key was taken (or discarded) warns with
+        :class:`~mangostore.errors.RecoveryKeyWarning`.
         """
         key, self._recovery_key = self._recovery_key, None
         return key
 
+    def discard_recovery_key(self) -> None:
+        """Forget the recovery key made with this database, without looking at it.
+
+        For a database that is meant to do without one (a cache, a test, a copy that
+        can be made again): closing it no longer warns. Without the recovery key, a
+        lost passphrase means the data is lost.
+        """
+        self._recovery_key = None
+
     def close(self) -> None:
-        """Close every connection; further use raises :class:`DatabaseClosedError`."""
+        """Close every connection; further use raises :class:`DatabaseClosedError`.
+
+        Warns with :class:`~mangostore.errors.RecoveryKeyWarning` when this file
+        database was made here with a recovery key that was never taken (see
+        :meth:`take_recovery_key`); the key is then gone.
+        """
+        self._close(stacklevel=3)
+
+    def _close(self, *, stacklevel: int) -> None:
         if self.store.closed:
             return
         try:
@@ -158,6 +185,13 @@ class Database(RepositoryAccess):
                     service.close()
         finally:
             self.store.close()
+            # Warned after closing, so that a warning turned into an error still
+            # leaves the database closed. An in-memory database ends with its
+            # process, and its key with it: nothing to lose.
+            lost = self._recovery_key is not None and self.store.path != MEMORY
+            self._recovery_key = None
+            if lost:
+                warnings.warn(_lost_key_message(self.store.path), RecoveryKeyWarning, stacklevel)
 
     def __enter__(self) -> Database:
         return self
@@ -168,7 +202,7 @@ class Database(RepositoryAccess):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._close(stacklevel=3)
 
     # -- transactions and raw SQL ----------------------------------------------------------
 
@@ -463,6 +497,17 @@ class Database(RepositoryAccess):
         return [] if found == ["ok"] else found
 
 
+def _lost_key_message(path: str) -> str:
+    """What :class:`RecoveryKeyWarning` says: never the key itself."""
+    return (
+        f"the database {path} was created with a recovery key that was never taken, and "
+        "mangostore keeps no copy of it: it is now lost, and a lost passphrase would mean "
+        "lost data. Create databases with mangostore.create(...), which returns the key, "
+        "or call db.take_recovery_key() before closing and store the key apart from the "
+        "passphrase; call db.discard_recovery_key() for a database meant to do without one"
+    )
+
+
 def _refuse_transaction_control(sql: str) -> None:
     """Keep BEGIN, COMMIT and friends away from the connections the engine manages."""
     if is_transaction_control(sql):
@@ -475,12 +520,8 @@ def _refuse_transaction_control(sql: str) -> None:
 def _table_names(conn: Connection) -> list[str]:
     """Real and virtual tables of the main schema, without SQLite's and FTS shadow tables."""
     with driver_errors("listing tables"):
-        rows = conn.execute(
-            "SELECT name FROM pragma_table_list WHERE schema = 'main' "
-            "AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "ORDER BY name"
-        ).fetchall()
-    return [str(row[0]) for row in rows]
+        found = introspect.table_list(conn)
+    return [t.name for t in found if t.kind in ("table", "virtual") and not t.internal]
 
 
 def _count_rows(conn: Connection, table: str) -> int:

@@ -15,7 +15,8 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   ├── DatabaseLockedError       another writer held the lock past the busy timeout
     │   ├── DiskFullError             no space left for the database, its WAL or its keyring
     │   └── PoolTimeoutError          no reader connection free within the acquire timeout
-    ├── NotADatabaseError             the file is not a mangostore database (or not this keyring's)
+    ├── NotADatabaseError             missing, or not a mangostore database (or not this keyring's)
+    ├── DatabaseExistsError           create() was given a path that already holds a file
     ├── KeyError_                     (see below; key-related failures)
     │   ├── WrongPassphraseError      the passphrase or recovery key does not unwrap the master key
     │   ├── KeyringError              the keyring sidecar is unusable
@@ -49,6 +50,15 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
 
 ``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
 builtin ``KeyError``.
+
+Warnings (``warnings.warn``) have a root of their own, :class:`MangoWarning` (a
+``UserWarning``); they report a risk without stopping the program::
+
+    MangoWarning
+    └── RecoveryKeyWarning            a new database was closed before its recovery key was taken
+
+An application that must never lose a recovery key turns them into errors with
+``warnings.simplefilter("error", RecoveryKeyWarning)``.
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ __all__ = [
     "ConstraintError",
     "DatabaseClosedError",
     "DatabaseError",
+    "DatabaseExistsError",
     "DatabaseLockedError",
     "DeliveryError",
     "DiskFullError",
@@ -74,6 +85,7 @@ __all__ = [
     "KeyringError",
     "KeyringMissingError",
     "MangoError",
+    "MangoWarning",
     "MigrationChecksumError",
     "MigrationError",
     "MissingFieldError",
@@ -83,6 +95,7 @@ __all__ = [
     "PermissionDenied",
     "PoolTimeoutError",
     "QueryError",
+    "RecoveryKeyWarning",
     "SchemaError",
     "SchemaTooNewError",
     "SessionExpired",
@@ -129,7 +142,13 @@ class PoolTimeoutError(DatabaseError):
 
 
 class NotADatabaseError(MangoError):
-    """The file is not a mangostore database, or does not belong to the keyring beside it."""
+    """There is no database at the path, or the file is not a mangostore database, or it
+    does not belong to the keyring beside it."""
+
+
+class DatabaseExistsError(MangoError):
+    """:func:`mangostore.create` was given a path that already holds a file; nothing was
+    changed. Open it with :func:`mangostore.open`, or choose another path."""
 
 
 class KeyManagementError(MangoError):
@@ -285,3 +304,17 @@ class SessionRevoked(AuthenticationError):
 
 class PermissionDenied(MangoError):
     """The user lacks the permission asked for."""
+
+
+class MangoWarning(UserWarning):
+    """Root of every warning mangostore emits."""
+
+
+class RecoveryKeyWarning(MangoWarning):
+    """A database made with a recovery key was closed before the key was taken.
+
+    mangostore keeps no copy of the key, so it is lost: take it with
+    :meth:`Database.take_recovery_key` (or create the database with
+    :func:`mangostore.create`, which returns it), or say that the database does without
+    one with :meth:`Database.discard_recovery_key`. The warning never contains the key.
+    """

@@ -25,7 +25,7 @@ def run(args: list[str], *, passphrase: str | None = PASSPHRASE) -> Result:
 @pytest.fixture
 def vault(db_path: Path) -> Path:
     """An encrypted database with five audit events."""
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=SETTINGS) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=SETTINGS).db as db:
         user = db.users.create(username="alice")
         for i in range(5):
             db.audit.append("auth", "info", "auth", user_id=user.id, event_data={"i": i})
@@ -91,7 +91,7 @@ def test_checkpoint_to_stdout_and_a_forged_one_is_refused(vault: Path, tmp_path:
 
 
 def test_a_database_without_a_keyring_cannot_be_verified(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         db.audit.append("auth", "info", "auth")
     result = run(["audit", "verify", "--plain", str(db_path)], passphrase=None)
     assert result.exit_code == 1
@@ -102,7 +102,7 @@ def test_a_database_without_a_keyring_cannot_be_verified(db_path: Path) -> None:
 
 
 def test_an_old_schema_is_told_to_migrate(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False, migrate=False, settings=SETTINGS) as db:
+    with mangostore.create(db_path, encrypted=False, migrate=False, settings=SETTINGS).db as db:
         db.migrate(to=6)
     result = run(["audit", "verify", "--plain", str(db_path)], passphrase=None)
     assert result.exit_code == 1

@@ -27,7 +27,7 @@ def run(args: list[str], *, input: str | None = None) -> Result:
 @pytest.fixture
 def vault(db_path: Path) -> Path:
     """An encrypted database on disk, closed, for the commands to open."""
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)):
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)).db:
         pass
     return db_path
 

@@ -149,11 +149,13 @@ def test_init_refuses_an_existing_database(initialised: tuple[Path, str]) -> Non
 
 
 def test_init_asks_for_the_passphrase_twice(db_path: Path, interactive: None) -> None:
-    result = run(["init", str(db_path), *FAST_KDF], passphrase=None, input="s3cret\ns3cret\n")
+    result = run(
+        ["init", str(db_path), *FAST_KDF], passphrase=None, input="s3cret words\ns3cret words\n"
+    )
 
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.output
-    assert status_json(db_path, passphrase="s3cret")["page_encryption"] is True
+    assert status_json(db_path, passphrase="s3cret words")["page_encryption"] is True
 
 
 def test_init_refuses_kdf_parameters_below_the_floor(db_path: Path) -> None:
@@ -376,7 +378,7 @@ def test_migrate_down_and_up_again(initialised: tuple[Path, str]) -> None:
     path, _ = initialised
     latest = status_json(path)["latest_version"]
 
-    down = run(["migrate", "--to", "0", str(path)])
+    down = run(["migrate", "--to", "0", "--yes", str(path)])
 
     assert down.exit_code == 0, down.output
     assert "Reverted" in down.stdout

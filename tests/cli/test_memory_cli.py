@@ -26,7 +26,7 @@ def plain_file(db_path: Path) -> Path:
     """An unencrypted database where ann has current, superseded, expired and forgotten
     memories, and bob has one."""
     clock = ManualClock(START)
-    with mangostore.open(db_path, encrypted=False, clock=clock) as db:
+    with mangostore.create(db_path, encrypted=False, clock=clock).db as db:
         ann = db.users.create(username="ann").id
         bob = db.users.create(username="bob").id
         site = db.projects.create(id="site-1", user_id=ann, name="site", path="/srv/site").id
@@ -67,7 +67,7 @@ def test_list_as_json(plain_file: Path) -> None:
     assert shell["value"] == "zsh"
     assert shell["type"] == "preference"
     assert shell["source"] == "user_input"
-    assert shell["created"] == "2023-11-14 22:13:20"
+    assert shell["created"] == "2023-11-14T22:13:20.000Z"
     assert shell["expires"] is None
     assert shell["access_count"] == 0
     assert rows[0]["value"] == {"long": "x" * 200}  # whole in JSON
@@ -121,7 +121,7 @@ def test_unknown_user_is_one_error_line(plain_file: Path) -> None:
 
 
 def test_encrypted_database_with_passphrase(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         ann = db.users.create(username="ann").id
         db.memory.remember(ann, "editor", "helix")
 
@@ -133,7 +133,7 @@ def test_encrypted_database_with_passphrase(db_path: Path, fast_settings: Settin
 
 
 def test_an_old_schema_is_refused_with_advice(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False, migrate=False) as db:
+    with mangostore.create(db_path, encrypted=False, migrate=False).db as db:
         db.migrate(to=9)
 
     result = run(["memory", "list", str(db_path), "--plain", "--user", "ann"])

@@ -20,7 +20,7 @@ def run(args: list[str], *, passphrase: str | None = None) -> Result:
 @pytest.fixture
 def plain_file(db_path: Path) -> Path:
     """An unencrypted database with a user ``ann`` and a type ``build``."""
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         db.users.create(username="ann")
         db.notify.register_type("build", category="project", template="Build {name} finished")
     return db_path
@@ -108,7 +108,7 @@ def test_a_parameter_without_equals_is_bad_usage(plain_file: Path) -> None:
 
 def test_an_encrypted_database_uses_the_passphrase(db_path: Path) -> None:
     settings = mangostore.Settings(kdf=FAST_KDF)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         user = db.users.create(username="ann")
         db.notify.register_type("hi", category="ai", template="Hi {who}")
     result = run(["notify", "send", str(db_path), "--user", user.id, "--type", "hi",
@@ -119,7 +119,7 @@ def test_an_encrypted_database_uses_the_passphrase(db_path: Path) -> None:
 
 
 def test_an_old_schema_is_refused_with_a_hint(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         db.migrate(6)
     result = run(["notify", "list", str(db_path), "--plain", "--user", "ann"])
     assert result.exit_code == 1

@@ -31,7 +31,7 @@ def run(args: list[str], *, input: str | None = None) -> Result:
 def vault(db_path: Path) -> tuple[Path, str]:
     """An encrypted database where alice has old and new commands and an audit event."""
     now = int(time.time() * 1000)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=SETTINGS) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=SETTINGS).db as db:
         alice = db.users.create(username="alice", security_profile={"pin": "1234"})
         db.command_history.create(
             user_id=alice.id, command="echo old", timestamp=now - 100 * DAY_MS

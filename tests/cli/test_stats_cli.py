@@ -24,7 +24,9 @@ def run(args: list[str], *, passphrase: str | None = PASSPHRASE) -> Result:
 @pytest.fixture
 def vault(db_path: Path) -> Path:
     """An encrypted database with some rows and an extra index."""
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+    ).db as db:
         uid = db.users.create(username="ann", email="ann@example.com").id
         db.command_history.create_many(
             {"user_id": uid, "command": f"ls {n}", "timestamp": n} for n in range(200)
@@ -35,11 +37,19 @@ def vault(db_path: Path) -> Path:
 def test_stats_prints_tables(vault: Path) -> None:
     result = run(["stats", str(vault)])
     assert result.exit_code == 0, result.output
-    for title in ("mangostore stats", "Disk usage", "Indexes", "Caches", "Recommendations"):
+    for title in ("mangostore stats", "Tables and their indexes", "Caches", "Recommendations"):
         assert title in result.stdout
     assert "command_history" in result.stdout
-    assert "idx_command_history_timestamp" in result.stdout
     assert "PRAGMA optimize" in result.stdout  # 200 rows and no statistics
+
+
+def test_stats_all_lists_every_table_and_index(vault: Path) -> None:
+    result = run(["stats", "--all", str(vault)])
+    assert result.exit_code == 0, result.output
+    for title in ("Disk usage", "Indexes, by table"):
+        assert title in result.stdout
+    assert "idx_command_history_timestamp" in result.stdout
+    assert "schema_migrations" in result.stdout
 
 
 def test_stats_json_is_the_report(vault: Path) -> None:
@@ -77,7 +87,7 @@ def test_stats_prometheus_output_parses(vault: Path) -> None:
 
 def test_stats_of_an_unencrypted_database(tmp_path: Path) -> None:
     path = tmp_path / "plain.db"
-    mangostore.open(path, encrypted=False).close()
+    mangostore.create(path, encrypted=False).db.close()
     assert run(["stats", "--plain", str(path)], passphrase=None).exit_code == 0
 
 

@@ -133,7 +133,7 @@ conn.close()
 
 def test_lock_held_by_another_process(db_path: Path, tmp_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, busy_timeout_ms=200)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         assert db.keyring is not None
         script = tmp_path / "hold_lock.py"
         script.write_text(LOCK_HOLDER)

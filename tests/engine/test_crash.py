@@ -65,7 +65,7 @@ committed_then_hang() if sys.argv[2] == "hang" else batches_forever()
 def crash_db(tmp_path: Path) -> Path:
     """An encrypted database with a ``crash_rows`` table, closed."""
     path = tmp_path / "crash.db"
-    with mangostore.open(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+    with mangostore.create(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)).db as db:
         db.execute(
             "CREATE TABLE crash_rows (batch INTEGER NOT NULL, n INTEGER NOT NULL, "
             "payload BLOB, PRIMARY KEY (batch, n))"

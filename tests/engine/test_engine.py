@@ -83,7 +83,7 @@ def pragma_values(conn: Any) -> dict[str, Any]:
 def test_writer_pragmas(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, busy_timeout_ms=1234)
     with (
-        mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db,
+        mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db,
         db.store.transaction() as conn,
     ):
         values = pragma_values(conn)
@@ -92,7 +92,7 @@ def test_writer_pragmas(db_path: Path) -> None:
 
 def test_reader_pragmas(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, busy_timeout_ms=4321)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         assert db.store.pool is not None
         with db.store.pool.reader() as conn:
             values = pragma_values(conn)
@@ -100,7 +100,7 @@ def test_reader_pragmas(db_path: Path) -> None:
 
 
 def test_plain_file_database_has_the_same_pragmas(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         assert db.store.pool is not None
         with db.store.pool.reader() as conn:
             assert pragma_values(conn)["journal_mode"] == "wal"
@@ -281,7 +281,7 @@ def test_driver_errors_never_escape(fixture: str, request: pytest.FixtureRequest
 
 
 def test_lock_held_by_another_connection(db_path: Path, locked_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=locked_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=locked_settings).db as db:
         other = raw_connection(db_path, db)
         try:
             other.execute("BEGIN IMMEDIATE")
@@ -300,7 +300,7 @@ def test_lock_held_by_another_connection(db_path: Path, locked_settings: Setting
 
 
 def test_lock_held_by_another_thread(db_path: Path, locked_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=locked_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=locked_settings).db as db:
         holding, done = threading.Event(), threading.Event()
 
         def hold() -> None:
@@ -350,7 +350,7 @@ def exercise(db: mangostore.Database) -> None:
 
 def test_close_releases_every_file_handle(db_path: Path, fast_settings: Settings) -> None:
     assert open_fds(db_path) == []
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
+    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db
     exercise(db)
     assert len(open_fds(db_path)) >= 4  # the writer and three readers
     db.close()
@@ -359,14 +359,14 @@ def test_close_releases_every_file_handle(db_path: Path, fast_settings: Settings
 
 
 def test_context_manager_releases_every_file_handle(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         exercise(db)
         assert open_fds(db_path)
     assert open_fds(db_path) == []
 
 
 def test_failed_open_releases_every_file_handle(db_path: Path, fast_settings: Settings) -> None:
-    mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings).close()
+    mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db.close()
     with pytest.raises(MangoError):
         mangostore.open(db_path, passphrase="wrong", settings=fast_settings)
     db_path.with_name("theirs.db").write_bytes(b"not a database at all" * 300)
@@ -403,7 +403,7 @@ def test_reader_lent_during_close_is_closed_when_returned(
 def test_use_after_close_raises(
     use: Callable[[mangostore.Database], object], db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         pass
     with pytest.raises(DatabaseClosedError):
         use(db)
@@ -435,7 +435,7 @@ def test_close_waits_for_another_threads_transaction(encrypted_db: mangostore.Da
 def test_close_inside_own_transaction_commits_nothing(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings)
+    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db
 
     def close_inside() -> None:
         with db.transaction():
@@ -551,7 +551,7 @@ def test_database_error_is_the_base_of_engine_errors() -> None:
 
 
 def test_vacuum_reclaims_free_pages_and_keeps_the_data(db_path: Path) -> None:
-    db = mangostore.open(db_path, encrypted=False)
+    db = mangostore.create(db_path, encrypted=False).db
     try:
         for i in range(200):
             db.execute(

@@ -93,7 +93,9 @@ def run_pattern(db_path: Path, ackdir: Path, processes: list[tuple[str, list[str
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_processes_share_one_file(pattern: str, db_path: Path, tmp_path: Path) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+    ).db as db:
         ann = db.users.create(username="ann")
         db.memory.remember(ann.id, "theme", "prefers dark mode")
     ackdir = tmp_path / "acks"
@@ -131,7 +133,7 @@ def test_open_while_another_process_holds_a_write_transaction(
 ) -> None:
     """Opening and reading never wait for the writer; a write waits, then says how long;
     the other process's transaction commits."""
-    mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings).close()
+    mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db.close()
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(db_path), PASSPHRASE],
         stdin=subprocess.PIPE,

@@ -74,8 +74,8 @@ def closed_db(db_path: Path, fast_settings: Settings) -> tuple[Path, str, bytes]
 
     Returns its path, its recovery key and its master key.
     """
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
-        recovery = db.take_recovery_key()
+    created = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings)
+    with created as (db, recovery):
         assert recovery is not None
         assert db.keyring is not None
         master = db.keyring._master
@@ -116,7 +116,7 @@ def test_no_passphrase_and_no_encrypted_false_is_refused(target: str, db_path: P
 
 
 def test_plain_database_only_when_asked_by_name(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         assert db.page_encryption is False
         assert db.keyring is None
         assert db.take_recovery_key() is None
@@ -151,7 +151,7 @@ def test_create_false_on_missing_file(db_path: Path) -> None:
 
 def test_empty_passphrase_creates_nothing(db_path: Path, fast_settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="non-empty"):
-        mangostore.open(db_path, passphrase="", settings=fast_settings)
+        mangostore.create(db_path, passphrase="", settings=fast_settings)
     assert [p.name for p in db_path.parent.iterdir() if not p.name.endswith(".lock")] == []
 
 
@@ -178,13 +178,13 @@ def test_encrypted_db_opened_as_plain_without_keyring_gets_a_hint(
 
 def test_plain_pages_with_passphrase_keep_a_keyring(db_path: Path, fast_settings: Settings) -> None:
     """Plain pages plus a passphrase: the file is readable SQLite, the keyring exists."""
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, encrypted=False, settings=fast_settings
-    ) as db:
+    ) as (db, recovery):
         assert db.page_encryption is False
         assert db.keyring is not None
         assert db.keyring.page_encryption is False
-        assert db.take_recovery_key() is not None
+        assert recovery is not None
     assert db_path.read_bytes().startswith(b"SQLite format 3\x00")
     assert json.loads(keyring_path(db_path).read_text())["page_encryption"] is False
     expect_refusal(
@@ -222,7 +222,7 @@ def test_keyring_of_another_database(
     path, _, _ = closed_db
     other = tmp_path / "other" / "other.db"
     other.parent.mkdir()
-    mangostore.open(other, passphrase=NEW_PASSPHRASE, settings=fast_settings).close()
+    mangostore.create(other, passphrase=NEW_PASSPHRASE, settings=fast_settings).db.close()
     shutil.copy(keyring_path(other), keyring_path(path))
     err = expect_refusal(
         path.parent,
@@ -258,7 +258,8 @@ def test_truncated_database_is_not_a_database(
     source = tmp_path / "source" / "full.db"
     source.parent.mkdir()
     secret = {"passphrase": PASSPHRASE} if encrypted else {"encrypted": False}
-    with mangostore.open(source, settings=fast_settings, **secret) as db:  # type: ignore[arg-type]
+    created = mangostore.create(source, settings=fast_settings, **secret)  # type: ignore[arg-type]
+    with created.db as db:
         db.execute(
             "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'x', 1, 1)"
         )
@@ -395,7 +396,7 @@ def test_stale_keyring_is_not_overwritten(
         err = expect_refusal(
             path.parent,
             KeyringError,
-            lambda p=passphrase: mangostore.open(path, passphrase=p, settings=fast_settings),
+            lambda p=passphrase: mangostore.create(path, passphrase=p, settings=fast_settings),
             match="stale keyring",
         )
         assert not isinstance(err, KeyringMissingError | KeyringCorruptError)
@@ -434,7 +435,7 @@ def test_schema_newer_than_code(
 
 
 def test_recovery_key_is_shown_once(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings, create=True) as db:
         first = db.take_recovery_key()
         assert first is not None
         assert len(first.replace("-", "")) == 52
@@ -489,7 +490,7 @@ def test_wrong_recovery_key(
 def test_recovery_key_cannot_create(db_path: Path, fast_settings: Settings) -> None:
     key = "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA"
     with pytest.raises(ConfigurationError, match="existing database"):
-        mangostore.open(db_path, recovery_key=key, settings=fast_settings)
+        mangostore.open(db_path, recovery_key=key, settings=fast_settings, create=True)
     assert list(db_path.parent.iterdir()) == []
 
 

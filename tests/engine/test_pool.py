@@ -267,7 +267,7 @@ def test_close_wakes_waiters(factory: Factory, clock: FakeClock) -> None:
 
 def test_query_times_out_when_every_reader_is_busy(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, pool_max_readers=2, pool_acquire_timeout_ms=0)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         assert db.store.pool is not None
         with db.store.pool.reader(), db.store.pool.reader():
             with pytest.raises(PoolTimeoutError):
@@ -290,7 +290,7 @@ def test_query_that_begins_is_refused(encrypted_db: mangostore.Database) -> None
 
 def test_pool_idle_timeout_setting_is_used(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, pool_idle_timeout_ms=1500, pool_acquire_timeout_ms=2500)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         assert db.store.pool is not None
         assert db.store.pool._idle_timeout_s == 1.5
         assert db.store.pool._acquire_timeout_s == 2.5

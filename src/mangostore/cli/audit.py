@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import click
@@ -16,6 +15,7 @@ from mangostore.cli.common import (
     open_for,
     plain_option,
 )
+from mangostore.cli.output import emit_json, file_output, json_option, output_option
 from mangostore.files import write_private
 from mangostore.security.audit import AuditCheckpoint
 
@@ -44,7 +44,7 @@ def audit() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Also check the log against this checkpoint (from 'mangostore audit checkpoint').",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def verify(
@@ -70,7 +70,7 @@ def verify(
     with open_for(path, plain=plain, key_file=key_file, feature=AUDIT) as db:
         report = db.audit.verify(checkpoint)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True))
+        emit_json(dict(sorted(dataclasses.asdict(report).items())))
     else:
         first = report.first_seq if report.first_seq is not None else "-"
         last = report.last_seq if report.last_seq is not None else "-"
@@ -90,27 +90,31 @@ def verify(
 
 @audit.command("checkpoint")
 @existing_database
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the checkpoint to this file (mode 0600) instead of standard output.",
-)
+@output_option("the checkpoint (mode 0600)")
+@json_option
 @plain_option
 @key_file_option
-def checkpoint(path: Path, output: Path | None, plain: bool, key_file: Path | None) -> None:
+def checkpoint(
+    path: Path, output: Path | None, as_json: bool, plain: bool, key_file: Path | None
+) -> None:
     """Print a signed checkpoint of the audit log of the database at PATH.
 
     Keep it away from the database (another machine, a printout): given to 'audit
-    verify --checkpoint', it shows any event removed or rewritten since.
+    verify --checkpoint', it shows any event removed or rewritten since. The
+    checkpoint is a JSON object; with -o FILE and --json, where it was written is
+    printed as JSON.
     """
     with open_for(path, plain=plain, key_file=key_file, feature=AUDIT) as db:
         text = db.audit.checkpoint().to_json()
-    if output is None:
+    target = file_output(output)
+    if target is None:
         click.echo(text)
         return
     try:
-        write_private(output, (text + "\n").encode("utf-8"))
+        write_private(target, (text + "\n").encode("utf-8"))
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+    if as_json:
+        emit_json({"output": str(output)})
+        return
     click.echo(f"Checkpoint written to {output}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.text import Text
 
 from mangostore.cli.common import (
     CommandError,
@@ -21,7 +21,8 @@ from mangostore.cli.common import (
     resolve_user,
     utc_text,
 )
-from mangostore.records import UserSession
+from mangostore.cli.output import emit_json, iso_time, json_option
+from mangostore.records import User, UserSession
 
 #: The schema version that brought credentials, session verifiers and deny records.
 AUTH_SCHEMA_VERSION = 11
@@ -41,7 +42,52 @@ def _password_file_option(func: Any) -> Any:
 
 @click.group()
 def user() -> None:
-    """Manage the passwords of a database's users."""
+    """List a database's users and manage their passwords."""
+
+
+@user.command("list")
+@existing_database
+@json_option
+@plain_option
+@key_file_option
+def list_users(path: Path, as_json: bool, plain: bool, key_file: Path | None) -> None:
+    """List the users of the database at PATH by name: never a secret.
+
+    Shown: id, user name, e-mail, creation and last login (UTC), and whether the
+    user has a password. Encrypted fields, password hashes and sessions are not.
+    """
+    with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
+        found = db.users.list(order_by="username")
+        rows = [_user_summary(u, db.auth.has_password(u.id)) for u in found]
+    if as_json:
+        emit_json(rows)
+        return
+    out = console()
+    if not rows:
+        out.print("No users.")
+        return
+    for u, row in zip(found, rows, strict=True):
+        email = f" <{u.email}>" if u.email else ""
+        login = utc_text(u.last_login)
+        out.print(
+            Text(
+                f"{u.username}{email}  {u.id}  created {utc_text(u.created_at)} UTC, "
+                + (f"last login {login} UTC" if login else "never logged in")
+                + ("" if row["has_password"] else ", no password")
+            ),
+            soft_wrap=True,
+        )
+
+
+def _user_summary(u: User, has_password: bool) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "created": iso_time(u.created_at),
+        "last_login": iso_time(u.last_login),
+        "has_password": has_password,
+    }
 
 
 @user.command("add")
@@ -49,6 +95,7 @@ def user() -> None:
 @click.argument("username")
 @click.option("--email", help="The user's e-mail address.")
 @_password_file_option
+@json_option
 @plain_option
 @key_file_option
 def add_user(
@@ -56,6 +103,7 @@ def add_user(
     username: str,
     email: str | None,
     password_file: Path | None,
+    as_json: bool,
     plain: bool,
     key_file: Path | None,
 ) -> None:
@@ -66,6 +114,9 @@ def add_user(
     with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         password = _new_password(password_file, username)
         created = db.auth.create_user_with_password(username, password, email=email)
+    if as_json:
+        emit_json(_user_summary(created, True))
+        return
     console().print(f"Created user {username} ({created.id}).")
 
 
@@ -73,28 +124,43 @@ def add_user(
 @existing_database
 @click.argument("username")
 @_password_file_option
+@json_option
 @plain_option
 @key_file_option
 def set_user_password(
-    path: Path, username: str, password_file: Path | None, plain: bool, key_file: Path | None
+    path: Path,
+    username: str,
+    password_file: Path | None,
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
 ) -> None:
     """Set a new password for USERNAME; every session of the user is revoked."""
     with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         user_id = resolve_user(db, username)
         password = _new_password(password_file, username)
         revoked = db.auth.set_password(user_id, password)
+    if as_json:
+        emit_json({"id": user_id, "username": username, "sessions_revoked": revoked})
+        return
     console().print(f"Password of {username} changed; {revoked} session(s) revoked.")
 
 
 @user.command("unlock")
 @existing_database
 @click.argument("username")
+@json_option
 @plain_option
 @key_file_option
-def unlock_user(path: Path, username: str, plain: bool, key_file: Path | None) -> None:
+def unlock_user(
+    path: Path, username: str, as_json: bool, plain: bool, key_file: Path | None
+) -> None:
     """Clear the failed logins and the lock of USERNAME."""
     with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
         cleared = db.auth.unlock(username)
+    if as_json:
+        emit_json({"username": username, "cleared": cleared})
+        return
     console().print(
         f"Unlocked {username}." if cleared else f"{username} had no failed logins to clear."
     )
@@ -108,7 +174,7 @@ def sessions() -> None:
 @sessions.command("list")
 @existing_database
 @click.option("--user", "username", required=True, help="The user: a user name or a user id.")
-@click.option("--json", "as_json", is_flag=True, help="Print the sessions as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def list_sessions(
@@ -116,20 +182,20 @@ def list_sessions(
 ) -> None:
     """List the live sessions of --user in the database at PATH, newest first."""
     with open_for(path, plain=plain, key_file=key_file, feature=USERS) as db:
-        rows = [_summary(s) for s in db.sessions.active(resolve_user(db, username))]
+        found = db.sessions.active(resolve_user(db, username))
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        emit_json([_summary(s) for s in found])
         return
     out = console()
-    if not rows:
+    if not found:
         out.print(f"No live sessions for {username}.")
         return
-    for row in rows:
-        where = ", ".join(str(row[k]) for k in ("ip_address", "user_agent") if row[k])
+    for session in found:
+        where = ", ".join(str(v) for v in (session.ip_address, session.user_agent) if v)
         out.print(
-            f"{row['id']}  {row['security_level']}, since {row['created']} UTC, "
-            f"last active {row['last_activity']} UTC, expires {row['expires']} UTC"
-            + (f", {where}" if where else ""),
+            f"{session.id}  {session.security_level}, since {utc_text(session.created_at)} "
+            f"UTC, last active {utc_text(session.last_activity)} UTC, expires "
+            f"{utc_text(session.expires_at)} UTC" + (f", {where}" if where else ""),
             soft_wrap=True,
         )
 
@@ -138,12 +204,14 @@ def list_sessions(
 @existing_database
 @click.option("--user", "username", help="Revoke every session of this user (name or id).")
 @click.option("--session", "session_id", help="Revoke this one session (its id).")
+@json_option
 @plain_option
 @key_file_option
 def revoke_sessions(
     path: Path,
     username: str | None,
     session_id: str | None,
+    as_json: bool,
     plain: bool,
     key_file: Path | None,
 ) -> None:
@@ -158,6 +226,9 @@ def revoke_sessions(
         else:
             assert username is not None
             count = db.sessions.revoke_all(resolve_user(db, username))
+    if as_json:
+        emit_json({"revoked": count})
+        return
     console().print(f"Revoked {count} session(s).")
 
 
@@ -175,9 +246,9 @@ def _summary(session: UserSession) -> dict[str, Any]:
     return {
         "id": session.id,
         "security_level": session.security_level,
-        "created": utc_text(session.created_at),
-        "last_activity": utc_text(session.last_activity),
-        "expires": utc_text(session.expires_at),
+        "created": iso_time(session.created_at),
+        "last_activity": iso_time(session.last_activity),
+        "expires": iso_time(session.expires_at),
         "ip_address": session.ip_address,
         "user_agent": session.user_agent,
         "device_info": session.device_info,

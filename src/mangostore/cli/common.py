@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
@@ -28,6 +29,9 @@ from mangostore.keys.kdf import (
     KdfParams,
 )
 from mangostore.keys.keyring import keyring_path
+from mangostore.records import RECORD_CLASSES
+from mangostore.schema.sensitive import SERVICE_SENSITIVE_FIELDS
+from mangostore.security.auth import AuthPolicy
 
 PASSPHRASE_ENV = "MANGOSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 RECOVERY_KEY_ENV = "MANGOSTORE_RECOVERY_KEY"
@@ -146,6 +150,63 @@ def resolve_passphrase(key_file: Path | None, *, prompt: str, confirm: bool = Fa
     )
 
 
+#: The fewest characters a new database passphrase may have: the rule the library
+#: applies to user passwords (``AuthPolicy.min_password_chars``), so one rule holds
+#: for every secret a person chooses.
+MIN_PASSPHRASE_CHARS = AuthPolicy().min_password_chars
+
+
+def check_passphrase_strength(passphrase: str, *, weak_ok: bool) -> None:
+    """Refuse a new passphrase shorter than :data:`MIN_PASSPHRASE_CHARS` characters.
+
+    Characters are counted after NFC normalisation, as for user passwords. Never
+    shows the passphrase.
+
+    Raises:
+        CommandError: the passphrase is too short and ``weak_ok`` is false.
+    """
+    length = len(unicodedata.normalize("NFC", passphrase))
+    if weak_ok or length >= MIN_PASSPHRASE_CHARS:
+        return
+    raise CommandError(
+        f"the new passphrase has {length} character{'s' if length != 1 else ''}; a database "
+        f"passphrase needs at least {MIN_PASSPHRASE_CHARS} (the rule for user passwords), "
+        "since anyone with a copy of the keyring can try guesses at it offline: choose a "
+        "longer one (several words work well), or pass --weak-passphrase to accept it"
+    )
+
+
+def weak_passphrase_option(func: F) -> F:
+    """Add ``--weak-passphrase``: accept a new passphrase shorter than the rule asks."""
+    return click.option(
+        "--weak-passphrase",
+        "weak_ok",
+        is_flag=True,
+        help=(
+            f"Accept a new passphrase shorter than {MIN_PASSPHRASE_CHARS} characters "
+            "(not recommended)."
+        ),
+    )(func)
+
+
+def confirm_or_refuse(question: str, *, yes: bool, refusal: str, declined: str) -> None:
+    """Go on only when the user agreed to something that cannot be undone.
+
+    ``--yes`` agrees in advance; otherwise a person is asked ``question`` (default
+    no). Without a terminal to ask, the command refuses rather than guess.
+
+    Raises:
+        CommandError: with ``refusal`` when nobody can be asked, with ``declined``
+            when the answer is no.
+    """
+    if yes:
+        return
+    if not stdin_is_interactive():
+        raise CommandError(refusal)
+    if not click.confirm(question, default=False, err=True):
+        raise CommandError(declined)
+
+
 def resolve_recovery_key() -> str:
     """Return the recovery key from the environment, else a prompt.
 
@@ -262,11 +323,57 @@ def open_existing(
         if key_file is not None:
             raise click.UsageError("--plain opens without a passphrase; drop --key-file")
         return mangostore.open(path, encrypted=False, create=False, migrate=False)
-    if is_unencrypted_sqlite(path) and not keyring_path(path).exists():
-        # Said before asking for a passphrase that could not be used anyway.
-        raise CommandError(f"{path} is an unencrypted database: open it with --plain")
+    # Said before asking for a passphrase that could not be used anyway.
+    ring = keyring_path(path)
+    if not ring.exists():
+        if is_unencrypted_sqlite(path):
+            raise CommandError(f"{path} is an unencrypted database: open it with --plain")
+        raise CommandError(
+            f"{path} is not a database mangostore can open: it is not an unencrypted SQLite "
+            f"database, and no keyring ({ring.name}) is beside it. If it is an encrypted "
+            "mangostore database, put its keyring back from where you keep backups"
+        )
+    refuse_foreign_keyring(ring)
     passphrase = resolve_passphrase(key_file, prompt=f"Passphrase for {path.name}")
     return mangostore.open(path, passphrase, create=False, migrate=False)
+
+
+def refuse_foreign_keyring(ring: Path) -> None:
+    """Refuse a keyring path that holds something other than JSON (a text file, say).
+
+    A keyring is a JSON object written by mangostore; a damaged one still starts as
+    one. Only the sidecar is read, never the database file.
+
+    Raises:
+        CommandError: the file does not start like a JSON object.
+    """
+    try:
+        with ring.open("rb") as handle:
+            start = handle.read(64).lstrip()
+    except OSError as exc:
+        raise CommandError(f"cannot read the keyring {ring}: {exc.strerror}") from None
+    if start and not start.startswith(b"{"):  # an empty one is damaged: the library says so
+        raise CommandError(
+            f"{ring} is not a mangostore keyring (a keyring is a JSON file mangostore "
+            "writes; this one holds something else): put the database's own keyring back "
+            "from a backup"
+        )
+
+
+def check_new_database_path(path: Path) -> None:
+    """Refuse, with a clear message, a path whose folder cannot hold a new database.
+
+    Raises:
+        CommandError: the folder does not exist or is not a folder.
+    """
+    folder = path.parent
+    if not folder.exists():
+        raise CommandError(
+            f"the folder {folder} does not exist: create it first (mkdir -p {folder}), "
+            "or choose a path in an existing folder"
+        )
+    if not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder, so {path} cannot be made in it")
 
 
 class Feature(NamedTuple):
@@ -322,6 +429,18 @@ def utc_text(ms: int | None, missing: str | None = None) -> str | None:
     if ms is None:
         return missing
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+#: The tables that hold an application's data: one per repository (``db.users``, ...)
+#: and the services' own encrypted ones. The rest are bookkeeping (migrations, key
+#: material, lock-out counters) and search structures, which ``status`` and ``stats``
+#: group unless ``--all`` is given.
+DATA_TABLES = frozenset({cls.__table__ for cls in RECORD_CLASSES} | set(SERVICE_SENSITIVE_FIELDS))
+
+
+def is_internal_table(name: str) -> bool:
+    """Whether ``name`` is one of mangostore's own tables rather than the application's."""
+    return name not in DATA_TABLES
 
 
 def is_unencrypted_sqlite(path: Path) -> bool:

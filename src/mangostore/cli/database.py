@@ -1,9 +1,8 @@
-"""Commands that manage one database file: ``init``, ``status``, ``migrate``, ``passwd``."""
+"""Commands that manage one database file: ``init``, ``status``, ``passwd``."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,12 @@ from mangostore.cli.common import (
     RECOVERY_KEY_ENV,
     CommandError,
     ask_secret,
+    check_new_database_path,
+    check_passphrase_strength,
     console,
     existing_database,
     human_bytes,
+    is_internal_table,
     is_unencrypted_sqlite,
     kdf_options,
     key_file_option,
@@ -30,9 +32,12 @@ from mangostore.cli.common import (
     open_existing,
     plain_option,
     read_key_file,
+    refuse_foreign_keyring,
     resolve_passphrase,
     resolve_recovery_key,
+    weak_passphrase_option,
 )
+from mangostore.cli.output import emit_json, json_option
 from mangostore.errors import ConfigurationError
 from mangostore.keys.keyring import keyring_path
 
@@ -47,33 +52,42 @@ from mangostore.keys.keyring import keyring_path
     help="Create an unencrypted database: no passphrase, no recovery key, nothing encrypted.",
 )
 @key_file_option
+@weak_passphrase_option
 @kdf_options(KdfParams())
+@json_option
 def init(
     path: Path,
     plain: bool,
     key_file: Path | None,
+    weak_ok: bool,
     kdf_memory_kib: int,
     kdf_iterations: int,
     kdf_parallelism: int,
+    as_json: bool,
 ) -> None:
     """Create a new encrypted database at PATH and show its recovery key, once.
 
     The passphrase comes from --key-file, else MANGOSTORE_PASSPHRASE, else it is
-    asked twice at a hidden prompt.
+    asked twice at a hidden prompt. It needs at least 8 characters (the rule for
+    user passwords) unless --weak-passphrase is given.
     """
     if path.exists() and path.stat().st_size > 0:
         raise CommandError(
             f"{path} already exists; inspect it with 'mangostore status {path}' "
             "or choose another path"
         )
+    check_new_database_path(path)
     out = console()
     if plain:
         if key_file is not None:
             raise click.UsageError(
                 "--plain creates a database without a passphrase; drop --key-file"
             )
-        with mangostore.open(path, encrypted=False) as db:
+        with mangostore.create(path, encrypted=False) as (db, _no_key):
             version = db.schema_version
+        if as_json:
+            emit_json(_created(path, version, encrypted=False, recovery_key=None))
+            return
         out.print(f"Created unencrypted database {path} (schema version {version}).")
         out.print("Nothing in it is encrypted and it has no passphrase.", style="yellow")
         return
@@ -81,12 +95,29 @@ def init(
     passphrase = resolve_passphrase(
         key_file, prompt=f"New passphrase for {path.name}", confirm=True
     )
-    with mangostore.open(path, passphrase, settings=Settings(kdf=kdf)) as db:
+    check_passphrase_strength(passphrase, weak_ok=weak_ok)
+    with mangostore.create(path, passphrase, settings=Settings(kdf=kdf)) as (db, recovery_key):
         version = db.schema_version
-        recovery_key = db.take_recovery_key()
+    if as_json:
+        emit_json(_created(path, version, encrypted=True, recovery_key=recovery_key))
+        return
     out.print(f"Created encrypted database {path} (schema version {version}).")
     if recovery_key is not None:
         show_recovery_key(out, recovery_key)
+
+
+def _created(
+    path: Path, version: int, *, encrypted: bool, recovery_key: str | None
+) -> dict[str, Any]:
+    """What ``init --json`` prints: the recovery key too, since it is shown only now."""
+    return {
+        "path": str(path),
+        "schema_version": version,
+        "page_encryption": encrypted,
+        "field_encryption": encrypted,
+        "keyring": str(keyring_path(path)) if encrypted else None,
+        "recovery_key": recovery_key,
+    }
 
 
 def show_recovery_key(out: Console, recovery_key: str) -> None:
@@ -114,25 +145,32 @@ def show_recovery_key(out: Console, recovery_key: str) -> None:
 
 @click.command()
 @existing_database
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@json_option
 @click.option(
     "--no-check", "no_check", is_flag=True, help="Skip reading every page for damage (faster)."
 )
+@click.option(
+    "--all", "show_all", is_flag=True, help="List mangostore's internal tables one by one too."
+)
 @plain_option
 @key_file_option
-def status(path: Path, as_json: bool, no_check: bool, plain: bool, key_file: Path | None) -> None:
+def status(
+    path: Path, as_json: bool, no_check: bool, show_all: bool, plain: bool, key_file: Path | None
+) -> None:
     """Describe the database at PATH: schema, sizes, encryption, key derivation, tables.
 
-    Every page is read to look for damage (PRAGMA quick_check) unless --no-check is
-    given; damage is listed and the exit status is 1. Never shows a key. The database
-    is opened as it is: nothing is migrated.
+    The application's tables are listed with their row counts; mangostore's internal
+    ones (bookkeeping, search structures, key material) are summed on one line unless
+    --all is given. Every page is read to look for damage (PRAGMA quick_check) unless
+    --no-check is given; damage is listed and the exit status is 1. Never shows a key.
+    The database is opened as it is: nothing is migrated.
     """
     with open_existing(path, plain=plain, key_file=key_file) as db:
         info = db.status(check=not no_check)
     if as_json:
-        click.echo(json.dumps(status_as_json(info), indent=2))
+        emit_json(status_as_json(info))
     else:
-        render_status(console(), info)
+        render_status(console(), info, show_all=show_all)
     if info.problems:
         raise CommandError(
             f"{path} is damaged ({len(info.problems)} problem(s) found): restore it from a "
@@ -141,18 +179,26 @@ def status(path: Path, as_json: bool, no_check: bool, plain: bool, key_file: Pat
 
 
 def status_as_json(info: Status) -> dict[str, Any]:
-    """Return what ``status --json`` prints: the status minus the reader-pool counters."""
+    """Return what ``status --json`` prints: the status minus the reader-pool counters.
+
+    Every table is listed, each marked ``internal`` or not.
+    """
     data = dataclasses.asdict(info)
     # The pool of a short-lived command says nothing about the database.
     data.pop("pool", None)
+    for table in data["tables"]:
+        table["internal"] = is_internal_table(table["name"])
     return data
 
 
-def render_status(out: Console, info: Status) -> None:
-    """Print ``info`` as two tables: an overview, then every table with its row count."""
+def render_status(out: Console, info: Status, *, show_all: bool = False) -> None:
+    """Print ``info`` as two tables: an overview, then the tables with their row counts.
+
+    Internal tables are summed on one line unless ``show_all``.
+    """
     overview = Table(box=box.SIMPLE, show_header=False, title="mangostore status")
-    overview.add_column(style="bold")
-    overview.add_column()
+    overview.add_column(style="bold", no_wrap=True)
+    overview.add_column(overflow="fold")  # a long path is folded, never cut
     schema = f"{info.schema_version} of {info.latest_version}"
     if info.schema_version < info.latest_version:
         schema += " (run 'mangostore migrate' to upgrade)"
@@ -171,12 +217,33 @@ def render_status(out: Console, info: Status) -> None:
         overview.add_row(label, Text(value))
     out.print(overview)
 
-    tables = Table(box=box.SIMPLE, title="Tables")
-    tables.add_column("Table")
-    tables.add_column("Rows", justify="right")
+    tables = Table(
+        box=box.SIMPLE,
+        title="Tables",
+        caption=None if show_all else "internal: mangostore's own tables; --all lists them",
+    )
+    tables.add_column("Table", no_wrap=True)
+    tables.add_column("Rows", justify="right", no_wrap=True)
+    if show_all:
+        tables.add_column("Kind", no_wrap=True)
+    internal = [t for t in info.tables if is_internal_table(t.name)]
     for table in info.tables:
-        tables.add_row(Text(table.name), f"{table.rows:,}")
+        if show_all:
+            kind = "internal" if table in internal else "data"
+            tables.add_row(Text(table.name), _rows(table.rows), kind)
+        elif table not in internal:
+            tables.add_row(Text(table.name), _rows(table.rows))
+    if internal and not show_all:
+        total = sum(max(t.rows, 0) for t in internal)
+        tables.add_row(
+            Text(f"internal ({len(internal)} tables)", style="dim"),
+            Text(f"{total:,}", style="dim"),
+        )
     out.print(tables)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,}" if count >= 0 else "?"
 
 
 def _keyring_rows(ring: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -202,42 +269,6 @@ def _keyring_rows(ring: dict[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
-# -- migrate -------------------------------------------------------------------------------
-
-
-@click.command()
-@existing_database
-@click.option(
-    "--to",
-    "target",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Schema version to move to (default: the latest). A lower one reverts migrations.",
-)
-@plain_option
-@key_file_option
-def migrate(path: Path, target: int | None, plain: bool, key_file: Path | None) -> None:
-    """Apply pending migrations to PATH, or revert down to --to N.
-
-    A copy of the database is saved beside it before anything changes, and every run
-    happens in one transaction: a failure leaves the schema as it was.
-    """
-    with open_existing(path, plain=plain, key_file=key_file) as db:
-        before = db.schema_version
-        done = db.migrate(target)
-        after = db.schema_version
-        copied = bool(done) and before > 0 and db.settings.backup_before_migrate
-    out = console()
-    if not done:
-        out.print(f"{path.name} is already at schema version {after}; nothing to do.")
-        return
-    verb = "Applied" if after > before else "Reverted"
-    steps = ", ".join(str(v) for v in done)
-    out.print(f"{verb} migrations {steps}: schema version {before} -> {after}.")
-    if copied:
-        out.print(f"A copy of the database from before was saved beside {path.name}.")
-
-
 # -- passwd --------------------------------------------------------------------------------
 
 
@@ -257,21 +288,26 @@ def migrate(path: Path, target: int | None, plain: bool, key_file: Path | None) 
     help="Read the new passphrase from FILE instead of asking for it twice.",
 )
 @key_file_option
+@weak_passphrase_option
 @kdf_options(None)
+@json_option
 def passwd(
     path: Path,
     recovery: bool,
     new_key_file: Path | None,
     key_file: Path | None,
+    weak_ok: bool,
     kdf_memory_kib: int | None,
     kdf_iterations: int | None,
     kdf_parallelism: int | None,
+    as_json: bool,
 ) -> None:
     """Change the passphrase of the database at PATH.
 
     Only the wrapped master key changes: no data is re-encrypted, and the recovery
     key stays valid. The current passphrase comes from --key-file, else
     MANGOSTORE_PASSPHRASE, else a prompt; with --recovery the recovery key is used.
+    The new one needs at least 8 characters unless --weak-passphrase is given.
     """
     if recovery and key_file is not None:
         raise click.UsageError(
@@ -279,6 +315,8 @@ def passwd(
         )
     if is_unencrypted_sqlite(path) and not keyring_path(path).exists():
         raise CommandError(f"{path} is an unencrypted database: it has no passphrase to change")
+    if keyring_path(path).exists():
+        refuse_foreign_keyring(keyring_path(path))
     old: str | None = None
     if recovery:
         key = resolve_recovery_key()
@@ -304,10 +342,22 @@ def passwd(
                     "or run in a terminal to be asked"
                 ),
             )
+        check_passphrase_strength(new, weak_ok=weak_ok)
         if old is None:
             ring.reset_passphrase(new, kdf)
         else:
             ring.change_passphrase(old, new, kdf)
+    if as_json:
+        emit_json(
+            {
+                "path": str(path),
+                "changed": True,
+                "with_recovery_key": recovery,
+                "kdf": kdf.to_json(),
+                "recovery_key_unchanged": True,
+            }
+        )
+        return
     out = console()
     how = "with the recovery key" if recovery else ""
     out.print(" ".join(f"Passphrase of {path.name} changed {how}".split()) + ".")

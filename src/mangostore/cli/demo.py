@@ -6,6 +6,7 @@ shared :class:`Tour`. A feature shows itself by adding a step.
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import time
@@ -24,6 +25,7 @@ from rich.text import Text
 import mangostore
 from mangostore.cli.common import CommandError, console
 from mangostore.cli.database import render_status
+from mangostore.cli.output import emit_json, json_option
 from mangostore.errors import WrongPassphraseError
 
 #: The passphrase of the demo database. It is printed: the database is thrown away.
@@ -69,9 +71,9 @@ def _now_ms() -> int:
 
 def create_database(tour: Tour) -> None:
     """Create the encrypted database with a fixed, printed passphrase."""
-    tour.db = mangostore.open(tour.path, DEMO_PASSPHRASE)
-    # The key is thrown away with the database; `mangostore init` is where it is shown.
-    tour.db.take_recovery_key()
+    # The recovery key is thrown away with the database; `mangostore init` is where
+    # it is shown.
+    tour.db, _recovery_key = mangostore.create(tour.path, DEMO_PASSPHRASE)
     tour.out.print(f"Database: {tour.path}")
     tour.out.print(f"Demo passphrase (for this throwaway database only): {DEMO_PASSPHRASE}")
     tour.out.print(f"Schema version {tour.db.schema_version}; a recovery key was made too.")
@@ -240,19 +242,33 @@ STEPS: list[Step] = [
 
 
 @click.command()
-def demo() -> None:
+@json_option
+def demo(as_json: bool) -> None:
     """Tour mangostore on a throwaway encrypted database; asks nothing.
 
-    The database lives in a temporary folder that is deleted at the end.
+    The database lives in a temporary folder that is deleted at the end. With
+    --json, each step's title and what it printed are given as JSON instead.
     """
     out = console()
+    steps: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="mangostore-demo-") as folder:
         tour = Tour(out=out, folder=Path(folder))
         try:
             for number, step in enumerate(STEPS, start=1):
-                out.print(Rule(f"{number}. {step.title}"))
-                step.run(tour)
+                if as_json:
+                    # Each step prints into a buffer that becomes its "output" lines.
+                    buffer = io.StringIO()
+                    tour.out = Console(file=buffer, width=100, highlight=False, markup=False)
+                    step.run(tour)
+                    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+                    steps.append({"step": number, "title": step.title, "output": lines})
+                else:
+                    out.print(Rule(f"{number}. {step.title}"))
+                    step.run(tour)
         finally:
             if tour.db is not None:
                 tour.db.close()
+    if as_json:
+        emit_json({"steps": steps, "deleted": True})
+        return
     out.print("Done: the demo database was deleted.", style="green")

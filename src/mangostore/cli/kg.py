@@ -22,8 +22,18 @@ from mangostore.cli.common import (
     resolve_user,
     utc_text,
 )
+from mangostore.cli.output import (
+    deprecated_form,
+    emit_json,
+    file_output,
+    iso_time,
+    json_option,
+    output_option,
+)
+from mangostore.cli.progress import progress_bar
 from mangostore.files import write_private
-from mangostore.kg.model import ENTITY_TYPES
+from mangostore.kg.model import ENTITY_TYPES, Observation, Relation
+from mangostore.kg.search import MIN_CONFIDENCE
 
 #: The schema version that brought the tables the knowledge graph service needs.
 KG_SCHEMA_VERSION = 8
@@ -72,7 +82,15 @@ def _parse_as_of(value: str | None) -> int | None:
 @click.option("--as-of", help="Search the graph as it was then (ISO 8601 or epoch ms).")
 @click.option("--explain", is_flag=True, help="Show each hit's score breakdown and evidence.")
 @click.option("--no-vectors", is_flag=True, help="Full text and graph only, no embedder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@click.option("--speaker", help="The person entity that 'I' and 'my' mean (id or name).")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=MIN_CONFIDENCE,
+    show_default=True,
+    help="Below this confidence of the best hit, print no hit.",
+)
+@json_option
 @plain_option
 @key_file_option
 def search(
@@ -84,26 +102,47 @@ def search(
     as_of: str | None,
     explain: bool,
     no_vectors: bool,
+    speaker: str | None,
+    min_confidence: float,
     as_json: bool,
     plain: bool,
     key_file: Path | None,
 ) -> None:
-    """Search the knowledge graph of --user in the database at PATH for QUERY."""
+    """Search the knowledge graph of --user in the database at PATH for QUERY.
+
+    QUERY may be a question as spoken ("which shell do I prefer these days"); each hit
+    shows how sure it is and the fact that answers it.
+    """
     when = _parse_as_of(as_of)
     with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         user_id = resolve_user(db, user)
         if no_vectors:
             db.kg.set_embedder(None)
+        else:
+            # What search would embed first (seconds after a large import), with a bar.
+            with progress_bar(as_json=as_json) as bar:
+                db.kg.embed_pending(user_id, progress=bar)
+        me = db.kg.resolve(user_id, speaker, "person") if speaker is not None else None
         hits = db.kg.search(
-            user_id, query, k=k, types=list(types) or None, as_of=when, explain=explain
+            user_id,
+            query,
+            k=k,
+            types=list(types) or None,
+            as_of=when,
+            explain=explain,
+            speaker=me,
+            min_confidence=min_confidence,
         )
+        facts = [_fact_text(db, hit.fact) for hit in hits]
     rows: list[dict[str, Any]] = []
-    for hit in hits:
+    for hit, fact in zip(hits, facts, strict=True):
         row: dict[str, Any] = {
             "id": hit.entity.id,
             "type": hit.entity.entity_type,
             "name": hit.entity.name,
             "score": round(hit.score, 6),
+            "confidence": round(hit.confidence, 4),
+            "fact": fact,
         }
         if hit.explanation is not None:
             row["components"] = {
@@ -117,7 +156,7 @@ def search(
             ]
         rows.append(row)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        emit_json(rows)
         return
     out = console()
     if not rows:
@@ -125,8 +164,15 @@ def search(
         return
     for number, row in enumerate(rows, 1):
         out.print(
-            Text(f"{number:>2}. {row['name']}  ({row['type']})  {row['score']:.4f}  {row['id']}")
+            Text(
+                f"{number:>2}. {row['name']}  ({row['type']})  "
+                f"confidence {row['confidence']:.2f}  {row['id']}"
+            )
         )
+        if row["fact"] is not None:
+            fact = row["fact"]
+            held = f"since {fact['since']}" + (f" until {fact['until']}" if fact["until"] else "")
+            out.print(Text(f"    {fact['text']}  ({held})"))
         if "components" in row:
             parts = ", ".join(f"{n} #{c['rank']}" for n, c in row["components"].items())
             factors = ", ".join(f"{n} {f}" for n, f in row["factors"].items())
@@ -136,11 +182,74 @@ def search(
                     out.print(Text(f"    {e['retriever']}: {e['text'][:100]}"))
 
 
+def _fact_text(db: Any, fact: Relation | Observation | None) -> dict[str, Any] | None:
+    """Describe the fact of a hit in words, with when it held."""
+    if fact is None:
+        return None
+    if isinstance(fact, Relation):
+        ends = (db.kg_entities.get(fact.subject_id), db.kg_entities.get(fact.object_id))
+        names = {e.id: e.name for e in ends}
+        text = f"{names[fact.subject_id]} -{fact.predicate}-> {names[fact.object_id]}"
+    else:
+        text = fact.content
+    return {
+        "id": fact.id,
+        "text": text,
+        "since": iso_time(fact.valid_from),
+        "until": None if fact.valid_to is None else iso_time(fact.valid_to),
+    }
+
+
+@kg.command("suggestions")
+@existing_database
+@_user_option
+@click.option("--dismiss", "dismiss", multiple=True, help="Dismiss this suggestion (an id).")
+@json_option
+@plain_option
+@key_file_option
+def suggestions(
+    path: Path,
+    user: str,
+    dismiss: tuple[str, ...],
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
+    """List the near-duplicate entities of --user that were not merged on their own.
+
+    Merge one with the library's ``db.kg.merge(candidate, entity)``; dismiss one that
+    names two different things with --dismiss ID.
+    """
+    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
+        user_id = resolve_user(db, user)
+        for suggestion_id in dismiss:
+            db.kg.dismiss_suggestion(suggestion_id)
+        rows = [
+            {
+                "id": s.id,
+                "entity": db.kg_entities.get(s.entity_id).name,
+                "candidate": db.kg_entities.get(s.candidate_id).name,
+                "similarity": round(s.similarity, 3),
+                "reason": s.reason,
+                "created_at": iso_time(s.created_at),
+            }
+            for s in db.kg.merge_suggestions(user_id)
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    out = console()
+    if not rows:
+        out.print("No merge suggestions.")
+    for row in rows:
+        out.print(Text(f"{row['entity']} ~ {row['candidate']}  ({row['reason']})  {row['id']}"))
+
+
 @kg.command("show")
 @existing_database
 @click.argument("entity")
 @_user_option
-@click.option("--json", "as_json", is_flag=True, help="Print the entity as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def show(
@@ -160,7 +269,7 @@ def show(
             "predicate": r.predicate,
             "object": view.names.get(r.object_id, r.object_id),
             "weight": r.weight,
-            "since": utc_text(r.valid_from, "-"),
+            "since": iso_time(r.valid_from),
         }
         for r in view.outgoing
     ]
@@ -169,7 +278,7 @@ def show(
             "subject": view.names.get(r.subject_id, r.subject_id),
             "predicate": r.predicate,
             "weight": r.weight,
-            "since": utc_text(r.valid_from, "-"),
+            "since": iso_time(r.valid_from),
         }
         for r in view.incoming
     ]
@@ -187,7 +296,7 @@ def show(
             "relations": outgoing,
             "incoming": incoming,
         }
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        emit_json(data)
         return
     out = console()
     out.print(Text(f"{e.name}  ({e.entity_type})  {e.id}"))
@@ -199,10 +308,10 @@ def show(
         mark = " (verified)" if o.verified else ""
         out.print(Text(f"  - [{o.observation_type}] {o.content}{mark}"))
     for rel, other in zip(view.outgoing, outgoing, strict=True):
-        tail = f"(weight {rel.weight:g}, since {other['since']})"
+        tail = f"(weight {rel.weight:g}, since {utc_text(rel.valid_from, '-')})"
         out.print(Text(f"  -{rel.predicate}-> {other['object']}  {tail}"))
     for rel, other in zip(view.incoming, incoming, strict=True):
-        tail = f"(weight {rel.weight:g}, since {other['since']})"
+        tail = f"(weight {rel.weight:g}, since {utc_text(rel.valid_from, '-')})"
         out.print(Text(f"  <-{rel.predicate}- {other['subject']}  {tail}"))
 
 
@@ -210,9 +319,12 @@ def show(
 @existing_database
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @_user_option
+@json_option
 @plain_option
 @key_file_option
-def import_(path: Path, file: Path, user: str, plain: bool, key_file: Path | None) -> None:
+def import_(
+    path: Path, file: Path, user: str, as_json: bool, plain: bool, key_file: Path | None
+) -> None:
     """Import FILE (the MCP memory server's JSONL; '-' for stdin) into --user's graph."""
     try:
         if str(file) == "-":
@@ -221,8 +333,14 @@ def import_(path: Path, file: Path, user: str, plain: bool, key_file: Path | Non
             lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"cannot read {file}: {exc}") from None
-    with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
-        counts = db.kg.import_jsonl(resolve_user(db, user), lines)
+    with (
+        open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db,
+        progress_bar(as_json=as_json) as bar,
+    ):
+        counts = db.kg.import_jsonl(resolve_user(db, user), lines, progress=bar)
+    if as_json:
+        emit_json(dict(counts))
+        return
     console().print(
         Text(
             f"Imported {counts['entities_created']} new and {counts['entities_matched']} "
@@ -234,23 +352,50 @@ def import_(path: Path, file: Path, user: str, plain: bool, key_file: Path | Non
 
 @kg.command("export")
 @existing_database
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument(
+    "file", required=False, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path)
+)
 @_user_option
+@output_option("the JSONL")
+@json_option
 @plain_option
 @key_file_option
-def export(path: Path, file: Path, user: str, plain: bool, key_file: Path | None) -> None:
-    """Export --user's graph to FILE as the MCP memory server's JSONL ('-' for stdout).
+def export(
+    path: Path,
+    file: Path | None,
+    user: str,
+    output: Path | None,
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
+    """Export --user's graph as the MCP memory server's JSONL, to -o FILE or stdout.
 
-    The file holds the graph in plain text: keep it somewhere safe.
+    The file holds the graph in plain text: keep it somewhere safe. (The FILE
+    argument is the older way to name the output and still works.)
     """
+    if file is not None:
+        if output is not None:
+            raise click.UsageError(
+                "name the output once: -o FILE (FILE as an argument is the old form)"
+            )
+        deprecated_form("'kg export PATH FILE'", "'kg export PATH -o FILE'")
+        output = file
     with open_for(path, plain=plain, key_file=key_file, feature=GRAPH) as db:
         lines = list(db.kg.export_jsonl(resolve_user(db, user)))
-    text = "".join(line + "\n" for line in lines)
-    if str(file) == "-":
-        click.echo(text, nl=False)
-        return
-    try:
-        write_private(file, text.encode("utf-8"))
-    except OSError as exc:
-        raise CommandError(f"cannot write {file}: {exc.strerror}") from None
-    console().print(Text(f"Wrote {len(lines)} lines to {file}."))
+    target = file_output(output)
+    to_stdout = target is None
+    if target is not None:
+        try:
+            write_private(target, "".join(line + "\n" for line in lines).encode("utf-8"))
+        except OSError as exc:
+            raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+    if as_json:
+        result: dict[str, Any] = {"output": None if to_stdout else str(output), "lines": len(lines)}
+        if to_stdout:
+            result["records"] = [json.loads(line) for line in lines]
+        emit_json(result)
+    elif to_stdout:
+        click.echo("".join(line + "\n" for line in lines), nl=False)
+    else:
+        console().print(Text(f"Wrote {len(lines)} lines to {output}."))

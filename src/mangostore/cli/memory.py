@@ -19,6 +19,7 @@ from mangostore.cli.common import (
     resolve_user,
     utc_text,
 )
+from mangostore.cli.output import emit_json, iso_time, json_option
 from mangostore.kg.memory import MEMORY_TYPES
 from mangostore.records import AIMemory
 
@@ -46,7 +47,7 @@ def memory() -> None:
     "--type", "memory_type", type=click.Choice(MEMORY_TYPES), help="Only memories of this type."
 )
 @click.option("--project", "project_id", help="Only this project's and the user-wide memories.")
-@click.option("--json", "as_json", is_flag=True, help="Print the memories as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def list_memories(
@@ -67,26 +68,26 @@ def list_memories(
         found = db.memory.list(
             resolve_user(db, user), memory_type=memory_type, project_id=project_id
         )
-    rows = [_summary(m) for m in found]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        emit_json([_summary(m) for m in found])
         return
     out = console()
-    if not rows:
+    if not found:
         out.print(f"No memories for {user}.")
         return
-    for row in rows:
+    for m in found:
+        row = _summary(m)
         value = json.dumps(row["value"], ensure_ascii=False)
         if len(value) > _VALUE_WIDTH:
             value = value[: _VALUE_WIDTH - 3] + "..."
         scope = f"project {row['project_id']}" if row["project_id"] else "user-wide"
-        expires = f", expires {row['expires']} UTC" if row["expires"] else ""
+        expires = f", expires {utc_text(m.expires_at)} UTC" if m.expires_at else ""
         out.print(Text(f"{row['key']} = {value}"), soft_wrap=True)
         out.print(
             Text(
                 f"    {row['type']}, confidence {row['confidence']:.2f}, {scope}, "
-                f"since {row['created']} UTC{expires}, recalled {row['access_count']}x  "
-                f"{row['id']}"
+                f"since {utc_text(m.created_at)} UTC{expires}, recalled "
+                f"{row['access_count']}x  {row['id']}"
             ),
             soft_wrap=True,
         )
@@ -102,8 +103,8 @@ def _summary(m: AIMemory) -> dict[str, Any]:
         "source": m.source,
         "project_id": m.project_id,
         "conversation_id": m.conversation_id,
-        "created": utc_text(m.created_at),
-        "expires": utc_text(m.expires_at),
+        "created": iso_time(m.created_at),
+        "expires": iso_time(m.expires_at),
         "access_count": m.access_count or 0,
-        "last_accessed": utc_text(m.last_accessed),
+        "last_accessed": iso_time(m.last_accessed),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from mangostore.cli.common import (
     resolve_user,
     utc_text,
 )
+from mangostore.cli.output import emit_json, iso_time, json_option
 from mangostore.notify.preferences import PRIORITIES
 from mangostore.records import Notification
 
@@ -45,7 +45,7 @@ def notify() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Most to show."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the notifications as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def list_notifications(
@@ -65,21 +65,21 @@ def list_notifications(
         else:
             found = db.notify.history(user_id, limit=limit)
         names = {r[0]: r[1] for r in db.query("SELECT id, name FROM notification_types")}
-    rows = [_summary(n, names) for n in found]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        emit_json([_summary(n, names) for n in found])
         return
     out = console()
-    if not rows:
+    if not found:
         out.print(f"No {'unread ' if unread else ''}notifications for {user}.")
         return
     # Two lines each rather than a table: ids stay whole (they are what `notify read`
     # takes) and messages keep their width on a narrow terminal.
-    for row in rows:
+    for n in found:
+        row = _summary(n, names)
         out.print(
             Text(
-                f"{row['id']}  {row['created']} UTC  {row['status']}  {row['priority']}  "
-                f"{row['type']}"
+                f"{row['id']}  {utc_text(n.created_at, '')} UTC  {row['status']}  "
+                f"{row['priority']}  {row['type']}"
             ),
             soft_wrap=True,
         )
@@ -100,6 +100,7 @@ def list_notifications(
 @click.option("--project", "project_id", help="The id of the project it is about.")
 @click.option("--priority", type=click.Choice(PRIORITIES), help="Default: the type's own priority.")
 @click.option("--title", help="Default: the type's name.")
+@json_option
 @plain_option
 @key_file_option
 def send(
@@ -110,12 +111,15 @@ def send(
     project_id: str | None,
     priority: str | None,
     title: str | None,
+    as_json: bool,
     plain: bool,
     key_file: Path | None,
 ) -> None:
     """Send a notification of --type to --user in the database at PATH.
 
-    Parameter values are plain text: braces in them are kept as they are.
+    Parameter values are plain text: braces in them are kept as they are. Delivery
+    to the log happens at once; desktop and voice deliveries stay pending until the
+    application (which has a deliverer for them) delivers them.
     """
     values = _parse_params(params)
     with open_for(path, plain=plain, key_file=key_file, feature=NOTIFICATIONS) as db:
@@ -128,10 +132,21 @@ def send(
             title=title,
         )
         states = db.notify.deliveries(sent.id)
-    out = console()
-    out.print(f"Sent notification {sent.id} ({sent.priority}): {sent.status}.")
+        names = {r[0]: r[1] for r in db.query("SELECT id, name FROM notification_types")}
     delivered = [s.method for s in states if s.status == "delivered"]
     waiting = [s.method for s in states if s.status in ("pending", "failed")]
+    if as_json:
+        emit_json(
+            {
+                **_summary(sent, names),
+                "scheduled": iso_time(sent.scheduled_at),
+                "delivered_by": delivered,
+                "waiting_for_application": waiting,
+            }
+        )
+        return
+    out = console()
+    out.print(f"Sent notification {sent.id} ({sent.priority}): {sent.status}.")
     if delivered:
         out.print(f"Delivered by: {', '.join(delivered)}.")
     if waiting:
@@ -144,13 +159,32 @@ def send(
 @notify.command("read")
 @existing_database
 @click.argument("ids", nargs=-1, required=True)
+@json_option
 @plain_option
 @key_file_option
-def read(path: Path, ids: tuple[str, ...], plain: bool, key_file: Path | None) -> None:
-    """Mark the notifications IDS of the database at PATH read: all of them, or none."""
+def read(
+    path: Path, ids: tuple[str, ...], as_json: bool, plain: bool, key_file: Path | None
+) -> None:
+    """Mark the notifications IDS of the database at PATH read: all of them, or none.
+
+    Ids already read are left as they are and reported; that is not an error.
+    """
     with open_for(path, plain=plain, key_file=key_file, feature=NOTIFICATIONS) as db:
-        done = db.notify.mark_read(list(ids))
-    console().print(f"Marked {len(done)} notification{'s' if len(done) != 1 else ''} read.")
+        unique = list(dict.fromkeys(ids))
+        # One transaction: what was already read cannot change before the rest is marked.
+        with db.transaction():
+            # An unknown id raises NotFoundError here: nothing is marked.
+            already = [i for i in unique if db.notifications.get(i).status == "read"]
+            rest = [i for i in unique if i not in already]
+            done = db.notify.mark_read(rest) if rest else []
+    if as_json:
+        emit_json({"marked_read": [n.id for n in done], "already_read": already})
+        return
+    out = console()
+    if done or not already:
+        out.print(f"Marked {len(done)} notification{'s' if len(done) != 1 else ''} read.")
+    for notification_id in already:
+        out.print(f"{notification_id} was already read.")
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -168,7 +202,7 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 def _summary(n: Notification, type_names: dict[str, str]) -> dict[str, Any]:
     return {
         "id": n.id,
-        "created": utc_text(n.created_at, ""),
+        "created": iso_time(n.created_at),
         "status": n.status,
         "priority": n.priority,
         "type": type_names.get(n.notification_type_id, n.notification_type_id),

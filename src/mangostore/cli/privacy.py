@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,8 @@ from mangostore.cli.common import (
     resolve_user,
     stdin_is_interactive,
 )
+from mangostore.cli.output import deprecated_form, emit_json, iso_time, json_option, output_option
+from mangostore.cli.progress import progress_bar
 from mangostore.privacy import DEFAULT_POLICIES, RetentionPolicy
 
 #: The schema version that made security_events a chain (retention anchors need it).
@@ -57,7 +58,7 @@ def _days(table: str) -> Callable[[F], F]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where archive files go (default: PATH.archive beside the database).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @plain_option
 @key_file_option
 def retention(
@@ -81,12 +82,17 @@ def retention(
         RetentionPolicy("notifications", notifications),
         RetentionPolicy("security_events", security_events),
     ]
-    with open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db:
-        report = db.privacy.apply_retention(policies=policies, archive_dir_path=archive_dir)
+    with (
+        open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db,
+        progress_bar(as_json=as_json) as bar,
+    ):
+        report = db.privacy.apply_retention(
+            policies=policies, archive_dir_path=archive_dir, progress=bar
+        )
     rows = [
         {
             "table": t.table,
-            "cutoff": t.cutoff,
+            "cutoff": iso_time(t.cutoff),
             "archived": t.archived,
             "deleted": t.deleted,
             "archive": None if t.archive is None else str(t.archive),
@@ -94,7 +100,7 @@ def retention(
         for t in report.tables
     ]
     if as_json:
-        click.echo(json.dumps({"tables": rows, "anchor_seq": report.anchor_seq}, indent=2))
+        emit_json({"tables": rows, "anchor_seq": report.anchor_seq})
         return
     for row in rows:
         line = f"{row['table']}: {row['deleted']} deleted"
@@ -106,24 +112,58 @@ def retention(
 @privacy.command("export")
 @existing_database
 @click.option("--user", "user", required=True, help="The user: a user id or a user name.")
+@output_option("the export (a new or empty directory)", file_okay=False, dir_okay=True)
 @click.option(
     "--out",
     "out_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="A new (or empty) directory to write the export to.",
+    help="The older name of -o/--output (deprecated).",
 )
+@json_option
 @plain_option
 @key_file_option
-def export(path: Path, user: str, out_dir: Path, plain: bool, key_file: Path | None) -> None:
+def export(
+    path: Path,
+    user: str,
+    output: Path | None,
+    out_dir: Path | None,
+    as_json: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
     """Export every row of --user, decrypted, as JSON Lines with a SHA-256 manifest.
 
-    The files hold the user's personal data in plaintext: keep them accordingly.
+    The files go to the directory -o DIR, which must be new or empty. They hold the
+    user's personal data in plaintext: keep them accordingly.
     """
-    with open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db:
-        manifest = db.privacy.export_user(resolve_user(db, user), out_dir)
+    if out_dir is not None:
+        if output is not None:
+            raise click.UsageError("name the directory once: -o DIR (--out is the old name)")
+        deprecated_form("--out", "-o/--output")
+        output = out_dir
+    if output is None or str(output) == "-":
+        raise click.UsageError("name the directory to write the export to with -o DIR")
+    with (
+        open_for(path, plain=plain, key_file=key_file, feature=PRIVACY) as db,
+        progress_bar(as_json=as_json) as bar,
+    ):
+        manifest = db.privacy.export_user(resolve_user(db, user), output, progress=bar)
+    if as_json:
+        emit_json(
+            {
+                "user_id": manifest.user_id,
+                "directory": str(manifest.directory),
+                "created": iso_time(manifest.created_at),
+                "schema_version": manifest.schema_version,
+                "files": [
+                    {"name": f.name, "table": f.table, "rows": f.rows, "sha256": f.sha256}
+                    for f in manifest.files
+                ],
+            }
+        )
+        return
     total = sum(f.rows for f in manifest.files)
-    click.echo(f"Exported {total} rows in {len(manifest.files)} files to {out_dir}")
+    click.echo(f"Exported {total} rows in {len(manifest.files)} files to {output}")
     for entry in manifest.files:
         if entry.rows:
             click.echo(f"  {entry.name}: {entry.rows}")
@@ -133,9 +173,12 @@ def export(path: Path, user: str, out_dir: Path, plain: bool, key_file: Path | N
 @existing_database
 @click.option("--user", "user", required=True, help="The user: a user id or a user name.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @plain_option
 @key_file_option
-def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) -> None:
+def erase(
+    path: Path, user: str, yes: bool, as_json: bool, plain: bool, key_file: Path | None
+) -> None:
     """Erase --user: delete their rows everywhere and destroy their data key.
 
     Irreversible. Asks for confirmation unless --yes is given (and refuses to go on
@@ -154,6 +197,17 @@ def erase(path: Path, user: str, yes: bool, plain: bool, key_file: Path | None) 
                 err=True,
             )
         report = db.privacy.erase_user(user_id)
+    if as_json:
+        emit_json(
+            {
+                "subject": report.subject,
+                "rows_deleted": report.rows_deleted,
+                "keys_destroyed": report.keys_destroyed,
+                "wal_truncated": report.wal_truncated,
+                "copies_not_reached": [str(c) for c in report.copies_not_reached],
+            }
+        )
+        return
     click.echo(
         f"Erased {user}: {report.total_deleted} rows deleted, "
         f"{report.keys_destroyed} keys destroyed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from mangostore.cli.common import (
     console,
     existing_database,
     human_bytes,
+    is_internal_table,
     key_file_option,
     open_existing,
     plain_option,
 )
+from mangostore.cli.output import emit_json, iso_time, json_option
 from mangostore.monitor import PerformanceReport
 
 #: Statement shapes shown in the table (the JSON and the metrics have them all).
@@ -31,40 +34,66 @@ TOP_STATEMENTS = 15
 
 @click.command()
 @existing_database
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @click.option(
     "--prometheus",
     is_flag=True,
     help="Print the report as metrics in the Prometheus text format.",
 )
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List every table and index one by one, mangostore's internal ones too.",
+)
 @plain_option
 @key_file_option
-def stats(path: Path, as_json: bool, prometheus: bool, plain: bool, key_file: Path | None) -> None:
+def stats(
+    path: Path,
+    as_json: bool,
+    prometheus: bool,
+    show_all: bool,
+    plain: bool,
+    key_file: Path | None,
+) -> None:
     """Show the performance report of the database at PATH.
 
-    Disk usage per table and index, free pages and WAL, every index and whether
-    the statements seen used it, table scans with the index that would avoid them,
-    cache counters and recommendations. Statement statistics are those of this
-    command's own run; an application gets its own from db.performance_report().
-    Nothing is changed or migrated.
+    Disk usage and indexes per table (every table and index with --all), free pages
+    and WAL, table scans with the index that would avoid them, cache counters and
+    recommendations. Statement statistics are those of this command's own run; an
+    application gets its own from db.performance_report(). Nothing is changed or
+    migrated.
     """
     if as_json and prometheus:
         raise click.UsageError("choose one of --json and --prometheus")
     with open_existing(path, plain=plain, key_file=key_file) as db:
         report = db.performance_report()
     if as_json:
-        click.echo(report.to_json())
+        emit_json(report_as_json(report))
     elif prometheus:
         click.echo(prometheus_text(report), nl=False)
     else:
-        render_report(console(), report)
+        render_report(console(), report, show_all=show_all)
+
+
+def report_as_json(report: PerformanceReport) -> dict[str, Any]:
+    """The report as ``stats --json`` prints it: times as ISO 8601 (UTC)."""
+    data = report.to_dict()
+    data["timestamp"] = iso_time(report.timestamp)
+    for slow in data["query_performance"].get("slow_queries", []):
+        slow["at"] = iso_time(slow.pop("at_ms"))
+    return data
 
 
 # -- tables --------------------------------------------------------------------------------
 
 
-def render_report(out: Console, report: PerformanceReport) -> None:
-    """Print the report as rich tables."""
+def render_report(out: Console, report: PerformanceReport, *, show_all: bool = False) -> None:
+    """Print the report as rich tables.
+
+    Disk usage and indexes are summed per table of the application, with
+    mangostore's internal tables on one line, unless ``show_all``.
+    """
     disk = report.disk_usage
     overview = Table(box=box.SIMPLE, show_header=False, title="mangostore stats")
     overview.add_column(style="bold")
@@ -85,36 +114,11 @@ def render_report(out: Console, report: PerformanceReport) -> None:
         overview.add_row(label, Text(value))
     out.print(overview)
 
-    objects = Table(box=box.SIMPLE, title="Disk usage")
-    for heading, justify in (("Name", "left"), ("Kind", "left"), ("Table", "left")):
-        objects.add_column(heading, justify=justify)  # type: ignore[arg-type]
-    objects.add_column("Size", justify="right")
-    objects.add_column("Pages", justify="right")
-    objects.add_column("Rows", justify="right")
-    for item in disk.objects:
-        objects.add_row(
-            Text(item.name),
-            item.kind,
-            Text(item.table),
-            human_bytes(item.bytes),
-            f"{item.pages:,}",
-            f"{item.rows:,}" if item.rows >= 0 else "",
-        )
-    out.print(objects)
-
-    indexes = Table(box=box.SIMPLE, title="Indexes")
-    indexes.add_column("Index")
-    indexes.add_column("Table")
-    indexes.add_column("Columns")
-    indexes.add_column("Uses", justify="right")
-    for index in report.index_usage.indexes:
-        indexes.add_row(
-            Text(index.name),
-            Text(index.table),
-            Text(", ".join(index.columns)),
-            f"{index.uses:,}" if index.uses else "unused",
-        )
-    out.print(indexes)
+    if show_all:
+        _all_objects(out, report)
+        _all_indexes(out, report)
+    else:
+        _usage_by_table(out, report)
 
     if report.index_usage.scans:
         scans = Table(box=box.SIMPLE, title="Table scans")
@@ -173,6 +177,109 @@ def render_report(out: Console, report: PerformanceReport) -> None:
     if not report.recommendations:
         advice.add_row("", "none: nothing measured calls for a change", "")
     out.print(advice)
+
+
+def _all_objects(out: Console, report: PerformanceReport) -> None:
+    # Names are never cut: they take the width they need, and the table an index
+    # belongs to is said in the index table below rather than in a column here.
+    objects = Table(box=box.SIMPLE, title="Disk usage", pad_edge=False)
+    objects.add_column("Name", no_wrap=True)
+    objects.add_column("Kind", no_wrap=True)
+    # Pages are left to --json: the size says the same, and names need the width.
+    for heading in ("Size", "Rows"):
+        objects.add_column(heading, justify="right", no_wrap=True)
+    for item in report.disk_usage.objects:
+        objects.add_row(
+            Text(item.name),
+            item.kind,
+            human_bytes(item.bytes),
+            f"{item.rows:,}" if item.rows >= 0 else "",
+        )
+    out.print(objects)
+
+
+def _all_indexes(out: Console, report: PerformanceReport) -> None:
+    indexes = Table(box=box.SIMPLE, title="Indexes, by table", pad_edge=False)
+    indexes.add_column("Index", no_wrap=True)
+    indexes.add_column("Columns", overflow="fold")
+    indexes.add_column("Uses", justify="right", no_wrap=True)
+    table = None
+    for index in sorted(report.index_usage.indexes, key=lambda i: (i.table, i.name)):
+        if index.table != table:
+            table = index.table
+            indexes.add_row(Text(f"{table}:", style="bold"), "", "")
+        indexes.add_row(
+            Text("  " + index.name),
+            Text(", ".join(index.columns)),
+            f"{index.uses:,}" if index.uses else "unused",
+        )
+    out.print(indexes)
+
+
+@dataclass(slots=True)
+class _TableUsage:
+    """Sizes and indexes summed for one table (or for every internal table)."""
+
+    tables: int = 0
+    rows: int = 0
+    bytes: int = 0
+    index_bytes: int = 0
+    indexes: int = 0
+    used: int = 0
+
+
+def _usage_by_table(out: Console, report: PerformanceReport) -> None:
+    by_table: dict[str, _TableUsage] = {}
+    internal = _TableUsage()
+    for item in report.disk_usage.objects:
+        usage = (
+            internal
+            if is_internal_table(item.table)
+            else by_table.setdefault(item.table, _TableUsage())
+        )
+        if item.kind == "table":
+            usage.tables += 1
+            usage.bytes += item.bytes
+            usage.rows += max(item.rows, 0)
+        else:
+            usage.index_bytes += item.bytes
+    for index in report.index_usage.indexes:
+        usage = (
+            internal
+            if is_internal_table(index.table)
+            else by_table.setdefault(index.table, _TableUsage())
+        )
+        usage.indexes += 1
+        usage.used += 1 if index.uses else 0
+    table = Table(
+        box=box.SIMPLE,
+        title="Tables and their indexes",
+        caption="internal: mangostore's own bookkeeping, search and key tables; --all lists "
+        "every table and index",
+    )
+    table.add_column("Table", no_wrap=True)
+    for heading in ("Rows", "Size", "Indexes", "Index size", "Used"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    ordered = sorted(by_table.items(), key=lambda kv: (-(kv[1].bytes + kv[1].index_bytes), kv[0]))
+    for name, usage in ordered:
+        table.add_row(Text(name), *_usage_cells(usage))
+    if internal.tables:
+        table.add_row(
+            Text(f"internal ({internal.tables} tables)", style="dim"),
+            *_usage_cells(internal),
+            style="dim",
+        )
+    out.print(table)
+
+
+def _usage_cells(usage: _TableUsage) -> list[str]:
+    return [
+        f"{usage.rows:,}",
+        human_bytes(usage.bytes),
+        f"{usage.indexes:,}",
+        human_bytes(usage.index_bytes),
+        f"{usage.used:,}",
+    ]
 
 
 # -- Prometheus ----------------------------------------------------------------------------

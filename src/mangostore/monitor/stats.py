@@ -28,6 +28,9 @@ _MAX_TEXTS: Final = 20_000
 #: Slow queries kept for the report (the log has them all).
 SLOW_LOG_SIZE: Final = 100
 
+#: Where slow statements are logged, at WARNING. Like every mangostore logger it prints
+#: nothing until the application configures logging (the package's logger has only a
+#: NullHandler): a terminal UI's screen is never written over.
 log = logging.getLogger("mangostore.slow_queries")
 
 

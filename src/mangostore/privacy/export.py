@@ -7,6 +7,7 @@ through ``db.audit``, which opens their sealed data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from mangostore.privacy.ownership import (
     key_batches,
     read_schema,
 )
+from mangostore.progress import Progress, Reporter
 from mangostore.records import RECORD_CLASSES, Record
 from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, OWNER_COLUMN
 from mangostore.sql import batches, quote_identifier
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPORT_FORMAT",
     "MANIFEST",
+    "REPORT_EVERY",
     "ExportManifest",
     "ExportedFile",
     "export_user",
@@ -50,6 +53,8 @@ _RECORD_TABLES: Final = {cls.__table__: cls for cls in RECORD_CLASSES}
 #: Columns holding credentials: exported as "[redacted]", never as their value.
 _CREDENTIAL_WORDS: Final = ("password", "verifier", "secret")
 _REDACTED: Final = "[redacted]"
+#: Rows written between two progress reports.
+REPORT_EVERY: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +101,18 @@ class ExportManifest:
 
 
 def export_user(
-    db: ExportDatabase, user_id: str, dest_dir: str | os.PathLike[str]
+    db: ExportDatabase,
+    user_id: str,
+    dest_dir: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
 ) -> ExportManifest:
     """Write every row of ``user_id`` in ``db``, decrypted, to ``dest_dir``.
 
     What :meth:`mangostore.privacy.PrivacyService.export_user` does; arguments,
-    result and errors as there.
+    result and errors as there. Whatever stops an export half-way (an error, a
+    ``progress`` callback that raises) removes the files it had written, and the
+    directory if it made it.
 
     Raises:
         NotFoundError: no such user.
@@ -112,20 +123,44 @@ def export_user(
     directory = Path(dest_dir)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ValidationError(f"{directory} must be an empty directory or not exist yet")
+    made = not directory.exists()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        manifest = _export(db, user_id, directory, written, Reporter(progress, every=REPORT_EVERY))
+    except BaseException:
+        # Half an export is worse than none: it looks complete and holds plaintext.
+        for path in written:
+            path.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):  # not empty: someone else's file is there
+                directory.rmdir()
+        raise
+    return manifest
+
+
+def _export(
+    db: ExportDatabase, user_id: str, directory: Path, written: list[Path], report: Reporter
+) -> ExportManifest:
+    """Write the export's files into ``directory``, naming each in ``written`` first."""
     created_at = db.clock.now_ms()
+    report.begin("exporting rows")
     with db.store.snapshot() as conn:
         schema = read_schema(conn)
         owned = Ownership.find(conn, schema, user_id, follow_others=False, skip=EXPORTED_APART)
+        report.advance(0, total=owned.count())
         files: list[ExportedFile] = []
         for table in schema.owned_tables(EXPORTED_APART):
             rows = _export_rows(db, conn, schema, table, owned.rows.get(table, set()))
-            files.append(_write_jsonl(directory, table, rows))
+            files.append(_write_jsonl(directory, table, rows, written, report))
+    report.end()
+    report.begin("exporting audit events")
     events = (
         {**e.to_dict(), "mac": None if e.mac is None else e.mac.hex()}
         for e in db.audit.iter_events(user_id=user_id)
     )
-    files.append(_write_jsonl(directory, "security_events", events))
+    files.append(_write_jsonl(directory, "security_events", events, written, report))
+    report.end()
     manifest = ExportManifest(
         user_id=user_id,
         directory=directory,
@@ -236,13 +271,20 @@ def _redact(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _write_jsonl(directory: Path, table: str, rows: Iterator[Mapping[str, Any]]) -> ExportedFile:
+def _write_jsonl(
+    directory: Path,
+    table: str,
+    rows: Iterator[Mapping[str, Any]],
+    written: list[Path],
+    report: Reporter,
+) -> ExportedFile:
     name = f"{table}.jsonl"
     digest = hashlib.sha256()
     count = 0
     path = directory / name
     # O_EXCL: never write into a file someone placed there first (a link elsewhere).
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    written.append(path)
     with os.fdopen(fd, "wb") as out:
         for row in rows:
             line = (
@@ -257,6 +299,7 @@ def _write_jsonl(directory: Path, table: str, rows: Iterator[Mapping[str, Any]])
             out.write(line)
             digest.update(line)
             count += 1
+            report.advance()
         out.flush()
         os.fsync(out.fileno())
     return ExportedFile(name, table, count, digest.hexdigest())

@@ -21,6 +21,7 @@ from mangostore.errors import InvalidValueError
 from mangostore.privacy.archive import StagedArchive, archive_dir, stage_archive
 from mangostore.privacy.common import refuse_inside_transaction, select_dicts
 from mangostore.privacy.ownership import SchemaMap, key_batches, read_schema
+from mangostore.progress import Progress, Reporter
 from mangostore.security.audit import ANCHOR_COMPONENT
 from mangostore.sql import quote_identifier
 
@@ -121,6 +122,7 @@ def apply_retention(
     policies: Sequence[RetentionPolicy] | None = None,
     *,
     archive_dir_path: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> RetentionReport:
     """Archive and delete what the policies say is too old, in ``db``.
 
@@ -138,10 +140,18 @@ def apply_retention(
         chosen[policy.table] = policy
     results: list[TableRetention] = []
     anchor_seq: int | None = None
+    # One stage a table, reported before it starts and once it has committed.
+    report = Reporter(progress)
+    report.begin("command_history")
     results.append(_retain_commands(db, chosen["command_history"], at, archive_dir_path))
+    report.end(results[-1].deleted)
+    report.begin("notifications")
     results.append(_retain_notifications(db, chosen["notifications"], at))
+    report.end(results[-1].deleted)
+    report.begin("security_events")
     events, anchor_seq = _retain_events(db, chosen["security_events"], at, archive_dir_path)
     results.append(events)
+    report.end(events.deleted)
     return RetentionReport(now=at, tables=tuple(results), anchor_seq=anchor_seq)
 
 

@@ -22,6 +22,7 @@ from mangostore.privacy.retention import (
     TableRetention,
     apply_retention,
 )
+from mangostore.progress import Progress
 
 if TYPE_CHECKING:
     from mangostore.privacy.ports import PrivacyDatabase
@@ -61,6 +62,7 @@ class PrivacyService:
         policies: Sequence[RetentionPolicy] | None = None,
         *,
         archive_dir_path: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None,
     ) -> RetentionReport:
         """Archive and delete what the policies say is too old.
 
@@ -78,6 +80,10 @@ class PrivacyService:
                 (:data:`DEFAULT_POLICIES` for the others).
             archive_dir_path: where archive files go (default ``<database>.archive``;
                 required for an in-memory database that has rows to archive).
+            progress: told of one stage a table (``"command_history"``,
+                ``"notifications"``, ``"security_events"``), counted in rows deleted,
+                before the table's work and once it has committed; a callback that
+                raises stops retention there (see :mod:`mangostore.progress`).
 
         Returns:
             What was archived and deleted, per table.
@@ -86,9 +92,17 @@ class PrivacyService:
             ConfigurationError: archiving is needed but there is no place for files.
             DatabaseError: called inside a transaction.
         """
-        return apply_retention(self._db, now, policies, archive_dir_path=archive_dir_path)
+        return apply_retention(
+            self._db, now, policies, archive_dir_path=archive_dir_path, progress=progress
+        )
 
-    def export_user(self, user_id: str, dest_dir: str | os.PathLike[str]) -> ExportManifest:
+    def export_user(
+        self,
+        user_id: str,
+        dest_dir: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> ExportManifest:
         """Write every row of ``user_id``, decrypted, as JSON Lines with a checksum manifest.
 
         One ``<table>.jsonl`` per table that can hold the user's rows (found from the
@@ -104,6 +118,10 @@ class PrivacyService:
         Args:
             user_id: the user to export.
             dest_dir: a directory that does not exist yet, or is empty.
+            progress: told of the stages ``"exporting rows"`` and ``"exporting audit
+                events"`` every 500 rows (see :mod:`mangostore.progress`). An export
+                stopped half-way (by an error, or a callback that raises) removes the
+                files it wrote.
 
         Returns:
             The manifest, as also written to ``manifest.json``.
@@ -113,7 +131,7 @@ class PrivacyService:
             ValidationError: ``dest_dir`` exists and is not empty.
             TamperedDataError: one of the user's encrypted values does not authenticate.
         """
-        return export_user(self._db, user_id, dest_dir)
+        return export_user(self._db, user_id, dest_dir, progress=progress)
 
     def erase_user(self, user_id: str) -> ErasureReport:
         """Erase a user: delete their rows everywhere and destroy their data key.
