@@ -142,7 +142,9 @@ def run(config: Config) -> list[Measurement]:
     """Seed an encrypted database in a temporary folder, run every benchmark, return the rows."""
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp:
         path = Path(tmp) / "audit.db"
-        with mangostore.open(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+        with mangostore.create(
+            path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+        ).db as db:
             assert db.keyring is not None
             page_key = db.keyring.subkey("page")
             user = db.users.create(username="heavy-user").id
@@ -266,7 +268,7 @@ def measure_size(events: int, directory: Path | None = None) -> SizeReport:
     settings = Settings(kdf=FAST_KDF)
     with tempfile.TemporaryDirectory(prefix="mangostore-size-", dir=directory) as tmp:
         path = Path(tmp) / "size.db"
-        with mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as db:
+        with mangostore.create(path, passphrase=PASSPHRASE, settings=settings).db as db:
             user = db.users.create(username="heavy-user").id
         before = os.path.getsize(path)
         with mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as db:

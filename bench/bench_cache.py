@@ -69,7 +69,7 @@ def _seed(path: Path, count: int) -> list[str]:
     now = int(time.time() * 1000)
     ids = [str(uuid6.uuid7()) for _ in range(count)]
     with (
-        mangostore.open(path, passphrase=PASSPHRASE, settings=BARE) as db,
+        mangostore.create(path, passphrase=PASSPHRASE, settings=BARE).db as db,
         db.transaction(),
     ):
         for uid in ids:

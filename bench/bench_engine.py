@@ -80,7 +80,7 @@ def _seed(path: Path, users: list[UserRow], settings: Settings, *, encrypted: bo
     """Create the database at ``path`` holding ``users``."""
     passphrase = PASSPHRASE if encrypted else None
     with (
-        mangostore.open(path, passphrase, encrypted=encrypted, settings=settings) as db,
+        mangostore.create(path, passphrase, encrypted=encrypted, settings=settings).db as db,
         db.transaction(),
     ):
         for row in users:

@@ -52,7 +52,7 @@ def run(config: Config) -> list[Measurement]:
     plaintext = json_value()
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp:
         path = Path(tmp) / "fields.db"
-        with mangostore.open(path, PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+        with mangostore.create(path, PASSPHRASE, settings=Settings(kdf=FAST_KDF)).db as db:
             cipher = field_cipher_for(db)
             assert cipher is not None
             user = str(uuid.uuid4())

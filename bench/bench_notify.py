@@ -72,8 +72,8 @@ def run(config: Config) -> list[Measurement]:
         folder = Path(tmp)
         settings = Settings(kdf=FAST_KDF)
         with (
-            mangostore.open(folder / "enc.db", PASSPHRASE, settings=settings) as enc_db,
-            mangostore.open(folder / "plain.db", encrypted=False) as plain_db,
+            mangostore.create(folder / "enc.db", PASSPHRASE, settings=settings).db as enc_db,
+            mangostore.create(folder / "plain.db", encrypted=False).db as plain_db,
         ):
             enc = _setup(enc_db)
             plain = _setup(plain_db)

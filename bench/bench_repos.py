@@ -72,7 +72,7 @@ def run(config: Config) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp:
         path = Path(tmp) / "repos.db"
         settings = Settings(kdf=FAST_KDF)
-        with mangostore.open(path, passphrase=PASSPHRASE, settings=settings) as db:
+        with mangostore.create(path, passphrase=PASSPHRASE, settings=settings).db as db:
             assert db.keyring is not None
             page_key = db.keyring.subkey("page")
             seed = _seed(db, config)

@@ -76,7 +76,7 @@ def run(config: Config) -> list[Measurement]:
 
 def _seed(path: Path, users: int) -> mangostore.Database:
     """An encrypted database whose users each have a key and one encrypted value."""
-    db = mangostore.open(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF))
+    db = mangostore.create(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)).db
     cipher = field_cipher_for(db)
     assert cipher is not None
     ids = [str(uuid.uuid4()) for _ in range(users)]

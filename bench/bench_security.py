@@ -51,7 +51,9 @@ def run(config: Config) -> list[Measurement]:
     """Seed an encrypted database in a temporary folder, run both groups, return the rows."""
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp:
         path = Path(tmp) / "security.db"
-        with mangostore.open(path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+        with mangostore.create(
+            path, passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)
+        ).db as db:
             assert db.keyring is not None
             user = _seed(db, config)
             raw = sqlcipher3.connect(str(path), isolation_level=None)

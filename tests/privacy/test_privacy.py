@@ -125,13 +125,13 @@ def disk_db(
 ) -> Iterator[mangostore.Database]:
     """A file database: encrypted pages; plain pages with a keyring; no keyring at all."""
     if request.param == "keyed":
-        db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=SETTINGS, clock=clock)
+        db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=SETTINGS, clock=clock).db
     elif request.param == "plain-pages":
-        db = mangostore.open(
+        db = mangostore.create(
             db_path, passphrase=PASSPHRASE, encrypted=False, settings=SETTINGS, clock=clock
-        )
+        ).db
     else:
-        db = mangostore.open(db_path, encrypted=False, settings=SETTINGS, clock=clock)
+        db = mangostore.create(db_path, encrypted=False, settings=SETTINGS, clock=clock).db
     yield db
     db.close()
 
@@ -493,7 +493,7 @@ def test_a_copy_taken_before_erasure_does_not_give_the_user_back(
 ) -> None:
     tag = new_tag()
     live, copy = tmp_path / "live.db", tmp_path / "copy.db"
-    with mangostore.open(live, passphrase=PASSPHRASE, settings=SETTINGS) as db:
+    with mangostore.create(live, passphrase=PASSPHRASE, settings=SETTINGS).db as db:
         uid = populate(db, tag)
         kept = populate(db, new_tag())
     shutil.copyfile(live, copy)  # a file copy (or backup) taken before the erasure
@@ -532,7 +532,9 @@ def test_erasure_names_the_pre_migration_copies_it_cannot_reach(
     db_path: Path,
 ) -> None:
     settings = Settings(kdf=FAST_KDF)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings, migrate=False) as db:
+    with mangostore.create(
+        db_path, passphrase=PASSPHRASE, settings=settings, migrate=False
+    ).db as db:
         db.migrate(to=7)
         uid = db.users.create(username="someone").id
         db.migrate()  # makes a pre-migration copy beside the file
@@ -601,7 +603,7 @@ def test_an_archive_never_replaces_another(
 def test_reopening_finishes_an_interrupted_archive_scrub(
     db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = mangostore.open(db_path, passphrase=PASSPHRASE, settings=SETTINGS, clock=clock)
+    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=SETTINGS, clock=clock).db
     try:
         rows = Rows(db)
         uid = rows.user().id

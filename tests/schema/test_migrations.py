@@ -202,7 +202,7 @@ def test_failure_on_the_real_schema_leaves_it_identical(
 def test_failure_on_open_leaves_the_file_as_it_was(
     db_path: Path, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         db.execute(
             "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u1', 'ada', 1, 1)"
         )
@@ -256,9 +256,9 @@ def test_unknown_target_is_refused(plain_db: mangostore.Database) -> None:
 def test_backup_copy_before_migrating_an_existing_database(
     db_path: Path, fast_settings: Settings
 ) -> None:
-    with mangostore.open(
+    with mangostore.create(
         db_path, passphrase=PASSPHRASE, settings=fast_settings, migrate=False
-    ) as db:
+    ).db as db:
         assert db.schema_version == 0
         assert db.migrate(to=2) == [1, 2]
         db.execute(
@@ -280,7 +280,7 @@ def test_backup_copy_before_migrating_an_existing_database(
 
 def test_backups_of_the_same_second_do_not_collide(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, migration_copies_kept=0)  # keep every copy
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         for _ in range(2):
             db.migrate(to=1)
             db.migrate()
@@ -290,14 +290,14 @@ def test_backups_of_the_same_second_do_not_collide(db_path: Path) -> None:
 
 def test_backup_can_be_turned_off(db_path: Path) -> None:
     settings = Settings(kdf=FAST_KDF, backup_before_migrate=False)
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=settings).db as db:
         db.migrate(to=1)
         db.migrate()
     assert list(db_path.parent.glob("*.bak")) == []
 
 
 def test_backup_copy_of_plain_database(db_path: Path) -> None:
-    with mangostore.open(db_path, encrypted=False) as db:
+    with mangostore.create(db_path, encrypted=False).db as db:
         db.migrate(to=1)
     mangostore.open(db_path, encrypted=False).close()
     [bak] = db_path.parent.glob(f"*.pre-v1-to-v{LATEST}-*.bak")
@@ -354,7 +354,7 @@ def test_down_with_data_in_every_level(encrypted_db: mangostore.Database) -> Non
 def test_edited_migration_is_refused_on_open(
     db_path: Path, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings).close()
+    mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db.close()
     files = load_migrations()
     edited = Migration.parse(
         f"{files[0].version:04d}_{files[0].name}.sql",
@@ -385,7 +385,7 @@ def test_edited_migration_file_is_refused(scratch: Writer, tmp_path: Path) -> No
 
 
 def test_schema_newer_than_code_is_refused(db_path: Path, fast_settings: Settings) -> None:
-    with mangostore.open(db_path, passphrase=PASSPHRASE, settings=fast_settings) as db:
+    with mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db as db:
         db.execute(
             "INSERT INTO schema_migrations VALUES (?, 'from_the_future', 'x', 1, 0)",
             (LATEST + 1,),
@@ -574,7 +574,7 @@ def test_split_refuses_an_incomplete_statement(sql: str) -> None:
 def test_a_failed_backup_copy_leaves_no_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = mangostore.open(tmp_path / "src.db", encrypted=False)
+    db = mangostore.create(tmp_path / "src.db", encrypted=False).db
     dest = tmp_path / "copy.bak"
 
     class Broken:
