@@ -383,29 +383,13 @@ class GraphStore:
         share of all names is what says how specific it is. The rows of the full-text
         index stand in for the count of names (counting them would read them all).
         """
-        names = int(conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0)
-        counts = dict(
-            conn.execute(
-                "SELECT term, doc FROM kg_name_vocab "
-                "WHERE term IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(set(words))),),
-            ).fetchall()
-        )
-        return names, counts
+        return _frequencies(conn, "kg_name_vocab", words)
 
     def text_frequencies(
         self, conn: Connection, stems: Iterable[str]
     ) -> tuple[int, dict[str, int]]:
         """Return how many rows the full-text index has, and in how many each stem occurs."""
-        total = int(conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0)
-        counts = dict(
-            conn.execute(
-                "SELECT term, doc FROM kg_search_vocab "
-                "WHERE term IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(set(stems))),),
-            ).fetchall()
-        )
-        return total, counts
+        return _frequencies(conn, "kg_search_vocab", stems)
 
     def names_starting(
         self, conn: Connection, user_id: str, prefix: str, limit: int
@@ -421,3 +405,24 @@ class GraphStore:
             ('name : "' + prefix.replace('"', '""') + '" *', user_id, limit),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+
+#: The fts5vocab tables whose counts :func:`_frequencies` reads (an allow-list: the
+#: name goes into the SQL text).
+_VOCABULARIES = frozenset({"kg_name_vocab", "kg_search_vocab"})
+
+
+def _frequencies(
+    conn: Connection, vocabulary: str, terms: Iterable[str]
+) -> tuple[int, dict[str, int]]:
+    """Return the rows of the full-text indexes, and the documents of each term."""
+    if vocabulary not in _VOCABULARIES:
+        raise ValueError(f"not a vocabulary of the knowledge graph: {vocabulary!r}")
+    total = int(conn.execute("SELECT max(id) FROM kg_search_rows").fetchone()[0] or 0)
+    counts = dict(
+        conn.execute(
+            f"SELECT term, doc FROM {vocabulary} WHERE term IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(terms))),),
+        ).fetchall()
+    )
+    return total, counts
