@@ -111,7 +111,6 @@ TRIGRAM_FLOOR = 0.35
 #: COMMON_MIN_ROWS rows) is left out of the full-text search, if other words remain.
 COMMON_SHARE = 0.02
 COMMON_MIN_ROWS = 500
-_DAY_MS = 86_400_000
 
 
 class HybridSearch:
@@ -305,14 +304,16 @@ class HybridSearch:
             link.entity_id: link.weight * (SPEAKER_AS_ANSWER if link.how == "speaker" else NAMED)
             for link in links
         }
-        text = text_scores(lists)
+        # The best text matches by each text retriever's own order: their scores are
+        # weighed against the question once its content words are known, below.
+        matched = [
+            e for name in ("fts", "vector") for e in lists.get(name, Ranked()).order[:TEXT_POOL]
+        ]
         sure_words = {link.entity_id: set(link.words) for link in links if link.weight >= SURE_LINK}
         # The answers worth ranking: those whose paths could fit best once their hops
         # are read, then the best text matches.
         likely = sorted(answers, key=lambda e: -max(a.promise for a in answers[e]))[:POOL]
-        pool = list(
-            dict.fromkeys([*likely, *named, *sorted(text, key=lambda e: -text[e])[:TEXT_POOL]])
-        )
+        pool = list(dict.fromkeys([*likely, *named, *matched]))
         if not pool:
             return []
         # The words that say what is asked: the question's content words, and the

@@ -82,7 +82,7 @@ class Speakers:
             "ON n.entity_id = a.entity_id AND n.entity_type = 'person' "
             "WHERE a.user_id = ? AND a.canonical_alias IN (SELECT value FROM json_each(?)) "
             "LIMIT 1",
-            (user_id, _json(names), user_id, _json(names)),
+            (user_id, json.dumps(names), user_id, json.dumps(names)),
         ).fetchone()
         if row is not None:
             return str(row[0])
@@ -96,7 +96,3 @@ class Speakers:
             (user_id, now, now),
         ).fetchone()
         return None if row is None else str(row[0])
-
-
-def _json(values: list[str]) -> str:
-    return json.dumps(values)
