@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from mangostore.security.auth import AuthService
     from mangostore.security.permissions import PermissionService
     from mangostore.security.sessions import SessionService
+    from mangostore.sync.service import SyncService
 
 __all__ = ["MEMORY", "Database", "Params", "Status", "TableInfo"]
 
@@ -179,7 +180,7 @@ class Database(RepositoryAccess):
             # Services that hold state settle it while the database can still write:
             # the knowledge graph's buffered access counts, the permission cache. Only
             # services already in use are touched.
-            for name in ("kg", "access"):
+            for name in ("sync", "kg", "access"):
                 service = self.__dict__.get(name)
                 if service is not None:
                     service.close()
@@ -441,6 +442,16 @@ class Database(RepositoryAccess):
         from mangostore.kg.graph import KnowledgeGraph
 
         return KnowledgeGraph(self)
+
+    @functools.cached_property
+    def sync(self) -> SyncService:
+        """Multi-device sync: enable, sync, status, conflicts, background schedule.
+
+        See docs/sync.md.
+        """
+        from mangostore.sync.service import SyncService
+
+        return SyncService(self)
 
     # -- inspection -----------------------------------------------------------------------
 

@@ -46,7 +46,9 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   ├── AccountLockedError        too many failed logins; retry after the lock expires
     │   ├── SessionExpired            the session passed its idle or absolute lifetime
     │   └── SessionRevoked            the session was revoked
-    └── PermissionDenied              the user lacks the permission asked for
+    ├── PermissionDenied              the user lacks the permission asked for
+    └── SyncError                     sync cannot go on (not enabled, unreadable batch)
+        └── SyncTransportError        the relay could not be reached or refused a batch
 
 ``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
 builtin ``KeyError``.
@@ -100,6 +102,8 @@ __all__ = [
     "SchemaTooNewError",
     "SessionExpired",
     "SessionRevoked",
+    "SyncError",
+    "SyncTransportError",
     "TamperedDataError",
     "TemplateError",
     "UniqueConstraintError",
@@ -304,6 +308,14 @@ class SessionRevoked(AuthenticationError):
 
 class PermissionDenied(MangoError):
     """The user lacks the permission asked for."""
+
+
+class SyncError(MangoError):
+    """Sync cannot go on: it is not enabled, or a batch cannot be read here."""
+
+
+class SyncTransportError(SyncError):
+    """The relay could not be reached or refused a batch; sync retries later."""
 
 
 class MangoWarning(UserWarning):

@@ -38,6 +38,7 @@ from mangostore.schema import introspect
 from mangostore.schema.copies import PARTIAL
 from mangostore.schema.runner import MigrationRunner, load_migrations
 from mangostore.settings import Settings
+from mangostore.sync.clock import CaptureState
 
 __all__ = ["Created", "create_database", "open_database"]
 
@@ -85,6 +86,7 @@ def create_database(
     settings: Settings | None = None,
     migrate: bool = True,
     clock: Clock | None = None,
+    vault_of: Keyring | None = None,
 ) -> Created:
     """Create a new mangostore database and return it with its recovery key.
 
@@ -102,6 +104,8 @@ def create_database(
             the passphrase's key derivation).
         migrate: bring the schema to the latest version (``False`` leaves it empty).
         clock: where timestamps come from (default: the system clock).
+        vault_of: the unlocked keyring of a database whose vault the new one joins
+            as another device (``db.sync.new_device`` passes it).
 
     Returns:
         :class:`Created`: the open database and its recovery key (``None`` without a
@@ -123,6 +127,7 @@ def create_database(
         settings=settings,
         migrate=migrate,
         clock=clock,
+        vault_of=vault_of,
     )
     return Created(db, db.take_recovery_key())
 
@@ -191,6 +196,7 @@ def _open(
     settings: Settings | None,
     migrate: bool,
     clock: Clock | None,
+    vault_of: Keyring | None = None,
 ) -> Database:
     """Open or make the database as :func:`open_database` and :func:`create_database` ask."""
     settings = settings or Settings()
@@ -202,7 +208,9 @@ def _open(
         create=create,
         new_only=new_only,
     )
-    keys = _keys_for(path_str, exists, passphrase, recovery_key, settings, encrypted=encrypted)
+    keys = _keys_for(
+        path_str, exists, passphrase, recovery_key, settings, encrypted=encrypted, vault_of=vault_of
+    )
     created_files = keys.created_files
     if path_str != MEMORY and not exists:
         created_files += _new_database_files(path_str)
@@ -215,13 +223,20 @@ def _open(
     )
     try:
         writer = engine.start(existing=exists)
+        capture = CaptureState(clock)
+        # Before any write: once sync is enabled, the capture triggers call these.
+        capture.register(writer.connection)
         runner = MigrationRunner(writer, load_migrations(), clock)
         if migrate:
             runner.migrate(before=pre_migration_backup(writer, path_str, engine.page_key, settings))
         else:
             runner.verify()
-        store = engine.store(clock, keys.keyring)
+        store = engine.store(clock, keys.keyring, capture)
+        store.make_device = create_database
         database = Database(store, runner=runner, recovery_key=keys.recovery_text)
+        if migrate and keys.keyring is not None:
+            # A migration may have changed a synced table: capture must follow it.
+            database.sync.refresh_capture()
         if keys.keyring is not None and keys.keyring.erased_users():
             # An older copy (or restored backup) may still hold erased users' rows.
             database.privacy.reapply_erasures()
@@ -289,6 +304,7 @@ def _keys_for(
     settings: Settings,
     *,
     encrypted: bool,
+    vault_of: Keyring | None = None,
 ) -> _Keys:
     """Unlock the keyring of an existing database, or make the keyring of a new one.
 
@@ -314,7 +330,7 @@ def _keys_for(
         return _Keys(Keyring.unlock(ring_path, passphrase=passphrase, recovery_key=recovery_key))
     if passphrase is None:
         raise ConfigurationError("a recovery key can only unlock an existing database")
-    keyring, recovery_text = _create_keyring(ring_path, passphrase, settings, encrypted)
+    keyring, recovery_text = _create_keyring(ring_path, passphrase, settings, encrypted, vault_of)
     created = [] if ring_path is None else [ring_path, lock_path(ring_path)]
     return _Keys(keyring, recovery_text, created)
 
@@ -377,7 +393,7 @@ class _Engine:
             )
         )
 
-    def store(self, clock: Clock, keyring: Keyring | None) -> Store:
+    def store(self, clock: Clock, keyring: Keyring | None, capture: CaptureState) -> Store:
         """Hand the started engine over to a :class:`Store`."""
         assert self.writer is not None, "start() first"
         assert self.commits is not None, "start() first"
@@ -390,6 +406,7 @@ class _Engine:
             settings=self.settings,
             clock=clock,
             keyring=keyring,
+            capture=capture,
         )
 
     def close(self) -> None:
@@ -415,13 +432,19 @@ def _turnstile(path: str) -> Turnstile | None:
 
 
 def _create_keyring(
-    path: Path | None, passphrase: str, settings: Settings, encrypted: bool
+    path: Path | None,
+    passphrase: str,
+    settings: Settings,
+    encrypted: bool,
+    vault_of: Keyring | None = None,
 ) -> tuple[Keyring, str]:
     """Create the keyring of a new database; a failure leaves no lock file behind."""
     lock = lock_path(path) if path is not None else None
     lock_existed = lock is not None and lock.exists()
     try:
-        return Keyring.create(path, passphrase, settings.kdf, page_encryption=encrypted)
+        return Keyring.create(
+            path, passphrase, settings.kdf, page_encryption=encrypted, vault_of=vault_of
+        )
     except BaseException:
         if lock is not None and not lock_existed:
             with contextlib.suppress(FileNotFoundError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from mangostore.clock import Clock
@@ -31,6 +31,7 @@ from mangostore.keys.field_cipher import FieldCipher
 from mangostore.keys.keyring import Keyring
 from mangostore.monitor.instruments import Instruments
 from mangostore.settings import Settings
+from mangostore.sync.clock import CaptureState
 
 __all__ = ["MEMORY", "Params", "Store", "StoreProtocol"]
 
@@ -93,6 +94,7 @@ class Store:
         settings: Settings,
         clock: Clock,
         keyring: Keyring | None,
+        capture: CaptureState | None = None,
     ) -> None:
         #: The database file (``":memory:"`` for an in-memory database).
         self.path = path
@@ -110,6 +112,11 @@ class Store:
         self.clock = clock
         #: The unlocked keyring, or ``None`` for a database opened without a passphrase.
         self.keyring = keyring
+        #: The sync clock and the switch of change capture (registered on the writer).
+        self.capture = capture if capture is not None else CaptureState(clock)
+        #: Makes a new database of this one's vault (``create_database`` with
+        #: ``vault_of``); set by the opening code, which sits above the services.
+        self.make_device: Callable[..., Any] | None = None
         self._closed = False
         self._close_lock = threading.Lock()
 

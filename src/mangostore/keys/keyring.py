@@ -194,11 +194,14 @@ class Keyring:
         kdf: KdfParams,
         *,
         page_encryption: bool,
+        vault_of: Keyring | None = None,
     ) -> tuple[Keyring, str]:
         """Create a keyring with a fresh master key; return it and the recovery key text.
 
         The recovery key is returned once and stored nowhere: only its wrap of the
-        master key is kept.
+        master key is kept. ``vault_of`` makes the keyring of another device of that
+        keyring's vault instead: the same vault id and master key (so synced
+        ciphertext opens on both), under its own passphrase and recovery key.
 
         Raises:
             ConfigurationError: unsafe KDF parameters or an empty passphrase.
@@ -209,8 +212,11 @@ class Keyring:
             # Checked again, atomically, when the file is linked into place; this
             # early check only spares the Argon2id work.
             raise stale_keyring(path)
-        vault_id = str(uuid.uuid4())
-        master = secrets.token_bytes(_MASTER_BYTES)
+        if vault_of is not None:
+            vault_id, master = vault_of.vault_id, vault_of._master
+            page_encryption = vault_of.page_encryption
+        else:
+            vault_id, master = str(uuid.uuid4()), secrets.token_bytes(_MASTER_BYTES)
         salt = secrets.token_bytes(SALT_BYTES)
         recovery_raw = secrets.token_bytes(_MASTER_BYTES)
         recovery_kek = derive_subkey(recovery_raw, "recovery", salt=vault_id.encode())

@@ -262,16 +262,20 @@ class ForeignKey:
     column: str
     parent: str
     target: str | None
+    #: SQLite's number of the key (``PRAGMA foreign_key_check`` names keys by it).
+    id: int = 0
 
 
 def foreign_keys(conn: Connection, table: str) -> list[ForeignKey]:
     """Return the foreign keys of ``table``, in SQLite's order."""
     rows = _execute(
-        conn, 'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?)', (table,)
+        conn, 'SELECT "from", "table", "to", id FROM pragma_foreign_key_list(?)', (table,)
     ).fetchall()
     return [
-        ForeignKey(table, str(column), str(parent), None if target is None else str(target))
-        for column, parent, target in rows
+        ForeignKey(
+            table, str(column), str(parent), None if target is None else str(target), int(key)
+        )
+        for column, parent, target, key in rows
     ]
 
 

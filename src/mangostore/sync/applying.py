@@ -1,0 +1,219 @@
+"""Applying what other devices sent: pulling batches in relay order, merging each in
+one short transaction that also moves the cursor, erasures, held batches.
+
+Used by ``db.sync`` (:mod:`mangostore.sync.service`); see docs/sync.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from mangostore.errors import SyncError, TamperedDataError
+from mangostore.keys.keyring import DataKeyEntry
+from mangostore.sync.batches import Batch, open_batch
+from mangostore.sync.graph import fold_duplicate_entities
+from mangostore.sync.merge import MergeCounts, Merger
+from mangostore.sync.settle import fix_references
+from mangostore.sync.tables import SYNCED_BY_NAME
+from mangostore.sync.transport import SyncTransport
+
+if TYPE_CHECKING:
+    from mangostore.engine.store import Store
+    from mangostore.sync.ports import SyncDatabase
+
+__all__ = ["Applier", "read_device", "record_error"]
+
+_PULL_PAGE = 50
+
+
+class Applier:
+    """Pulls and applies batches for one device."""
+
+    def __init__(self, db: SyncDatabase, device_id: str, vault_id: str) -> None:
+        self._db = db
+        self._store = db.store
+        self.device_id = device_id
+        self.vault_id = vault_id
+
+    def _device(self) -> Any:
+        return read_device(self._store)
+
+    def pull(self, transport: SyncTransport, key: bytes) -> tuple[int, MergeCounts]:
+        """What :meth:`mangostore.sync.SyncService.pull` does, through ``transport``
+        with the vault's sync ``key``."""
+        total = MergeCounts()
+        taken = 0
+        self.apply_held(key)
+        while True:
+            cursor = int(self._device()["pulled_cursor"])
+            page = transport.pull(self.vault_id, cursor, _PULL_PAGE)
+            if not page:
+                return taken, total
+            for pulled in sorted(page, key=lambda p: p.cursor):
+                if pulled.cursor <= cursor:
+                    continue  # a repeat of what was applied
+                if pulled.cursor != cursor + 1:
+                    break  # a gap: pull again from the cursor
+                self._take(key, pulled.cursor, pulled.batch, total)
+                cursor = pulled.cursor
+                taken += 1
+
+    def _take(self, key: bytes, cursor: int, batch: Batch, total: MergeCounts) -> None:
+        """Apply one pulled batch and move the cursor past it."""
+        if batch.device_id == self.device_id or batch.vault_id != self.vault_id:
+            # This device's own batch counts as applied content: its next push says
+            # so, which is how the others learn that it has passed this position.
+            self._advance(cursor, content=batch.device_id == self.device_id)
+            return
+        if batch.schema_version > self._db.schema_version:
+            with self._store.transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO sync_inbox (cursor, device_id, schema_version, payload) "
+                    "VALUES (?, ?, ?, ?)",
+                    (cursor, batch.device_id, batch.schema_version, _pack(batch)),
+                )
+                self._move_cursor(conn, cursor)
+            return
+        try:
+            body = open_batch(key, batch)
+        except (SyncError, TamperedDataError) as exc:
+            record_error(self._store, str(exc))
+            raise
+        if body.keys:
+            keyring = self._store.keyring
+            assert keyring is not None
+            keyring.put_data_keys([DataKeyEntry(k, u, w) for k, u, w in body.keys])
+        for user_id, _when in body.erasures:
+            self._erase(user_id)
+        counts = self._merge(
+            body.states,
+            cursor,
+            batch.device_id,
+            body.ack,
+            content=bool(body.states or body.erasures),
+        )
+        self._fold_entities(body.states)
+        for field in ("applied", "ignored", "conflicts", "skipped_erased"):
+            setattr(total, field, getattr(total, field) + getattr(counts, field))
+
+    def _merge(
+        self, states: list[Any], cursor: int | None, device: str, ack: int, *, content: bool
+    ) -> MergeCounts:
+        store = self._store
+        erased = set(store.keyring.erased_users()) if store.keyring is not None else set()
+        with store.transaction() as conn:
+            erased |= {str(u) for (u,) in conn.execute("SELECT user_id FROM sync_erasures")}
+            manual = {
+                (str(t), str(c)) for t, c in conn.execute("SELECT tbl, col FROM sync_strategies")
+            }
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+            merger = Merger(conn, store.capture.clock, store.clock.now_ms(), erased, manual)
+            store.capture.set_applying(True)
+            try:
+                merger.merge_all([s for s in states if s.table in SYNCED_BY_NAME])
+                fix_references(merger)
+            finally:
+                store.capture.set_applying(False)
+            if cursor is not None:
+                self._move_cursor(conn, cursor)
+                if content:
+                    conn.execute(
+                        "UPDATE sync_device SET content_cursor = max(content_cursor, ?)",
+                        (cursor,),
+                    )
+                conn.executemany(
+                    "UPDATE sync_rows SET pos = max(coalesce(pos, 0), ?) WHERE tbl = ? AND pk = ?",
+                    [(cursor, s.table, s.pk) for s in states],
+                )
+            conn.execute(
+                "INSERT INTO sync_peers (device_id, acked_cursor, seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET "
+                "acked_cursor = max(acked_cursor, excluded.acked_cursor), "
+                "seen_at = excluded.seen_at",
+                (device, ack, store.clock.now_ms()),
+            )
+        return merger.counts
+
+    def _fold_entities(self, states: list[Any]) -> None:
+        """Fold knowledge-graph entities two devices made for one name (sync.graph)."""
+        arrived = [s.pk for s in states if s.table == "kg_entities" and not s.dead]
+        if arrived:
+            fold_duplicate_entities(self._db, arrived)
+
+    def _erase(self, user_id: str) -> None:
+        """Erase a user another device erased (once)."""
+        keyring = self._store.keyring
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sync_erasures (user_id, erased_at, pushed) VALUES (?, ?, 1) "
+                "ON CONFLICT (user_id) DO NOTHING",
+                (user_id, self._store.clock.now_ms()),
+            )
+        if keyring is not None and user_id in keyring.erased_users():
+            return
+        exists = self._db.query("SELECT 1 FROM users WHERE id = ?", (user_id,), use_cache=False)
+        if exists or keyring is not None:
+            self._db.privacy.erase_user(user_id)
+
+    def _advance(self, cursor: int, *, content: bool = False) -> None:
+        with self._store.transaction() as conn:
+            self._move_cursor(conn, cursor)
+            if content:
+                conn.execute(
+                    "UPDATE sync_device SET content_cursor = max(content_cursor, ?)", (cursor,)
+                )
+
+    def _move_cursor(self, conn: Any, cursor: int) -> None:
+        conn.execute(
+            "UPDATE sync_device SET pulled_cursor = max(pulled_cursor, ?), last_pull_at = ?, "
+            "clock = max(clock, ?), last_error = NULL",
+            (cursor, self._store.clock.now_ms(), self._store.capture.clock.reading().last),
+        )
+
+    def apply_held(self, key: bytes) -> int:
+        """Apply the batches kept for a newer schema that this device now has; return
+        how many were applied."""
+        with self._store.reading() as conn:
+            held = conn.execute(
+                "SELECT cursor, device_id, schema_version, payload FROM sync_inbox "
+                "WHERE schema_version <= ? ORDER BY cursor",
+                (self._db.schema_version,),
+            ).fetchall()
+        for cursor, _device, _version, payload in held:
+            batch = _unpack(bytes(payload))
+            body = open_batch(key, batch)
+            if body.keys and self._store.keyring is not None:
+                self._store.keyring.put_data_keys([DataKeyEntry(k, u, w) for k, u, w in body.keys])
+            for user_id, _when in body.erasures:
+                self._erase(user_id)
+            self._merge(body.states, None, batch.device_id, body.ack, content=True)
+            self._fold_entities(body.states)
+            with self._store.transaction() as conn:
+                conn.execute("DELETE FROM sync_inbox WHERE cursor = ?", (cursor,))
+        return len(held)
+
+
+def read_device(store: Store) -> Any:
+    """This device's row of ``sync_device``: id, clock, cursors, last error."""
+    with store.reading() as conn:
+        return conn.execute("SELECT * FROM sync_device WHERE id = 1").fetchone()
+
+
+def record_error(store: Store, message: str) -> None:
+    """Keep the last sync error for status."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE sync_device SET last_error = ?", (message[:500],))
+
+
+def _pack(batch: Batch) -> bytes:
+    head = json.dumps(
+        [batch.vault_id, batch.device_id, batch.number, batch.schema_version]
+    ).encode()
+    return len(head).to_bytes(4, "big") + head + batch.body
+
+
+def _unpack(payload: bytes) -> Batch:
+    size = int.from_bytes(payload[:4], "big")
+    vault, device, number, version = json.loads(payload[4 : 4 + size])
+    return Batch(str(vault), str(device), int(number), int(version), payload[4 + size :])

@@ -1,0 +1,148 @@
+"""Batches: row states compacted, chunked, compressed and encrypted for the relay.
+
+A batch is what leaves the device. Its header is in the clear, because the relay
+orders and files batches by it: the vault, the device, the device's batch number and
+the schema version. Its body is the JSON list of row states and erasures, compressed
+with zstd and sealed with AES-256-GCM under the vault's ``sync`` sub-key; the header
+is the associated data, so a body cannot be moved to another vault, device or number
+without failing authentication. The relay stores only this.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mangostore.errors import SyncError, TamperedDataError
+from mangostore.sync.changes import RowState, decode_state, encode_state
+
+__all__ = ["FORMAT", "Batch", "BatchBody", "chunk", "open_batch", "seal_batch"]
+
+FORMAT = "mangostore-sync/1"
+_NONCE_BYTES = 12
+#: The largest body accepted when opening a batch (decompressed), against bombs.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One sealed batch as the relay keeps it."""
+
+    vault_id: str
+    device_id: str
+    #: The device's own count of batches, from 1: pushing the same number twice is
+    #: the same batch (the relay keeps the first).
+    number: int
+    schema_version: int
+    body: bytes
+
+    def header(self) -> bytes:
+        """The associated data the body is sealed with."""
+        parts = (FORMAT, self.vault_id, self.device_id, self.number, self.schema_version)
+        return "/".join(str(p) for p in parts).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchBody:
+    """What a batch carries."""
+
+    states: list[RowState]
+    #: Users erased on the sending device: (user id, when).
+    erasures: list[tuple[str, int]]
+    #: Per-user data keys of the ``field_keys`` rows sent, still wrapped under the
+    #: vault's field key: (key id, user id, wrapped key).
+    keys: list[tuple[str, str, bytes]]
+    #: The relay position the sending device had applied up to when it sent this.
+    ack: int
+
+
+def chunk(
+    encoded: Iterable[tuple[list[Any], int]], *, max_changes: int, max_bytes: int
+) -> Iterator[list[tuple[list[Any], int]]]:
+    """Group encoded states (with their sizes) into lists of at most ``max_changes``
+    states and about ``max_bytes`` of JSON (a single larger state is sent alone)."""
+    group: list[tuple[list[Any], int]] = []
+    size = 0
+    for item in encoded:
+        if group and (len(group) >= max_changes or size + item[1] > max_bytes):
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += item[1]
+    if group:
+        yield group
+
+
+def seal_batch(
+    key: bytes,
+    *,
+    vault_id: str,
+    device_id: str,
+    number: int,
+    schema_version: int,
+    states: list[list[Any]],
+    erasures: list[tuple[str, int]],
+    keys: list[tuple[str, str, bytes]],
+    ack: int,
+) -> Batch:
+    """Compress and encrypt encoded states into a :class:`Batch`."""
+    wrapped = [[k, u, base64.b64encode(w).decode("ascii")] for k, u, w in keys]
+    doc = {"s": states, "e": erasures, "k": wrapped, "a": ack}
+    plain = json.dumps(doc, separators=(",", ":")).encode()
+    packed = zstandard.ZstdCompressor(level=3).compress(plain)
+    batch = Batch(vault_id, device_id, number, schema_version, b"")
+    nonce = os.urandom(_NONCE_BYTES)
+    body = nonce + AESGCM(key).encrypt(nonce, packed, batch.header())
+    return Batch(vault_id, device_id, number, schema_version, body)
+
+
+def open_batch(key: bytes, batch: Batch) -> BatchBody:
+    """Authenticate, decrypt and decode a batch.
+
+    Raises:
+        TamperedDataError: the body fails authentication (changed, moved, or sealed
+            by another vault).
+        SyncError: the body authenticates but is not a batch (a newer format).
+    """
+    if len(batch.body) <= _NONCE_BYTES:
+        raise TamperedDataError(
+            f"sync batch {batch.number} of device {batch.device_id} is truncated"
+        )
+    nonce, sealed = batch.body[:_NONCE_BYTES], batch.body[_NONCE_BYTES:]
+    try:
+        packed = AESGCM(key).decrypt(nonce, sealed, batch.header())
+    except InvalidTag:
+        raise TamperedDataError(
+            f"sync batch {batch.number} of device {batch.device_id} failed authentication: "
+            "it was changed in storage or sealed for another vault"
+        ) from None
+    try:
+        plain = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BODY_BYTES)
+        doc = json.loads(plain)
+        states = [decode_state(raw) for raw in doc["s"]]
+        erasures = [(str(u), int(t)) for u, t in doc["e"]]
+        keys = [(str(k), str(u), base64.b64decode(w)) for k, u, w in doc["k"]]
+        ack = int(doc["a"])
+    except (zstandard.ZstdError, ValueError, TypeError, KeyError) as exc:
+        raise SyncError(
+            f"sync batch {batch.number} of device {batch.device_id} cannot be read "
+            f"({type(exc).__name__}); upgrade mangostore on this device"
+        ) from None
+    return BatchBody(states, erasures, keys, ack)
+
+
+def encoded(
+    states: Iterable[tuple[RowState, int]],
+) -> Iterator[tuple[list[Any], int, RowState, int]]:
+    """Encode states, with the size of each's JSON, keeping the state and its sequence."""
+    for state, seq in states:
+        raw = encode_state(state)
+        yield raw, len(json.dumps(raw, separators=(",", ":"))), state, seq

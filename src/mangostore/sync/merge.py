@@ -1,0 +1,367 @@
+"""Merging row states from other devices into this one (docs/sync.md, "Merge rules").
+
+Every rule is a function of the two states alone, so every device reaches the same
+rows whatever the order in which batches arrive:
+
+* **Lives.** A row's life is the (timestamp, device) of the insert that made it. A
+  later life replaces an earlier one entirely (a re-creation starts afresh); an
+  earlier one is ignored. A delete ends the life: within one life, a tombstone wins
+  over every update, older or concurrent.
+* **Cells.** Within one life each column is last-writer-wins by (timestamp, device);
+  a column without a cell has the life's timestamp.
+* **JSON objects** merged key by key (``TableSpec.json_merge``) keep one cell per key.
+* **Counters** keep each device's share; the column is their sum.
+* **Manual columns** (``db.sync.set_strategy``) merge like the others, and the value
+  that lost to a concurrent one is kept in ``sync_conflicts``.
+* **Unique keys** two devices both used, and **children of rows deleted elsewhere**,
+  are settled by :mod:`mangostore.sync.settle`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mangostore.engine.pragmas import Connection
+from mangostore.ids import new_id
+from mangostore.sql import quote_identifier
+from mangostore.sync.capture import KEY_SEPARATOR, synced_columns
+from mangostore.sync.changes import Cell, RowState, read_sites, read_state
+from mangostore.sync.clock import HybridClock
+from mangostore.sync.settle import update_row, write_row
+from mangostore.sync.tables import SYNCED, SYNCED_BY_NAME, TableSpec
+
+__all__ = ["MergeCounts", "Merger"]
+
+_ORDER = {spec.name: i for i, spec in enumerate(SYNCED)}
+#: Synced tables whose rows about a user outlive the user's erasure (the synced part of
+#: ``mangostore.privacy.ownership.KEPT_ON_ERASURE``): the records of destroyed keys.
+#: They merge like any row: every device that applies an erasure marks the keys
+#: destroyed at its own time, and skipping the others' records would leave each
+#: device with its own ``destroyed_at``.
+_KEPT_ON_ERASURE = frozenset({"field_keys"})
+
+
+@dataclass(slots=True)
+class MergeCounts:
+    """What one merge did."""
+
+    applied: int = 0
+    ignored: int = 0
+    conflicts: int = 0
+    skipped_erased: int = 0
+
+
+@dataclass
+class Merger:
+    """Merges states into the tables on ``conn``, inside the caller's transaction,
+    with capture off."""
+
+    conn: Connection
+    clock: HybridClock
+    now_ms: int
+    erased: set[str]
+    manual: set[tuple[str, str]]
+    counts: MergeCounts = field(default_factory=MergeCounts)
+    _sites: dict[str, int] = field(default_factory=dict)
+    _columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._sites = {device: site for site, device in read_sites(self.conn).items()}
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def site(self, device: str) -> int:
+        """The site number of ``device``, made on first sight."""
+        found = self._sites.get(device)
+        if found is None:
+            found = int(
+                self.conn.execute("SELECT coalesce(max(site), 0) + 1 FROM sync_sites").fetchone()[0]
+            )
+            self.conn.execute(
+                "INSERT INTO sync_sites (site, device_id) VALUES (?, ?)", (found, device)
+            )
+            self._sites[device] = found
+        return found
+
+    def columns(self, table: str) -> list[str]:
+        """The synced columns of ``table``, key first."""
+        if table not in self._columns:
+            self._columns[table] = synced_columns(self.conn, SYNCED_BY_NAME[table])
+        return self._columns[table]
+
+    def local(self, table: str, pk: str) -> RowState | None:
+        """This device's state of a row."""
+        sites = {site: device for device, site in self._sites.items()}
+        return read_state(self.conn, table, pk, sites, self.columns(table))
+
+    # -- merging -----------------------------------------------------------------------
+
+    def merge_all(self, states: list[RowState]) -> None:
+        """Merge ``states``: endings children first, then the rest parents first."""
+        ended = sorted((s for s in states if s.dead), key=lambda s: -_ORDER[s.table])
+        alive = sorted((s for s in states if not s.dead), key=lambda s: _ORDER[s.table])
+        for state in ended + alive:
+            self.merge(state)
+
+    def merge(self, remote: RowState) -> None:
+        """Merge one remote state into this device."""
+        self._see_clocks(remote)
+        spec = SYNCED_BY_NAME[remote.table]
+        owner = remote.values.get("user_id") if remote.table != "users" else remote.pk
+        if owner in self.erased and remote.table not in _KEPT_ON_ERASURE:
+            self.counts.skipped_erased += 1
+            return
+        local = self.local(remote.table, remote.pk)
+        if local is None or remote.life_clock > local.life_clock:
+            self._adopt(spec, remote, exists=local is not None and not local.dead)
+        elif remote.life_clock < local.life_clock or local.dead:
+            self.counts.ignored += 1
+        elif remote.dead:
+            self._end(spec, remote, local)
+        else:
+            self._merge_cells(spec, remote, local)
+
+    def _see_clocks(self, state: RowState) -> None:
+        self.clock.receive(state.life)
+        for cell in state.cells.values():
+            self.clock.receive(cell.hlc)
+
+    def _set_meta(self, state: RowState) -> None:
+        self.conn.execute(
+            "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq) "
+            "VALUES (?, ?, ?, ?, ?, NULL) "
+            "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
+            "life_site = excluded.life_site, dead = excluded.dead",
+            (state.table, state.pk, state.life, self.site(state.life_device), int(state.dead)),
+        )
+
+    def _forget_cells(self, table: str, pk: str) -> None:
+        self.conn.execute("DELETE FROM sync_cells WHERE tbl = ? AND pk = ?", (table, pk))
+        self.conn.execute("DELETE FROM sync_counters WHERE tbl = ? AND pk = ?", (table, pk))
+
+    def _store_cell(self, table: str, pk: str, col: str, cell: Cell) -> None:
+        self.conn.execute(
+            "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, site = excluded.site, "
+            "prev = excluded.prev",
+            (table, pk, col, cell.hlc, self.site(cell.device), cell.prev),
+        )
+
+    def _store_counters(self, state: RowState) -> None:
+        for col, shares in state.counters.items():
+            for device, (amount, hlc) in shares.items():
+                self.conn.execute(
+                    "INSERT INTO sync_counters (tbl, pk, col, site, amount, hlc) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tbl, pk, col, site) DO UPDATE SET "
+                    "amount = excluded.amount, hlc = excluded.hlc "
+                    "WHERE excluded.hlc > sync_counters.hlc",
+                    (state.table, state.pk, col, self.site(device), amount, hlc),
+                )
+
+    def _counter_value(self, table: str, pk: str, col: str) -> int:
+        return int(
+            self.conn.execute(
+                "SELECT coalesce(sum(amount), 0) FROM sync_counters "
+                "WHERE tbl = ? AND pk = ? AND col = ?",
+                (table, pk, col),
+            ).fetchone()[0]
+        )
+
+    def _adopt(self, spec: TableSpec, remote: RowState, *, exists: bool) -> None:
+        """Take ``remote`` whole: a row this device has not seen, or a later life."""
+        self._forget_cells(remote.table, remote.pk)
+        self._set_meta(remote)
+        self.counts.applied += 1
+        if remote.dead:
+            self._delete_row(spec, remote.pk)
+            return
+        for col, cell in remote.cells.items():
+            self._store_cell(remote.table, remote.pk, col, cell)
+        self._store_counters(remote)
+        values = dict(remote.values)
+        for col in spec.counters:
+            if col in values:
+                values[col] = self._counter_value(remote.table, remote.pk, col)
+        # Always an upsert: the schema's own triggers may have made the row already
+        # (a relation's validity row comes with the relation).
+        write_row(self, spec, remote, values, replace=True)
+
+    def _end(self, spec: TableSpec, remote: RowState, local: RowState) -> None:
+        self._forget_cells(remote.table, remote.pk)
+        self._set_meta(remote)
+        self._delete_row(spec, remote.pk)
+        self.counts.applied += 1
+
+    def _delete_row(self, spec: TableSpec, pk: str) -> None:
+        self.conn.execute(
+            f"DELETE FROM {quote_identifier(spec.name)} WHERE {quote_identifier(spec.key)} = ?",
+            (pk,),
+        )
+
+    def _merge_cells(self, spec: TableSpec, remote: RowState, local: RowState) -> None:
+        """Same life, both alive: column by column."""
+        taken: dict[str, Any] = {}
+        implicit_remote = Cell(remote.life, remote.life_device)
+        implicit_local = Cell(local.life, local.life_device)
+        for col in self.columns(spec.name)[1:]:
+            if col in spec.counters or col not in remote.values:
+                continue
+            if col in spec.json_merge:
+                merged = self._merge_object(spec, col, remote, local)
+                if merged is not None:
+                    taken[col] = merged
+                continue
+            rcell = remote.cells.get(col, implicit_remote)
+            lcell = local.cells.get(col, implicit_local)
+            if _wins(rcell, lcell):
+                self._store_cell(spec.name, remote.pk, col, rcell)
+                taken[col] = remote.values[col]
+                kept, lost, lost_cell, won_cell = (
+                    remote.values[col],
+                    local.values.get(col),
+                    lcell,
+                    rcell,
+                )
+            else:
+                kept, lost, lost_cell, won_cell = (
+                    local.values.get(col),
+                    remote.values[col],
+                    rcell,
+                    lcell,
+                )
+            concurrent = _concurrent(won_cell, lost_cell, remote.life)
+            if (spec.name, col) in self.manual and kept != lost and concurrent:
+                self.conflict("manual", spec.name, remote.pk, col, kept, lost, lost_cell.device)
+        if remote.counters:
+            self._store_counters(remote)
+        for col in spec.counters:
+            if col in remote.counters:
+                taken[col] = self._counter_value(spec.name, remote.pk, col)
+        changed = {c: v for c, v in taken.items() if v != local.values.get(c)}
+        if changed:
+            update_row(self, spec, remote, changed)
+            self.counts.applied += 1
+        else:
+            self.counts.ignored += 1
+
+    def _merge_object(
+        self, spec: TableSpec, col: str, remote: RowState, local: RowState
+    ) -> Any | None:
+        """Merge a JSON object column key by key; ``None`` when nothing changes here."""
+        rtext, ltext = remote.values.get(col), local.values.get(col)
+        robj, lobj = _as_object(rtext), _as_object(ltext)
+        rcol = remote.cells.get(col, Cell(remote.life, remote.life_device))
+        lcol = local.cells.get(col, Cell(local.life, local.life_device))
+        if robj is None or lobj is None:  # not both objects: the whole value, by its cell
+            if _wins(rcol, lcol):
+                self._store_cell(spec.name, remote.pk, col, rcol)
+                return rtext
+            return None
+        prefix = col + KEY_SEPARATOR
+        keys = set(robj) | set(lobj)
+        keys |= {k[len(prefix) :] for k in remote.cells if k.startswith(prefix)}
+        keys |= {k[len(prefix) :] for k in local.cells if k.startswith(prefix)}
+        merged = dict(lobj)
+        for key in sorted(keys):
+            rcell = remote.cells.get(prefix + key, Cell(remote.life, remote.life_device))
+            lcell = local.cells.get(prefix + key, Cell(local.life, local.life_device))
+            if not _wins(rcell, lcell):
+                continue
+            self._store_cell(spec.name, remote.pk, prefix + key, rcell)
+            if key in robj:
+                merged[key] = robj[key]
+            else:
+                merged.pop(key, None)
+        remote_won = _wins(rcol, lcol)
+        if remote_won:
+            self._store_cell(spec.name, remote.pk, col, rcol)
+        text = _object_text(merged, rtext, robj, ltext, lobj, remote_won=remote_won)
+        return None if text == ltext else text
+
+    def conflict(
+        self,
+        kind: str,
+        table: str,
+        pk: str,
+        col: str | None,
+        kept: Any,
+        lost: Any,
+        lost_device: str | None,
+    ) -> None:
+        """Keep a value that lost, for ``db.sync.conflicts()``."""
+        self.conn.execute(
+            "INSERT INTO sync_conflicts (id, kind, tbl, pk, col, kept, lost, lost_device, "
+            "detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), kind, table, pk, col, _text(kept), _text(lost), lost_device, self.now_ms),
+        )
+        self.counts.conflicts += 1
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: ``1``, ``1.0`` and ``true`` are three values, as the capture
+    triggers see them (Python's ``==`` would take them for one)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _object_text(
+    merged: dict[str, Any],
+    rtext: Any,
+    robj: dict[str, Any],
+    ltext: Any,
+    lobj: dict[str, Any],
+    *,
+    remote_won: bool,
+) -> Any:
+    """The text of a merged JSON object, the same on every device.
+
+    Devices store the text, not the object, and the repository writes keys in the
+    order they were set: sorting the keys of every merge would leave the writer's
+    text different from everyone else's. So a merge that ends with one side's object
+    keeps that side's text (both sides': the text whose column timestamp is later),
+    and only an object that is neither side's gets a text of its own, from the
+    object alone (keys sorted), which every device that merges the same sides makes.
+    """
+    if _same(merged, robj) and _same(merged, lobj):
+        return rtext if remote_won else ltext
+    if _same(merged, robj):
+        return rtext
+    if _same(merged, lobj):
+        return ltext
+    return json.dumps(merged, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _wins(a: Cell, b: Cell) -> bool:
+    return (a.hlc, a.device) > (b.hlc, b.device)
+
+
+def _concurrent(winner: Cell, loser: Cell, life: int) -> bool:
+    """Whether the winning write was made without having seen the losing one (a cell
+    without ``prev`` replaced the row's first value, made at ``life``)."""
+    seen = winner.prev if winner.prev is not None else life
+    return seen < loser.hlc
+
+
+def _as_object(text: Any) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    """A value as conflicts keep it: JSON text (bytes as hex, never decrypted)."""
+    if value is None:
+        return None
+    return json.dumps(value, default=_hex)
+
+
+def _hex(value: Any) -> Any:
+    """Bytes (ciphertext, kept sealed) as JSON: ``{"hex": ...}``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"hex": bytes(value).hex()}
+    raise TypeError(f"{type(value).__name__} is not a column value")

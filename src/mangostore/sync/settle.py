@@ -1,0 +1,340 @@
+"""Writing merged rows, and settling what two devices could not both have: a unique
+key both used, and a child whose parent was deleted elsewhere (docs/sync.md).
+
+* **Unique keys.** The row created first, by (life timestamp, device), keeps the key.
+  The other, by its table's rule (``TableSpec.unique_rule``): ``merge`` — it is
+  folded into the first (rows that refer to it are pointed at the first, now and
+  when they arrive later, through ``sync_redirects``) and its values are kept as a
+  ``unique`` conflict; ``rename`` — its unique text gets a suffix from its own id
+  and its other unique columns are cleared (a ``unique`` conflict says so);
+  ``renumber`` — it moves past the highest number. Every device makes the same
+  choice, from the two rows alone.
+* **Parents deleted elsewhere.** Foreign keys are checked at the end of the merge
+  (deferred). A reference to a row merged into another follows the redirect; an
+  optional reference to a row gone is cleared; a child that needs its parent is
+  removed with it, kept as an ``orphan`` conflict, and its
+  life marked ended so that it does not come back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mangostore.engine.connection import is_driver_error
+from mangostore.errors import DatabaseError
+from mangostore.schema import introspect
+from mangostore.sql import quote_identifier
+from mangostore.sync.tables import SYNCED_BY_NAME, TableSpec
+
+if TYPE_CHECKING:
+    from mangostore.engine.pragmas import Connection
+    from mangostore.sync.changes import RowState
+
+
+class Merger(Protocol):
+    """What settling uses of the merge in progress (:class:`mangostore.sync.merge.Merger`)."""
+
+    conn: Connection
+
+    def local(self, table: str, pk: str) -> RowState | None:
+        """This device's state of a row."""
+        ...
+
+    def conflict(
+        self,
+        kind: str,
+        table: str,
+        pk: str,
+        col: str | None,
+        kept: Any,
+        lost: Any,
+        lost_device: str | None,
+    ) -> None:
+        """Keep a value that lost."""
+        ...
+
+
+__all__ = ["fix_references", "update_row", "write_row"]
+
+_MAX_FIX_ROUNDS = 20
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    return is_driver_error(exc) and "UNIQUE constraint failed" in str(exc)
+
+
+def write_row(
+    merger: Merger, spec: TableSpec, state: RowState, values: dict[str, Any], *, replace: bool
+) -> None:
+    """Insert (or replace) the row of ``state`` with ``values``, settling unique clashes."""
+    conn = merger.conn
+    values = _follow_redirects(conn, spec, values)
+    for _attempt in range(3):
+        try:
+            _upsert(conn, spec, values, replace=replace)
+            return
+        except Exception as exc:
+            if not _is_unique_violation(exc):
+                raise
+            clash = _clashing_row(conn, spec, values)
+            if clash is None:
+                raise
+            settled = _settle_clash(merger, spec, state, values, clash)
+            if settled is None:
+                return
+            values = settled
+    raise DatabaseError(f"sync could not settle a unique key of {spec.name} row {state.pk}")
+
+
+def update_row(merger: Merger, spec: TableSpec, state: RowState, changed: dict[str, Any]) -> None:
+    """Update the columns ``changed`` of an existing row, settling unique clashes."""
+    conn = merger.conn
+    changed = _follow_redirects(conn, spec, changed)
+    sets = ", ".join(f"{quote_identifier(c)} = ?" for c in changed)
+    sql = f"UPDATE {quote_identifier(spec.name)} SET {sets} WHERE {quote_identifier(spec.key)} = ?"
+    try:
+        cur = conn.execute(sql, (*changed.values(), state.pk))
+    except Exception as exc:
+        if not _is_unique_violation(exc):
+            raise
+        full = dict(merger.local(spec.name, state.pk).values)  # type: ignore[union-attr]
+        full.update(changed)
+        write_row(merger, spec, state, full, replace=True)
+        return
+    if cur.rowcount == 0:  # alive in the bookkeeping, absent from the table: write it whole
+        full = dict(state.values)
+        full.update(changed)
+        write_row(merger, spec, state, full, replace=False)
+
+
+def _upsert(conn: Any, spec: TableSpec, values: dict[str, Any], *, replace: bool) -> None:
+    cols = list(values)
+    names = ", ".join(quote_identifier(c) for c in cols)
+    marks = ", ".join("?" for _ in cols)
+    key = quote_identifier(spec.key)
+    rest = [c for c in cols if c != spec.key]
+    if replace and rest:
+        sets = ", ".join(f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in rest)
+        tail = f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    else:
+        tail = f" ON CONFLICT ({key}) DO NOTHING" if replace else ""
+    conn.execute(
+        f"INSERT INTO {quote_identifier(spec.name)} ({names}) VALUES ({marks}){tail}",
+        tuple(values[c] for c in cols),
+    )
+
+
+def _clashing_row(
+    conn: Any, spec: TableSpec, values: dict[str, Any]
+) -> tuple[str, tuple[str, ...]] | None:
+    """The key of the local row holding one of ``values``' unique keys, and its columns."""
+    for index in introspect.indexes(conn, spec.name):
+        if not index.unique or index.origin == "pk" or (index.partial and not spec.partial_unique):
+            continue
+        cols = index.columns
+        if any(c is None or c not in values for c in cols):
+            continue
+        names = tuple(str(c) for c in cols)
+        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in names)
+        if index.partial:
+            where += f" AND {spec.partial_unique}"
+        row = conn.execute(
+            f"SELECT {quote_identifier(spec.key)} FROM {quote_identifier(spec.name)} "
+            f"WHERE {where} AND {quote_identifier(spec.key)} <> ?",
+            (*(values[c] for c in names), values[spec.key]),
+        ).fetchone()
+        if row is not None:
+            return str(row[0]), names
+    return None
+
+
+def _settle_clash(
+    merger: Merger,
+    spec: TableSpec,
+    state: RowState,
+    values: dict[str, Any],
+    clash: tuple[str, tuple[str, ...]],
+) -> dict[str, Any] | None:
+    """Settle a clash between the incoming row and a local one; return the values to
+    write for the incoming row, or ``None`` when it is not to be written."""
+    conn = merger.conn
+    other_pk, unique_cols = clash
+    other = merger.local(spec.name, other_pk)
+    incoming_first = other is None or state.life_clock < other.life_clock
+    if spec.unique_rule == "merge":
+        if incoming_first:
+            _fold(
+                merger,
+                spec,
+                loser=other_pk,
+                winner=state.pk,
+                lost_values=other.values if other else {},
+            )
+            return values
+        _redirect(conn, spec.name, state.pk, other_pk)
+        merger.conflict("unique", spec.name, state.pk, None, other_pk, values, state.life_device)
+        _end_life(merger, spec.name, state.pk)
+        return None
+    if spec.unique_rule == "rename":
+        if incoming_first:
+            renamed = _renamed(spec, other.values if other else {}, other_pk)
+            _update(conn, spec, other_pk, renamed)
+            merger.conflict("unique", spec.name, other_pk, None, renamed, None, None)
+            return values
+        renamed = _renamed(spec, values, state.pk)
+        merger.conflict("unique", spec.name, state.pk, None, renamed, None, state.life_device)
+        return {**values, **renamed}
+    if spec.unique_rule == "retire":
+        # Both keys stay usable for reading; the later stops sealing new values. Its
+        # retirement time is its own creation time, the same on every device.
+        if incoming_first:
+            assert other is not None
+            _update(
+                conn,
+                spec,
+                other_pk,
+                {"status": "retired", "retired_at": other.values.get("created_at")},
+            )
+            return values
+        return {**values, "status": "retired", "retired_at": values.get("created_at")}
+    if spec.unique_rule == "renumber" and spec.numbered:
+        group = [c for c in unique_cols if c != spec.numbered]
+        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in group) or "1"
+        top = conn.execute(
+            f"SELECT coalesce(max({quote_identifier(spec.numbered)}), 0) + 1 FROM "
+            f"{quote_identifier(spec.name)} WHERE {where}",
+            tuple(values[c] for c in group),
+        ).fetchone()[0]
+        if incoming_first:
+            _update(conn, spec, other_pk, {spec.numbered: int(top)})
+            return values
+        return {**values, spec.numbered: int(top)}
+    raise DatabaseError(
+        f"two devices made {spec.name} rows with the same {', '.join(unique_cols)}; "
+        "this table has no rule to settle it"
+    )
+
+
+def _renamed(spec: TableSpec, values: dict[str, Any], pk: str) -> dict[str, Any]:
+    suffix = "~" + pk.replace("-", "")[-6:]
+    out: dict[str, Any] = {c: f"{values.get(c)}{suffix}" for c in spec.renamed}
+    out.update(dict.fromkeys(spec.cleared))
+    return out
+
+
+def _update(conn: Any, spec: TableSpec, pk: str, values: dict[str, Any]) -> None:
+    sets = ", ".join(f"{quote_identifier(c)} = ?" for c in values)
+    conn.execute(
+        f"UPDATE {quote_identifier(spec.name)} SET {sets} WHERE {quote_identifier(spec.key)} = ?",
+        (*values.values(), pk),
+    )
+
+
+def _fold(
+    merger: Merger, spec: TableSpec, *, loser: str, winner: str, lost_values: dict[str, Any]
+) -> None:
+    """Fold local row ``loser`` into ``winner`` (which is about to be written)."""
+    conn = merger.conn
+    _redirect(conn, spec.name, loser, winner)
+    merger.conflict("unique", spec.name, loser, None, winner, lost_values, None)
+    conn.execute(
+        f"DELETE FROM {quote_identifier(spec.name)} WHERE {quote_identifier(spec.key)} = ?",
+        (loser,),
+    )
+    _end_life(merger, spec.name, loser)
+
+
+def _end_life(merger: Merger, table: str, pk: str) -> None:
+    merger.conn.execute(
+        "UPDATE sync_rows SET dead = 1, seq = NULL WHERE tbl = ? AND pk = ?", (table, pk)
+    )
+    merger.conn.execute("DELETE FROM sync_cells WHERE tbl = ? AND pk = ?", (table, pk))
+
+
+def _redirect(conn: Any, table: str, from_pk: str, to_pk: str) -> None:
+    conn.execute(
+        "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES (?, ?, ?) "
+        "ON CONFLICT (tbl, from_pk) DO UPDATE SET to_pk = excluded.to_pk",
+        (table, from_pk, to_pk),
+    )
+    # Redirects that led to the folded row now lead to its survivor.
+    conn.execute(
+        "UPDATE sync_redirects SET to_pk = ? WHERE tbl = ? AND to_pk = ?", (to_pk, table, from_pk)
+    )
+
+
+def _follow_redirects(conn: Any, spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """Point ``values``' references at the survivors of folded rows."""
+    out = dict(values)
+    for fk in introspect.foreign_keys(conn, spec.name):
+        ref = out.get(fk.column)
+        if ref is None or fk.parent not in SYNCED_BY_NAME:
+            continue
+        row = conn.execute(
+            "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (fk.parent, ref)
+        ).fetchone()
+        if row is not None:
+            out[fk.column] = row[0]
+    return out
+
+
+def fix_references(merger: Merger) -> None:
+    """Settle the foreign keys the merge left broken (they are checked deferred).
+
+    A reference to a folded row is pointed at its survivor; a row whose parent is
+    gone is removed (synced rows: their life ends, an ``orphan`` conflict keeps
+    them; device-local rows such as login sessions: removed).
+
+    Raises:
+        DatabaseError: a reference that cannot be settled (an audit event of a user
+            deleted elsewhere without erasure); the merge is rolled back.
+    """
+    conn = merger.conn
+    for _round in range(_MAX_FIX_ROUNDS):
+        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if not broken:
+            return
+        for table, rowid, parent, fkid in broken:
+            _fix_one(merger, str(table), rowid, str(parent), int(fkid))
+    raise DatabaseError("sync could not settle the references of the rows it merged")
+
+
+def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> None:
+    conn = merger.conn
+    t = quote_identifier(table)
+    spec = SYNCED_BY_NAME.get(table)
+    column = next(fk.column for fk in introspect.foreign_keys(conn, table) if fk.id == fkid)
+    ref = conn.execute(
+        f"SELECT {quote_identifier(column)} FROM {t} WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    if ref is None:
+        return
+    target = conn.execute(
+        "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (parent, ref[0])
+    ).fetchone()
+    if target is not None:
+        conn.execute(
+            f"UPDATE {t} SET {quote_identifier(column)} = ? WHERE rowid = ?", (target[0], rowid)
+        )
+        return
+    nullable = not any(c.not_null for c in introspect.columns(conn, table) if c.name == column)
+    if nullable:  # an optional reference to a row gone elsewhere is cleared
+        conn.execute(f"UPDATE {t} SET {quote_identifier(column)} = NULL WHERE rowid = ?", (rowid,))
+        return
+    if spec is None:
+        if table == "security_events":
+            raise DatabaseError(
+                f"a {parent} row was deleted on another device while this device's audit "
+                "log refers to it; erase the user (db.privacy.erase_user) instead of deleting it"
+            )
+        conn.execute(f"DELETE FROM {t} WHERE rowid = ?", (rowid,))
+        return
+    key = conn.execute(
+        f"SELECT {quote_identifier(spec.key)} FROM {t} WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    orphan = merger.local(table, str(key[0]))
+    merger.conflict(
+        "orphan", table, str(key[0]), column, None, orphan.values if orphan else None, None
+    )
+    conn.execute(f"DELETE FROM {t} WHERE rowid = ?", (rowid,))
+    _end_life(merger, table, str(key[0]))
