@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 from tests.conftest import PASSPHRASE
 from tests.sync.conftest import Devices, sync_all
 
 import mangostore
+from mangostore.clock import ManualClock
 from mangostore.errors import (
     ConfigurationError,
     NotFoundError,
@@ -233,3 +235,27 @@ def test_capture_follows_a_migration_that_changes_a_synced_table(devices: Device
     assert a.sync.status().pending_changes == 1
     cells = a.query("SELECT col FROM sync_cells WHERE pk = ?", (user.id,), use_cache=False)
     assert [r[0] for r in cells] == ["nickname"]
+
+
+def test_the_clock_survives_a_restart_with_the_wall_clock_set_back(
+    tmp_path: Path, fast_settings: mangostore.Settings, relay: MemoryRelay
+) -> None:
+    path = tmp_path / "laptop.db"
+    wall = ManualClock(1_800_000_000_000)
+    db, _ = mangostore.create(path, passphrase=PASSPHRASE, settings=fast_settings, clock=wall)
+    db.sync.enable(relay)
+    user = db.users.create(username="alice")
+    db.users.update(user.id, email="before@example.org")  # pending, never pushed
+    before = db.sync.status().clock
+    db.close()
+    wall.set(1_800_000_000_000 - 3_600_000)  # an hour back
+    db = mangostore.open(path, passphrase=PASSPHRASE, settings=fast_settings, clock=wall)
+    try:
+        assert db.sync.status().clock >= before
+        other = db.users.create(username="bob")
+        life = db.query("SELECT life FROM sync_rows WHERE pk = ?", (other.id,), use_cache=False)[0][
+            0
+        ]
+        assert life > before
+    finally:
+        db.close()

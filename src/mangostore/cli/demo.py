@@ -222,6 +222,31 @@ def notify_and_secure(tour: Tour) -> None:
     tour.out.print(f"Audit log: {report.events_checked} events, chain verified: {report.ok}.")
 
 
+def sync_devices(tour: Tour) -> None:
+    """Make a second device of this vault, edit on both, sync through a relay."""
+    from mangostore.sync import MemoryRelay
+
+    laptop, user = tour.database(), tour.ids["user"]
+    relay = MemoryRelay()  # keeps only sealed batches, as the sync server would
+    laptop.sync.enable(relay)
+    desktop, _key = laptop.sync.new_device(tour.folder / "desktop.db", DEMO_PASSPHRASE)
+    try:
+        desktop.sync.connect(relay)
+        laptop.sync.sync()
+        desktop.sync.sync()
+        tour.out.print(f"The desktop has {desktop.users.get(user).username!r} after one sync.")
+        laptop.users.update(user, preferences={"theme": "light", "voice": True})
+        desktop.users.update(user, preferences={"theme": "dark", "voice": True, "lang": "fr"})
+        for device in (laptop, desktop, laptop):
+            device.sync.sync()
+        merged = desktop.users.get(user).preferences
+        tour.out.print(f"Edited on both, merged key by key on both: {merged}")
+        sealed = b"ada" not in relay.stored_bytes()
+        tour.out.print(f"The relay holds no plaintext of the user name: {sealed}")
+    finally:
+        desktop.close()
+
+
 def show_status(tour: Tour) -> None:
     """Show what `mangostore status` shows."""
     render_status(tour.out, tour.database().status())
@@ -237,6 +262,7 @@ STEPS: list[Step] = [
     Step("Look at the file on disk", check_on_disk),
     Step("Knowledge graph and memory", knowledge_and_memory),
     Step("Notifications, login, permissions, audit", notify_and_secure),
+    Step("Sync with a second device", sync_devices),
     Step("mangostore status", show_status),
 ]
 

@@ -89,10 +89,16 @@ class SyncService:
         self._store = db.store
         self._transport: SyncTransport | None = None
         self._scheduler: SyncScheduler | None = None
-        state = self._store.capture
+        # The clock starts above everything it issued before: the persisted clock
+        # (written at every push and pull) and the changes made since the last push.
         with self._store.reading() as conn:
-            row = conn.execute("SELECT clock FROM sync_device WHERE id = 1").fetchone()
-        state.clock.advance_to(int(row[0]) if row else 0)
+            row = conn.execute(
+                "SELECT max((SELECT clock FROM sync_device WHERE id = 1), "
+                "coalesce((SELECT max(life) FROM sync_rows WHERE seq IS NOT NULL), 0), "
+                "coalesce((SELECT max(c.hlc) FROM sync_rows AS r JOIN sync_cells AS c "
+                "ON c.tbl = r.tbl AND c.pk = r.pk WHERE r.seq IS NOT NULL), 0))"
+            ).fetchone()
+        self._store.capture.clock.advance_to(int(row[0] or 0))
 
     def __repr__(self) -> str:
         return f"<mangostore SyncService device={self.device_id}>"
