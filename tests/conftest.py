@@ -30,6 +30,7 @@ from mangostore.clock import ManualClock
 from mangostore.notify import RecordingDeliverer
 from mangostore.security.auth import AuthPolicy
 from mangostore.security.passwords import PasswordParams
+from mangostore.sync import MemoryRelay
 
 # Hypothesis runs more examples in CI than on a laptop, never with a deadline
 # (tests do not assert wall-clock times).
@@ -235,3 +236,55 @@ def notify_world() -> Iterator[NotifyWorld]:
 def graph() -> Iterator[Graph]:
     """An in-memory database, its knowledge graph (no embedder), a user and the clock."""
     yield from open_graph()
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+class SteppingClock(ManualClock):
+    """A manual clock that moves one millisecond at every reading."""
+
+    def now_ms(self) -> int:
+        """Return the time, then move it on by a millisecond."""
+        return self.advance(1) - 1
+
+
+@pytest.fixture
+def relay() -> MemoryRelay:
+    """An in-process relay that keeps only sealed batches."""
+    return MemoryRelay()
+
+
+@pytest.fixture
+def devices(
+    relay: MemoryRelay, fast_settings: Settings
+) -> Iterator[Callable[[int], list[mangostore.Database]]]:
+    """``devices(n)``: n in-memory databases of one vault, sync enabled, on ``relay``.
+
+    The first is made with ``mangostore.create``; the others join its vault with
+    ``db.sync.new_device``. Helpers: tests/sync_helpers.py.
+    """
+    made: list[mangostore.Database] = []
+    # One clock for every device, a millisecond further at each reading: what happens
+    # later in the test is later for the merge rules too, on any machine.
+    clock = SteppingClock()
+
+    def make(count: int) -> list[mangostore.Database]:
+        first, _ = mangostore.create(
+            ":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=clock
+        )
+        first.sync.enable(relay)
+        made.append(first)
+        group = [first]
+        for _ in range(count - 1):
+            other, _ = first.sync.new_device(
+                ":memory:", PASSPHRASE, settings=fast_settings, clock=clock
+            )
+            other.sync.connect(relay)
+            made.append(other)
+            group.append(other)
+        return group
+
+    yield make
+    for db in made:
+        db.close()

@@ -26,6 +26,7 @@ PASSWORD = "a long enough password"
 TIME_KEYS = frozenset(
     {"created", "expires", "last_activity", "last_login", "last_accessed", "since"}
     | {"cutoff", "timestamp", "scheduled", "at"}
+    | {"last_push", "last_pull", "detected", "resolved", "clock_time"}
 )
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -63,6 +64,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         db.memory.remember(ann.id, "shell", "fish", memory_type="preference")
         db.kg.upsert_entity(ann.id, "person", "Ann")
         db.kg.close()
+        db.sync.enable()
+        db.execute(
+            "INSERT INTO sync_conflicts (id, kind, tbl, pk, col, kept, lost, detected_at) "
+            "VALUES ('conflict-1', 'manual', 'users', ?, 'email', '\"a@x\"', '\"b@x\"', 1)",
+            (ann.id,),
+        )
     return path, sent.id
 
 
@@ -88,6 +95,7 @@ def vault(template: tuple[Path, str], tmp_path: Path) -> Vault:
         '{"type":"entity","name":"fish","entityType":"command","observations":["a shell"]}\n',
         encoding="utf-8",
     )
+    (tmp_path / "relay").mkdir()
     return Vault(path, tmp_path, notification_id, password_file, key_file, jsonl)
 
 
@@ -148,6 +156,13 @@ CASES: dict[str, Callable[[Vault], list[str]]] = {
     "dump": lambda v: ["dump", v.p],
     "key": lambda v: ["key", v.p],
     "rotate-keys": lambda v: ["rotate-keys", v.p],
+    "sync enable": lambda v: ["sync", "enable", v.p, "--relay", str(v.folder / "relay")],
+    "sync status": lambda v: ["sync", "status", v.p, "--relay", str(v.folder / "relay")],
+    "sync now": lambda v: ["sync", "now", v.p, "--relay", str(v.folder / "relay")],
+    "sync conflicts": lambda v: ["sync", "conflicts", v.p, "--all"],
+    "sync resolve": lambda v: ["sync", "resolve", v.p, "conflict-1", "--choose", "kept"],
+    "sync strategy": lambda v: ["sync", "strategy", v.p, "users", "email", "manual"],
+    "sync new-device": lambda v: ["sync", "new-device", v.p, str(v.folder / "b.db"), *CLI_FAST_KDF],
 }
 
 

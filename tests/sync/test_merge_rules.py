@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import PASSPHRASE
-from tests.sync.conftest import Devices, sync_all
+from tests.sync_helpers import Devices, sync_all
 
 import mangostore
 from mangostore.clock import ManualClock
@@ -22,14 +22,27 @@ def test_edits_of_different_columns_both_survive(devices: Devices) -> None:
         assert (got.email, got.security_profile) == ("alice@example.org", "strict")
 
 
-def test_the_later_edit_of_one_column_wins_on_every_device(devices: Devices) -> None:
-    a, b = devices(2)
-    user = a.users.create(username="alice")
-    sync_all([a, b])
-    a.users.update(user.id, email="first@example.org")
-    b.users.update(user.id, email="second@example.org")  # later: the clock moved on
-    sync_all([a, b])
-    assert a.users.get(user.id).email == b.users.get(user.id).email == "second@example.org"
+def test_the_later_edit_of_one_column_wins_on_every_device(
+    fast_settings: mangostore.Settings,
+) -> None:
+    relay = MemoryRelay()
+    wall = ManualClock(1_700_000_000_000)
+    a, _ = mangostore.create(":memory:", passphrase=PASSPHRASE, settings=fast_settings, clock=wall)
+    a.sync.enable(relay)
+    b, _ = a.sync.new_device(":memory:", PASSPHRASE, settings=fast_settings, clock=wall)
+    b.sync.connect(relay)
+    try:
+        user = a.users.create(username="alice")
+        sync_all([a, b])
+        wall.advance(10)
+        a.users.update(user.id, email="first@example.org")
+        wall.advance(10)
+        b.users.update(user.id, email="second@example.org")  # later, though not seen by a
+        sync_all([a, b])
+        assert a.users.get(user.id).email == b.users.get(user.id).email == "second@example.org"
+    finally:
+        a.close()
+        b.close()
 
 
 def test_json_objects_merge_key_by_key(devices: Devices) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.sync.conftest import Devices, sync_all
+from tests.sync_helpers import Devices, sync_all
 
 
 def test_a_user_made_on_one_device_reaches_the_other(devices: Devices) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import PASSPHRASE
-from tests.sync.conftest import Devices, sync_all
+from tests.sync_helpers import Devices, sync_all
 
 import mangostore
 from mangostore.clock import ManualClock

@@ -25,6 +25,7 @@ from mangostore.cli.privacy import privacy
 from mangostore.cli.query import key, query
 from mangostore.cli.rotation import rotate_keys
 from mangostore.cli.stats import stats
+from mangostore.cli.sync import sync
 
 __all__ = ["cli", "main"]
 
@@ -72,6 +73,7 @@ cli.add_command(stats)
 cli.add_command(user)
 cli.add_command(sessions)
 cli.add_command(rotate_keys)
+cli.add_command(sync)
 
 
 def main() -> None:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mangostore.sync.batches import Batch
     from mangostore.sync.conflicts import Conflict
+    from mangostore.sync.folder import FolderRelay
     from mangostore.sync.service import SyncReport, SyncService, SyncStatus
     from mangostore.sync.transport import MemoryRelay, Pulled, SyncTransport
 
 __all__ = [
     "Batch",
     "Conflict",
+    "FolderRelay",
     "MemoryRelay",
     "Pulled",
     "SyncReport",
@@ -30,6 +32,7 @@ __all__ = [
 _HOMES = {
     "Batch": "batches",
     "Conflict": "conflicts",
+    "FolderRelay": "folder",
     "MemoryRelay": "transport",
     "Pulled": "transport",
     "SyncReport": "service",
