@@ -6,7 +6,7 @@ import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,11 +42,13 @@ from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.cache import CacheManager
+    from mangostore.clock import Instant
     from mangostore.kg.conversations import ConversationService
     from mangostore.kg.graph import KnowledgeGraph
     from mangostore.kg.memory import MemoryService
+    from mangostore.maintenance import MaintenanceReport
     from mangostore.monitor import Monitor, PerformanceReport
-    from mangostore.privacy import PrivacyService
+    from mangostore.privacy import PrivacyService, RetentionPolicy
     from mangostore.security.audit import AuditLog
     from mangostore.security.auth import AuthService
     from mangostore.security.permissions import PermissionService
@@ -302,6 +304,29 @@ class Database(RepositoryAccess):
         with self.store.idle_connection() as conn, driver_errors("checkpointing the WAL"):
             busy, wal_frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return not busy and wal_frames == copied
+
+    def maintenance(
+        self,
+        now: Instant | None = None,
+        *,
+        policies: Sequence[RetentionPolicy] | None = None,
+        archive_dir_path: str | os.PathLike[str] | None = None,
+    ) -> MaintenanceReport:
+        """Run every periodic job once (deliveries due, expiry sweeps, retention, stale
+        sessions and login counts, read counts, a WAL checkpoint): schedule this call.
+
+        ``now`` is epoch ms or an aware datetime (default: the clock); ``policies`` and
+        ``archive_dir_path`` are as for ``db.privacy.apply_retention``. A failed job does
+        not stop the others: its error is in the report's ``failures``. The jobs and why
+        each is there: :mod:`mangostore.maintenance`.
+
+        Raises:
+            InvalidValueError: ``now`` is not a time.
+            DatabaseError: called inside a transaction.
+        """
+        from mangostore.maintenance import run_maintenance
+
+        return run_maintenance(self, now, policies=policies, archive_dir_path=archive_dir_path)
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one writing statement in the current transaction (or its own) and return rowcount.

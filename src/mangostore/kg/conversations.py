@@ -22,12 +22,12 @@ clears ``conversation_data``. The row itself stays, because memories may refer t
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mangostore.clock import Duration, Instant, epoch_ms
 from mangostore.errors import (
     ConfigurationError,
     InvalidTransitionError,
@@ -110,7 +110,7 @@ class ConversationService:
         project_id: str | None = None,
         context_type: str = "general",
         data: Any = None,
-        ttl: int | dt.timedelta | None = None,
+        ttl: Duration | None = None,
     ) -> AIConversation:
         """Start a conversation.
 
@@ -158,18 +158,16 @@ class ConversationService:
                 return conversation
             return self._db.ai_conversations.update(conversation_id, status="archived")
 
-    def expire(self, conversation_id: str, *, at: int | None = None) -> AIConversation:
-        """Set when a conversation expires (epoch ms; default now).
+    def expire(self, conversation_id: str, *, at: Instant | None = None) -> AIConversation:
+        """Set when a conversation expires (epoch ms or an aware datetime; default now).
 
         From that time it is hidden; :meth:`sweep` deletes its messages.
 
         Raises:
             NotFoundError: no such conversation.
-            InvalidValueError: ``at`` is not an integer.
+            InvalidValueError: ``at`` is not a time.
         """
-        when = self._db.clock.now_ms() if at is None else at
-        if not isinstance(when, int) or isinstance(when, bool):
-            raise InvalidValueError("at must be epoch milliseconds (an integer)", field="at")
+        when = self._db.clock.now_ms() if at is None else epoch_ms(at, "at")
         return self._db.ai_conversations.update(conversation_id, expires_at=when)
 
     def delete(self, conversation_id: str) -> int:
@@ -185,17 +183,22 @@ class ConversationService:
             self._db.ai_conversations.get(conversation_id)
             return self._erase([conversation_id])
 
-    def sweep(self, now: int | None = None) -> int:
+    def sweep(self, now: Instant | None = None) -> int:
         """Delete the messages and data of every conversation past ``expires_at``.
 
         Args:
-            now: the time to sweep as of (epoch ms); default the database's clock.
+            now: the time to sweep as of (epoch ms or an aware datetime); default
+                the database's clock.
 
         Returns:
             How many conversations were marked ``deleted``.
+
+        Raises:
+            InvalidValueError: ``now`` is not a time.
         """
+        moment = epoch_ms(now, "now")
         with self._db.transaction():
-            at = self._db.clock.now_ms() if now is None else now
+            at = self._db.clock.now_ms() if moment is None else moment
             ids = [
                 str(r[0])
                 for r in self._db.query(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from mangostore.clock import Instant
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.ids import new_id
 from mangostore.kg.model import ENTITY_TYPES, EntityRef, EntityView, MergeSuggestion, Upsert
@@ -390,7 +391,7 @@ class Entities:
             conn.execute("DELETE FROM kg_observations WHERE entity_id = ?", (doomed,))
             conn.execute("DELETE FROM kg_entities WHERE id = ?", (doomed,))
 
-    def describe(self, entity: EntityRef, *, as_of: int | None = None) -> EntityView:
+    def describe(self, entity: EntityRef, *, as_of: Instant | None = None) -> EntityView:
         """Return the entity with its aliases, and the observations and relations valid
         at ``as_of`` (default: now). Counts one read.
 
@@ -398,7 +399,7 @@ class Entities:
             NotFoundError: no such entity.
         """
         wanted = entity_id(entity)
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         with self._store.reading() as conn:
             record = self._store.entity_in(conn, wanted)
             observations = [

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.errors import InvalidValueError, NotFoundError, ValidationError
 from mangostore.ids import new_id
 from mangostore.kg.model import OBSERVATION_TYPES, Direction, EntityRef, Observation, Relation
@@ -106,7 +107,7 @@ class Facts:
         weight: float = 1.0,
         confidence: float = 1.0,
         source: str | None = "user",
-        valid_from: int | None = None,
+        valid_from: Instant | None = None,
         project_id: str | None = None,
     ) -> Relation:
         """Record ``subject -predicate-> object``, or strengthen it if it already holds.
@@ -126,7 +127,7 @@ class Facts:
         if source is not None and source not in _SOURCES:
             raise InvalidValueError(f"source must be one of {', '.join(_SOURCES)}", field="source")
         now = self._store.now()
-        start = now if valid_from is None else valid_from
+        start = now if valid_from is None else epoch_ms(valid_from, "valid_from")
         with self._store.transaction() as conn:
             s = self._store.entity_in(conn, entity_id(subject))
             o = self._store.entity_in(conn, entity_id(object))
@@ -199,13 +200,13 @@ class Facts:
         *,
         direction: Direction = "both",
         predicates: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         include_invalid: bool = False,
     ) -> list[Relation]:
         """Return the entity's relations that hold at ``as_of`` (default now), or all of
         them with ``include_invalid``, oldest first."""
         wanted = entity_id(entity)
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         sides = {"out": ["r.subject_id = ?"], "in": ["r.object_id = ?"]}.get(
             direction, ["r.subject_id = ?", "r.object_id = ?"]
         )
@@ -242,7 +243,7 @@ class Facts:
         *,
         confidence: float = 1.0,
         context: dict[str, Any] | None = None,
-        valid_from: int | None = None,
+        valid_from: Instant | None = None,
         slot: str | None = None,
     ) -> Observation:
         """Record an observation about an entity, or confirm it if it already holds.
@@ -267,7 +268,7 @@ class Facts:
             raise InvalidValueError("a slot must be a non-empty string", field="slot")
         slot_key = canonical(slot) if slot is not None else None
         now = self._store.now()
-        start = now if valid_from is None else valid_from
+        start = now if valid_from is None else epoch_ms(valid_from, "valid_from")
         key = canonical(content)
         with self._store.transaction() as conn:
             record = self._store.entity_in(conn, entity_id(entity))
@@ -327,11 +328,11 @@ class Facts:
         self,
         entity: EntityRef,
         *,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         include_invalid: bool = False,
     ) -> list[Observation]:
         """Return the entity's observations that hold at ``as_of`` (default now), or all."""
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         sql = f"{OBSERVATIONS} WHERE o.entity_id = ?"
         params: list[Any] = [entity_id(entity)]
         if not include_invalid:
@@ -362,7 +363,7 @@ class Facts:
         self,
         fact: str | Relation | Observation,
         *,
-        at: int | None = None,
+        at: Instant | None = None,
         reason: str | None = None,
     ) -> Relation | Observation:
         """End a relation's or observation's validity at ``at`` (default now); keep the row.
@@ -374,7 +375,7 @@ class Facts:
         """
         fact_id = _fact_id(fact)
         now = self._store.now()
-        end = now if at is None else at
+        end = now if at is None else epoch_ms(at, "at")
         with self._store.transaction() as conn:
             for table, key in (
                 ("kg_relation_validity", "relation_id"),

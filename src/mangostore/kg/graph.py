@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from mangostore.clock import Instant
 from mangostore.kg.access import AccessCounter
 from mangostore.kg.embedding import Embedder, NumpyIndex, VectorIndex
 from mangostore.kg.entities import EMBEDDING_THRESHOLD, Entities
@@ -214,7 +215,7 @@ class KnowledgeGraph:
         """
         self._entities.delete_entity(entity)
 
-    def describe(self, entity: EntityRef, *, as_of: int | None = None) -> EntityView:
+    def describe(self, entity: EntityRef, *, as_of: Instant | None = None) -> EntityView:
         """Return the entity with its aliases, and the observations and relations valid
         at ``as_of`` (default: now). Counts one read.
 
@@ -254,7 +255,7 @@ class KnowledgeGraph:
         weight: float = 1.0,
         confidence: float = 1.0,
         source: str | None = "user",
-        valid_from: int | None = None,
+        valid_from: Instant | None = None,
         project_id: str | None = None,
     ) -> Relation:
         """Record ``subject -predicate-> object``, or strengthen it if it already holds.
@@ -265,7 +266,7 @@ class KnowledgeGraph:
         object that still holds is closed at ``valid_from`` and marked superseded.
 
         Args:
-            valid_from: when the fact started to hold (epoch ms; default now).
+            valid_from: when the fact started to hold (epoch ms or aware datetime; default now).
 
         Raises:
             InvalidValueError: bad predicate, weight, confidence or source.
@@ -289,7 +290,7 @@ class KnowledgeGraph:
         *,
         direction: Direction = "both",
         predicates: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         include_invalid: bool = False,
     ) -> list[Relation]:
         """Return the entity's relations that hold at ``as_of`` (default now), or all of
@@ -320,7 +321,7 @@ class KnowledgeGraph:
         *,
         confidence: float = 1.0,
         context: dict[str, Any] | None = None,
-        valid_from: int | None = None,
+        valid_from: Instant | None = None,
         slot: str | None = None,
     ) -> Observation:
         """Record an observation about an entity, or confirm it if it already holds.
@@ -356,7 +357,7 @@ class KnowledgeGraph:
         self,
         entity: EntityRef,
         *,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         include_invalid: bool = False,
     ) -> list[Observation]:
         """Return the entity's observations that hold at ``as_of`` (default now), or all."""
@@ -374,7 +375,7 @@ class KnowledgeGraph:
         self,
         fact: str | Relation | Observation,
         *,
-        at: int | None = None,
+        at: Instant | None = None,
         reason: str | None = None,
     ) -> Relation | Observation:
         """End a relation's or observation's validity at ``at`` (default now); keep the row.
@@ -397,7 +398,7 @@ class KnowledgeGraph:
         depth: int = 1,
         predicates: Sequence[str] | None = None,
         direction: Direction = "both",
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         limit: int | None = None,
     ) -> list[Neighbor]:
         """Return the entities within ``depth`` hops, nearest first, each with one
@@ -425,7 +426,7 @@ class KnowledgeGraph:
         max_depth: int = 4,
         predicates: Sequence[str] | None = None,
         direction: Direction = "both",
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         limit: int = 10,
     ) -> list[GraphPath]:
         """Return up to ``limit`` simple paths from ``a`` to ``b``, shortest first.
@@ -450,7 +451,7 @@ class KnowledgeGraph:
         *,
         depth: int = 1,
         predicates: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
     ) -> Subgraph:
         """Return the entities within ``depth`` hops of any seed and the relations among
         them that hold at ``as_of`` (default now).
@@ -502,7 +503,7 @@ class KnowledgeGraph:
         *,
         k: int = 10,
         types: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         explain: bool = False,
         retrievers: Sequence[str] | None = None,
         speaker: EntityRef | None = None,
@@ -520,7 +521,7 @@ class KnowledgeGraph:
         Args:
             k: how many hits to return.
             types: only entities of these types.
-            as_of: answer as of this time (epoch ms) instead of reading the question's.
+            as_of: answer as of this time (epoch ms or aware datetime), not the question's.
             explain: fill each hit's ``explanation`` with the score and its evidence.
             retrievers: a subset of ``("fts", "trigram", "vector", "graph")``.
             speaker: the person entity that "I" means (default: :meth:`set_speaker`'s).

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mangostore.clock import Duration, Instant, epoch_ms
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.kg.inputs import checks_text_arguments
 from mangostore.kg.memory_checks import (
@@ -127,7 +127,7 @@ class MemoryService:
         *,
         memory_type: str = "fact",
         confidence: float = 1.0,
-        ttl: int | dt.timedelta | None = None,
+        ttl: Duration | None = None,
         project_id: str | None = None,
         conversation_id: str | None = None,
         source: str | None = None,
@@ -266,20 +266,25 @@ class MemoryService:
                 )
             return done
 
-    def sweep(self, now: int | None = None) -> MemorySweep:
+    def sweep(self, now: Instant | None = None) -> MemorySweep:
         """Delete memories that expired or were forgotten more than the grace period ago.
 
         Hidden memories need no sweep to be hidden: this only reclaims them. Their
         full-text entries go with them.
 
         Args:
-            now: the time to sweep as of (epoch ms); default the database's clock.
+            now: the time to sweep as of (epoch ms or an aware datetime); default
+                the database's clock.
 
         Returns:
             How many memories were deleted, by reason.
+
+        Raises:
+            InvalidValueError: ``now`` is not a time.
         """
+        moment = epoch_ms(now, "now")
         with self._db.transaction():
-            at = self._db.clock.now_ms() if now is None else now
+            at = self._db.clock.now_ms() if moment is None else moment
             cutoff = at - self.policy.purge_grace_ms
             expired = [
                 str(r[0])

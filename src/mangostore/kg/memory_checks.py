@@ -6,10 +6,10 @@ before anything is read or written, so a bad call leaves no partial work behind.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Any
 
+from mangostore.clock import Duration, duration_ms
 from mangostore.errors import InvalidValueError
 
 __all__ = [
@@ -85,23 +85,14 @@ def check_confidence(value: Any) -> float:
     return float(value)
 
 
-def ttl_ms(ttl: int | dt.timedelta | None) -> int | None:
+def ttl_ms(ttl: Duration | None) -> int | None:
     """Return a time-to-live in milliseconds (``None`` stays ``None``).
 
     Raises:
-        InvalidValueError: ``ttl`` is not a positive integer (ms) or timedelta.
+        InvalidValueError: ``ttl`` is not a positive duration (see
+            :func:`mangostore.clock.duration_ms`).
     """
-    if ttl is None:
-        return None
-    if isinstance(ttl, dt.timedelta):
-        ms = ttl // dt.timedelta(milliseconds=1)
-    elif is_int(ttl):
-        ms = ttl
-    else:
-        raise InvalidValueError("ttl must be milliseconds (an integer) or a timedelta", field="ttl")
-    if ms <= 0:
-        raise InvalidValueError("ttl must be positive", field="ttl")
-    return ms
+    return duration_ms(ttl, "ttl", minimum=1)
 
 
 def sql_limit(limit: int | None) -> int:

@@ -45,6 +45,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.errors import InvalidValueError
 from mangostore.kg.answers import SURE_LINK, Answer, fact_answers
 from mangostore.kg.evidence import (
@@ -135,7 +136,7 @@ class HybridSearch:
         *,
         k: int = 10,
         types: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         explain: bool = False,
         retrievers: Sequence[str] | None = None,
         speaker: str | None = None,
@@ -155,7 +156,7 @@ class HybridSearch:
         text = query[:MAX_QUERY_CHARS].replace("\x00", " ")
         words = query_words(text)
         now = self._store.now()
-        t = now if as_of is None else as_of
+        t = now if as_of is None else epoch_ms(as_of, "as_of")
         scope = TimeScope() if as_of is not None else time_scope(words, now)
         depth = max(50, 5 * k)
         self._store.ensure_canonical_names(user_id)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.errors import InvalidValueError, NotFoundError
 from mangostore.kg.access import AccessCounter
 from mangostore.kg.model import EntityRef, Observation, Relation
@@ -179,6 +180,14 @@ class GraphStore:
     def now(self) -> int:
         """Return the database clock's time, in epoch milliseconds."""
         return self._db.clock.now_ms()
+
+    def at(self, moment: Instant | None, field: str = "as_of") -> int:
+        """Return ``moment`` in epoch milliseconds, or the clock's time when it is ``None``.
+
+        Raises:
+            InvalidValueError: ``moment`` is not a time (see :func:`mangostore.clock.epoch_ms`).
+        """
+        return self.now() if moment is None else epoch_ms(moment, field)
 
     def entity_in(self, conn: Connection, entity_id: str) -> KGEntity:
         """Return one entity read on ``conn`` (the read is not counted).

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mangostore.clock import Instant
 from mangostore.errors import InvalidValueError
 from mangostore.kg.model import Direction, EntityRef, GraphPath, Neighbor, Subgraph
 from mangostore.kg.store import HOLDS, RELATIONS, GraphStore, entity_id, relation_from_row
@@ -135,7 +136,7 @@ class Traversal:
         depth: int = 1,
         predicates: Sequence[str] | None = None,
         direction: Direction = "both",
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         limit: int | None = None,
     ) -> list[Neighbor]:
         """Return the entities within ``depth`` hops, nearest first, each with one
@@ -150,7 +151,7 @@ class Traversal:
         if direction not in ("out", "in", "both"):
             raise InvalidValueError("direction is 'out', 'in' or 'both'", field="direction")
         start = entity_id(entity)
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         if predicates is not None and not predicates:
             return []
         with self._store.reading() as conn:
@@ -194,7 +195,7 @@ class Traversal:
         max_depth: int = 4,
         predicates: Sequence[str] | None = None,
         direction: Direction = "both",
-        as_of: int | None = None,
+        as_of: Instant | None = None,
         limit: int = 10,
     ) -> list[GraphPath]:
         """Return up to ``limit`` simple paths from ``a`` to ``b``, shortest first.
@@ -206,7 +207,7 @@ class Traversal:
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
             raise InvalidValueError("max_depth must be a positive integer", field="max_depth")
         start, target = entity_id(a), entity_id(b)
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         with self._store.reading() as conn:
             origin = self._store.entity_in(conn, start)
             self._store.entity_in(conn, target)
@@ -242,7 +243,7 @@ class Traversal:
         *,
         depth: int = 1,
         predicates: Sequence[str] | None = None,
-        as_of: int | None = None,
+        as_of: Instant | None = None,
     ) -> Subgraph:
         """Return the entities within ``depth`` hops of any seed and the relations among
         them that hold at ``as_of`` (default now).
@@ -255,7 +256,7 @@ class Traversal:
         seeds = list(dict.fromkeys(entity_id(e) for e in entities))
         if not seeds:
             return Subgraph([], [])
-        t = self._store.now() if as_of is None else as_of
+        t = self._store.at(as_of)
         with self._store.reading() as conn:
             found = self._store.entities_in(conn, seeds)
             if not found:

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.errors import InvalidValueError
 from mangostore.notify.actions import action_fields, check_action
 from mangostore.notify.catalog import TypeCatalog
@@ -23,17 +24,7 @@ from mangostore.notify.preferences import Resolution, check_priority, resolve
 from mangostore.notify.templates import ParamValue, compiled
 from mangostore.records import Notification
 
-__all__ = ["Sender", "check_time"]
-
-
-def check_time(value: Any, field: str) -> None:
-    """Accept ``None`` or epoch milliseconds.
-
-    Raises:
-        InvalidValueError: anything else (a boolean included), naming ``field``.
-    """
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise InvalidValueError(f"{field} must be epoch milliseconds (an integer)", field=field)
+__all__ = ["Sender"]
 
 
 class Sender:
@@ -69,8 +60,8 @@ class Sender:
         *,
         project_id: str | None,
         priority: str | None,
-        scheduled_at: int | None,
-        expires_at: int | None,
+        scheduled_at: Instant | None,
+        expires_at: Instant | None,
         title: str | None,
         metadata: Any,
         actions: Sequence[Mapping[str, Any]],
@@ -82,8 +73,8 @@ class Sender:
         ntype = self._catalog.get(type)
         message = compiled(ntype.template).render(params)
         level = check_priority(priority) if priority is not None else ntype.priority or "normal"
-        check_time(scheduled_at, "scheduled_at")
-        check_time(expires_at, "expires_at")
+        scheduled_at = epoch_ms(scheduled_at, "scheduled_at")
+        expires_at = epoch_ms(expires_at, "expires_at")
         if title is not None and not isinstance(title, str):
             raise InvalidValueError("title must be a string", field="title")
         extra = [check_action(a, i) for i, a in enumerate(actions)]

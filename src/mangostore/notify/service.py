@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.errors import InvalidValueError
 from mangostore.notify.actions import ACTION_TYPES, Actions
 from mangostore.notify.catalog import TypeCatalog
@@ -269,16 +270,17 @@ class NotificationService:
         *,
         priority: str | None = None,
         project_id: str | None = None,
-        at: int | None = None,
+        at: Instant | None = None,
     ) -> Resolution:
-        """Tell where and when a notification would be delivered, without sending it.
+        """Tell where and when a notification would be delivered at ``at`` (epoch ms or
+        an aware datetime; default now), without sending it.
 
         Raises:
             NotFoundError: no such user or type.
-            InvalidValueError: an unknown priority.
+            InvalidValueError: an unknown priority, or ``at`` is not a time.
         """
         return self._preferences.resolve(
-            user_id, type, priority=priority, project_id=project_id, at=at
+            user_id, type, priority=priority, project_id=project_id, at=epoch_ms(at, "at")
         )
 
     # -- sending -----------------------------------------------------------------------
@@ -291,8 +293,8 @@ class NotificationService:
         *,
         project_id: str | None = None,
         priority: str | None = None,
-        scheduled_at: int | None = None,
-        expires_at: int | None = None,
+        scheduled_at: Instant | None = None,
+        expires_at: Instant | None = None,
         title: str | None = None,
         metadata: Any = None,
         actions: Sequence[Mapping[str, Any]] = (),
@@ -311,8 +313,10 @@ class NotificationService:
             params: one value per placeholder of the template (text or numbers).
             project_id: the project it is about (its override applies).
             priority: overrides the type's default priority.
-            scheduled_at: deliver at this time (epoch ms) rather than now.
-            expires_at: never deliver at or after this time (epoch ms).
+            scheduled_at: deliver at this time (epoch ms or an aware datetime) rather
+                than now.
+            expires_at: never deliver at or after this time (epoch ms or an aware
+                datetime).
             title: default: the type's name.
             metadata: JSON context for the application, encrypted at rest.
             actions: actions to attach besides the type's default ones (same shape).
@@ -343,15 +347,19 @@ class NotificationService:
 
     # -- delivering --------------------------------------------------------------------
 
-    def due(self, now: int | None = None, *, limit: int | None = None) -> list[Notification]:
-        """Return pending notifications whose time has come and that have not expired.
+    def due(self, now: Instant | None = None, *, limit: int | None = None) -> list[Notification]:
+        """Return pending notifications whose time has come at ``now`` (epoch ms or an
+        aware datetime; default the database clock) and that have not expired.
 
         Those never scheduled come first (oldest first), then the scheduled ones by
         scheduled time.
-        """
-        return self._dispatcher.due(now, limit)
 
-    def deliver_due(self, now: int | None = None, *, limit: int = 1_000) -> DeliveryReport:
+        Raises:
+            InvalidValueError: ``now`` is not a time, or a bad ``limit``.
+        """
+        return self._dispatcher.due(epoch_ms(now, "now"), limit)
+
+    def deliver_due(self, now: Instant | None = None, *, limit: int = 1_000) -> DeliveryReport:
         """Run every delivery whose time has come (first tries and retries).
 
         Deliveries of an expired notification are cancelled instead; those of a
@@ -359,13 +367,17 @@ class NotificationService:
         or processes at once: each delivery is claimed before it runs.
 
         Args:
-            now: the time to deliver as of (default: the database clock).
+            now: the time to deliver as of (epoch ms or an aware datetime; default:
+                the database clock).
             limit: most deliveries run in this call.
 
         Returns:
             A :class:`DeliveryReport` of what happened.
+
+        Raises:
+            InvalidValueError: ``now`` is not a time, or a bad ``limit``.
         """
-        return self._dispatcher.deliver_due(now, limit)
+        return self._dispatcher.deliver_due(epoch_ms(now, "now"), limit)
 
     def deliveries(self, notification_id: str) -> list[DeliveryState]:
         """Return where each method's delivery of a notification stands (attempts, errors)."""
@@ -458,13 +470,17 @@ class NotificationService:
 
     # -- retention ---------------------------------------------------------------------
 
-    def apply_retention(self, now: int | None = None) -> int:
-        """Delete notifications older than their type's ``retention_days`` (by ``created_at``).
+    def apply_retention(self, now: Instant | None = None) -> int:
+        """Delete notifications older than their type's ``retention_days`` (by ``created_at``)
+        at ``now`` (epoch ms or an aware datetime; default the database clock).
 
         Their actions and delivery rows go with them, in the same transaction.
         Types whose retention is ``None`` keep their notifications for ever.
 
         Returns:
             How many notifications were deleted.
+
+        Raises:
+            InvalidValueError: ``now`` is not a time.
         """
-        return delete_old_notifications(self._db, now)
+        return delete_old_notifications(self._db, epoch_ms(now, "now"))

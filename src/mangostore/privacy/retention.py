@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import InvalidValueError
@@ -118,7 +119,7 @@ class RetentionReport:
 
 def apply_retention(
     db: RetentionDatabase,
-    now: int | None = None,
+    now: Instant | None = None,
     policies: Sequence[RetentionPolicy] | None = None,
     *,
     archive_dir_path: str | os.PathLike[str] | None = None,
@@ -132,9 +133,10 @@ def apply_retention(
     Raises:
         ConfigurationError: archiving is needed but there is no place for files.
         DatabaseError: called inside a transaction.
+        InvalidValueError: ``now`` is not a time.
     """
     refuse_inside_transaction(db, "apply_retention")
-    at = db.clock.now_ms() if now is None else now
+    at = db.clock.now_ms() if now is None else epoch_ms(now, "now")
     chosen = {p.table: p for p in DEFAULT_POLICIES}
     for policy in policies or ():
         chosen[policy.table] = policy

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mangostore.clock import Instant
 from mangostore.privacy.erasure import ErasureReport, erase_user, reapply_erasures
 from mangostore.privacy.export import ExportedFile, ExportManifest, export_user, verify_export
 from mangostore.privacy.retention import (
@@ -58,7 +59,7 @@ class PrivacyService:
 
     def apply_retention(
         self,
-        now: int | None = None,
+        now: Instant | None = None,
         policies: Sequence[RetentionPolicy] | None = None,
         *,
         archive_dir_path: str | os.PathLike[str] | None = None,
@@ -75,7 +76,8 @@ class PrivacyService:
         a newer one stays until everything before it has gone.
 
         Args:
-            now: the time to measure ages from (default: the database clock).
+            now: the time to measure ages from (epoch ms or an aware datetime;
+                default: the database clock).
             policies: replace the defaults for the tables they name
                 (:data:`DEFAULT_POLICIES` for the others).
             archive_dir_path: where archive files go (default ``<database>.archive``;
@@ -91,6 +93,7 @@ class PrivacyService:
         Raises:
             ConfigurationError: archiving is needed but there is no place for files.
             DatabaseError: called inside a transaction.
+            InvalidValueError: ``now`` is not a time.
         """
         return apply_retention(
             self._db, now, policies, archive_dir_path=archive_dir_path, progress=progress

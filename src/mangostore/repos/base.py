@@ -33,7 +33,6 @@ from mangostore.errors import (
     ForeignKeyError,
     InvalidValueError,
     MangoError,
-    MissingFieldError,
     NotFoundError,
     TamperedDataError,
     UniqueConstraintError,
@@ -347,9 +346,7 @@ class Repository(Generic[R]):
             if "id" not in fields:
                 fields["id"] = new_id()
         if not fields.keys() >= self._required_set:
-            missing = [c for c in self._required if c not in fields]
-            spec = self.spec
-            raise MissingFieldError(f"{spec.name} needs {', '.join(missing)}", field=missing[0])
+            self.spec.refuse_missing(fields, self._required)
         values, secrets = self._encode(fields)
         owner = None
         if secrets:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from mangostore.errors import InvalidValueError
+from mangostore.clock import Instant, epoch_ms
 from mangostore.records import CommandHistory
 from mangostore.repos.base import UserOwnedRepository, limit_clause
 from mangostore.repos.spec import INT64_MAX
@@ -224,34 +224,30 @@ class CommandHistoryRepository(UserOwnedRepository[CommandHistory]):
     # -- statistics ---------------------------------------------------------------------
 
     def stats(
-        self, user_id: str, *, since: int | None = None, use_cache: bool | None = None
+        self, user_id: str, *, since: Instant | None = None, use_cache: bool | None = None
     ) -> CommandStats:
-        """Count the user's commands by type and exit code, since ``since`` (epoch ms) if given.
+        """Count the user's commands by type and exit code, since ``since`` if given (epoch
+        ms or an aware datetime).
 
         Read from the weekly totals the triggers keep (see the module docstring), not
         from every command; the result is what counting the commands gives.
         ``use_cache`` as for :meth:`list`.
 
         Raises:
-            InvalidValueError: ``since`` is not an integer epoch-millisecond time.
+            InvalidValueError: ``since`` is not a time.
         """
         owner = self.spec.column("user_id").check(self.spec.name, user_id)
-        if since is None:
+        start = epoch_ms(since, "since")
+        if start is None:
             rows = self._db.store.rows(_STATS_TOTALS, (owner,), use_cache, self.spec.name)
         else:
-            if not isinstance(since, int) or isinstance(since, bool) or abs(since) > INT64_MAX:
-                raise InvalidValueError(
-                    f"since must be a time in epoch milliseconds (an integer); got {since!r}",
-                    field="since",
-                )
-            start = since
             week = start // WEEK_MS
             last = min((week + 1) * WEEK_MS - 1, INT64_MAX)
             rows = self._db.store.rows(
                 _STATS_SINCE, (owner, week, owner, owner, start, last), use_cache, self.spec.name
             )
         if any(r[5] or abs(r[4]) >= _EXACT_SUM for r in rows):
-            return self._stats_by_scan(owner, since)
+            return self._stats_by_scan(owner, start)
         by_type: dict[Any, int] = {}
         by_exit: dict[Any, int] = {}
         total = timed = time_sum = 0

@@ -4,16 +4,22 @@ and the pieces of SQL and the values built from it (filters, ordering, JSON text
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
-from mangostore.errors import InvalidValueError, JSONValueError, UnknownColumnError
+from mangostore.errors import (
+    InvalidValueError,
+    JSONValueError,
+    MissingFieldError,
+    UnknownColumnError,
+)
 from mangostore.records import ENCRYPTED_MARK, JSON_MARK, Record
 from mangostore.sql import placeholders, quote_identifier
 
@@ -134,11 +140,32 @@ class TableSpec:
         """
         spec = self.columns.get(name) if isinstance(name, str) else None
         if spec is None:
+            close = (
+                difflib.get_close_matches(name, self.names, n=1) if isinstance(name, str) else []
+            )
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownColumnError(
-                f"{self.name} has no column {name!r}; its columns are {', '.join(self.names)}",
+                f"{self.name} has no column {name!r}{hint}; its columns are "
+                f"{', '.join(self.names)}",
                 field=name if isinstance(name, str) else None,
             )
         return spec
+
+    def refuse_missing(self, given: Iterable[str], required: Sequence[str]) -> NoReturn:
+        """Refuse fields that leave out a required column, naming an unknown one first.
+
+        A misspelt required column (``usernme``) is both unknown and missing: the
+        spelling that was given is what the caller has to fix, so it is reported.
+
+        Raises:
+            UnknownColumnError: a name in ``given`` is not a column.
+            MissingFieldError: otherwise, naming the first required column not given.
+        """
+        names = list(given)
+        for name in names:
+            self.column(name)
+        missing = [c for c in required if c not in names]
+        raise MissingFieldError(f"{self.name} needs {', '.join(missing)}", field=missing[0])
 
     @property
     def encrypted(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
@@ -408,6 +409,21 @@ class AuthService:
             cleared = attempts.clear_failures(conn, self._name_key(username), None)
             self._events.record("info", None if user is None else user.id, {"action": "unlock"})
         return bool(cleared)
+
+    def sweep(self, now: Instant | None = None) -> int:
+        """Forget the failed-login counts that no longer matter at ``now`` (epoch ms or an
+        aware datetime; default the database clock); return how many names were forgotten.
+
+        A count older than the failure window whose lock is over would be restarted by the
+        next failure anyway: deleting it changes no outcome. Failed logins forget a few
+        such rows each; this forgets them all (``db.maintenance()`` calls it).
+
+        Raises:
+            InvalidValueError: ``now`` is not a time.
+        """
+        at = self._db.clock.now_ms() if now is None else epoch_ms(now, "now")
+        with self._db.store.transaction() as conn:
+            return attempts.forget_stale(conn, self.policy, at)
 
     # -- the checks ---------------------------------------------------------------------------
 

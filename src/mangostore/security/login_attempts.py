@@ -20,7 +20,14 @@ from mangostore.security.digests import digest_key, keyed_digest
 if TYPE_CHECKING:
     from mangostore.security.ports import KeyedDatabase, QueryDatabase
 
-__all__ = ["FailurePolicy", "clear_failures", "count_failure", "locked_until", "name_key"]
+__all__ = [
+    "FailurePolicy",
+    "clear_failures",
+    "count_failure",
+    "forget_stale",
+    "locked_until",
+    "name_key",
+]
 
 # v2: the digest of the name's identity; v1 digested the name as typed, so its rows
 # (a lock-out at most) are no longer found after an upgrade and are pruned as stale.
@@ -103,15 +110,27 @@ def count_failure(
             "locked_until = excluded.locked_until, updated_at = excluded.updated_at",
             (key, user_id, failures, now, lock, now),
         )
-        # Forget names whose failures are long past and whose lock is over, a few at a
-        # time, so the table cannot grow without bound.
-        horizon = now - max(policy.failure_window_ms, policy.lockout_ms)
-        conn.execute(
-            "DELETE FROM login_attempts WHERE username_key IN (SELECT username_key FROM "
-            "login_attempts WHERE updated_at < ? AND coalesce(locked_until, 0) < ? LIMIT ?)",
-            (horizon, now, _PRUNE_ROWS),
-        )
+    # A few at a time, so the table cannot grow without bound between sweeps.
+    forget_stale(conn, policy, now, limit=_PRUNE_ROWS)
     return failures, lock
+
+
+def forget_stale(conn: Connection, policy: FailurePolicy, now: int, *, limit: int = -1) -> int:
+    """Forget names whose failures are long past and whose lock is over, in transaction
+    ``conn``; return how many were forgotten.
+
+    Such a row no longer counts towards a lock (the next failure starts a new count),
+    so deleting it changes no outcome. ``limit`` bounds the rows deleted (``-1``: all).
+    """
+    horizon = now - max(policy.failure_window_ms, policy.lockout_ms)
+    with driver_errors("login_attempts"):
+        return int(
+            conn.execute(
+                "DELETE FROM login_attempts WHERE username_key IN (SELECT username_key FROM "
+                "login_attempts WHERE updated_at < ? AND coalesce(locked_until, 0) < ? LIMIT ?)",
+                (horizon, now, limit),
+            ).rowcount
+        )
 
 
 def clear_failures(conn: Connection, key: bytes, user_id: str | None) -> list[int]:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
+from mangostore.clock import Instant, epoch_ms
 from mangostore.engine.connection import driver_errors
 from mangostore.errors import (
     ConfigurationError,
@@ -110,7 +111,7 @@ class PermissionService:
         resource_id: str,
         permission_type: str,
         *,
-        expires_at: int | None = None,
+        expires_at: Instant | None = None,
         conditions: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
     ) -> Permission:
@@ -123,8 +124,8 @@ class PermissionService:
             resource_type: ``project``, ``terminal``, ``voice`` or ``ai``.
             resource_id: one resource's id, or ``'*'`` for every resource of the type.
             permission_type: ``read``, ``write``, ``execute`` or ``admin`` (all of them).
-            expires_at: epoch ms after which the grant no longer counts (must be later
-                than now).
+            expires_at: the time (epoch ms or an aware datetime) after which the grant
+                no longer counts; later than now.
             conditions: when the grant applies (see :mod:`.conditions`).
             granted_by: who granted it (a user id, or any short label).
 
@@ -154,7 +155,7 @@ class PermissionService:
         resource_id: str,
         permission_type: str,
         *,
-        expires_at: int | None = None,
+        expires_at: Instant | None = None,
         conditions: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
     ) -> Permission:
@@ -182,7 +183,7 @@ class PermissionService:
         resource_type: str,
         resource_id: str,
         permission_type: str,
-        expires_at: int | None,
+        expires_at: Instant | None,
         conditions: Mapping[str, Any] | None,
         granted_by: str | None,
     ) -> Permission:
@@ -193,12 +194,9 @@ class PermissionService:
         plain = validate_conditions(conditions)
         db = self._db
         now = db.clock.now_ms()
-        if expires_at is not None and (
-            not isinstance(expires_at, int) or isinstance(expires_at, bool) or expires_at <= now
-        ):
-            raise InvalidValueError(
-                "expires_at must be an integer time (epoch ms) later than now", field="expires_at"
-            )
+        expires_at = epoch_ms(expires_at, "expires_at")
+        if expires_at is not None and expires_at <= now:
+            raise InvalidValueError("expires_at must be later than now", field="expires_at")
         with db.store.transaction() as conn:
             record = db.permissions.create(
                 id=new_id(),

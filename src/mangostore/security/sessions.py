@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from mangostore.clock import Duration, Instant, duration_ms, epoch_ms
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import (
@@ -555,16 +556,16 @@ class SessionService:
         live.sort(key=lambda s: (s.created_at, s.id), reverse=True)
         return live
 
-    def sweep(self, *, keep_ms: int = 30 * DAY_MS) -> int:
-        """Delete sessions that ended more than ``keep_ms`` ago; return how many.
+    def sweep(self, now: Instant | None = None, *, keep_ms: Duration = 30 * DAY_MS) -> int:
+        """Delete sessions that ended more than ``keep_ms`` (ms or a ``timedelta``) before
+        ``now`` (epoch ms or an aware datetime; default the clock); return how many.
 
         A session has ended when it was revoked, timed out, or passed its absolute
         expiry. Recently ended ones are kept so that a replayed token is still
         recognised (and reported) as revoked rather than unknown.
         """
-        if not isinstance(keep_ms, int) or isinstance(keep_ms, bool) or keep_ms < 0:
-            raise InvalidValueError("keep_ms must be a non-negative integer", field="keep_ms")
-        cutoff = self._db.clock.now_ms() - keep_ms
+        keep = duration_ms(keep_ms, "keep_ms")
+        cutoff = (self._db.clock.now_ms() if now is None else epoch_ms(now, "now")) - keep
         with self._db.store.transaction() as conn, driver_errors("user_sessions"):
             return int(
                 conn.execute(
