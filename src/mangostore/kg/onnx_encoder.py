@@ -1,13 +1,19 @@
 """The MiniLM encoder as an ONNX graph, run by ONNX Runtime.
 
 The graph is built in memory from the same verified weights the NumPy encoder uses
-(nothing is downloaded or written to disk) with the standard ``onnx`` operators: word,
+(nothing is downloaded or written to disk) with the standard ONNX operators: word,
 position and token-type embeddings, then per layer a fused query/key/value projection,
 scaled dot-product attention with an additive mask, the output projection, GELU (exact,
 through ``Erf``) and the residual LayerNorms. ONNX Runtime runs it with fused kernels and
 without Python between the operators: about half the time of the NumPy encoder for one
 short query, and more texts a second in batches (docs/knowledge-graph.md has the
 figures). Both compute the same function; a test checks that their vectors agree.
+
+The model file is written here in protobuf's wire format, field by field from
+``onnx.proto`` (whose field numbers never change), instead of with the ``onnx``
+package: that package and its dependencies weigh more than 30 MB and would serve only
+this. The few message types the graph needs are :func:`_tensor`, :func:`_attribute`,
+:func:`_node`, :func:`_value_info` and :func:`build_model`.
 
 Idle worker threads sleep instead of spinning (``allow_spinning`` off), so a query
 embedded on one thread does not slow the SQL running on another.
@@ -16,6 +22,7 @@ embedded on one thread does not slow the SQL running on another.
 from __future__ import annotations
 
 import math
+import struct
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,34 +34,104 @@ __all__ = ["OnnxEncoder", "build_model", "onnx_runtime_available"]
 
 #: The operator set the graph is written against (LayerNormalization needs 17).
 _OPSET = 18
+#: The IR version ONNX Runtime 1.17 and later read.
+_IR_VERSION = 9
+#: TensorProto.DataType values.
+_FLOAT, _INT64 = 1, 7
+#: AttributeProto.AttributeType values.
+_ATTR_FLOAT, _ATTR_INT, _ATTR_INTS = 1, 2, 7
+#: The numpy types of the tensors the graph holds, with their TensorProto.DataType.
+_DATA_TYPES = {np.dtype("float32"): _FLOAT, np.dtype("int64"): _INT64}
 
 
 def onnx_runtime_available() -> bool:
-    """Tell whether ``onnxruntime`` and ``onnx`` can be imported."""
+    """Tell whether ``onnxruntime`` can be imported."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
     return True
 
 
+def _varint(value: int) -> bytes:
+    """Base-128 varint; a negative int64 is sent as its 64-bit two's complement."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _int_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _bytes_field(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _text_field(number: int, text: str) -> bytes:
+    return _bytes_field(number, text.encode("utf-8"))
+
+
+def _tensor(name: str, value: Any) -> bytes:
+    """TensorProto: dims = 1, data_type = 2, name = 8, raw_data = 9 (little-endian)."""
+    array = np.ascontiguousarray(value)
+    data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return (
+        b"".join(_int_field(1, size) for size in array.shape)
+        + _int_field(2, _DATA_TYPES[array.dtype])
+        + _text_field(8, name)
+        + _bytes_field(9, data)
+    )
+
+
+def _attribute(name: str, value: int | float | list[int]) -> bytes:
+    """AttributeProto: name = 1, f = 2, i = 3, ints = 8, type = 20."""
+    if isinstance(value, list):
+        body = b"".join(_int_field(8, item) for item in value)
+        kind = _ATTR_INTS
+    elif isinstance(value, float):
+        body = _varint(2 << 3 | 5) + struct.pack("<f", value)
+        kind = _ATTR_FLOAT
+    else:
+        body = _int_field(3, value)
+        kind = _ATTR_INT
+    return _text_field(1, name) + body + _int_field(20, kind)
+
+
+def _node(op_type: str, inputs: list[str], outputs: list[str], **attrs: Any) -> bytes:
+    """NodeProto: input = 1, output = 2, op_type = 4, attribute = 5 (sorted by name)."""
+    return (
+        b"".join(_text_field(1, name) for name in inputs)
+        + b"".join(_text_field(2, name) for name in outputs)
+        + _text_field(4, op_type)
+        + b"".join(_bytes_field(5, _attribute(k, v)) for k, v in sorted(attrs.items()))
+    )
+
+
+def _value_info(name: str, elem_type: int, shape: list[int | str]) -> bytes:
+    """ValueInfoProto of a tensor: a fixed size or a named (dynamic) one per axis."""
+    dims = b"".join(
+        _bytes_field(1, _text_field(2, d) if isinstance(d, str) else _int_field(1, d))
+        for d in shape
+    )
+    tensor_type = _int_field(1, elem_type) + _bytes_field(2, dims)
+    return _text_field(1, name) + _bytes_field(2, _bytes_field(1, tensor_type))
+
+
 class _Graph:
-    """Collects nodes and initializers of one ONNX graph."""
+    """Collects the nodes and initializers of one ONNX graph, serialised."""
 
     def __init__(self) -> None:
-        from onnx import helper, numpy_helper
-
-        self._helper = helper
-        self._numpy_helper = numpy_helper
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+        self.nodes: list[bytes] = []
+        self.initializers: list[bytes] = []
         self._count = 0
 
     def const(self, name: str, value: Any) -> str:
-        self.initializers.append(
-            self._numpy_helper.from_array(np.ascontiguousarray(value), name=name)
-        )
+        self.initializers.append(_tensor(name, value))
         return name
 
     def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> Any:
@@ -62,7 +139,7 @@ class _Graph:
         for _ in range(outputs):
             self._count += 1
             names.append(f"v{self._count}")
-        self.nodes.append(self._helper.make_node(op_type, list(inputs), names, **attrs))
+        self.nodes.append(_node(op_type, list(inputs), names, **attrs))
         return names[0] if outputs == 1 else names
 
 
@@ -81,8 +158,6 @@ def build_model(
     number for padding). Output: ``tokens`` (float32, batch x length x hidden), the last
     hidden states, which the caller pools.
     """
-    from onnx import TensorProto, helper
-
     g = _Graph()
     size = hidden // heads
 
@@ -175,24 +250,19 @@ def build_model(
             h, p + "output", weights[p + "output.dense.weight"], weights[p + "output.dense.bias"]
         )
         x = layer_norm(g.op("Add", out, x), p + "output.LayerNorm")
-    g.nodes.append(helper.make_node("Identity", [x], ["tokens"]))
-    graph = helper.make_graph(
-        g.nodes,
-        "all-MiniLM-L6-v2",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"]),
-            helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["length"]),
-            helper.make_tensor_value_info(
-                "mask_bias", TensorProto.FLOAT, ["batch", 1, 1, "length"]
-            ),
-        ],
-        [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "length", hidden])],
-        initializer=g.initializers,
+    g.nodes.append(_node("Identity", [x], ["tokens"]))
+    graph = (
+        b"".join(_bytes_field(1, node) for node in g.nodes)
+        + _text_field(2, "all-MiniLM-L6-v2")
+        + b"".join(_bytes_field(5, tensor) for tensor in g.initializers)
+        + _bytes_field(11, _value_info("input_ids", _INT64, ["batch", "length"]))
+        + _bytes_field(11, _value_info("position_ids", _INT64, ["length"]))
+        + _bytes_field(11, _value_info("mask_bias", _FLOAT, ["batch", 1, 1, "length"]))
+        + _bytes_field(12, _value_info("tokens", _FLOAT, ["batch", "length", hidden]))
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
-    model.ir_version = 9  # what ONNX Runtime 1.17 and later read
-    data: bytes = model.SerializeToString()
-    return data
+    # ModelProto: ir_version = 1, graph = 7, opset_import = 8 (the default domain "").
+    opset = _text_field(1, "") + _int_field(2, _OPSET)
+    return _int_field(1, _IR_VERSION) + _bytes_field(7, graph) + _bytes_field(8, opset)
 
 
 class OnnxEncoder:
