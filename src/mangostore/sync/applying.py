@@ -80,12 +80,9 @@ class Applier:
         except (SyncError, TamperedDataError) as exc:
             record_error(self._store, str(exc))
             raise
-        if body.keys:
-            keyring = self._store.keyring
-            assert keyring is not None
-            keyring.put_data_keys([DataKeyEntry(k, u, w) for k, u, w in body.keys])
         for user_id, _when in body.erasures:
             self._erase(user_id)
+        self._keep_keys(body.keys)
         counts = self._merge(
             body.states,
             cursor,
@@ -141,6 +138,20 @@ class Applier:
         if arrived:
             fold_duplicate_entities(self._db, arrived)
 
+    def _keep_keys(self, keys: list[tuple[str, str, bytes]]) -> None:
+        """Store a batch's wrapped data keys, but never one of a user erased here: a
+        device that had not heard of the erasure may have made it, and kept, it would
+        open again what it sealed."""
+        keyring = self._store.keyring
+        if not keys or keyring is None:
+            return
+        with self._store.reading() as conn:
+            erased = {str(u) for (u,) in conn.execute("SELECT user_id FROM sync_erasures")}
+        erased |= set(keyring.erased_users())
+        kept = [DataKeyEntry(k, u, w) for k, u, w in keys if u not in erased]
+        if kept:
+            keyring.put_data_keys(kept)
+
     def _erase(self, user_id: str) -> None:
         """Erase a user another device erased (once)."""
         keyring = self._store.keyring
@@ -183,10 +194,9 @@ class Applier:
         for cursor, _device, _version, payload in held:
             batch = _unpack(bytes(payload))
             body = open_batch(key, batch)
-            if body.keys and self._store.keyring is not None:
-                self._store.keyring.put_data_keys([DataKeyEntry(k, u, w) for k, u, w in body.keys])
             for user_id, _when in body.erasures:
                 self._erase(user_id)
+            self._keep_keys(body.keys)
             self._merge(body.states, None, batch.device_id, body.ack, content=True)
             self._fold_entities(body.states)
             with self._store.transaction() as conn:

@@ -209,8 +209,8 @@ class Merger:
             if col in spec.counters or col not in remote.values:
                 continue
             if col in spec.json_merge:
-                merged = self._merge_object(spec, col, remote, local)
-                if merged is not None:
+                changes, merged = self._merge_object(spec, col, remote, local)
+                if changes:
                     taken[col] = merged
                 continue
             rcell = remote.cells.get(col, implicit_remote)
@@ -248,18 +248,34 @@ class Merger:
 
     def _merge_object(
         self, spec: TableSpec, col: str, remote: RowState, local: RowState
-    ) -> Any | None:
-        """Merge a JSON object column key by key; ``None`` when nothing changes here."""
+    ) -> tuple[bool, Any]:
+        """Merge a JSON object column key by key; return whether the value here changes,
+        and the new value."""
         rtext, ltext = remote.values.get(col), local.values.get(col)
-        robj, lobj = _as_object(rtext), _as_object(ltext)
+        # NULL is the empty object, as the capture triggers see it (a key removed by
+        # setting the column to NULL has a cell): merged key by key like any object,
+        # so the order in which devices merge does not matter.
+        robj = {} if rtext is None else _as_object(rtext)
+        lobj = {} if ltext is None else _as_object(ltext)
         rcol = remote.cells.get(col, Cell(remote.life, remote.life_device))
         lcol = local.cells.get(col, Cell(local.life, local.life_device))
-        if robj is None or lobj is None:  # not both objects: the whole value, by its cell
-            if _wins(rcol, lcol):
-                self._store_cell(spec.name, remote.pk, col, rcol)
-                return rtext
-            return None
         prefix = col + KEY_SEPARATOR
+        remote_won = _wins(rcol, lcol)
+        if remote_won:
+            self._store_cell(spec.name, remote.pk, col, rcol)
+        if robj is None or lobj is None:  # not both objects: the whole value, by its cell
+            if not remote_won:
+                return False, ltext
+            # The keys' timestamps go with the value they date, or a later merge of
+            # keys would weigh this value by the other one's timestamps.
+            self.conn.execute(
+                "DELETE FROM sync_cells WHERE tbl = ? AND pk = ? AND substr(col, 1, ?) = ?",
+                (spec.name, remote.pk, len(prefix), prefix),
+            )
+            for name, cell in remote.cells.items():
+                if name.startswith(prefix):
+                    self._store_cell(spec.name, remote.pk, name, cell)
+            return rtext != ltext, rtext
         keys = set(robj) | set(lobj)
         keys |= {k[len(prefix) :] for k in remote.cells if k.startswith(prefix)}
         keys |= {k[len(prefix) :] for k in local.cells if k.startswith(prefix)}
@@ -274,11 +290,8 @@ class Merger:
                 merged[key] = robj[key]
             else:
                 merged.pop(key, None)
-        remote_won = _wins(rcol, lcol)
-        if remote_won:
-            self._store_cell(spec.name, remote.pk, col, rcol)
         text = _object_text(merged, rtext, robj, ltext, lobj, remote_won=remote_won)
-        return None if text == ltext else text
+        return text != ltext, text
 
     def conflict(
         self,

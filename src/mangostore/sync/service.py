@@ -405,27 +405,22 @@ class SyncService:
     def compact(self) -> int:
         """Drop the bookkeeping every known device no longer needs; return rows dropped.
 
-        A row's latest state that went through the relay at a position every other
-        device has applied (each says so in every batch it sends) can lose its cell
-        timestamps (the values all devices hold are the same, so later merges do
-        not need them) and, if it is a tombstone, its bookkeeping row. Rows with
-        changes not yet pushed, and anything at or after a batch held for a newer
-        schema, are kept. A device that never syncs again holds compaction back:
-        :meth:`forget_device` stops waiting for it.
+        A tombstone whose deletion went through the relay at a position every other
+        known device has applied (each says so in every batch it sends) loses its
+        bookkeeping row. Nothing is dropped before another device is known, rows with
+        changes not yet pushed and anything at or after a batch held for a newer schema
+        are kept, and cell timestamps are kept as long as their row lives (a device
+        that only pulled may still send the older ones they beat). A device that never
+        syncs again holds compaction back: :meth:`forget_device` stops waiting for it.
         """
         with self._store.transaction() as conn:
             horizon = _horizon(conn, self.device_id)
             if horizon <= 0:
                 return 0
-            cells = conn.execute(
-                "DELETE FROM sync_cells WHERE (tbl, pk) IN (SELECT tbl, pk FROM sync_rows "
-                "WHERE seq IS NULL AND pos <= ?)",
-                (horizon,),
-            ).rowcount
             rows = conn.execute(
                 "DELETE FROM sync_rows WHERE dead = 1 AND seq IS NULL AND pos <= ?", (horizon,)
             ).rowcount
-        return max(int(cells), 0) + max(int(rows), 0)
+        return max(int(rows), 0)
 
     def forget_device(self, device_id: str) -> bool:
         """Stop waiting for ``device_id``'s acknowledgements (a device lost or retired).
@@ -532,6 +527,8 @@ def _horizon(conn: Any, own_device: str) -> int:
         "SELECT min(acked_cursor) FROM sync_peers WHERE device_id <> ?", (own_device,)
     ).fetchone()[0]
     held = conn.execute("SELECT min(cursor) FROM sync_inbox").fetchone()[0]
-    bounds = [own] + ([int(peers)] if peers is not None else [])
+    if peers is None:
+        return 0  # no other device known yet: one may have pulled and not said so
+    bounds = [own, int(peers)]
     bounds += [int(held) - 1] if held is not None else []
     return min(bounds)

@@ -6,14 +6,17 @@ key both used, and a child whose parent was deleted elsewhere (docs/sync.md).
   folded into the first (rows that refer to it are pointed at the first, now and
   when they arrive later, through ``sync_redirects``) and its values are kept as a
   ``unique`` conflict; ``rename`` — its unique text gets a suffix from its own id
-  and its other unique columns are cleared (a ``unique`` conflict says so);
-  ``renumber`` — it moves past the highest number. Every device makes the same
-  choice, from the two rows alone.
+  and its other unique columns are cleared (a ``unique`` conflict keeps what they
+  held); ``retire`` — it stops being the primary one; ``renumber`` — it moves past
+  the highest number. Every device that sees the clash makes the same choice, from
+  the two rows alone, and sends it as its own change (new timestamps; the folded
+  row's end as a deletion): a device that changed or deleted one of the two before
+  the other reached it never sees them clash, and takes the choice from the others.
 * **Parents deleted elsewhere.** Foreign keys are checked at the end of the merge
   (deferred). A reference to a row merged into another follows the redirect; an
-  optional reference to a row gone is cleared; a child that needs its parent is
-  removed with it, kept as an ``orphan`` conflict, and its
-  life marked ended so that it does not come back.
+  optional reference to a row gone is cleared (not one that is part of the row's
+  own key); a child that needs its parent is removed with it, kept as an ``orphan``
+  conflict, and its life marked ended so that it does not come back.
 """
 
 from __future__ import annotations
@@ -173,30 +176,59 @@ def _settle_clash(
             return values
         _redirect(conn, spec.name, state.pk, other_pk)
         merger.conflict("unique", spec.name, state.pk, None, other_pk, values, state.life_device)
-        _end_life(merger, spec.name, state.pk)
+        # The incoming row may be here already (an update that moved it onto the
+        # other's key, or an earlier life): folded, it goes.
+        conn.execute(
+            f"DELETE FROM {quote_identifier(spec.name)} WHERE {quote_identifier(spec.key)} = ?",
+            (state.pk,),
+        )
+        _end_life(merger, spec.name, state.pk, send=True)
         return None
+    # What the rules below change is written as this device's own change (new
+    # timestamps, sent on the next push), not only re-derived by every device: whether
+    # a device sees two rows clash depends on what it held when the second arrived
+    # (one may have been renamed, or had its e-mail changed, in between), so a
+    # decision made on some devices only must reach the others.
     if spec.unique_rule == "rename":
+        # The conflict keeps the values the rename replaced: a cleared e-mail is a
+        # write the device acknowledged, and ``lost`` is where it can be found again.
         if incoming_first:
-            renamed = _renamed(spec, other.values if other else {}, other_pk)
-            _update(conn, spec, other_pk, renamed)
-            merger.conflict("unique", spec.name, other_pk, None, renamed, None, None)
+            before = other.values if other else {}
+            renamed = _renamed(spec, before, other_pk)
+            _settle_local(merger, spec, other_pk, renamed)
+            merger.conflict(
+                "unique",
+                spec.name,
+                other_pk,
+                None,
+                renamed,
+                {c: before.get(c) for c in renamed},
+                other.life_device if other else None,
+            )
             return values
         renamed = _renamed(spec, values, state.pk)
-        merger.conflict("unique", spec.name, state.pk, None, renamed, None, state.life_device)
+        _as_local_change(merger, spec.name, state.pk, list(renamed))
+        merger.conflict(
+            "unique",
+            spec.name,
+            state.pk,
+            None,
+            renamed,
+            {c: values.get(c) for c in renamed},
+            state.life_device,
+        )
         return {**values, **renamed}
     if spec.unique_rule == "retire":
         # Both keys stay usable for reading; the later stops sealing new values. Its
         # retirement time is its own creation time, the same on every device.
         if incoming_first:
             assert other is not None
-            _update(
-                conn,
-                spec,
-                other_pk,
-                {"status": "retired", "retired_at": other.values.get("created_at")},
-            )
+            retired = {"status": "retired", "retired_at": other.values.get("created_at")}
+            _settle_local(merger, spec, other_pk, retired)
             return values
-        return {**values, "status": "retired", "retired_at": values.get("created_at")}
+        retired = {"status": "retired", "retired_at": values.get("created_at")}
+        _as_local_change(merger, spec.name, state.pk, list(retired))
+        return {**values, **retired}
     if spec.unique_rule == "renumber" and spec.numbered:
         group = [c for c in unique_cols if c != spec.numbered]
         where = " AND ".join(f"{quote_identifier(c)} = ?" for c in group) or "1"
@@ -206,8 +238,9 @@ def _settle_clash(
             tuple(values[c] for c in group),
         ).fetchone()[0]
         if incoming_first:
-            _update(conn, spec, other_pk, {spec.numbered: int(top)})
+            _settle_local(merger, spec, other_pk, {spec.numbered: int(top)})
             return values
+        _as_local_change(merger, spec.name, state.pk, [spec.numbered])
         return {**values, spec.numbered: int(top)}
     raise DatabaseError(
         f"two devices made {spec.name} rows with the same {', '.join(unique_cols)}; "
@@ -217,9 +250,46 @@ def _settle_clash(
 
 def _renamed(spec: TableSpec, values: dict[str, Any], pk: str) -> dict[str, Any]:
     suffix = "~" + pk.replace("-", "")[-6:]
-    out: dict[str, Any] = {c: f"{values.get(c)}{suffix}" for c in spec.renamed}
+    # A row renamed once keeps its one suffix when it clashes again (on another unique
+    # column, or on a device that renamed it too): renaming is the same, however often.
+    out: dict[str, Any] = {
+        c: v if isinstance(v, str) and v.endswith(suffix) else f"{v}{suffix}"
+        for c, v in ((c, values.get(c)) for c in spec.renamed)
+    }
     out.update(dict.fromkeys(spec.cleared))
     return out
+
+
+def _settle_local(merger: Merger, spec: TableSpec, pk: str, values: dict[str, Any]) -> None:
+    """Change a local row as a settlement decided, as this device's own change."""
+    _update(merger.conn, spec, pk, values)
+    _as_local_change(merger, spec.name, pk, list(values))
+
+
+def _as_local_change(merger: Merger, table: str, pk: str, columns: list[str]) -> None:
+    """Give ``columns`` of a row timestamps of this device above those they replace,
+    as the capture triggers do, and make the row a pending change."""
+    conn = merger.conn
+    life = conn.execute(
+        "SELECT life FROM sync_rows WHERE tbl = ? AND pk = ?", (table, pk)
+    ).fetchone()
+    for col in columns:
+        old = conn.execute(
+            "SELECT hlc FROM sync_cells WHERE tbl = ? AND pk = ? AND col = ?", (table, pk, col)
+        ).fetchone()
+        floor = int(old[0] if old is not None else (life[0] if life is not None else 0)) + 1
+        conn.execute(
+            "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) "
+            "VALUES (?, ?, ?, max(mango_sync_tick(), ?), 0, ?) "
+            "ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, site = 0, "
+            "prev = excluded.prev",
+            (table, pk, col, floor, None if old is None else int(old[0])),
+        )
+    conn.execute(
+        "UPDATE sync_rows SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM sync_rows "
+        "WHERE seq IS NOT NULL) WHERE tbl = ? AND pk = ?",
+        (table, pk),
+    )
 
 
 def _update(conn: Any, spec: TableSpec, pk: str, values: dict[str, Any]) -> None:
@@ -241,12 +311,20 @@ def _fold(
         f"DELETE FROM {quote_identifier(spec.name)} WHERE {quote_identifier(spec.key)} = ?",
         (loser,),
     )
-    _end_life(merger, spec.name, loser)
+    _end_life(merger, spec.name, loser, send=True)
 
 
-def _end_life(merger: Merger, table: str, pk: str) -> None:
+def _end_life(merger: Merger, table: str, pk: str, *, send: bool = False) -> None:
+    """Mark a row's life ended here; with ``send``, as a change of this device's.
+
+    A fold is sent: a device that deleted the survivor before the folded row reached
+    it never sees the two clash, and would keep the folded row. An orphan is not: every
+    device removes it when its parent's deletion arrives.
+    """
     merger.conn.execute(
-        "UPDATE sync_rows SET dead = 1, seq = NULL WHERE tbl = ? AND pk = ?", (table, pk)
+        "UPDATE sync_rows SET dead = 1, seq = CASE WHEN ? THEN (SELECT coalesce(max(seq), 0) "
+        "+ 1 FROM sync_rows WHERE seq IS NOT NULL) END WHERE tbl = ? AND pk = ?",
+        (send, table, pk),
     )
     merger.conn.execute("DELETE FROM sync_cells WHERE tbl = ? AND pk = ?", (table, pk))
 
@@ -299,6 +377,25 @@ def fix_references(merger: Merger) -> None:
     raise DatabaseError("sync could not settle the references of the rows it merged")
 
 
+def _survivor(conn: Any, parent: str, pk: Any) -> str | None:
+    """The row that ``parent`` row ``pk`` was folded into, if it was."""
+    row = conn.execute(
+        "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (parent, pk)
+    ).fetchone()
+    if row is None and parent == "kg_entities":
+        # Twin entities are folded by the graph's own merge (mangostore.sync.graph), a
+        # local change on each device whose record, kg_merges, syncs: a fact that
+        # arrives after its entity was folded here follows it to the survivor, as the
+        # graph's merge moved it on the device that folded first, instead of going as
+        # an orphan here only.
+        row = conn.execute(
+            "SELECT keep_id FROM kg_merges WHERE drop_id = ? AND undone_at IS NULL "
+            "AND keep_id <> drop_id ORDER BY created_at, id LIMIT 1",
+            (pk,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> None:
     conn = merger.conn
     t = quote_identifier(table)
@@ -309,16 +406,19 @@ def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> 
     ).fetchone()
     if ref is None:
         return
-    target = conn.execute(
-        "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (parent, ref[0])
-    ).fetchone()
+    target = _survivor(conn, parent, ref[0])
     if target is not None:
         conn.execute(
-            f"UPDATE {t} SET {quote_identifier(column)} = ? WHERE rowid = ?", (target[0], rowid)
+            f"UPDATE {t} SET {quote_identifier(column)} = ? WHERE rowid = ?", (target, rowid)
         )
         return
-    nullable = not any(c.not_null for c in introspect.columns(conn, table) if c.name == column)
-    if nullable:  # an optional reference to a row gone elsewhere is cleared
+    # A reference that names the row (part of its primary key: a validity row of an
+    # observation) is not optional even where SQLite lets a TEXT PRIMARY KEY be NULL:
+    # cleared, it would leave a row with no key; the row goes with its parent instead.
+    optional = not any(
+        c.not_null or c.primary_key for c in introspect.columns(conn, table) if c.name == column
+    )
+    if optional:  # an optional reference to a row gone elsewhere is cleared
         conn.execute(f"UPDATE {t} SET {quote_identifier(column)} = NULL WHERE rowid = ?", (rowid,))
         return
     if spec is None:
