@@ -120,8 +120,8 @@ def test_foreign_keys_name_their_target_or_leave_it_to_the_primary_key(
 ) -> None:
     keys = sorted(introspect.foreign_keys(conn, "child"), key=lambda k: k.column)
     assert keys == [
-        introspect.ForeignKey("child", "code", "parent", "code"),
-        introspect.ForeignKey("child", "parent_id", "parent", None),
+        introspect.ForeignKey("child", "code", "parent", "code", 0),
+        introspect.ForeignKey("child", "parent_id", "parent", None, 1),
     ]
     pair = introspect.foreign_keys(conn, "pair")
     assert [(k.column, k.target) for k in pair] == [("x", "a"), ("y", "b")]
