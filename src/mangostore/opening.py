@@ -442,9 +442,9 @@ def _create_keyring(
     lock = lock_path(path) if path is not None else None
     lock_existed = lock is not None and lock.exists()
     try:
-        return Keyring.create(
-            path, passphrase, settings.kdf, page_encryption=encrypted, vault_of=vault_of
-        )
+        if vault_of is not None:
+            return vault_of.new_device(path, passphrase, settings.kdf)
+        return Keyring.create(path, passphrase, settings.kdf, page_encryption=encrypted)
     except BaseException:
         if lock is not None and not lock_existed:
             with contextlib.suppress(FileNotFoundError):

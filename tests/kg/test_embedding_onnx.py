@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import skip_unless_available
 
 from mangostore.kg import onnx_encoder
-from mangostore.kg.embedding import MiniLMEmbedder
+from mangostore.kg.embedding import NumpyEncoder
 from mangostore.kg.onnx_encoder import OnnxEncoder, build_model, onnx_runtime_available
 
 
@@ -23,7 +23,7 @@ from mangostore.kg.onnx_encoder import OnnxEncoder, build_model, onnx_runtime_av
     ],
 )
 def test_varints_follow_the_protobuf_wire_format(value: int, encoded: bytes) -> None:
-    assert onnx_encoder._varint(value) == encoded
+    assert onnx_encoder.encode_varint(value) == encoded
 
 
 def _tiny_weights(rng: np.random.Generator, hidden: int, layers: int) -> dict[str, np.ndarray]:
@@ -64,15 +64,11 @@ def test_the_written_graph_computes_what_the_numpy_encoder_computes() -> None:
         build_model(weights, heads=heads, layers=layers, hidden=hidden, eps=1e-12), threads=1
     )
     # The NumPy encoder over the same weights, without the model files it loads them from.
-    numpy_encoder = object.__new__(MiniLMEmbedder)
-    numpy_encoder._w = weights
-    numpy_encoder._t = MiniLMEmbedder._transposed(weights, layers)
-    numpy_encoder._heads, numpy_encoder._layers = heads, layers
-    numpy_encoder._eps, numpy_encoder._dimensions = 1e-12, hidden
+    numpy_encoder = NumpyEncoder(weights, heads=heads, layers=layers, hidden=hidden, eps=1e-12)
     ids = np.array([[2, 5, 9, 3, 0, 0], [2, 7, 11, 13, 17, 3]], dtype=np.int64)
     mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=np.float32)
     by_onnx = session.tokens(ids, mask)
-    by_numpy = numpy_encoder._forward(ids, mask)
+    by_numpy = numpy_encoder.tokens(ids, mask)
     assert by_onnx.shape == (2, 6, hidden)
     real = mask.astype(bool)  # padding positions are never pooled
     assert np.allclose(by_onnx[real], by_numpy[real], atol=1e-4)

@@ -142,7 +142,7 @@ def test_the_word_cache_stays_bounded(
     monkeypatch.setattr(wordpiece, "_CACHE_WORDS", 2)
     for _ in range(2):
         assert _pieces(small, "a b x cafe") == ["[CLS]", "a", "b", "x", "cafe", "[SEP]"]
-    assert len(small._words) <= 2
+    assert small.cached_words <= 2
 
 
 def test_truncation_keeps_the_special_tokens(small: WordPieceTokenizer) -> None:

@@ -46,6 +46,27 @@ class FlakyRelay:
             raise SyncTransportError("the relay is down")
 
 
+class TamperingRelay:
+    """A relay that serves every batch with the last bit of its body flipped."""
+
+    def __init__(self, relay: MemoryRelay) -> None:
+        self.relay = relay
+
+    def push(self, batch: Batch) -> int:
+        return self.relay.push(batch)
+
+    def pull(self, vault_id: str, after: int, limit: int) -> list[Pulled]:
+        return [
+            dataclasses.replace(
+                p,
+                batch=dataclasses.replace(
+                    p.batch, body=p.batch.body[:-1] + bytes([p.batch.body[-1] ^ 1])
+                ),
+            )
+            for p in self.relay.pull(vault_id, after, limit)
+        ]
+
+
 def test_status_of_a_new_database_names_its_device_and_says_sync_is_off(
     memory_db: mangostore.Database,
 ) -> None:
@@ -114,9 +135,7 @@ def test_a_tampered_batch_stops_the_pull_before_it(devices: Devices, relay: Memo
     a, b = devices(2)
     a.users.create(username="alice")
     a.sync.sync()
-    stored = relay._batches[a.sync.vault_id]  # the relay's storage, as an attacker sees it
-    last = stored[-1]
-    stored[-1] = dataclasses.replace(last, body=last.body[:-1] + bytes([last.body[-1] ^ 1]))
+    b.sync.connect(TamperingRelay(relay))  # what a relay whose storage was changed serves
     with pytest.raises(TamperedDataError):
         b.sync.sync()
     status = b.sync.status()

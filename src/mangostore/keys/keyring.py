@@ -194,29 +194,49 @@ class Keyring:
         kdf: KdfParams,
         *,
         page_encryption: bool,
-        vault_of: Keyring | None = None,
     ) -> tuple[Keyring, str]:
         """Create a keyring with a fresh master key; return it and the recovery key text.
 
         The recovery key is returned once and stored nowhere: only its wrap of the
-        master key is kept. ``vault_of`` makes the keyring of another device of that
-        keyring's vault instead: the same vault id and master key (so synced
-        ciphertext opens on both), under its own passphrase and recovery key.
+        master key is kept.
 
         Raises:
             ConfigurationError: unsafe KDF parameters or an empty passphrase.
             KeyringError: a keyring already exists at ``path`` (it is left untouched).
         """
+        vault_id, master = str(uuid.uuid4()), secrets.token_bytes(_MASTER_BYTES)
+        return cls._made(path, passphrase, kdf, page_encryption, vault_id, master)
+
+    def new_device(self, path: Path | None, passphrase: str, kdf: KdfParams) -> tuple[Keyring, str]:
+        """Create the keyring of another device of this vault; return it and its
+        recovery key text.
+
+        It holds the same vault id and master key (so synced ciphertext and batches
+        open on both devices) under its own passphrase and recovery key.
+
+        Raises:
+            ConfigurationError: unsafe KDF parameters or an empty passphrase.
+            KeyringError: a keyring already exists at ``path`` (it is left untouched).
+        """
+        return self._made(path, passphrase, kdf, self.page_encryption, self.vault_id, self._master)
+
+    @classmethod
+    def _made(
+        cls,
+        path: Path | None,
+        passphrase: str,
+        kdf: KdfParams,
+        page_encryption: bool,
+        vault_id: str,
+        master: bytes,
+    ) -> tuple[Keyring, str]:
+        """A keyring of ``vault_id`` wrapping ``master`` under ``passphrase`` and a new
+        recovery key."""
         kdf.check()
         if path is not None and path.exists():
             # Checked again, atomically, when the file is linked into place; this
             # early check only spares the Argon2id work.
             raise stale_keyring(path)
-        if vault_of is not None:
-            vault_id, master = vault_of.vault_id, vault_of._master
-            page_encryption = vault_of.page_encryption
-        else:
-            vault_id, master = str(uuid.uuid4()), secrets.token_bytes(_MASTER_BYTES)
         salt = secrets.token_bytes(SALT_BYTES)
         recovery_raw = secrets.token_bytes(_MASTER_BYTES)
         recovery_kek = derive_subkey(recovery_raw, "recovery", salt=vault_id.encode())

@@ -60,6 +60,7 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "MiniLMEmbedder",
+    "NumpyEncoder",
     "NumpyIndex",
     "SqliteVecIndex",
     "VectorHit",
@@ -153,6 +154,86 @@ def _layer_norm(x: Vectors, weight: Vectors, bias: Vectors, eps: float) -> Vecto
     return result
 
 
+class NumpyEncoder:
+    """The BERT encoder of the model in NumPy: the runtime used without ONNX Runtime.
+
+    Same interface as :class:`~mangostore.kg.onnx_encoder.OnnxEncoder`: built from the
+    model's weights, it maps token ids and their mask to the last hidden states.
+    """
+
+    def __init__(
+        self, weights: dict[str, Vectors], *, heads: int, layers: int, hidden: int, eps: float
+    ) -> None:
+        self._w = weights
+        self._heads, self._layers, self._dimensions, self._eps = heads, layers, hidden, eps
+        self._t = self._transposed(weights, layers)
+
+    @staticmethod
+    def _transposed(w: dict[str, Vectors], layers: int) -> dict[str, Vectors]:
+        """Lay the projection matrices out as (in, out), contiguous, for single GEMM calls."""
+        t: dict[str, Vectors] = {}
+        for n in range(layers):
+            p = f"encoder.layer.{n}."
+            parts = ("query", "key", "value")
+            t[p + "qkv"] = np.ascontiguousarray(
+                np.concatenate([w[f"{p}attention.self.{q}.weight"] for q in parts]).T
+            )
+            t[p + "qkv.bias"] = np.concatenate([w[f"{p}attention.self.{q}.bias"] for q in parts])
+            for name in ("attention.output.dense", "intermediate.dense", "output.dense"):
+                t[p + name] = np.ascontiguousarray(w[p + name + ".weight"].T)
+        return t
+
+    def tokens(self, ids: npt.NDArray[np.int64], mask: Vectors) -> Vectors:
+        """Return the last hidden states (batch x length x hidden) for ``ids``."""
+        w = self._w
+        batch, length = ids.shape
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:length][None, :, :]
+            + w["embeddings.token_type_embeddings.weight"][0][None, None, :]
+        ).reshape(batch * length, -1)
+        x = _layer_norm(
+            x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self._eps
+        )
+        heads = self._heads
+        size = self._dimensions // heads
+        bias = ((1.0 - mask) * -1e9)[:, None, None, :].astype(np.float32)
+        scale = np.float32(1.0 / math.sqrt(size))
+        root2 = np.float32(math.sqrt(2.0))
+
+        def split(h: Vectors) -> Vectors:
+            return h.reshape(batch, length, heads, size).transpose(0, 2, 1, 3)
+
+        for n in range(self._layers):
+            p = f"encoder.layer.{n}."
+            # One (tokens x 384) @ (384 x 1152) product gives queries, keys and values.
+            qkv = x @ self._t[p + "qkv"] + self._t[p + "qkv.bias"]
+            q, k, v = (split(part) for part in np.split(qkv, 3, axis=1))
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
+            context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch * length, -1)
+            attended = context @ self._t[p + "attention.output.dense"]
+            x = _layer_norm(
+                (attended + w[p + "attention.output.dense.bias"] + x).astype(np.float32),
+                w[p + "attention.output.LayerNorm.weight"],
+                w[p + "attention.output.LayerNorm.bias"],
+                self._eps,
+            )
+            hidden = x @ self._t[p + "intermediate.dense"] + w[p + "intermediate.dense.bias"]
+            hidden = hidden * 0.5 * (1.0 + _erf(hidden / root2))
+            x = _layer_norm(
+                (hidden @ self._t[p + "output.dense"] + w[p + "output.dense.bias"] + x).astype(
+                    np.float32
+                ),
+                w[p + "output.LayerNorm.weight"],
+                w[p + "output.LayerNorm.bias"],
+                self._eps,
+            )
+        return x.reshape(batch, length, -1)
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings (384 dimensions).
 
@@ -191,9 +272,7 @@ class MiniLMEmbedder:
             )
         weights = _read_safetensors(_verified_bytes(directory, "model.safetensors"))
         self._weights_hash = MINILM_FILES["model.safetensors"][:12]
-        self._encoder: OnnxEncoder | None = None
-        self._w: dict[str, Vectors] = {}
-        self._t: dict[str, Vectors] = {}
+        self._encoder: OnnxEncoder | NumpyEncoder
         if use_onnx:
             model = build_model(
                 weights,
@@ -204,28 +283,18 @@ class MiniLMEmbedder:
             )
             self._encoder = OnnxEncoder(model, threads=threads or min(usable_cores(), 4))
         else:
-            self._w = weights
-            self._t = self._transposed(self._w, self._layers)
+            self._encoder = NumpyEncoder(
+                weights,
+                heads=self._heads,
+                layers=self._layers,
+                hidden=self._dimensions,
+                eps=self._eps,
+            )
         #: ``"onnxruntime"`` or ``"numpy"``: what computes the vectors.
         self.runtime = "onnxruntime" if use_onnx else "numpy"
         self._tokenizer = WordPieceTokenizer.from_tokenizer_json(
             _verified_bytes(directory, "tokenizer.json")
         )
-
-    @staticmethod
-    def _transposed(w: dict[str, Vectors], layers: int) -> dict[str, Vectors]:
-        """Lay the projection matrices out as (in, out), contiguous, for single GEMM calls."""
-        t: dict[str, Vectors] = {}
-        for n in range(layers):
-            p = f"encoder.layer.{n}."
-            parts = ("query", "key", "value")
-            t[p + "qkv"] = np.ascontiguousarray(
-                np.concatenate([w[f"{p}attention.self.{q}.weight"] for q in parts]).T
-            )
-            t[p + "qkv.bias"] = np.concatenate([w[f"{p}attention.self.{q}.bias"] for q in parts])
-            for name in ("attention.output.dense", "intermediate.dense", "output.dense"):
-                t[p + name] = np.ascontiguousarray(w[p + name + ".weight"].T)
-        return t
 
     @classmethod
     def load(
@@ -288,62 +357,9 @@ class MiniLMEmbedder:
                 seq = encodings[i]
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1.0
-            if self._encoder is not None:
-                tokens = self._encoder.tokens(ids, mask)
-            else:
-                tokens = self._forward(ids, mask)
+            tokens = self._encoder.tokens(ids, mask)
             out[chosen] = _mean_pool(tokens, mask)
         return out
-
-    def _forward(self, ids: npt.NDArray[np.int64], mask: Vectors) -> Vectors:
-        """Return the last hidden states (batch x length x hidden), computed in NumPy."""
-        w = self._w
-        batch, length = ids.shape
-        x = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][:length][None, :, :]
-            + w["embeddings.token_type_embeddings.weight"][0][None, None, :]
-        ).reshape(batch * length, -1)
-        x = _layer_norm(
-            x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self._eps
-        )
-        heads = self._heads
-        size = self._dimensions // heads
-        bias = ((1.0 - mask) * -1e9)[:, None, None, :].astype(np.float32)
-        scale = np.float32(1.0 / math.sqrt(size))
-        root2 = np.float32(math.sqrt(2.0))
-
-        def split(h: Vectors) -> Vectors:
-            return h.reshape(batch, length, heads, size).transpose(0, 2, 1, 3)
-
-        for n in range(self._layers):
-            p = f"encoder.layer.{n}."
-            # One (tokens x 384) @ (384 x 1152) product gives queries, keys and values.
-            qkv = x @ self._t[p + "qkv"] + self._t[p + "qkv.bias"]
-            q, k, v = (split(part) for part in np.split(qkv, 3, axis=1))
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            probs = np.exp(scores)
-            probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch * length, -1)
-            attended = context @ self._t[p + "attention.output.dense"]
-            x = _layer_norm(
-                (attended + w[p + "attention.output.dense.bias"] + x).astype(np.float32),
-                w[p + "attention.output.LayerNorm.weight"],
-                w[p + "attention.output.LayerNorm.bias"],
-                self._eps,
-            )
-            hidden = x @ self._t[p + "intermediate.dense"] + w[p + "intermediate.dense.bias"]
-            hidden = hidden * 0.5 * (1.0 + _erf(hidden / root2))
-            x = _layer_norm(
-                (hidden @ self._t[p + "output.dense"] + w[p + "output.dense.bias"] + x).astype(
-                    np.float32
-                ),
-                w[p + "output.LayerNorm.weight"],
-                w[p + "output.LayerNorm.bias"],
-                self._eps,
-            )
-        return x.reshape(batch, length, -1)
 
 
 def _mean_pool(tokens: Vectors, mask: Vectors) -> Vectors:

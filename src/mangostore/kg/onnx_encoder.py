@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["OnnxEncoder", "build_model", "onnx_runtime_available"]
+__all__ = ["OnnxEncoder", "build_model", "encode_varint", "onnx_runtime_available"]
 
 #: The operator set the graph is written against (LayerNormalization needs 17).
 _OPSET = 18
@@ -53,7 +53,7 @@ def onnx_runtime_available() -> bool:
     return True
 
 
-def _varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     """Base-128 varint; a negative int64 is sent as its 64-bit two's complement."""
     value &= (1 << 64) - 1
     out = bytearray()
@@ -65,11 +65,11 @@ def _varint(value: int) -> bytes:
 
 
 def _int_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
+    return encode_varint(number << 3) + encode_varint(value)
 
 
 def _bytes_field(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+    return encode_varint(number << 3 | 2) + encode_varint(len(data)) + data
 
 
 def _text_field(number: int, text: str) -> bytes:
@@ -94,7 +94,7 @@ def _attribute(name: str, value: int | float | list[int]) -> bytes:
         body = b"".join(_int_field(8, item) for item in value)
         kind = _ATTR_INTS
     elif isinstance(value, float):
-        body = _varint(2 << 3 | 5) + struct.pack("<f", value)
+        body = encode_varint(2 << 3 | 5) + struct.pack("<f", value)
         kind = _ATTR_FLOAT
     else:
         body = _int_field(3, value)

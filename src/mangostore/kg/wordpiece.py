@@ -140,6 +140,11 @@ class WordPieceTokenizer:
         self._classes: dict[str, int] = {}
         self._words: dict[str, list[int]] = {}
 
+    @property
+    def cached_words(self) -> int:
+        """How many words' ids are cached (the cache is bounded)."""
+        return len(self._words)
+
     @classmethod
     def from_tokenizer_json(cls, data: bytes) -> WordPieceTokenizer:
         """Build the tokenizer that a Hugging Face ``tokenizer.json`` describes.

@@ -23,13 +23,16 @@ _POLL_S = 0.5
 
 class SyncScheduler:
     """Runs ``run`` in a daemon thread: at once, then every ``interval_s``, and
-    ``after_write_s`` after ``changed()`` moves (a commit by any process)."""
+    ``after_write_s`` after ``changed()`` moves (a commit by any process) while
+    ``pending()`` says there is something to send. After a round failed every retry,
+    writes wait for the next interval, so a relay that is down is not hammered."""
 
     def __init__(
         self,
         run: Callable[[], Any],
         *,
         changed: Callable[[], int | None],
+        pending: Callable[[], bool],
         interval_s: float,
         after_write_s: float,
     ) -> None:
@@ -39,6 +42,7 @@ class SyncScheduler:
             raise ValidationError("interval_s must be positive and after_write_s not negative")
         self._run = run
         self._changed = changed
+        self._pending = pending
         self._interval_s = interval_s
         self._after_write_s = after_write_s
         self._stop = threading.Event()
@@ -64,13 +68,17 @@ class SyncScheduler:
             self._thread.join()
 
     def _loop(self) -> None:
-        seen = self._changed()
         due = 0.0  # run at once
         waited = 0.0
+        failed = False
+        seen = self._changed()
         while not self._stop.is_set():
             if waited >= due:
-                self._round()
+                # Read before the round: a write that lands while it runs must still
+                # be noticed. The round's own commits move the count too, but leave
+                # nothing pending, so they call for no other round.
                 seen = self._changed()
+                failed = not self._round()
                 due, waited = self._interval_s, 0.0
             if self._stop.wait(_POLL_S):
                 return
@@ -78,21 +86,23 @@ class SyncScheduler:
             now = self._changed()
             if now != seen:
                 seen = now
-                due = min(due, waited + self._after_write_s)
+                if not failed and self._pending():
+                    due = min(due, waited + self._after_write_s)
 
-    def _round(self) -> None:
-        """One sync, retried with exponential backoff and jitter."""
+    def _round(self) -> bool:
+        """One sync, retried with exponential backoff and jitter; whether it succeeded."""
         self.rounds += 1
         for attempt in range(RETRIES + 1):
             try:
                 self._run()
-                return
+                return True
             except MangoError as exc:
                 logger.warning("sync failed (attempt %d of %d): %s", attempt + 1, RETRIES + 1, exc)
                 if attempt == RETRIES:
                     self.failures += 1
-                    return
+                    return False
                 # Jitter, so devices that failed together do not retry together; not a secret.
                 delay = _BACKOFF_BASE_S * (2**attempt) * (0.5 + random.random())  # noqa: S311
                 if self._stop.wait(delay):
-                    return
+                    return False
+        return False

@@ -504,10 +504,17 @@ class SyncService:
         self._scheduler = SyncScheduler(
             self.sync,
             changed=self._store.commits.version,
+            pending=self._has_pending,
             interval_s=interval_s,
             after_write_s=after_write_s,
         )
         self._scheduler.start()
+
+    def _has_pending(self) -> bool:
+        """Whether local changes wait to be pushed (one probe of the pending index)."""
+        with self._store.reading() as conn:
+            row = conn.execute("SELECT 1 FROM sync_rows WHERE seq IS NOT NULL LIMIT 1").fetchone()
+        return row is not None
 
     def stop(self) -> None:
         """Stop the background thread, waiting for a sync in progress to finish."""
