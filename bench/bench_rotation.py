@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import mangostore
-from bench.harness import Config, Measurement, raw_connection
+from bench.harness import Config, Measurement, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.keys.rotation import rotate_field_keys
@@ -68,8 +67,8 @@ def run(config: Config) -> list[Measurement]:
             group = f"key rotation, {size:,} users"
             raw = [_time_raw(folder, size, r) for r in range(rounds)]
             rotations = [_time_rotation(folder, size, r) for r in range(rounds)]
-            base = _measure(group, f"sqlcipher3 re-seal of {size:,} values", raw)
-            results += [base, _measure(group, "rotate_field_keys", rotations, base)]
+            base = measure_seconds(group, f"sqlcipher3 re-seal of {size:,} values", raw)
+            results += [base, measure_seconds(group, "rotate_field_keys", rotations, base)]
         results += _writer_during_rotation(folder, sizes[-1])
     return results
 
@@ -140,8 +139,8 @@ def _writer_during_rotation(folder: Path, users: int) -> list[Measurement]:
     group = "writer during rotation"
     idle = _writer_waits(folder / "idle.db", users, rotate=False)
     busy = _writer_waits(folder / "busy.db", users, rotate=True)
-    base = _measure(group, "db.execute INSERT, no rotation", idle)
-    return [base, _measure(group, f"db.execute INSERT, {users:,}-user rotation", busy, base)]
+    base = measure_seconds(group, "db.execute INSERT, no rotation", idle)
+    return [base, measure_seconds(group, f"db.execute INSERT, {users:,}-user rotation", busy, base)]
 
 
 def _writer_waits(path: Path, users: int, *, rotate: bool) -> list[float]:
@@ -165,21 +164,3 @@ def _writer_waits(path: Path, users: int, *, rotate: bool) -> list[float]:
         out, _ = child.communicate(timeout=120)
     db.close()
     return [ns / 1e9 for ns in json.loads(out)]
-
-
-def _measure(
-    group: str, name: str, seconds: list[float], baseline: Measurement | None = None
-) -> Measurement:
-    ordered = sorted(seconds)
-    median = statistics.median(ordered) * 1e6
-    return Measurement(
-        group=group,
-        name=name,
-        median_us=median,
-        p95_us=ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))] * 1e6,
-        min_us=ordered[0] * 1e6,
-        calls=len(ordered),
-        baseline=baseline.name if baseline else None,
-        ratio=median / baseline.median_us if baseline else 1.0,
-        max_us=ordered[-1] * 1e6,
-    )

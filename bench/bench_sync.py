@@ -41,7 +41,6 @@ import dataclasses
 import itertools
 import json
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -51,7 +50,7 @@ from typing import Any, Final
 import uuid6
 
 import mangostore
-from bench.harness import Config, Measurement, Suite, raw_connection
+from bench.harness import Config, Measurement, Suite, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.clock import SystemClock
 from mangostore.sync import MemoryRelay
@@ -347,11 +346,11 @@ def _bench_apply(config: Config, folder: Path) -> list[Measurement]:
                 for name, seconds in timed.items():
                     samples[name].append(seconds)
         group = f"sync apply, {config.rows:,} {kind}, new devices"
-        base = _measure(group, "sqlcipher3 executemany of the same rows", samples["raw"])
+        base = measure_seconds(group, "sqlcipher3 executemany of the same rows", samples["raw"])
         results.append(base)
         for key, name in (("push", "a.sync.push()"), ("pull", "b.sync.pull()")):
-            results.append(_measure(group, name, samples[key], base))
-        results.append(_measure(group, "push + pull", samples["both"], base))
+            results.append(measure_seconds(group, name, samples[key], base))
+        results.append(measure_seconds(group, "push + pull", samples["both"], base))
         if kind == "commands":
             fresh_pulls = samples["pull"]
     return results + _apply_onto_larger(config, folder / "larger", rounds, fresh_pulls)
@@ -447,26 +446,8 @@ def _apply_onto_larger(
         a.close()
         b.close()
     group = f"sync apply, {count:,} commands, device holding {held:,}"
-    base = _measure(group, "b.sync.pull(), new device", fresh_pulls)
-    return [base, _measure(group, f"b.sync.pull(), device holding {held:,}", pulls, base)]
-
-
-def _measure(
-    group: str, name: str, seconds: list[float], baseline: Measurement | None = None
-) -> Measurement:
-    ordered = sorted(seconds)
-    median = statistics.median(ordered) * 1e6
-    return Measurement(
-        group=group,
-        name=name,
-        median_us=median,
-        p95_us=ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))] * 1e6,
-        min_us=ordered[0] * 1e6,
-        calls=len(ordered),
-        baseline=baseline.name if baseline else None,
-        ratio=median / baseline.median_us if baseline else 1.0,
-        max_us=ordered[-1] * 1e6,
-    )
+    base = measure_seconds(group, "b.sync.pull(), new device", fresh_pulls)
+    return [base, measure_seconds(group, f"b.sync.pull(), device holding {held:,}", pulls, base)]
 
 
 # -- bookkeeping size -------------------------------------------------------------------

@@ -194,3 +194,22 @@ def raw_connection(
         for step in writer_setup(busy_timeout_ms=5_000):
             step(conn)
     return conn
+
+
+def measure_seconds(
+    group: str, name: str, seconds: list[float], baseline: Measurement | None = None
+) -> Measurement:
+    """A :class:`Measurement` of whole runs timed in seconds (one sample per run)."""
+    ordered = sorted(seconds)
+    median = statistics.median(ordered) * 1e6
+    return Measurement(
+        group=group,
+        name=name,
+        median_us=median,
+        p95_us=ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))] * 1e6,
+        min_us=ordered[0] * 1e6,
+        calls=len(ordered),
+        baseline=baseline.name if baseline else None,
+        ratio=median / baseline.median_us if baseline else 1.0,
+        max_us=ordered[-1] * 1e6,
+    )

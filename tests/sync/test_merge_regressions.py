@@ -20,7 +20,6 @@ from tests.sync_helpers import Devices, sync_all
 
 import mangostore
 from mangostore.clock import ManualClock
-from mangostore.errors import UniqueConstraintError
 from mangostore.privacy.ownership import KEPT_ON_ERASURE
 from mangostore.sync import MemoryRelay, merge
 from mangostore.sync.tables import SYNCED_BY_NAME
@@ -340,13 +339,6 @@ def test_a_data_key_of_an_erased_user_comes_back_in_a_batch(devices: Devices) ->
 # -- known bugs not fixed yet (the fixes are outside the merge) -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UniqueConstraintError,
-    reason="voice_profiles allows one active profile per user (a partial unique index) "
-    "and its TableSpec has no rule to settle two devices' active profiles: the merge "
-    "raises, and every later pull stops at that batch",
-)
 def test_two_devices_activating_a_voice_profile_of_one_user_stops_every_sync(
     devices: Devices,
 ) -> None:
@@ -359,12 +351,6 @@ def test_two_devices_activating_a_voice_profile_of_one_user_stops_every_sync(
     assert logical_content(a) == logical_content(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="an erasure (local or applied from a batch) leaves the user's values in "
-    "sync_conflicts: here the name and e-mail a rename replaced",
-)
 def test_an_erased_users_values_stay_in_the_sync_conflicts(clocked: Clocked) -> None:
     (a, b), clocks = clocked(2)
     a.users.create(username="ann", email="first@example.org")

@@ -28,7 +28,7 @@ from mangostore.privacy.ownership import (
     read_schema,
 )
 from mangostore.schema.copies import migration_copies
-from mangostore.schema.introspect import columns
+from mangostore.schema.introspect import columns, has_table
 from mangostore.security.audit import ERASURE_COMPONENT
 from mangostore.sql import quote_identifier
 
@@ -127,6 +127,7 @@ def erase_user(db: ErasureDatabase, user_id: str, *, reapplied: bool = False) ->
                         ).rowcount
                     )
             deleted[table] = count
+        _forget_sync_conflicts(conn, user_id, owned)
         redacted = 0 if keyring is not None else _redact_events(conn, user_id)
         for fts in schema.fts5:
             with driver_errors(f"compacting the full-text index {fts}"):
@@ -280,6 +281,26 @@ def _clear_references(conn: Connection, schema: SchemaMap, owned: Ownership) -> 
                     ).rowcount
                 )
     return cleared
+
+
+def _forget_sync_conflicts(conn: Connection, user_id: str, owned: Ownership) -> None:
+    """Drop the values sync kept of the user's rows when a merge set them aside
+    (``sync_conflicts``): the erased rows, and any kept value that names the user."""
+    if not has_table(conn, "sync_conflicts"):
+        return
+    with driver_errors("erasing a user's sync conflicts"):
+        for table, keys in owned.rows.items():
+            for batch in key_batches(keys):
+                conn.execute(
+                    "DELETE FROM sync_conflicts WHERE tbl = ? "
+                    "AND pk IN (SELECT value FROM json_each(?))",
+                    (table, batch),
+                )
+        conn.execute(
+            "DELETE FROM sync_conflicts WHERE pk = ? OR instr(coalesce(kept, ''), ?) > 0 "
+            "OR instr(coalesce(lost, ''), ?) > 0",
+            (user_id, user_id, user_id),
+        )
 
 
 def _redact_events(conn: Connection, user_id: str) -> int:

@@ -108,8 +108,9 @@ class Applier:
             merger = Merger(conn, store.capture.clock, store.clock.now_ms(), erased, manual)
             store.capture.set_applying(True)
             try:
-                merger.merge_all([s for s in states if s.table in SYNCED_BY_NAME])
-                fix_references(merger)
+                merged = [s for s in states if s.table in SYNCED_BY_NAME]
+                merger.merge_all(merged)
+                fix_references(merger, merged)
             finally:
                 store.capture.set_applying(False)
             if cursor is not None:

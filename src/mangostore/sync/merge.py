@@ -25,6 +25,7 @@ from typing import Any
 
 from mangostore.engine.pragmas import Connection
 from mangostore.ids import new_id
+from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
 from mangostore.sync.capture import KEY_SEPARATOR, synced_columns
 from mangostore.sync.changes import Cell, RowState, read_sites, read_state
@@ -66,6 +67,8 @@ class Merger:
     counts: MergeCounts = field(default_factory=MergeCounts)
     _sites: dict[str, int] = field(default_factory=dict)
     _columns: dict[str, list[str]] = field(default_factory=dict)
+    _foreign_keys: dict[str, list[introspect.ForeignKey]] = field(default_factory=dict)
+    _children: dict[str, list[str]] | None = None
 
     def __post_init__(self) -> None:
         self._sites = {device: site for site, device in read_sites(self.conn).items()}
@@ -90,6 +93,23 @@ class Merger:
         if table not in self._columns:
             self._columns[table] = synced_columns(self.conn, SYNCED_BY_NAME[table])
         return self._columns[table]
+
+    def foreign_keys(self, table: str) -> list[introspect.ForeignKey]:
+        """The foreign keys of ``table`` (read once per merge)."""
+        found = self._foreign_keys.get(table)
+        if found is None:
+            found = self._foreign_keys[table] = introspect.foreign_keys(self.conn, table)
+        return found
+
+    def children(self, table: str) -> list[str]:
+        """The tables with a foreign key to ``table`` (read once per merge)."""
+        if self._children is None:
+            self._children = {}
+            for entry in introspect.table_list(self.conn):
+                if entry.kind == "table" and not entry.internal:
+                    for fk in self.foreign_keys(entry.name):
+                        self._children.setdefault(fk.parent, []).append(entry.name)
+        return self._children.get(table, [])
 
     def local(self, table: str, pk: str) -> RowState | None:
         """This device's state of a row."""

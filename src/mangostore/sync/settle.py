@@ -43,6 +43,14 @@ class Merger(Protocol):
         """This device's state of a row."""
         ...
 
+    def foreign_keys(self, table: str) -> list[introspect.ForeignKey]:
+        """The foreign keys of ``table``, read once per merge."""
+        ...
+
+    def children(self, table: str) -> list[str]:
+        """The tables with a foreign key to ``table``."""
+        ...
+
     def conflict(
         self,
         kind: str,
@@ -71,7 +79,7 @@ def write_row(
 ) -> None:
     """Insert (or replace) the row of ``state`` with ``values``, settling unique clashes."""
     conn = merger.conn
-    values = _follow_redirects(conn, spec, values)
+    values = _follow_redirects(merger, spec, values)
     for _attempt in range(3):
         try:
             _upsert(conn, spec, values, replace=replace)
@@ -92,7 +100,7 @@ def write_row(
 def update_row(merger: Merger, spec: TableSpec, state: RowState, changed: dict[str, Any]) -> None:
     """Update the columns ``changed`` of an existing row, settling unique clashes."""
     conn = merger.conn
-    changed = _follow_redirects(conn, spec, changed)
+    changed = _follow_redirects(merger, spec, changed)
     sets = ", ".join(f"{quote_identifier(c)} = ?" for c in changed)
     sql = f"UPDATE {quote_identifier(spec.name)} SET {sets} WHERE {quote_identifier(spec.key)} = ?"
     try:
@@ -219,14 +227,14 @@ def _settle_clash(
         )
         return {**values, **renamed}
     if spec.unique_rule == "retire":
-        # Both keys stay usable for reading; the later stops sealing new values. Its
-        # retirement time is its own creation time, the same on every device.
+        # Both rows stay (a retired data key still opens what it sealed); the later
+        # leaves the index, with values taken from itself, the same on every device.
         if incoming_first:
             assert other is not None
-            retired = {"status": "retired", "retired_at": other.values.get("created_at")}
+            retired = _retired(spec, other.values)
             _settle_local(merger, spec, other_pk, retired)
             return values
-        retired = {"status": "retired", "retired_at": values.get("created_at")}
+        retired = _retired(spec, values)
         _as_local_change(merger, spec.name, state.pk, list(retired))
         return {**values, **retired}
     if spec.unique_rule == "renumber" and spec.numbered:
@@ -246,6 +254,13 @@ def _settle_clash(
         f"two devices made {spec.name} rows with the same {', '.join(unique_cols)}; "
         "this table has no rule to settle it"
     )
+
+
+def _retired(spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        col: values.get(v[1:]) if isinstance(v, str) and v.startswith("=") else v
+        for col, v in spec.retired
+    }
 
 
 def _renamed(spec: TableSpec, values: dict[str, Any], pk: str) -> dict[str, Any]:
@@ -341,10 +356,11 @@ def _redirect(conn: Any, table: str, from_pk: str, to_pk: str) -> None:
     )
 
 
-def _follow_redirects(conn: Any, spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
+def _follow_redirects(merger: Merger, spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
     """Point ``values``' references at the survivors of folded rows."""
+    conn = merger.conn
     out = dict(values)
-    for fk in introspect.foreign_keys(conn, spec.name):
+    for fk in merger.foreign_keys(spec.name):
         ref = out.get(fk.column)
         if ref is None or fk.parent not in SYNCED_BY_NAME:
             continue
@@ -356,24 +372,40 @@ def _follow_redirects(conn: Any, spec: TableSpec, values: dict[str, Any]) -> dic
     return out
 
 
-def fix_references(merger: Merger) -> None:
-    """Settle the foreign keys the merge left broken (they are checked deferred).
+def fix_references(merger: Merger, states: list[RowState]) -> None:
+    """Settle the foreign keys the merge of ``states`` left broken (checked deferred).
 
     A reference to a folded row is pointed at its survivor; a row whose parent is
     gone is removed (synced rows: their life ends, an ``orphan`` conflict keeps
     them; device-local rows such as login sessions: removed).
 
+    Only the tables the merge can have broken are checked: those it wrote, and the
+    children of those it deleted rows from (deletions, folds, orphans removed here).
+    Checking every table would read the whole database at each batch.
+
     Raises:
-        DatabaseError: a reference that cannot be settled (an audit event of a user
-            deleted elsewhere without erasure); the merge is rolled back.
+        DatabaseError: references that cannot be settled; the merge is rolled back.
     """
     conn = merger.conn
+    written = {s.table for s in states}
+    removing = {s.table for s in states if s.dead}
+    removing |= {t for t in written if SYNCED_BY_NAME[t].unique_rule == "merge"}
     for _round in range(_MAX_FIX_ROUNDS):
-        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+        tables = set(written)
+        for parent in removing:
+            tables.update(merger.children(parent))
+        broken = [
+            row
+            for table in sorted(tables)
+            for row in conn.execute(
+                f"PRAGMA foreign_key_check({quote_identifier(table)})"
+            ).fetchall()
+        ]
         if not broken:
             return
         for table, rowid, parent, fkid in broken:
-            _fix_one(merger, str(table), rowid, str(parent), int(fkid))
+            if _fix_one(merger, str(table), rowid, str(parent), int(fkid)):
+                removing.add(str(table))
     raise DatabaseError("sync could not settle the references of the rows it merged")
 
 
@@ -396,22 +428,23 @@ def _survivor(conn: Any, parent: str, pk: Any) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> None:
+def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> bool:
+    """Settle one broken reference; return whether its row was removed."""
     conn = merger.conn
     t = quote_identifier(table)
     spec = SYNCED_BY_NAME.get(table)
-    column = next(fk.column for fk in introspect.foreign_keys(conn, table) if fk.id == fkid)
+    column = next(fk.column for fk in merger.foreign_keys(table) if fk.id == fkid)
     ref = conn.execute(
         f"SELECT {quote_identifier(column)} FROM {t} WHERE rowid = ?", (rowid,)
     ).fetchone()
     if ref is None:
-        return
+        return False
     target = _survivor(conn, parent, ref[0])
     if target is not None:
         conn.execute(
             f"UPDATE {t} SET {quote_identifier(column)} = ? WHERE rowid = ?", (target, rowid)
         )
-        return
+        return False
     # A reference that names the row (part of its primary key: a validity row of an
     # observation) is not optional even where SQLite lets a TEXT PRIMARY KEY be NULL:
     # cleared, it would leave a row with no key; the row goes with its parent instead.
@@ -420,15 +453,10 @@ def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> 
     )
     if optional:  # an optional reference to a row gone elsewhere is cleared
         conn.execute(f"UPDATE {t} SET {quote_identifier(column)} = NULL WHERE rowid = ?", (rowid,))
-        return
-    if spec is None:
-        if table == "security_events":
-            raise DatabaseError(
-                f"a {parent} row was deleted on another device while this device's audit "
-                "log refers to it; erase the user (db.privacy.erase_user) instead of deleting it"
-            )
+        return False
+    if spec is None:  # a device-local row (a login session) goes with its parent
         conn.execute(f"DELETE FROM {t} WHERE rowid = ?", (rowid,))
-        return
+        return True
     key = conn.execute(
         f"SELECT {quote_identifier(spec.key)} FROM {t} WHERE rowid = ?", (rowid,)
     ).fetchone()
@@ -438,3 +466,4 @@ def _fix_one(merger: Merger, table: str, rowid: Any, parent: str, fkid: int) -> 
     )
     conn.execute(f"DELETE FROM {t} WHERE rowid = ?", (rowid,))
     _end_life(merger, table, str(key[0]))
+    return True

@@ -21,15 +21,16 @@ deletions in reverse.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 __all__ = ["LOCAL_TABLES", "SYNCED", "SYNCED_BY_NAME", "TableSpec", "UniqueRule"]
 
 #: What happens when two devices made rows that share a unique key (see docs/sync.md):
 #: ``merge`` keeps the row created first and points the other's references at it,
 #: ``rename`` keeps both and suffixes the later one's unique text, ``renumber`` moves
-#: the later one past the highest number, ``retire`` keeps both and retires the later
-#: one (two primary data keys of one user), ``none``: the table has no such key.
+#: the later one past the highest number, ``retire`` keeps both and takes the later one
+#: out of a partial unique index (two primary data keys, two active voice profiles of
+#: one user), ``none``: the table has no such key.
 UniqueRule = Literal["merge", "rename", "renumber", "retire", "none"]
 
 
@@ -55,6 +56,9 @@ class TableSpec:
     #: For a unique index with a WHERE clause: that clause (SQL from this module,
     #: never from input), so the clashing row can be found.
     partial_unique: str = ""
+    #: For ``retire``: the values that take the later row out of the partial index
+    #: (a string ``"=col"`` copies the row's own ``col``, the same on every device).
+    retired: tuple[tuple[str, Any], ...] = ()
 
 
 SYNCED: Final[tuple[TableSpec, ...]] = (
@@ -65,7 +69,12 @@ SYNCED: Final[tuple[TableSpec, ...]] = (
         renamed=("username",),
         cleared=("email",),
     ),
-    TableSpec("voice_profiles"),
+    TableSpec(
+        "voice_profiles",
+        unique_rule="retire",
+        partial_unique="is_active = 1",
+        retired=(("is_active", 0),),
+    ),
     TableSpec("user_credentials", key="user_id"),
     TableSpec("projects", json_merge=("metadata", "git_config"), unique_rule="merge"),
     TableSpec("terminal_sessions"),
@@ -94,6 +103,7 @@ SYNCED: Final[tuple[TableSpec, ...]] = (
         counters=("encryption_count",),
         unique_rule="retire",
         partial_unique="status = 'primary'",
+        retired=(("status", "retired"), ("retired_at", "=created_at")),
     ),
 )
 
