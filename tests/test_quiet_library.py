@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import FAST_KDF
+from tests.conftest import FAST_KDF
 
 APP = textwrap.dedent(
     """

@@ -47,8 +47,13 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   ├── SessionExpired            the session passed its idle or absolute lifetime
     │   └── SessionRevoked            the session was revoked
     ├── PermissionDenied              the user lacks the permission asked for
-    └── SyncError                     sync cannot go on (not enabled, unreadable batch)
-        └── SyncTransportError        the relay could not be reached or refused a batch
+    ├── SyncError                     sync cannot go on (not enabled, unreadable batch)
+    │   └── SyncTransportError        the relay could not be reached or refused a batch
+    │       ├── SyncAuthError         the sync server refused this device (removed, other vault)
+    │       └── SyncCompactedError    the relay dropped the batches after this device's cursor
+    └── BackupError                   a backup cannot be made, found or restored
+        ├── BackupCorruptError        a backup object is missing, damaged, reordered or foreign
+        └── BackupDestinationError    the backup destination could not be reached or written
 
 ``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
 builtin ``KeyError``.
@@ -68,6 +73,9 @@ from __future__ import annotations
 __all__ = [
     "AccountLockedError",
     "AuthenticationError",
+    "BackupCorruptError",
+    "BackupDestinationError",
+    "BackupError",
     "BatchError",
     "CheckConstraintError",
     "ConfigurationError",
@@ -102,6 +110,8 @@ __all__ = [
     "SchemaTooNewError",
     "SessionExpired",
     "SessionRevoked",
+    "SyncAuthError",
+    "SyncCompactedError",
     "SyncError",
     "SyncTransportError",
     "TamperedDataError",
@@ -316,6 +326,36 @@ class SyncError(MangoError):
 
 class SyncTransportError(SyncError):
     """The relay could not be reached or refused a batch; sync retries later."""
+
+
+class SyncAuthError(SyncTransportError):
+    """The sync server refused this device: removed from the vault, a vault attached
+    with another key, or credentials the server does not accept."""
+
+
+class SyncCompactedError(SyncTransportError):
+    """The relay no longer has the batches after this device's cursor (every other
+    device moved past them and a snapshot covers them): start from the snapshot."""
+
+
+class BackupError(MangoError):
+    """A backup cannot be made, found or restored (see docs/backup.md)."""
+
+
+class BackupCorruptError(BackupError):
+    """A backup object is missing, damaged, truncated, reordered or from another backup.
+
+    ``object_name`` names the first bad object (``None`` when the backup as a whole is
+    unusable); nothing was restored from it.
+    """
+
+    def __init__(self, message: str, object_name: str | None = None) -> None:
+        super().__init__(message)
+        self.object_name = object_name
+
+
+class BackupDestinationError(BackupError):
+    """The backup destination could not be reached, read or written."""
 
 
 class MangoWarning(UserWarning):

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.cache import VIRTUAL_TAG
 from mangostore.errors import QueryError

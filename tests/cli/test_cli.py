@@ -12,9 +12,9 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore.cli import cli, common
 from mangostore.keys.keyring import keyring_path
 

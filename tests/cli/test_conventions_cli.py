@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.cli import cli, common
 from mangostore.cli.query import Result as QueryResult

@@ -13,9 +13,9 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from tests.conftest import CHEAP_PASSWORDS, FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import CHEAP_PASSWORDS, FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.cli import cli, common
 from mangostore.notify import RecordingDeliverer

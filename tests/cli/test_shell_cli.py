@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 from click.testing import CliRunner, Result
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.cli import cli, common
 

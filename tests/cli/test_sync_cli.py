@@ -203,7 +203,8 @@ def test_status_json(pair: tuple[Path, Path], relay: Path) -> None:
     assert before["enabled"] is True
     assert before["pending_changes"] >= 1
     assert before["last_push"] is None
-    assert before["relay"] is None  # no relay named: nothing said about it
+    # No relay named: the one 'sync enable' saved is described.
+    assert before["relay"]["path"] == str(relay)
 
     sync_json(laptop, relay)
     after = ok_json(["sync", "status", str(laptop)], relay=relay)
@@ -230,7 +231,11 @@ def test_now_before_enable_says_how(first: Path, relay: Path) -> None:
     one_line_error(run(["sync", "now", str(first)], relay=relay), "sync enable")
 
 
-def test_now_without_a_relay_is_a_usage_error(pair: tuple[Path, Path]) -> None:
+def test_now_without_a_relay_uses_the_saved_one(pair: tuple[Path, Path], relay: Path) -> None:
+    data = ok_json(["sync", "now", str(pair[0])])  # 'sync enable' saved the folder
+    assert data["relay"] == str(relay)
+    with mangostore.open(pair[0], passphrase=PASSPHRASE, settings=SETTINGS) as db:
+        db.sync.save_relay(None)
     result = run(["sync", "now", str(pair[0])])
     assert result.exit_code == 2
     assert "MANGOSTORE_SYNC_RELAY" in result.stderr

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatch
 
 pytestmark = pytest.mark.database("encrypted_db")

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 
 pytestmark = pytest.mark.slow

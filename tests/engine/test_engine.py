@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import sqlcipher3
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.engine import pragmas
 from mangostore.engine.connection import is_transaction_control, statement_context

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import sqlcipher3
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.engine.pool import ReaderPool
 from mangostore.errors import DatabaseClosedError, PoolTimeoutError

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.errors import KeyManagementError, TamperedDataError, UnknownColumnError

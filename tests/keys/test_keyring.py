@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.conftest import FAST_KDF, PASSPHRASE
 
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import KdfParams
 from mangostore.errors import (
     ConfigurationError,

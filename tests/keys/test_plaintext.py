@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.keys.keyring import Keyring, keyring_path
 from mangostore.keys.subkeys import PURPOSES

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from tests.conftest import NotifyWorld
 
 import mangostore
-from conftest import NotifyWorld
 from mangostore.clock import ManualClock
 from mangostore.errors import ConfigurationError, DeliveryError
 from mangostore.notify import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from tests.conftest import NotifyWorld
 
-from conftest import NotifyWorld
 from mangostore.errors import InvalidTransitionError, InvalidValueError, NotFoundError
 from mangostore.notify import STATUSES, TRANSITIONS, check_transition
 

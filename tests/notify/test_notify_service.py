@@ -6,9 +6,9 @@ import datetime as dt
 import inspect
 
 import pytest
+from tests.conftest import FAST_KDF, PASSPHRASE, NotifyWorld
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE, NotifyWorld
 from mangostore import notify
 from mangostore.clock import ManualClock
 from mangostore.errors import (

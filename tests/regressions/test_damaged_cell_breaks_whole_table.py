@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlcipher3
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.engine.connection import UndecodableText
 from mangostore.errors import TamperedDataError

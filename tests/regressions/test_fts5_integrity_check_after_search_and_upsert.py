@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import sqlcipher3
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.engine.fulltext import fulltext_tables, refresh_fulltext, runs_integrity_check
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import PASSPHRASE, skip_unless_available
 
 import mangostore
-from conftest import PASSPHRASE, skip_unless_available
 from mangostore import Settings
 from mangostore.errors import DiskFullError
 from mangostore.keys.rotation import rotate_field_keys

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import sqlcipher3
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.errors import NotADatabaseError
 from mangostore.schema.copies import migration_copies

@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.keys.field_cipher import field_cipher_for
 from mangostore.keys.keyring import DataKeyEntry

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.errors import WrongPassphraseError
 from mangostore.keys.keyring import keyring_path

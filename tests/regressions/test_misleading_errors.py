@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 from click.testing import CliRunner
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.cli import cli
 from mangostore.errors import ConfigurationError, KeyringError, NotADatabaseError

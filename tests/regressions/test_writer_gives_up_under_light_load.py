@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore import Settings
 from mangostore.engine.turnstile import Turnstile, turnstile_path
 

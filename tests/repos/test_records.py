@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from design import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, JSON_COLUMNS, Rows, row_counts
 from mangostore import Settings
 from mangostore.errors import JSONValueError

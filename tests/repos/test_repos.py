@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from design import DESIGN_TABLES, ENCRYPTED_COLUMNS, ENCRYPTED_PAIRS, Rows, row_counts
 from mangostore import Settings
 from mangostore.clock import ManualClock

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlcipher3
+from tests.conftest import PASSPHRASE
 
 import mangostore
-from conftest import PASSPHRASE
 from mangostore.engine.pragmas import Connection
 from mangostore.schema import introspect
 

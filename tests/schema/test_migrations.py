@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import sqlcipher3
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
 import mangostore.opening
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.engine.connection import connect

@@ -8,9 +8,9 @@ from typing import Any
 
 import argon2
 import pytest
+from tests.conftest import Sleeps
 
 import mangostore
-from conftest import Sleeps
 from mangostore.clock import ManualClock
 from mangostore.errors import (
     AccountLockedError,

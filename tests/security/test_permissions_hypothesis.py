@@ -16,9 +16,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from conftest import FAST_KDF, PASSPHRASE
 from mangostore import Settings
 from mangostore.clock import ManualClock
 

@@ -26,6 +26,7 @@ from mangostore.cli.query import key, query
 from mangostore.cli.rotation import rotate_keys
 from mangostore.cli.stats import stats
 from mangostore.cli.sync import sync
+from mangostore.cli.sync_server import serve_sync
 
 __all__ = ["cli", "main"]
 
@@ -74,6 +75,7 @@ cli.add_command(user)
 cli.add_command(sessions)
 cli.add_command(rotate_keys)
 cli.add_command(sync)
+cli.add_command(serve_sync)
 
 
 def main() -> None:

@@ -65,14 +65,14 @@ def sync() -> None:
 def _relay_option(func: Any) -> Any:
     return click.option(
         "--relay",
-        type=click.Path(file_okay=False, path_type=Path),
         envvar=RELAY_ENV,
-        help=f"The relay folder the vault's devices sync through (default: ${RELAY_ENV}).",
+        help="The relay: a sync server URL (https://...) or a relay folder (default: "
+        f"${RELAY_ENV}, else the one saved by 'sync enable' or 'sync join').",
     )(func)
 
 
-def _relay(relay: Path | None, *, create: bool = False) -> FolderRelay:
-    """The relay ``--relay`` names.
+def _relay(relay: str | None, *, create: bool = False) -> FolderRelay:
+    """The relay folder ``--relay`` names.
 
     Raises:
         click.UsageError: neither ``--relay`` nor the environment variable names one.
@@ -82,10 +82,28 @@ def _relay(relay: Path | None, *, create: bool = False) -> FolderRelay:
             f"name the relay folder with --relay DIR, or set {RELAY_ENV}: the folder every "
             "device of this vault syncs through"
         )
-    return FolderRelay(relay, create=create)
+    return FolderRelay(Path(relay), create=create)
 
 
-def _open(path: Path, key_file: Path | None) -> mangostore.Database:
+def connect_relay(db: mangostore.Database, relay: str | None) -> str:
+    """Connect ``db`` to the relay ``--relay`` names, else to its saved one; return it.
+
+    Raises:
+        click.UsageError: no relay named and none saved.
+    """
+    chosen = relay or db.sync.relay
+    if not chosen:
+        raise click.UsageError(
+            f"name the relay with --relay (a sync server URL or a folder), or set {RELAY_ENV}"
+        )
+    if chosen.startswith(("http://", "https://")):
+        db.sync.connect(db.sync.server(chosen))
+    else:
+        db.sync.connect(_relay(chosen))
+    return chosen
+
+
+def open_synced(path: Path, key_file: Path | None) -> mangostore.Database:
     """Open the database at ``path`` for sync, refusing an unencrypted one first."""
     if not keyring_path(path).exists() and is_unencrypted_sqlite(path):
         raise CommandError(
@@ -106,7 +124,7 @@ def _not_enabled(path: Path) -> CommandError:
 @_relay_option
 @json_option
 @key_file_option
-def enable(path: Path, relay: Path | None, as_json: bool, key_file: Path | None) -> None:
+def enable(path: Path, relay: str | None, as_json: bool, key_file: Path | None) -> None:
     """Start syncing the database at PATH through the relay folder.
 
     From now on every change is recorded for sync; the first 'sync now' sends the
@@ -115,9 +133,10 @@ def enable(path: Path, relay: Path | None, as_json: bool, key_file: Path | None)
     """
     folder = _relay(relay, create=True)
     folder.check()
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         before = db.sync.enabled
         marked = db.sync.enable()
+        db.sync.save_relay(str(folder.path))
         state = db.sync.status()
     if as_json:
         emit_json(
@@ -151,15 +170,16 @@ def enable(path: Path, relay: Path | None, as_json: bool, key_file: Path | None)
 @_relay_option
 @json_option
 @key_file_option
-def status(path: Path, relay: Path | None, as_json: bool, key_file: Path | None) -> None:
+def status(path: Path, relay: str | None, as_json: bool, key_file: Path | None) -> None:
     """Describe the sync of the database at PATH: device, pending changes, conflicts.
 
     With a relay folder (--relay or MANGOSTORE_SYNC_RELAY), also how many batches
     wait there to be pulled; a relay that cannot be reached is reported, not an error.
     """
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         state = db.sync.status()
-    on_relay = None if relay is None or not str(relay) else _relay_state(relay, state)
+        relay = relay or db.sync.relay
+    on_relay = None if not relay else _relay_state(relay, state)
     data = _status_json(path, state, on_relay)
     if as_json:
         emit_json(data)
@@ -167,13 +187,14 @@ def status(path: Path, relay: Path | None, as_json: bool, key_file: Path | None)
     _render_status(data)
 
 
-def _relay_state(relay: Path, state: SyncStatus) -> dict[str, Any]:
-    """What the relay folder holds for this vault, or why it cannot be read."""
-    found: dict[str, Any] = {"path": str(relay), "batches": None, "to_pull": None, "error": None}
-    if state.vault_id is None:
+def _relay_state(relay: str, state: SyncStatus) -> dict[str, Any]:
+    """What the relay folder holds for this vault, or why it cannot be read (a sync
+    server is only named: 'sync devices' asks it)."""
+    found: dict[str, Any] = {"path": relay, "batches": None, "to_pull": None, "error": None}
+    if state.vault_id is None or relay.startswith(("http://", "https://")):
         return found
     try:
-        highest = FolderRelay(relay).highest_cursor(state.vault_id)
+        highest = FolderRelay(Path(relay)).highest_cursor(state.vault_id)
     except SyncTransportError as exc:
         found["error"] = str(exc)
         return found
@@ -229,6 +250,8 @@ def _render_status(data: dict[str, Any]) -> None:
     if relay is not None:
         if relay["error"]:
             rows.append(("Relay", f"{relay['path']}: {relay['error']}"))
+        elif relay["to_pull"] is None:
+            rows.append(("Relay", relay["path"]))
         else:
             rows.append(("Relay", f"{relay['path']}: {relay['to_pull']} batch(es) to pull"))
     for label, value in rows:
@@ -245,24 +268,23 @@ def _when(iso: str | None) -> str:
 @_relay_option
 @json_option
 @key_file_option
-def now(path: Path, relay: Path | None, as_json: bool, key_file: Path | None) -> None:
+def now(path: Path, relay: str | None, as_json: bool, key_file: Path | None) -> None:
     """Sync the database at PATH now: push its changes, then pull the other devices'.
 
     Safe to interrupt and to run again: what was sent or applied stays so, and the
     rest goes next time.
     """
-    folder = _relay(relay)
-    with _open(path, key_file) as db, progress_bar(as_json=as_json) as bar:
+    with open_synced(path, key_file) as db, progress_bar(as_json=as_json) as bar:
         if not db.sync.enabled:
             raise _not_enabled(path)
-        db.sync.connect(folder)
+        relay = connect_relay(db, relay)
         if bar is not None:
             bar(0, None, "syncing")
         report = db.sync.sync()
         state = db.sync.status()
     data = {
         "path": str(path),
-        "relay": str(folder.path),
+        "relay": relay,
         "pushed_batches": report.pushed_batches,
         "pushed_changes": report.pushed_changes,
         "pulled_batches": report.pulled_batches,
@@ -297,7 +319,7 @@ def conflicts(path: Path, show_all: bool, as_json: bool, key_file: Path | None) 
     Only columns set to 'manual' (see 'sync strategy') keep them. Settle each with
     'sync resolve'.
     """
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         found = db.sync.conflicts(include_resolved=show_all)
     if as_json:
         emit_json({"conflicts": [_conflict_json(c) for c in found]})
@@ -361,7 +383,7 @@ def resolve(
     --choose kept leaves the value the merge kept; --choose lost writes back the
     value that lost, as a new change that the next 'sync now' sends to every device.
     """
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         try:
             done = db.sync.resolve(conflict_id, "lost" if choose == "lost" else "kept")
         except NotFoundError:
@@ -396,7 +418,7 @@ def strategy(
 
     Set the same on every device of the vault.
     """
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         db.sync.set_strategy(table, column, "manual" if strategy == "manual" else "lww")
     if as_json:
         emit_json({"path": str(path), "table": table, "column": column, "strategy": strategy})
@@ -445,7 +467,7 @@ def new_device(
         raise CommandError(f"{new_path} already exists: choose another path for the new device")
     check_new_database_path(new_path)
     kdf = make_kdf(kdf_memory_kib, kdf_iterations, kdf_parallelism, base=KdfParams())
-    with _open(path, key_file) as db:
+    with open_synced(path, key_file) as db:
         passphrase = resolve_passphrase(
             new_key_file, prompt=f"New passphrase for {new_path.name}", confirm=True
         )

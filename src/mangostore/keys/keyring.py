@@ -36,8 +36,6 @@ overwrites another.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hmac
 import json
@@ -49,9 +47,6 @@ from collections.abc import Iterator
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mangostore.errors import (
     ConfigurationError,
@@ -78,6 +73,15 @@ from mangostore.keys.keyring_file import (
     write_keyring,
 )
 from mangostore.keys.subkeys import derive_subkey
+from mangostore.keys.wrapping import (
+    MASTER_BYTES,
+    aad,
+    format_recovery_key,
+    open_master,
+    parse_recovery_key,
+    unwrap,
+    wrap,
+)
 
 # The sidecar's paths and format are defined in keyring_file and offered here too:
 # callers deal with "the keyring", not with how its file is kept.
@@ -93,54 +97,8 @@ __all__ = [
     "parse_recovery_key",
 ]
 
-_NONCE_BYTES: Final = 12
-_MASTER_BYTES: Final = 32
-
-
-def format_recovery_key(raw: bytes) -> str:
-    """Render 32 random bytes as groups of base32 characters a person can copy."""
-    text = base64.b32encode(raw).decode("ascii").rstrip("=")
-    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
-
-
-def parse_recovery_key(text: str) -> bytes:
-    """Read a recovery key typed by a person (case, dashes and spaces ignored).
-
-    Raises:
-        WrongPassphraseError: the text is not a well-formed recovery key.
-    """
-    cleaned = "".join(ch for ch in text.upper() if ch.isalnum())
-    try:
-        raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != _MASTER_BYTES:
-        raise WrongPassphraseError(
-            "that is not a mangostore recovery key: it should be 52 letters and digits "
-            "in groups of four, as shown when the database was created"
-        )
-    return raw
-
-
-def _wrap(kek: bytes, master: bytes, aad: bytes) -> str:
-    """Encrypt ``master`` under ``kek`` with AES-GCM; return ``b64(nonce | ciphertext)``."""
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    return b64(nonce + AESGCM(kek).encrypt(nonce, master, aad))
-
-
-def _unwrap(kek: bytes, blob: bytes, aad: bytes) -> bytes | None:
-    """Decrypt a wrapped master key; ``None`` if ``kek`` (or ``aad``) does not fit."""
-    if len(blob) != _NONCE_BYTES + _MASTER_BYTES + 16:
-        return None
-    try:
-        return AESGCM(kek).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
-    except InvalidTag:
-        return None
-
-
-def _aad(vault_id: str, slot: str) -> bytes:
-    """Bind a wrapped key to its vault and slot, so it cannot be moved to another."""
-    return f"{FORMAT}/{FORMAT_VERSION}/{vault_id}/{slot}".encode()
+#: The ``format`` of :meth:`Keyring.escrow` copies.
+ESCROW_FORMAT: Final = "mangostore-keyring-escrow/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +162,7 @@ class Keyring:
             ConfigurationError: unsafe KDF parameters or an empty passphrase.
             KeyringError: a keyring already exists at ``path`` (it is left untouched).
         """
-        vault_id, master = str(uuid.uuid4()), secrets.token_bytes(_MASTER_BYTES)
+        vault_id, master = str(uuid.uuid4()), secrets.token_bytes(MASTER_BYTES)
         return cls._made(path, passphrase, kdf, page_encryption, vault_id, master)
 
     def new_device(self, path: Path | None, passphrase: str, kdf: KdfParams) -> tuple[Keyring, str]:
@@ -238,7 +196,7 @@ class Keyring:
             # early check only spares the Argon2id work.
             raise stale_keyring(path)
         salt = secrets.token_bytes(SALT_BYTES)
-        recovery_raw = secrets.token_bytes(_MASTER_BYTES)
+        recovery_raw = secrets.token_bytes(MASTER_BYTES)
         recovery_kek = derive_subkey(recovery_raw, "recovery", salt=vault_id.encode())
         doc: dict[str, Any] = {
             "format": FORMAT,
@@ -247,10 +205,10 @@ class Keyring:
             "page_encryption": page_encryption,
             "kdf": {**kdf.to_json(), "salt": b64(salt)},
             "master": {
-                "passphrase": _wrap(
-                    derive_kek(passphrase, salt, kdf), master, _aad(vault_id, "passphrase")
+                "passphrase": wrap(
+                    derive_kek(passphrase, salt, kdf), master, aad(vault_id, "passphrase")
                 ),
-                "recovery": _wrap(recovery_kek, master, _aad(vault_id, "recovery")),
+                "recovery": wrap(recovery_kek, master, aad(vault_id, "recovery")),
             },
             "data_keys": {},
             "erased_users": [],
@@ -273,33 +231,76 @@ class Keyring:
             KeyringCorruptError: the sidecar is unreadable, malformed or tampered with.
             WrongPassphraseError: neither the passphrase nor the recovery key fits.
         """
-        if recovery_key is None and passphrase is None:
-            raise ConfigurationError("a passphrase or a recovery key is needed to unlock")
         doc, seen = read_keyring(path)
-        vault_id = doc["vault_id"]
-        # Everything is validated before the (deliberately expensive) derivation.
+        name = path.name.removesuffix(".keyring")
+        master = open_master(doc, name, passphrase=passphrase, recovery_key=recovery_key)
         kdf = KdfParams.from_json(doc["kdf"])
-        slot = "recovery" if recovery_key is not None else "passphrase"
-        wrapped = unb64(doc["master"].get(slot), f"{slot} slot")
-        if recovery_key is not None:
-            kek = derive_subkey(
-                parse_recovery_key(recovery_key), "recovery", salt=vault_id.encode()
-            )
-        else:
-            assert passphrase is not None
-            salt = unb64(doc["kdf"].get("salt"), "KDF salt")
-            if len(salt) < SALT_BYTES:
-                raise KeyringCorruptError("the keyring's KDF salt is too short; restore it")
-            kek = derive_kek(passphrase, salt, kdf)
-        master = _unwrap(kek, wrapped, _aad(vault_id, slot))
-        if master is None:
-            what = "recovery key" if slot == "recovery" else "passphrase"
-            raise WrongPassphraseError(
-                f"wrong {what} for {path.name.removesuffix('.keyring')}: check it and try "
-                "again (a lost passphrase can be reset with the recovery key)"
-            )
+        vault_id = doc["vault_id"]
         ring = cls(path, vault_id, bool(doc["page_encryption"]), kdf, master, doc, _seen=seen)
         ring.remove_leftovers()
+        return ring
+
+    def escrow(self) -> dict[str, Any]:
+        """What a sync server may keep so that a new machine can join this vault.
+
+        The vault id, the KDF parameters with their salt, and the master key wrapped
+        under the passphrase and under the recovery key: opening it costs the same
+        Argon2id guessing as this file. No data key, no erased user. A MAC under the
+        keyring sub-key lets the joining device detect a changed copy.
+        """
+        doc = self._refresh()
+        out: dict[str, Any] = {
+            "format": ESCROW_FORMAT,
+            "vault_id": self.vault_id,
+            "page_encryption": self.page_encryption,
+            "kdf": doc["kdf"],
+            "master": doc["master"],
+        }
+        out["mac"] = b64(hmac.digest(self.subkey("keyring"), canonical(out), "sha256"))
+        return out
+
+    @classmethod
+    def from_escrow(
+        cls,
+        escrow: dict[str, Any],
+        *,
+        passphrase: str | None = None,
+        recovery_key: str | None = None,
+    ) -> Keyring:
+        """Unlock an :meth:`escrow` copy into a keyring held in memory only; make the
+        joining device's own with :meth:`new_device`.
+
+        Raises:
+            KeyringCorruptError: ``escrow`` is not an escrow copy or was changed.
+            WrongPassphraseError: neither the passphrase nor the recovery key fits.
+        """
+        if not isinstance(escrow, dict) or escrow.get("format") != ESCROW_FORMAT:
+            raise KeyringCorruptError("the server's copy of the vault's key is not readable")
+        master = open_master(escrow, "the vault", passphrase=passphrase, recovery_key=recovery_key)
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "vault_id": escrow["vault_id"],
+            "page_encryption": bool(escrow["page_encryption"]),
+            "kdf": escrow["kdf"],
+            "master": escrow["master"],
+            "data_keys": {},
+            "erased_users": [],
+        }
+        kdf = KdfParams.from_json(escrow["kdf"])
+        ring = cls(
+            None,
+            str(escrow["vault_id"]),
+            bool(escrow["page_encryption"]),
+            kdf,
+            master,
+            doc,
+            new=True,
+        )
+        body = {k: v for k, v in escrow.items() if k != "mac"}
+        expected = hmac.digest(ring.subkey("keyring"), canonical(body), "sha256")
+        if not hmac.compare_digest(expected, unb64(escrow.get("mac"), "MAC")):
+            raise KeyringCorruptError("the server's copy of the vault's key was changed")
         return ring
 
     # -- keys ---------------------------------------------------------------------------
@@ -331,10 +332,10 @@ class Keyring:
             current = KdfParams.from_json(doc["kdf"])
             old_kek = derive_kek(old, salt, current)
             if (
-                _unwrap(
+                unwrap(
                     old_kek,
                     unb64(doc["master"]["passphrase"], "passphrase slot"),
-                    _aad(self.vault_id, "passphrase"),
+                    aad(self.vault_id, "passphrase"),
                 )
                 is None
             ):
@@ -362,8 +363,8 @@ class Keyring:
         """Wrap the master key under ``new`` with a fresh salt, in ``doc`` only."""
         salt = secrets.token_bytes(SALT_BYTES)
         doc["kdf"] = {**params.to_json(), "salt": b64(salt)}
-        doc["master"]["passphrase"] = _wrap(
-            derive_kek(new, salt, params), self._master, _aad(self.vault_id, "passphrase")
+        doc["master"]["passphrase"] = wrap(
+            derive_kek(new, salt, params), self._master, aad(self.vault_id, "passphrase")
         )
 
     # -- the per-user key block ---------------------------------------------------------

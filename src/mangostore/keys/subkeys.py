@@ -17,6 +17,7 @@ Purpose = Literal[
     "audit",
     "backup",
     "sync",
+    "sync-auth",
     "export",
     "keyring",
     "recovery",

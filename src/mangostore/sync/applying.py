@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from mangostore.errors import SyncError, TamperedDataError
 from mangostore.keys.keyring import DataKeyEntry
+from mangostore.progress import Progress, Reporter
 from mangostore.sync.batches import Batch, open_batch
 from mangostore.sync.graph import fold_duplicate_entities
 from mangostore.sync.merge import MergeCounts, Merger
 from mangostore.sync.settle import fix_references
+from mangostore.sync.snapshots import Snapshot
 from mangostore.sync.tables import SYNCED_BY_NAME
 from mangostore.sync.transport import SyncTransport
 
@@ -39,16 +41,21 @@ class Applier:
     def _device(self) -> Any:
         return read_device(self._store)
 
-    def pull(self, transport: SyncTransport, key: bytes) -> tuple[int, MergeCounts]:
+    def pull(
+        self, transport: SyncTransport, key: bytes, progress: Progress | None = None
+    ) -> tuple[int, MergeCounts]:
         """What :meth:`mangostore.sync.SyncService.pull` does, through ``transport``
-        with the vault's sync ``key``."""
+        with the vault's sync ``key``; reports stage ``pulling`` in batches."""
         total = MergeCounts()
         taken = 0
+        reporter = Reporter(progress)
+        reporter.begin("pulling")
         self.apply_held(key)
         while True:
             cursor = int(self._device()["pulled_cursor"])
             page = transport.pull(self.vault_id, cursor, _PULL_PAGE)
             if not page:
+                reporter.end()
                 return taken, total
             for pulled in sorted(page, key=lambda p: p.cursor):
                 if pulled.cursor <= cursor:
@@ -58,6 +65,7 @@ class Applier:
                 self._take(key, pulled.cursor, pulled.batch, total)
                 cursor = pulled.cursor
                 taken += 1
+                reporter.advance()
 
     def _take(self, key: bytes, cursor: int, batch: Batch, total: MergeCounts) -> None:
         """Apply one pulled batch and move the cursor past it."""
@@ -91,8 +99,7 @@ class Applier:
             content=bool(body.states or body.erasures),
         )
         self._fold_entities(body.states)
-        for field in ("applied", "ignored", "conflicts", "skipped_erased"):
-            setattr(total, field, getattr(total, field) + getattr(counts, field))
+        total.add(counts)
 
     def _merge(
         self, states: list[Any], cursor: int | None, device: str, ack: int, *, content: bool
@@ -182,6 +189,30 @@ class Applier:
             "clock = max(clock, ?), last_error = NULL",
             (cursor, self._store.clock.now_ms(), self._store.capture.clock.reading().last),
         )
+
+    def apply_snapshot(
+        self, key: bytes, snapshot: Snapshot, parts: list[bytes], device_id: str
+    ) -> MergeCounts:
+        """Merge a snapshot's parts (all authenticated before any is applied), then
+        move the cursor to the snapshot's.
+
+        Raises:
+            TamperedDataError: a part was changed, moved, or is missing at the end.
+        """
+        last = len(parts) - 1
+        for i, sealed in enumerate(parts):
+            snapshot.open_part(key, i, i == last, sealed)
+        total = MergeCounts()
+        for i, sealed in enumerate(parts):
+            body = snapshot.open_part(key, i, i == last, sealed)
+            for user_id, _when in body.erasures:
+                self._erase(user_id)
+            self._keep_keys(body.keys)
+            counts = self._merge(body.states, None, device_id, body.ack, content=False)
+            self._fold_entities(body.states)
+            total.add(counts)
+        self._advance(snapshot.cursor)
+        return total
 
     def apply_held(self, key: bytes) -> int:
         """Apply the batches kept for a newer schema that this device now has; return

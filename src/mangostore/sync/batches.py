@@ -24,7 +24,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mangostore.errors import SyncError, TamperedDataError
 from mangostore.sync.changes import RowState, decode_state, encode_state
 
-__all__ = ["FORMAT", "Batch", "BatchBody", "chunk", "open_batch", "seal_batch"]
+__all__ = [
+    "FORMAT",
+    "Batch",
+    "BatchBody",
+    "chunk",
+    "open_batch",
+    "open_body",
+    "pack_body",
+    "seal_batch",
+    "seal_doc",
+]
 
 FORMAT = "mangostore-sync/1"
 _NONCE_BYTES = 12
@@ -94,35 +104,47 @@ def seal_batch(
     ack: int,
 ) -> Batch:
     """Compress and encrypt encoded states into a :class:`Batch`."""
-    wrapped = [[k, u, base64.b64encode(w).decode("ascii")] for k, u, w in keys]
-    doc = {"s": states, "e": erasures, "k": wrapped, "a": ack}
-    plain = json.dumps(doc, separators=(",", ":")).encode()
-    packed = zstandard.ZstdCompressor(level=3).compress(plain)
     batch = Batch(vault_id, device_id, number, schema_version, b"")
-    nonce = os.urandom(_NONCE_BYTES)
-    body = nonce + AESGCM(key).encrypt(nonce, packed, batch.header())
+    body = seal_doc(key, batch.header(), pack_body(states, erasures, keys, ack))
     return Batch(vault_id, device_id, number, schema_version, body)
 
 
-def open_batch(key: bytes, batch: Batch) -> BatchBody:
-    """Authenticate, decrypt and decode a batch.
+def pack_body(
+    states: list[list[Any]],
+    erasures: list[tuple[str, int]],
+    keys: list[tuple[str, str, bytes]],
+    ack: int,
+) -> dict[str, Any]:
+    """The JSON document of a batch body (a snapshot part has the same)."""
+    wrapped = [[k, u, base64.b64encode(w).decode("ascii")] for k, u, w in keys]
+    return {"s": states, "e": erasures, "k": wrapped, "a": ack}
+
+
+def seal_doc(key: bytes, aad: bytes, doc: dict[str, Any]) -> bytes:
+    """Compress a JSON document with zstd, then seal it with AES-GCM bound to ``aad``."""
+    plain = json.dumps(doc, separators=(",", ":")).encode()
+    packed = zstandard.ZstdCompressor(level=3).compress(plain)
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, packed, aad)
+
+
+def open_body(key: bytes, aad: bytes, sealed_body: bytes, what: str) -> BatchBody:
+    """Authenticate, decrypt and decode a body sealed by :func:`seal_doc` with
+    :func:`pack_body`; ``what`` names it in errors.
 
     Raises:
         TamperedDataError: the body fails authentication (changed, moved, or sealed
             by another vault).
-        SyncError: the body authenticates but is not a batch (a newer format).
+        SyncError: the body authenticates but cannot be read (a newer format).
     """
-    if len(batch.body) <= _NONCE_BYTES:
-        raise TamperedDataError(
-            f"sync batch {batch.number} of device {batch.device_id} is truncated"
-        )
-    nonce, sealed = batch.body[:_NONCE_BYTES], batch.body[_NONCE_BYTES:]
+    if len(sealed_body) <= _NONCE_BYTES:
+        raise TamperedDataError(f"{what} is truncated")
+    nonce, sealed = sealed_body[:_NONCE_BYTES], sealed_body[_NONCE_BYTES:]
     try:
-        packed = AESGCM(key).decrypt(nonce, sealed, batch.header())
+        packed = AESGCM(key).decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise TamperedDataError(
-            f"sync batch {batch.number} of device {batch.device_id} failed authentication: "
-            "it was changed in storage or sealed for another vault"
+            f"{what} failed authentication: it was changed in storage or sealed for another vault"
         ) from None
     try:
         plain = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BODY_BYTES)
@@ -133,10 +155,21 @@ def open_batch(key: bytes, batch: Batch) -> BatchBody:
         ack = int(doc["a"])
     except (zstandard.ZstdError, ValueError, TypeError, KeyError) as exc:
         raise SyncError(
-            f"sync batch {batch.number} of device {batch.device_id} cannot be read "
-            f"({type(exc).__name__}); upgrade mangostore on this device"
+            f"{what} cannot be read ({type(exc).__name__}); upgrade mangostore on this device"
         ) from None
     return BatchBody(states, erasures, keys, ack)
+
+
+def open_batch(key: bytes, batch: Batch) -> BatchBody:
+    """Authenticate, decrypt and decode a batch.
+
+    Raises:
+        TamperedDataError: the body fails authentication (changed, moved, or sealed
+            by another vault).
+        SyncError: the body authenticates but is not a batch (a newer format).
+    """
+    what = f"sync batch {batch.number} of device {batch.device_id}"
+    return open_body(key, batch.header(), batch.body, what)
 
 
 def encoded(

@@ -53,6 +53,13 @@ class MergeCounts:
     conflicts: int = 0
     skipped_erased: int = 0
 
+    def add(self, other: MergeCounts) -> None:
+        """Add ``other``'s counts to these."""
+        self.applied += other.applied
+        self.ignored += other.ignored
+        self.conflicts += other.conflicts
+        self.skipped_erased += other.skipped_erased
+
 
 @dataclass
 class Merger:

@@ -16,18 +16,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from mangostore.errors import (
     ConfigurationError,
     DatabaseError,
+    SyncCompactedError,
     SyncError,
     TamperedDataError,
     ValidationError,
 )
+from mangostore.progress import Progress
 from mangostore.sync.applying import Applier, read_device, record_error
-from mangostore.sync.batches import chunk, encoded, seal_batch
 from mangostore.sync.capture import backfill, current_digest, install
-from mangostore.sync.changes import pending_states
 from mangostore.sync.clock import unpack
 from mangostore.sync.conflicts import Conflict, list_conflicts, resolve, set_strategy
+from mangostore.sync.http import HttpTransport
+from mangostore.sync.identity import VaultSigner
 from mangostore.sync.merge import MergeCounts
+from mangostore.sync.pushing import Pusher
 from mangostore.sync.scheduler import SyncScheduler
+from mangostore.sync.snapshots import Snapshot, SnapshotTransport, read_snapshot
 from mangostore.sync.transport import SyncTransport
 
 if TYPE_CHECKING:
@@ -35,14 +39,10 @@ if TYPE_CHECKING:
     from mangostore.settings import Settings
     from mangostore.sync.ports import SyncDatabase
 
-__all__ = ["Conflict", "SyncReport", "SyncService", "SyncStatus"]
+__all__ = ["SNAPSHOT_EVERY", "Conflict", "SyncReport", "SyncService", "SyncStatus"]
 
-#: The seed's batch size, and a byte cap so one batch stays small on a slow link.
-BATCH_CHANGES = 100
-BATCH_BYTES = 512 * 1024
-#: Pending rows read per snapshot when pushing.
-_PUSH_READ = BATCH_CHANGES * 10
-_PULL_PAGE = 50
+#: A device uploads a snapshot when the vault is this many batches past the latest.
+SNAPSHOT_EVERY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +216,14 @@ class SyncService:
         return True
 
     def connect(self, transport: SyncTransport) -> None:
-        """Use ``transport`` to reach the relay (kept in this process only)."""
+        """Use ``transport`` to reach the relay (kept in this process only). The
+        database owns it from now on: a transport with a ``close()`` method (the sync
+        server's) is closed when another replaces it and when the database closes."""
         if not isinstance(transport, SyncTransport):
             raise ValidationError("transport must have push() and pull() (SyncTransport)")
-        self._transport = transport
+        previous, self._transport = self._transport, transport
+        if previous is not None and previous is not transport:
+            _close(previous)
 
     def _require(self) -> SyncTransport:
         if not self.enabled:
@@ -230,136 +234,27 @@ class SyncService:
 
     # -- pushing ----------------------------------------------------------------------------
 
-    def push(self) -> tuple[int, int]:
-        """Send every pending change; return (batches, changes) sent.
+    def push(self, *, progress: Progress | None = None) -> tuple[int, int]:
+        """Send every pending change; return (batches, changes) sent. ``progress``
+        hears stage ``pushing``, counted in changes.
 
         Raises:
             SyncTransportError: the relay could not be reached (nothing is lost: the
                 changes stay pending).
         """
         transport = self._require()
-        key = self._sync_key()
-        batches = changes = 0
-        while True:
-            self._note_erasures()
-            with self._store.snapshot() as conn:
-                pending = list(encoded(pending_states(conn, _PUSH_READ)))
-                erasures = [
-                    (str(u), int(t))
-                    for u, t in conn.execute(
-                        "SELECT user_id, erased_at FROM sync_erasures WHERE pushed = 0"
-                    )
-                ]
-                device = conn.execute(
-                    "SELECT batches_made, pulled_cursor, acked_cursor, content_cursor "
-                    "FROM sync_device"
-                ).fetchone()
-            made, cursor, acked, content = (int(v) for v in device)
-            # With nothing to send, a batch still goes when this device has applied
-            # changes since it last said how far it got (or never said anything): the
-            # acknowledgement lets the others compact (see compact()). Batches that
-            # only acknowledge do not call for one, or two devices would answer each
-            # other forever.
-            if not pending and not erasures and made > 0 and content <= acked:
-                return batches, changes
-            groups = list(
-                chunk(
-                    ((raw, size) for raw, size, _, _ in pending),
-                    max_changes=BATCH_CHANGES,
-                    max_bytes=BATCH_BYTES,
-                )
-            ) or [[]]
-            offset = 0
-            for group in groups:
-                part = pending[offset : offset + len(group)]
-                offset += len(group)
-                made = self._reserve_number()
-                batch = seal_batch(
-                    key,
-                    vault_id=self.vault_id,
-                    device_id=self.device_id,
-                    number=made,
-                    schema_version=self._db.schema_version,
-                    states=[raw for raw, _, _, _ in part],
-                    erasures=erasures,
-                    keys=self._wrapped_keys([s for _, _, s, _ in part]),
-                    ack=cursor,
-                )
-                position = transport.push(batch)
-                self._pushed(cursor, position, [(s, seq) for _, _, s, seq in part], erasures)
-                erasures = []
-                batches += 1
-                changes += len(part)
-            if len(pending) < _PUSH_READ:
-                return batches, changes
-
-    def _reserve_number(self) -> int:
-        """Take the device's next batch number before sealing: two processes of one
-        device pushing at once must not both send batch N (the relay keeps the first
-        and the other's rows would be marked pushed though never stored)."""
-        with self._store.transaction() as conn:
-            conn.execute("UPDATE sync_device SET batches_made = batches_made + 1")
-            return int(conn.execute("SELECT batches_made FROM sync_device").fetchone()[0])
-
-    def _pushed(
-        self,
-        ack: int,
-        position: int,
-        part: list[tuple[Any, int]],
-        erasures: list[tuple[str, int]],
-    ) -> None:
-        """Record a batch the relay has: its rows are no longer pending (unless they
-        changed again meanwhile) and their latest state is at ``position``."""
-        with self._store.transaction() as conn:
-            conn.execute(
-                "UPDATE sync_device SET last_push_at = ?, "
-                "acked_cursor = max(acked_cursor, ?), clock = max(clock, ?)",
-                (self._store.clock.now_ms(), ack, self._store.capture.clock.reading().last),
-            )
-            conn.executemany(
-                "UPDATE sync_rows SET seq = CASE WHEN seq = ? THEN NULL ELSE seq END, pos = ? "
-                "WHERE tbl = ? AND pk = ?",
-                [(seq, position, s.table, s.pk) for s, seq in part],
-            )
-            if erasures:
-                conn.executemany(
-                    "UPDATE sync_erasures SET pushed = 1 WHERE user_id = ?",
-                    [(u,) for u, _ in erasures],
-                )
-
-    def _wrapped_keys(self, states: list[Any]) -> list[tuple[str, str, bytes]]:
-        """The wrapped data keys of the ``field_keys`` rows among ``states``."""
-        keyring = self._store.keyring
-        out: list[tuple[str, str, bytes]] = []
-        for state in states:
-            if state.table == "field_keys" and not state.dead and keyring is not None:
-                entry = keyring.get_data_key(state.pk)
-                if entry is not None:
-                    out.append((entry.key_id, entry.user_id, entry.wrapped))
-        return out
-
-    def _note_erasures(self) -> None:
-        """Record users erased here (the keyring knows them) as erasures to send."""
-        keyring = self._store.keyring
-        if keyring is None:
-            return
-        erased = keyring.erased_users()
-        if not erased:
-            return
-        with self._store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO sync_erasures (user_id, erased_at, pushed) VALUES (?, ?, 0) "
-                "ON CONFLICT (user_id) DO NOTHING",
-                [(u, self._store.clock.now_ms()) for u in erased],
-            )
+        pusher = Pusher(self._db, self.device_id, self.vault_id)
+        return pusher.push(transport, self._sync_key(), progress)
 
     def _sync_key(self) -> bytes:
         keyring = self._store.keyring
         assert keyring is not None  # vault_id refused databases without one
         return keyring.subkey("sync")
 
-    def pull(self) -> tuple[int, MergeCounts]:
-        """Fetch and apply every batch the relay has after this device's cursor.
+    def pull(self, *, progress: Progress | None = None) -> tuple[int, MergeCounts]:
+        """Fetch and apply every batch the relay has after this device's cursor;
+        ``progress`` hears stage ``pulling``, counted in batches. A new device, and
+        one the relay compacted past, starts from the relay's latest snapshot.
 
         Returns (batches taken, what the merges did). Batches this device sent are
         skipped; batches from a newer schema are kept until this device is migrated.
@@ -370,7 +265,148 @@ class SyncService:
                 it; status shows the error).
         """
         transport = self._require()
-        return self._applier().pull(transport, self._sync_key())
+        if int(self._device()["pulled_cursor"]) == 0:
+            self.bootstrap()
+        try:
+            taken, counts = self._applier().pull(transport, self._sync_key(), progress)
+        except SyncCompactedError:
+            # The relay dropped batches this device never saw: every other device has
+            # them and a snapshot covers them, so start from the snapshot.
+            if not self.bootstrap():
+                raise
+            taken, counts = self._applier().pull(transport, self._sync_key(), progress)
+        return taken, counts
+
+    # -- snapshots and the sync server ----------------------------------------------------
+
+    def bootstrap(self) -> int:
+        """Apply the relay's latest snapshot, if it keeps one this device is not past;
+        return how many parts were applied (0: none to apply).
+
+        Raises:
+            TamperedDataError: a part failed authentication (nothing was applied).
+            SyncError: the snapshot was made by a newer schema: migrate first.
+        """
+        transport = self._require()
+        if not isinstance(transport, SnapshotTransport):
+            return 0
+        info = transport.latest_snapshot()
+        if info is None or int(info["cursor"]) <= int(self._device()["pulled_cursor"]):
+            return 0
+        if int(info["schema_version"]) > self._db.schema_version:
+            raise SyncError(
+                "the relay's snapshot was made by a newer mangostore (schema "
+                f"{info['schema_version']}); upgrade mangostore on this device"
+            )
+        snapshot = Snapshot(
+            self.vault_id,
+            str(info["snapshot_id"]),
+            int(info["cursor"]),
+            int(info["schema_version"]),
+        )
+        parts = [
+            transport.snapshot_part(snapshot.snapshot_id, i) for i in range(int(info["parts"]))
+        ]
+        self._applier().apply_snapshot(self._sync_key(), snapshot, parts, str(info["device_id"]))
+        self._note_snapshot(snapshot.cursor)
+        return len(parts)
+
+    def upload_snapshot(self) -> int | None:
+        """Seal this device's whole synced state and upload it to the relay; return
+        its cursor (``None``: the relay keeps no snapshots).
+
+        New devices start from the latest snapshot, and the relay drops the batches
+        it covers once every device is past them. :meth:`sync` calls this when the
+        vault has moved :data:`SNAPSHOT_EVERY` batches past the latest one.
+        """
+        transport = self._require()
+        if not isinstance(transport, SnapshotTransport):
+            return None
+        keyring = self._store.keyring
+        assert keyring is not None
+        erased = set(keyring.erased_users())
+        keys = [
+            (e.key_id, e.user_id, e.wrapped) for e in keyring.data_keys() if e.user_id not in erased
+        ]
+        snapshot, docs = read_snapshot(self._store, self.vault_id, self._db.schema_version, keys)
+        sealed = snapshot.seal_parts(self._sync_key(), docs)
+        for i, body in enumerate(sealed):
+            transport.put_snapshot_part(
+                snapshot.snapshot_id,
+                i,
+                cursor=snapshot.cursor,
+                schema_version=snapshot.schema_version,
+                last=i == len(sealed) - 1,
+                body=body,
+            )
+        self._note_snapshot(snapshot.cursor)
+        return snapshot.cursor
+
+    def _snapshot_if_due(self) -> None:
+        transport = self._transport
+        if not isinstance(transport, SnapshotTransport):
+            return
+        device = self._device()
+        cursor, known = int(device["pulled_cursor"]), int(device["snapshot_cursor"])
+        if cursor - known < SNAPSHOT_EVERY:
+            return
+        latest = transport.latest_snapshot()  # another device may have made one
+        if latest is not None and cursor - int(latest["cursor"]) < SNAPSHOT_EVERY:
+            self._note_snapshot(int(latest["cursor"]))
+            return
+        self.upload_snapshot()
+
+    def _note_snapshot(self, cursor: int) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(
+                "UPDATE sync_device SET snapshot_cursor = max(snapshot_cursor, ?)", (cursor,)
+            )
+
+    @property
+    def relay(self) -> str | None:
+        """The relay saved for this database (a sync server URL or a relay folder)."""
+        value = self._device()["relay"]
+        return None if value is None else str(value)
+
+    def save_relay(self, relay: str | None) -> None:
+        """Save the relay later commands sync with (``None`` forgets it)."""
+        with self._store.transaction() as conn:
+            conn.execute("UPDATE sync_device SET relay = ?", (relay,))
+
+    def server(self, url: str, **options: Any) -> HttpTransport:
+        """A transport to the sync server at ``url`` for this device (not yet used:
+        pass it to :meth:`connect`, or use :meth:`attach`). ``options`` go to
+        :class:`~mangostore.sync.http.HttpTransport` (timeout, retries, verify)."""
+        keyring = self._store.keyring
+        _ = self.vault_id  # refuses a database without a keyring
+        assert keyring is not None
+        return HttpTransport(
+            url,
+            signer=VaultSigner(keyring),
+            vault_id=self.vault_id,
+            device_id=self.device_id,
+            **options,
+        )
+
+    def attach(self, url: str, **options: Any) -> str:
+        """Sync this database through the sync server at ``url``: enable sync, attach
+        the vault there (the first device of a vault does; later ones prove they
+        belong to it), leave the escrow copy of the vault's key for joining devices,
+        connect, and save the URL. Returns the URL other devices join with.
+
+        Raises:
+            SyncAuthError: the server keeps this vault id under another key.
+            SyncTransportError: the server cannot be reached.
+        """
+        self.enable()
+        transport = self.server(url, **options)
+        transport.authenticate(attach=True)
+        keyring = self._store.keyring
+        assert keyring is not None
+        transport.put_escrow(keyring.escrow())
+        self.connect(transport)
+        self.save_relay(transport.url)
+        return transport.join_url
 
     def apply_held(self) -> int:
         """Apply the batches kept for a newer schema that this device now has; return
@@ -383,8 +419,9 @@ class SyncService:
     def _record_error(self, message: str) -> None:
         record_error(self._store, message)
 
-    def sync(self) -> SyncReport:
-        """Push pending changes, then pull and apply what other devices sent.
+    def sync(self, *, progress: Progress | None = None) -> SyncReport:
+        """Push pending changes, then pull and apply what other devices sent
+        (``progress`` hears stages ``pushing`` and ``pulling``).
 
         Raises:
             SyncError: sync is not enabled or has no transport.
@@ -394,12 +431,13 @@ class SyncService:
         if self._store.in_transaction():
             raise DatabaseError("db.sync.sync() cannot run inside a transaction")
         try:
-            pushed, changes = self.push()
-            pulled, counts = self.pull()
+            pushed, changes = self.push(progress=progress)
+            pulled, counts = self.pull(progress=progress)
         except (SyncError, TamperedDataError) as exc:
             self._record_error(str(exc))
             raise
         self.compact()
+        self._snapshot_if_due()
         return SyncReport(pushed, changes, pulled, counts.applied, counts.ignored, counts.conflicts)
 
     def compact(self) -> int:
@@ -523,8 +561,18 @@ class SyncService:
             self._scheduler = None
 
     def close(self) -> None:
-        """Stop the background thread (``db.close()`` calls this)."""
+        """Stop the background thread and close the transport (``db.close()`` calls this)."""
         self.stop()
+        if self._transport is not None:
+            _close(self._transport)
+            self._transport = None
+
+
+def _close(transport: SyncTransport) -> None:
+    """Close a transport that holds connections (the sync server's)."""
+    close = getattr(transport, "close", None)
+    if callable(close):
+        close()
 
 
 def _horizon(conn: Any, own_device: str) -> int:

@@ -1,0 +1,135 @@
+"""Snapshots: the whole synced state of a device, sealed in parts, so that a new
+device starts from it and pulls only the batches after it.
+
+A snapshot is what one device knows at a relay cursor: the state of every synced row
+(tombstones included, so that an old edit arriving later cannot bring a deleted row
+back), the erased users and the wrapped data keys of the living ones; it is read in one
+read transaction. It travels as parts of :data:`PART_STATES` row states, each sealed
+like a batch body (zstd, then AES-GCM under the vault's sync key) with the snapshot's
+id, cursor, schema version, part number and a last-part flag as associated data: a
+part cannot be moved to another snapshot or place, and a snapshot cut short is
+detected. Applying one is merging its states (the same merge as batches, so applying
+it to a device that already has data is also right), then moving the cursor to it.
+
+Parts are held in memory while uploading and downloading: about 150 bytes a row once
+compressed (15 MB for 100,000 rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mangostore.engine.pragmas import Connection
+from mangostore.ids import new_id
+from mangostore.sync.batches import BatchBody, open_body, pack_body, seal_doc
+from mangostore.sync.capture import synced_columns
+from mangostore.sync.changes import encode_state, read_sites, read_state
+from mangostore.sync.tables import SYNCED_BY_NAME
+
+if TYPE_CHECKING:
+    from mangostore.engine.store import Store
+
+__all__ = ["PART_STATES", "SNAPSHOT_FORMAT", "Snapshot", "SnapshotTransport", "read_snapshot"]
+
+SNAPSHOT_FORMAT = "mangostore-snapshot/1"
+#: Row states in one part.
+PART_STATES = 2000
+
+
+@runtime_checkable
+class SnapshotTransport(Protocol):
+    """What a relay that keeps snapshots offers (the sync server does)."""
+
+    def latest_snapshot(self) -> dict[str, Any] | None:
+        """The latest complete snapshot's description (id, cursor, parts...)."""
+        ...
+
+    def snapshot_part(self, snapshot_id: str, part: int) -> bytes:
+        """One sealed part."""
+        ...
+
+    def put_snapshot_part(
+        self,
+        snapshot_id: str,
+        part: int,
+        *,
+        cursor: int,
+        schema_version: int,
+        last: bool,
+        body: bytes,
+    ) -> bool:
+        """Upload one sealed part, in order; return whether it completed the snapshot."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A snapshot's identity: what its parts are sealed to."""
+
+    vault_id: str
+    snapshot_id: str
+    cursor: int
+    schema_version: int
+
+    def aad(self, part: int, last: bool) -> bytes:
+        """The associated data of part ``part``."""
+        fields = (SNAPSHOT_FORMAT, self.vault_id, self.snapshot_id, self.cursor)
+        return "/".join(str(f) for f in (*fields, self.schema_version, part, int(last))).encode()
+
+    def seal_parts(self, key: bytes, bodies: list[dict[str, Any]]) -> list[bytes]:
+        """Seal each part's document."""
+        last = len(bodies) - 1
+        return [seal_doc(key, self.aad(i, i == last), doc) for i, doc in enumerate(bodies)]
+
+    def open_part(self, key: bytes, part: int, last: bool, sealed: bytes) -> BatchBody:
+        """Authenticate and decode one part.
+
+        Raises:
+            TamperedDataError: the part was changed, moved, or belongs elsewhere.
+        """
+        what = f"part {part} of snapshot {self.snapshot_id}"
+        return open_body(key, self.aad(part, last), sealed, what)
+
+
+def read_snapshot(
+    store: Store, vault_id: str, schema_version: int, keys: list[tuple[str, str, bytes]]
+) -> tuple[Snapshot, list[dict[str, Any]]]:
+    """Read the device's whole synced state in one read transaction; return the
+    snapshot's identity and its parts' documents (not yet sealed).
+
+    ``keys`` are the wrapped data keys to carry (the living users'). The cursor is the
+    device's, or just before the first batch it holds for a newer schema.
+    """
+    with store.snapshot() as conn:
+        cursor = int(conn.execute("SELECT pulled_cursor FROM sync_device").fetchone()[0])
+        held = conn.execute("SELECT min(cursor) FROM sync_inbox").fetchone()[0]
+        if held is not None:
+            cursor = min(cursor, int(held) - 1)
+        erasures = [
+            (str(u), int(t))
+            for u, t in conn.execute("SELECT user_id, erased_at FROM sync_erasures")
+        ]
+        states = list(_all_states(conn))
+    groups = [states[i : i + PART_STATES] for i in range(0, len(states), PART_STATES)] or [[]]
+    docs = [
+        pack_body(group, erasures if i == 0 else [], keys if i == 0 else [], cursor)
+        for i, group in enumerate(groups)
+    ]
+    return Snapshot(vault_id, new_id(), cursor, schema_version), docs
+
+
+def _all_states(conn: Connection) -> Iterator[list[Any]]:
+    """Every synced row's encoded state, table by table."""
+    sites = read_sites(conn)
+    for name, spec in SYNCED_BY_NAME.items():
+        columns = synced_columns(conn, spec)
+        pks = [
+            str(pk)
+            for (pk,) in conn.execute("SELECT pk FROM sync_rows WHERE tbl = ? ORDER BY pk", (name,))
+        ]
+        for pk in pks:
+            state = read_state(conn, name, pk, sites, columns)
+            if state is not None:
+                yield encode_state(state)

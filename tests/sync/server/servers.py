@@ -1,0 +1,106 @@
+"""Sync servers in processes of their own, on loopback, for end-to-end tests.
+
+``ServerProcess`` runs ``mangostore serve-sync`` (the real command, uvicorn and all)
+on a free port over a store the test names, and can be stopped and started again on
+the same port and store, as an operator's restart would.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from tests.sync.server.conftest import StoreTarget
+
+#: Seconds a server gets to answer its health check after starting.
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def store_url(target: StoreTarget) -> str:
+    """The ``--store`` of ``serve-sync`` for a test's store."""
+    if target.kind == "sqlite":
+        return "sqlite://" + str(Path(target.location).resolve())
+    from tests.sync.server.conftest import pg_dsn
+
+    separator = "&" if "?" in pg_dsn() else "?"
+    return pg_dsn() + separator + "options=" + quote(f"-csearch_path={target.schema}")
+
+
+class ServerProcess:
+    """``mangostore serve-sync`` on loopback over one store."""
+
+    def __init__(self, store: str, *, port: int | None = None, log: Path | None = None) -> None:
+        self.store = store
+        self.port = port or free_port()
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the server and wait until its health check answers."""
+        command = [
+            sys.executable,
+            "-c",
+            "from mangostore.cli import main; main()",
+            "serve-sync",
+            "--store",
+            self.store,
+            "--port",
+            str(self.port),
+            "--rate",
+            "100000",
+            "--log-level",
+            "warning",
+        ]
+        if self.log is None:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            with open(self.log, "ab") as out:  # the child keeps its own copy
+                self.process = subprocess.Popen(command, stdout=out, stderr=out)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve-sync exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("serve-sync did not answer its health check in time")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, as a service manager would)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and store."""
+        self.stop()
+        self.start()
