@@ -41,6 +41,7 @@ from mangostore.settings import Settings
 from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
+    from mangostore.backup.service import BackupService
     from mangostore.cache import CacheManager
     from mangostore.clock import Instant
     from mangostore.kg.conversations import ConversationService
@@ -477,6 +478,13 @@ class Database(RepositoryAccess):
         from mangostore.sync.service import SyncService
 
         return SyncService(self)
+
+    @functools.cached_property
+    def backup(self) -> BackupService:
+        """Encrypted, verified backups: create, list, verify, restore, prune (docs/backup.md)."""
+        from mangostore.backup.service import BackupService
+
+        return BackupService(self.store)
 
     # -- inspection -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import click
 import mangostore
 from mangostore.cli.audit import audit
 from mangostore.cli.auth import sessions, user
+from mangostore.cli.backup import backup
 from mangostore.cli.common import MangoGroup
 from mangostore.cli.database import init, passwd, status
 from mangostore.cli.demo import demo
@@ -75,6 +76,7 @@ cli.add_command(user)
 cli.add_command(sessions)
 cli.add_command(rotate_keys)
 cli.add_command(sync)
+cli.add_command(backup)
 cli.add_command(serve_sync)
 
 

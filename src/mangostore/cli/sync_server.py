@@ -34,7 +34,7 @@ from mangostore.cli.output import emit_json, json_option
 from mangostore.cli.progress import progress_bar
 from mangostore.cli.sync import open_synced, sync
 from mangostore.sync.http import HttpTransport, split_join_url
-from mangostore.sync.server.settings import ServerSettings
+from mangostore.sync.server.settings import DEFAULT_DEVICE_RATE, ServerSettings
 
 __all__ = ["serve_sync"]
 
@@ -283,7 +283,7 @@ def snapshot(path: Path, as_json: bool, key_file: Path | None) -> None:
 )
 @click.option(
     "--rate",
-    default=ServerSettings.device_rate,
+    default=DEFAULT_DEVICE_RATE,
     show_default=True,
     type=click.FloatRange(min=0.1),
     help="Requests a second each device may make (bursts of ten times as many).",

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from mangostore.errors import ConfigurationError
 
-__all__ = ["ServerSettings"]
+__all__ = ["DEFAULT_DEVICE_RATE", "ServerSettings"]
+
+#: Requests a second a device may make, by default.
+DEFAULT_DEVICE_RATE = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,7 @@ class ServerSettings:
     #: Largest escrow copy accepted (a keyring's wrapped master key is about 1 kB).
     max_escrow_bytes: int = 64 * 1024
     #: Requests a second per device, and the burst allowed.
-    device_rate: float = 50.0
+    device_rate: float = DEFAULT_DEVICE_RATE
     device_burst: int = 500
     #: Requests a second per client address before it has a token (challenges,
     #: tokens, escrow), and the burst allowed.

@@ -1,0 +1,396 @@
+"""Making a backup: a full one, or an incremental one on top of the newest.
+
+Both read one consistent snapshot (:mod:`mangostore.backup.snapshot`) and write three
+things: the ``data`` stream (the schema, then rows), the ``index`` stream (every row's
+key and keyed digest) and the key block; then the manifest, last.
+
+An incremental backup compares every row's digest with the index of its parent and
+writes only the rows that were added or changed, and the keys of those deleted. It
+reads the whole snapshot but writes only the changes, and it works for every table,
+synced or not, whether or not sync is enabled (docs/backup.md says why the sync log
+alone cannot serve). Once the new backup's manifest is written, its parent's index is
+no longer needed and is dropped, so the destination holds one index per chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from mangostore.backup.catalog import Catalog, load_catalog
+from mangostore.backup.destinations import Destination, put_bytes
+from mangostore.backup.keyblock import KeyBlock, write_keyblock
+from mangostore.backup.manifest import (
+    Manifest,
+    data_key,
+    derive_key,
+    manifest_name,
+    sign_manifest,
+)
+from mangostore.backup.policy import BackupPolicy
+from mangostore.backup.snapshot import Key, SchemaPlan, TablePlan, read_plan, scan_rows
+from mangostore.backup.stream import StreamReader, StreamWriter, frame, read_records
+from mangostore.engine.pragmas import Connection
+from mangostore.engine.store import StoreProtocol
+from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
+from mangostore.ids import new_id
+from mangostore.keys.keyring import Keyring
+from mangostore.progress import Progress
+from mangostore.schema import introspect
+
+__all__ = ["backup_keyring", "drop_index", "take_backup"]
+
+#: A rows record is sent once it holds this many bytes of literals.
+_RECORD_BYTES = 256 * 1024
+#: Index entries per index record.
+_INDEX_ENTRIES = 8192
+_DELETE_KEYS = 2000
+
+
+def backup_keyring(store: StoreProtocol) -> Keyring:
+    """The keyring backups are sealed with.
+
+    Raises:
+        ConfigurationError: the database has no keyring (backups are always encrypted).
+    """
+    if store.keyring is None:
+        raise ConfigurationError(
+            "backups are encrypted with the database's keys: this database was opened "
+            "without a passphrase, so it cannot be backed up this way"
+        )
+    return store.keyring
+
+
+def index_digest_key(backup_key: bytes) -> bytes:
+    """The key of the rows' digests (keyed, so a digest says nothing of a row)."""
+    return derive_key(backup_key, "row-digest")
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+
+class _Progress:
+    """Stored bytes, reported to the caller's callback as ``writing``."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self.done = 0
+
+    def __call__(self, size: int) -> None:
+        self.done += size
+        if self._progress is not None:
+            self._progress(self.done, None, "writing")
+
+
+def take_backup(
+    store: StoreProtocol,
+    destination: Destination,
+    policy: BackupPolicy,
+    *,
+    kind: Literal["auto", "full", "incremental"] = "auto",
+    progress: Progress | None = None,
+) -> Manifest:
+    """Make one backup of ``store`` in ``destination`` and return its manifest.
+
+    ``kind="auto"`` makes an incremental backup when the newest backup here has the
+    same schema, its chain is shorter than ``policy.max_chain`` and its index is
+    there; otherwise a full one.
+
+    Raises:
+        ConfigurationError: the database has no keyring.
+        BackupError: ``kind="incremental"`` and there is nothing to build on.
+        BackupCorruptError: the parent's index is damaged (make a full backup).
+        BackupDestinationError: the destination failed; nothing was left that looks
+            like a backup.
+    """
+    keyring = backup_keyring(store)
+    backup_key = keyring.subkey("backup")
+    catalog = load_catalog(destination, backup_key, keyring.vault_id)
+    backup_id = new_id()
+    key = data_key(backup_key, backup_id)
+    digest_key = index_digest_key(backup_key)
+    report = _Progress(progress)
+    data = StreamWriter(
+        destination,
+        backup_id,
+        "data",
+        key,
+        part_bytes=policy.part_bytes,
+        level=policy.zstd_level,
+        on_bytes=report,
+    )
+    index = StreamWriter(
+        destination, backup_id, "index", key, part_bytes=policy.part_bytes, level=1
+    )
+    if progress is not None:
+        progress(0, None, "writing")
+    try:
+        with store.snapshot() as conn:
+            plan = read_plan(conn)
+            created_at = store.clock.now_ms()
+            parent = _parent(catalog, plan, policy, kind)
+            data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
+            counts: dict[str, int] = {}
+            totals = _Counts()
+            old = _IndexTables(destination, parent, backup_key) if parent else None
+            for table in plan.tables:
+                before = old.table(table.name) if old is not None else None
+                counts[table.name] = _copy_table(conn, table, data, index, digest_key, before)
+                if before is not None:
+                    totals.changed += before.changed
+                    totals.deleted += before.deleted
+            schema_version = _schema_version(conn)
+            clock = _sync_clock(conn)
+        objects = data.close() + index.close()
+        block = KeyBlock(tuple(keyring.data_keys()), tuple(sorted(keyring.erased_users())))
+        objects.append(write_keyblock(destination, backup_id, 1, key, block))
+        manifest = Manifest(
+            id=backup_id,
+            parent=parent.id if parent else None,
+            base=parent.base if parent else backup_id,
+            kind="incremental" if parent else "full",
+            depth=parent.depth + 1 if parent else 0,
+            schema_version=schema_version,
+            schema_digest=plan.digest,
+            vault_id=keyring.vault_id,
+            created_at=created_at,
+            since=parent.created_at if parent else None,
+            clock_from=parent.clock_to if parent else 0,
+            clock_to=clock,
+            plain_bytes=data.plain_bytes,
+            stored_bytes=sum(o.size for o in objects),
+            changed_rows=totals.changed if parent else sum(counts.values()),
+            deleted_rows=totals.deleted,
+            tables=counts,
+            objects=tuple(objects),
+        )
+        put_bytes(destination, manifest_name(backup_id), sign_manifest(manifest, backup_key))
+    except BaseException:
+        data.abort()
+        index.abort()
+        for obj in data.objects + index.objects:
+            with contextlib.suppress(Exception):
+                destination.delete(obj.name)
+        raise
+    if parent is not None:
+        with contextlib.suppress(BackupError):
+            drop_index(destination, parent, backup_key)
+    return manifest
+
+
+def drop_index(destination: Destination, manifest: Manifest, backup_key: bytes) -> Manifest:
+    """Remove a backup's index (needed only to build an incremental on it), re-signing
+    its manifest first so that it never lists a missing object."""
+    gone = manifest.objects_of("index")
+    if not gone:
+        return manifest
+    kept = [o for o in manifest.objects if o.role != "index"]
+    updated = manifest.with_objects(kept)
+    put_bytes(destination, manifest_name(manifest.id), sign_manifest(updated, backup_key))
+    for obj in gone:
+        destination.delete(obj.name)
+    return updated
+
+
+def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str) -> Manifest | None:
+    if kind == "full":
+        return None
+    latest = catalog.latest()
+    why = ""
+    if latest is None:
+        why = "there is no backup here yet"
+    elif latest.schema_digest != plan.digest:
+        why = "the schema changed since the newest backup"
+    elif latest.depth >= policy.max_chain:
+        why = f"the newest chain already has {latest.depth} incrementals (max_chain)"
+    elif not latest.objects_of("index"):
+        why = "the newest backup has no index (a newer one was made from it)"
+    if not why:
+        return latest
+    if kind == "incremental":
+        raise BackupError(f"cannot make an incremental backup: {why}; make a full one")
+    return None
+
+
+class _IndexTables:
+    """The parent's index, read table by table in the order both snapshots list them."""
+
+    def __init__(self, destination: Destination, parent: Manifest, backup_key: bytes) -> None:
+        reader = StreamReader(
+            destination,
+            parent.id,
+            "index",
+            data_key(backup_key, parent.id),
+            parent.objects_of("index"),
+        )
+        name = f"the index of backup {parent.id}"
+        self._records = read_records(reader.read(), name)
+        self._next: tuple[bytes, bytes] | None = next(self._records, None)
+        self._name = name
+
+    def table(self, table: str) -> _OldRows:
+        rows = _OldRows()
+        head = self._next
+        if head is None or head[0] != b"I" or json.loads(head[1])["t"] != table:
+            raise BackupCorruptError(
+                f"{self._name} does not list table {table} where it should; make a full backup",
+                None,
+            )
+        for kind, payload in self._records:
+            if kind != b"i":
+                self._next = (kind, payload)
+                return rows
+            keys_json, _, digests = payload.partition(b"\n")
+            keys = json.loads(keys_json)
+            for i, k in enumerate(keys):
+                rows.digests[k] = digests[16 * i : 16 * i + 16]
+        self._next = None
+        return rows
+
+
+class _OldRows:
+    """The parent's digests of one table, and what the new snapshot changed of it."""
+
+    def __init__(self) -> None:
+        self.digests: dict[Key, bytes] = {}
+        self.changed = 0
+        self.deleted = 0
+
+
+def _copy_table(
+    conn: Connection,
+    table: TablePlan,
+    data: StreamWriter,
+    index: StreamWriter,
+    digest_key: bytes,
+    before: _OldRows | None,
+) -> int:
+    """Write the rows of one table (all of them, or those changed since ``before``)
+    and its index; return its row count."""
+    index.write(frame(b"I", json.dumps({"t": table.name}).encode()))
+    entries = _IndexBuffer(index)
+    count = 0
+    if before is None:
+        data.write(frame(b"T", json.dumps({"t": table.name}).encode()))
+        rows = _RowsBuffer(data)
+        for batch in scan_rows(conn, table):
+            for key, text in batch:
+                encoded = text.encode()
+                entries.add(key, _digest(digest_key, encoded))
+                rows.add(encoded)
+            count += len(batch)
+        rows.flush()
+        entries.flush()
+        return count
+    old = before.digests
+    changed: set[Key] = set()
+    for batch in scan_rows(conn, table):
+        for key, text in batch:
+            encoded = text.encode()
+            digest = _digest(digest_key, encoded)
+            entries.add(key, digest)
+            if old.pop(key, None) != digest:
+                changed.add(key)
+        count += len(batch)
+    entries.flush()
+    deleted = list(old)
+    before.changed, before.deleted = len(changed), len(deleted)
+    if not changed and not deleted:
+        return count
+    data.write(frame(b"T", json.dumps({"t": table.name}).encode()))
+    # Every changed row is deleted before any is inserted again: a unique value that
+    # moved from one row to another never meets itself.
+    gone = deleted + list(changed)
+    for start in range(0, len(gone), _DELETE_KEYS):
+        data.write(frame(b"D", json.dumps(gone[start : start + _DELETE_KEYS]).encode()))
+    if changed:
+        rows = _RowsBuffer(data)
+        for batch in scan_rows(conn, table):
+            for key, text in batch:
+                if key in changed:
+                    rows.add(text.encode())
+        rows.flush()
+    return count
+
+
+def _digest(key: bytes, encoded: bytes) -> bytes:
+    return hashlib.blake2b(encoded, digest_size=16, key=key).digest()
+
+
+class _RowsBuffer:
+    def __init__(self, out: StreamWriter) -> None:
+        self._out = out
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, encoded: bytes) -> None:
+        self._parts.append(encoded)
+        self._size += len(encoded) + 1
+        if self._size >= _RECORD_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self._out.write(frame(b"R", b",".join(self._parts)))
+            self._parts, self._size = [], 0
+
+
+class _IndexBuffer:
+    def __init__(self, out: StreamWriter) -> None:
+        self._out = out
+        self._keys: list[Key] = []
+        self._digests: list[bytes] = []
+
+    def add(self, key: Key, digest: bytes) -> None:
+        self._keys.append(key)
+        self._digests.append(digest)
+        if len(self._keys) >= _INDEX_ENTRIES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._keys:
+            payload = json.dumps(self._keys).encode() + b"\n" + b"".join(self._digests)
+            self._out.write(frame(b"i", payload))
+            self._keys, self._digests = [], []
+
+
+def _schema_version(conn: Connection) -> int:
+    if not introspect.has_table(conn, "schema_migrations"):
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def _sync_clock(conn: Connection) -> int:
+    if not introspect.has_table(conn, "sync_device"):  # before the sync migration
+        return 0
+    row = conn.execute("SELECT clock FROM sync_device WHERE id = 1").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def stream_records(
+    destination: Destination,
+    manifest: Manifest,
+    backup_key: bytes,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[tuple[bytes, bytes]]:
+    """The records of a backup's data stream (checked as they are read)."""
+    reader = StreamReader(
+        destination,
+        manifest.id,
+        "data",
+        data_key(backup_key, manifest.id),
+        manifest.objects_of("data"),
+        on_bytes=on_bytes,
+    )
+    first = manifest.objects_of("data")
+    name = first[0].name if first else manifest_name(manifest.id)
+    return read_records(reader.read(), name)

@@ -1,0 +1,120 @@
+"""Fixtures of the backup tests: an encrypted database with data, a folder destination,
+and an S3 endpoint on loopback (moto's server mode) started here."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import FAST_KDF, PASSPHRASE
+
+import mangostore
+from mangostore import Settings
+from mangostore.clock import ManualClock
+
+SETTINGS = Settings(kdf=FAST_KDF)
+
+
+def fill(db: mangostore.Database, users: int = 2, commands: int = 50) -> list[str]:
+    """Give ``db`` users with encrypted fields, projects and commands; return user ids."""
+    ids = []
+    for i in range(users):
+        name = f"user{i}-{len(db.users.list())}"
+        user = db.users.create(
+            username=name,
+            email=f"{name}@example.org",
+            security_profile={"mfa": True, "canary": f"secret-canary-{i}"},
+        )
+        ids.append(user.id)
+        db.projects.create(user_id=user.id, name=f"site{i}", path=f"/home/u{i}/site")
+        for n in range(commands):
+            db.command_history.record(user.id, f"git push origin {n}", exit_code=n % 3)
+    return ids
+
+
+def logical(db: mangostore.Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table (shadow tables of full-text indexes included) as sorted rows."""
+    names = [
+        str(r["name"])
+        for r in db.query(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' "
+            "AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for name in names:
+        rows = db.query(f'SELECT * FROM "{name}"', use_cache=False)
+        out[name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[mangostore.Database]:
+    """An encrypted file database with two users' data."""
+    db = mangostore.create(tmp_path / "vault.db", passphrase=PASSPHRASE, settings=SETTINGS).db
+    fill(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def clocked_vault(tmp_path: Path, clock: ManualClock) -> Iterator[mangostore.Database]:
+    """An encrypted file database on the manual clock, with data."""
+    db = mangostore.create(
+        tmp_path / "vault.db", passphrase=PASSPHRASE, settings=SETTINGS, clock=clock
+    ).db
+    fill(db, users=1, commands=5)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder destination (not made yet)."""
+    return tmp_path / "backups"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 endpoint on a random loopback port (moto), for the whole session."""
+    server_module = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment that points s3fs (and a child process) at the moto endpoint."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def bucket(s3_env: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """A new bucket on the moto endpoint; its s3:// URL with a prefix."""
+    import s3fs  # type: ignore[import-untyped]
+
+    name = "bk-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir(name)
+    return f"s3://{name}/mango"

@@ -1,0 +1,92 @@
+"""Retention never deletes what a kept backup needs; the schedule catches up."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.backup.conftest import SETTINGS
+from tests.conftest import PASSPHRASE
+
+import mangostore
+from mangostore.backup import BackupPolicy
+from mangostore.clock import ManualClock
+
+DAY_MS = 86_400_000
+
+
+def _write(db: mangostore.Database, n: int) -> None:
+    db.command_history.record(db.users.list()[0].id, f"cmd {n}")
+
+
+def test_prune_keeps_every_backup_a_kept_one_needs(
+    clocked_vault: mangostore.Database, folder: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    db = clocked_vault
+    db.backup.configure(BackupPolicy(retention_days=2, max_chain=10))
+    made = []
+    for day in range(5):
+        _write(db, day)
+        made.append(db.backup.create(folder))
+        clock.advance(DAY_MS)
+    # One chain: the full backup of day 0 is old, but the kept incrementals need it.
+    report = db.backup.prune(folder)
+    kept = {m.id for m in db.backup.list(folder).backups}
+    assert made[0].id in kept
+    assert made[-1].id in kept
+    assert report.deleted == []
+    db.backup.restore(tmp_path / "r.db", passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
+
+
+def test_prune_deletes_old_chains_and_orphans(
+    clocked_vault: mangostore.Database, folder: Path, clock: ManualClock
+) -> None:
+    db = clocked_vault
+    db.backup.configure(BackupPolicy(retention_days=2, orphan_grace_s=3600))
+    old_full = db.backup.create(folder)
+    _write(db, 1)
+    old_inc = db.backup.create(folder)
+    orphan = folder / "objects" / old_inc.id.replace(old_inc.id[:8], "01800000") / "data.00000"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"left by an interrupted backup")
+    clock.advance(5 * DAY_MS)
+    new_full = db.backup.create(folder, kind="full")
+    dry = db.backup.prune(folder, dry_run=True)
+    assert set(dry.deleted) == {old_full.id, old_inc.id}
+    assert (folder / f"manifests/{old_full.id}.json").exists()
+    report = db.backup.prune(folder)
+    assert set(report.deleted) == {old_full.id, old_inc.id}
+    assert [m.id for m in db.backup.list(folder).backups] == [new_full.id]
+    assert not orphan.exists()
+    assert db.backup.verify(folder).ok
+
+
+def test_tick_makes_what_is_due_and_catches_up_once_after_sleep(
+    clocked_vault: mangostore.Database, folder: Path, clock: ManualClock
+) -> None:
+    db = clocked_vault
+    db.backup.configure(BackupPolicy(incremental_every_s=3600, full_every_s=86400))
+    assert db.backup.tick(folder).kind == "full"  # type: ignore[union-attr]
+    assert db.backup.tick(folder) is None
+    clock.advance(3_600_000)
+    _write(db, 1)
+    assert db.backup.tick(folder).kind == "incremental"  # type: ignore[union-attr]
+    clock.advance(10 * 3_600_000)  # the machine slept through ten periods
+    assert db.backup.tick(folder).kind == "incremental"  # type: ignore[union-attr]
+    assert db.backup.tick(folder) is None
+    clock.advance(DAY_MS)
+    assert db.backup.tick(folder).kind == "full"  # type: ignore[union-attr]
+
+
+def test_the_background_schedule_makes_a_backup(vault: mangostore.Database, folder: Path) -> None:
+    schedule = vault.backup.start_schedule(folder, check_every_s=0.05)
+    try:
+        for _ in range(200):
+            if schedule.made:
+                break
+            time.sleep(0.05)
+    finally:
+        vault.backup.stop_schedule()
+    assert schedule.made >= 1
+    assert schedule.failures == 0
+    assert len(vault.backup.list(folder).backups) == 1

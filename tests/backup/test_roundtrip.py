@@ -1,0 +1,169 @@
+"""Full and incremental backups restore exactly the database as it was."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from tests.backup.conftest import SETTINGS, fill, logical
+from tests.conftest import PASSPHRASE
+
+import mangostore
+from mangostore.backup import BackupPolicy, Destination, FsspecDestination, MemoryDestination
+from mangostore.clock import ManualClock
+from mangostore.errors import BackupError, ConfigurationError
+
+
+def _restored(db: mangostore.Database, path: Path, folder: Path, **how: object) -> dict:
+    db.backup.restore(path, passphrase=PASSPHRASE, to=folder, settings=SETTINGS, **how)
+    with mangostore.open(path, passphrase=PASSPHRASE, settings=SETTINGS) as restored:
+        assert restored.check_integrity(quick=False) == []
+        return logical(restored)
+
+
+def test_destinations_conform_to_the_interface(folder: Path) -> None:
+    assert isinstance(MemoryDestination(), Destination)
+    assert isinstance(FsspecDestination(str(folder)), Destination)
+
+
+def test_full_backup_restores_every_table(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    made = vault.backup.create(folder)
+    assert made.kind == "full"
+    assert made.parent is None
+    assert made.tables["users"] == 2
+    assert _restored(vault, tmp_path / "r.db", folder) == logical(vault)
+
+
+def test_restored_database_reads_encrypted_fields(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    user = vault.users.list()[0]
+    vault.backup.create(folder)
+    report = vault.backup.restore(
+        tmp_path / "r.db", passphrase="another passphrase", to=folder, settings=SETTINGS
+    )
+    assert report.recovery_key
+    assert "recovery_key=<hidden>" in repr(report)
+    with mangostore.open(tmp_path / "r.db", passphrase="another passphrase") as restored:
+        assert restored.users.get(user.id).security_profile == user.security_profile
+
+
+def test_incremental_backups_carry_only_changes(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    full = vault.backup.create(folder)
+    user = vault.users.list()[0]
+    vault.users.update(user.id, email="new@example.org")
+    vault.execute("DELETE FROM command_history WHERE rowid % 5 = 0")
+    inc = vault.backup.create(folder)
+    assert inc.kind == "incremental"
+    assert inc.parent == full.id
+    assert inc.depth == 1
+    assert inc.deleted_rows >= 20
+    assert inc.changed_rows < full.changed_rows
+    # The parent's index is dropped once the child exists: one index per chain.
+    parent = vault.backup.list(folder).get(full.id)
+    assert not parent.objects_of("index")
+    assert _restored(vault, tmp_path / "r.db", folder) == logical(vault)
+
+
+def test_a_changed_schema_starts_a_new_full_backup(
+    vault: mangostore.Database, folder: Path
+) -> None:
+    vault.backup.create(folder)
+    vault.execute("CREATE TABLE extra (id INTEGER PRIMARY KEY, note TEXT)")
+    assert vault.backup.create(folder).kind == "full"
+    vault.execute("CREATE TABLE extra2 (id INTEGER PRIMARY KEY)")
+    with pytest.raises(BackupError, match="schema"):
+        vault.backup.create(folder, kind="incremental")
+
+
+def test_chains_are_rolled_up_into_a_new_full_backup(
+    vault: mangostore.Database, folder: Path
+) -> None:
+    vault.backup.configure(BackupPolicy(max_chain=2))
+    kinds = []
+    for n in range(4):
+        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
+        kinds.append(vault.backup.create(folder).kind)
+    assert kinds == ["full", "incremental", "incremental", "full"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_restoring_at_each_point_gives_the_database_as_it_was(
+    tmp_path: Path, clock: ManualClock, seed: int
+) -> None:
+    rng = random.Random(seed)
+    db = mangostore.create(
+        tmp_path / "v.db", passphrase=PASSPHRASE, settings=SETTINGS, clock=clock
+    ).db
+    folder = tmp_path / "bk"
+    db.backup.configure(BackupPolicy(max_chain=3))
+    fill(db, users=1, commands=5)
+    points: list[tuple[int, dict]] = []
+    for _ in range(5):
+        for _ in range(rng.randint(1, 6)):
+            users = db.users.list()
+            action = rng.choice(["add", "edit", "delete", "user"])
+            if action == "add" or not users:
+                fill(db, users=1, commands=rng.randint(0, 4))
+            elif action == "edit":
+                u = rng.choice(users)
+                db.users.update(
+                    u.id, email=f"{rng.random()}@x.org", preferences={"n": rng.random()}
+                )
+            elif action == "delete":
+                db.execute(
+                    "DELETE FROM command_history WHERE rowid IN "
+                    "(SELECT rowid FROM command_history ORDER BY random() LIMIT 3)"
+                )
+            else:
+                db.projects.create(
+                    user_id=rng.choice(users).id, name="p", path=f"/p/{rng.random()}"
+                )
+        clock.advance(3_600_000)
+        made = db.backup.create(folder)
+        points.append((made.created_at, logical(db)))
+        clock.advance(60_000)
+    for n, (moment, expected) in enumerate(points):
+        assert _restored(db, tmp_path / f"r{n}.db", folder, at=moment + 30_000) == expected
+    db.close()
+
+
+def test_restore_refuses_to_overwrite_without_force(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    vault.backup.create(folder)
+    target = tmp_path / "r.db"
+    target.write_bytes(b"precious")
+    with pytest.raises(BackupError, match="already exists"):
+        vault.backup.restore(target, passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
+    assert target.read_bytes() == b"precious"
+    vault.backup.restore(target, passphrase=PASSPHRASE, to=folder, settings=SETTINGS, force=True)
+    with mangostore.open(target, passphrase=PASSPHRASE) as restored:
+        assert restored.users.count() == 2
+
+
+def test_restore_before_the_first_backup_is_refused(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    made = vault.backup.create(folder)
+    with pytest.raises(BackupError, match="no backup"):
+        vault.backup.restore(
+            tmp_path / "r.db", passphrase=PASSPHRASE, to=folder, at=made.created_at - 1
+        )
+
+
+def test_a_database_without_keyring_cannot_be_backed_up(folder: Path) -> None:
+    with mangostore.open(":memory:", encrypted=False) as db, pytest.raises(ConfigurationError):
+        db.backup.create(folder)
+
+
+def test_in_memory_destination_round_trip(vault: mangostore.Database, tmp_path: Path) -> None:
+    dest = MemoryDestination()
+    vault.backup.create(dest)
+    assert any(n.startswith("manifests/") for n in dest.objects)
+    assert vault.backup.verify(dest).ok
