@@ -7,21 +7,17 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mangostore.engine.commits import CommitWatch
 from mangostore.engine.connection import (
     Row,
     driver_errors,
-    is_driver_error,
     is_transaction_control,
     statement_context,
 )
 from mangostore.engine.fulltext import runs_integrity_check
-from mangostore.engine.pool import PoolStats
-from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import MEMORY, Params, Store
 from mangostore.engine.writer import Writer
 from mangostore.errors import (
@@ -30,15 +26,14 @@ from mangostore.errors import (
     QueryError,
     RecoveryKeyWarning,
 )
+from mangostore.inspection import Status, TableInfo, read_status
 from mangostore.keys.kdf import KdfParams
 from mangostore.keys.keyring import Keyring
 from mangostore.notify.service import NotificationService
 from mangostore.repos import RepositoryAccess
-from mangostore.schema import introspect
 from mangostore.schema.copies import pre_migration_hook
 from mangostore.schema.runner import MigrationRunner
 from mangostore.settings import Settings
-from mangostore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from mangostore.backup.service import BackupService
@@ -57,33 +52,6 @@ if TYPE_CHECKING:
     from mangostore.sync.service import SyncService
 
 __all__ = ["MEMORY", "Database", "Params", "Status", "TableInfo"]
-
-
-@dataclass(frozen=True, slots=True)
-class TableInfo:
-    """A table and how many rows it holds (-1 when SQLite cannot count them, e.g. a
-    virtual table whose module is not loaded)."""
-
-    name: str
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """What ``mangostore status`` shows: never a key."""
-
-    path: str
-    schema_version: int
-    latest_version: int
-    file_bytes: int
-    wal_bytes: int
-    page_encryption: bool
-    field_encryption: bool
-    keyring: dict[str, Any] | None
-    tables: list[TableInfo]
-    pool: PoolStats | None
-    #: What ``PRAGMA quick_check`` found (empty: nothing); ``None`` when not checked.
-    problems: list[str] | None = None
 
 
 class Database(RepositoryAccess):
@@ -495,28 +463,13 @@ class Database(RepositoryAccess):
         ``check=True`` also runs :meth:`check_integrity` (``quick``), which reads every
         page: its findings are ``Status.problems``.
         """
-        store = self.store
-        store.check_open()
-        problems = self.check_integrity() if check else None
-        with store.snapshot() as conn:
-            tables = [TableInfo(name, _count_rows(conn, name)) for name in _table_names(conn)]
-        file_bytes = wal_bytes = 0
-        if store.path != MEMORY:
-            file_bytes = _size(store.path)
-            wal_bytes = _size(store.path + "-wal")
-        keyring = store.keyring
-        return Status(
-            path=store.path,
+        self.store.check_open()
+        return read_status(
+            self.store,
             schema_version=self._schema_version,
             latest_version=self._runner.latest,
-            file_bytes=file_bytes,
-            wal_bytes=wal_bytes,
             page_encryption=self.page_encryption,
-            field_encryption=keyring is not None,
-            keyring=keyring.describe() if keyring is not None else None,
-            tables=tables,
-            pool=store.pool_stats(),
-            problems=problems,
+            problems=self.check_integrity() if check else None,
         )
 
     def check_integrity(self, *, quick: bool = True) -> list[str]:
@@ -561,33 +514,9 @@ def _refuse_transaction_control(sql: str) -> None:
         )
 
 
-def _table_names(conn: Connection) -> list[str]:
-    """Real and virtual tables of the main schema, without SQLite's and FTS shadow tables."""
-    with driver_errors("listing tables"):
-        found = introspect.table_list(conn)
-    return [t.name for t in found if t.kind in ("table", "virtual") and not t.internal]
-
-
-def _count_rows(conn: Connection, table: str) -> int:
-    """Count a table's rows; -1 when SQLite cannot (a virtual table's module is missing)."""
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {quote_identifier(table)}").fetchone()[0])
-    except Exception as exc:
-        if is_driver_error(exc):
-            return -1
-        raise
-
-
 def page_key_of(keyring: Keyring | None) -> bytes | None:
     """The SQLCipher page key, or ``None`` when pages are not encrypted."""
     return keyring.subkey("page") if keyring is not None and keyring.page_encryption else None
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except FileNotFoundError:
-        return 0
 
 
 def pre_migration_backup(

@@ -13,7 +13,7 @@ import sqlcipher3
 from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
-from mangostore import Settings
+from mangostore import Settings, inspection
 from mangostore.engine import pragmas
 from mangostore.engine.connection import is_transaction_control, statement_context
 from mangostore.errors import (
@@ -510,7 +510,7 @@ def test_status_counts_are_one_snapshot(
     encrypted_db: mangostore.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A commit made while status() is counting must not show up half-way.
-    original = mangostore.db._count_rows
+    original = inspection.count_rows
     written = threading.Event()
 
     def count_after_a_commit(conn: Any, table: str) -> int:
@@ -521,7 +521,7 @@ def test_status_counts_are_one_snapshot(
             writer.join()
         return original(conn, table)
 
-    monkeypatch.setattr(mangostore.db, "_count_rows", count_after_a_commit)
+    monkeypatch.setattr(inspection, "count_rows", count_after_a_commit)
     rows = {t.name: t.rows for t in encrypted_db.status().tables}
     assert written.is_set()
     assert rows["users"] == 0
@@ -541,8 +541,8 @@ def test_status_reports_an_uncountable_table(plain_db: mangostore.Database) -> N
             return self._conn.execute(sql, *args)
 
     with plain_db.store.transaction() as conn:
-        assert mangostore.db._count_rows(MissingModule(conn), "users") == -1
-        assert mangostore.db._count_rows(MissingModule(conn), "projects") == 0
+        assert inspection.count_rows(MissingModule(conn), "users") == -1
+        assert inspection.count_rows(MissingModule(conn), "projects") == 0
 
 
 def test_database_error_is_the_base_of_engine_errors() -> None:
