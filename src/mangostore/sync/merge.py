@@ -36,6 +36,8 @@ from mangostore.sync.tables import SYNCED, SYNCED_BY_NAME, TableSpec
 __all__ = ["MergeCounts", "Merger"]
 
 _ORDER = {spec.name: i for i, spec in enumerate(SYNCED)}
+#: Keys looked up in one statement when reading which rows have bookkeeping.
+_PREFETCH = 500
 #: Synced tables whose rows about a user outlive the user's erasure (the synced part of
 #: ``mangostore.privacy.ownership.KEPT_ON_ERASURE``): the records of destroyed keys.
 #: They merge like any row: every device that applies an erasure marks the keys
@@ -76,6 +78,11 @@ class Merger:
     _columns: dict[str, list[str]] = field(default_factory=dict)
     _foreign_keys: dict[str, list[introspect.ForeignKey]] = field(default_factory=dict)
     _children: dict[str, list[str]] | None = None
+    #: The rows of the states of a merge_all known to have no bookkeeping here, read
+    #: once (only _set_meta adds bookkeeping while merging, and it takes them out).
+    _unseen: set[tuple[str, str]] = field(default_factory=set)
+    #: The tables some row of which was folded into another (None: not read yet).
+    _redirected: set[str] | None = None
 
     def __post_init__(self) -> None:
         self._sites = {device: site for site, device in read_sites(self.conn).items()}
@@ -120,15 +127,53 @@ class Merger:
 
     def local(self, table: str, pk: str) -> RowState | None:
         """This device's state of a row."""
+        if (table, pk) in self._unseen:
+            return None  # no bookkeeping: a row this device has never seen
         sites = {site: device for device, site in self._sites.items()}
         return read_state(self.conn, table, pk, sites, self.columns(table))
 
-    # -- merging -----------------------------------------------------------------------
+    def local_known(self, table: str, pk: str) -> bool:
+        """Whether the row may have bookkeeping here (``False`` only when known not to)."""
+        return (table, pk) not in self._unseen
+
+    def redirected(self, table: str) -> bool:
+        """Whether some row of ``table`` was folded into another (so references to
+        it may need following)."""
+        if self._redirected is None:
+            self._redirected = {
+                str(t) for (t,) in self.conn.execute("SELECT DISTINCT tbl FROM sync_redirects")
+            }
+        return table in self._redirected
+
+    def note_redirect(self, table: str) -> None:
+        """Record that a row of ``table`` was just folded into another."""
+        if self._redirected is not None:
+            self._redirected.add(table)
+
+    def _prefetch(self, states: list[RowState]) -> None:
+        """Read which of ``states``' rows have bookkeeping here, a table at a time:
+        a row that has none (most rows of a first pull) needs no further lookup."""
+        wanted: dict[str, list[str]] = {}
+        for state in states:
+            wanted.setdefault(state.table, []).append(state.pk)
+        for table, pks in wanted.items():
+            for start in range(0, len(pks), _PREFETCH):
+                part = pks[start : start + _PREFETCH]
+                marks = ", ".join("?" for _ in part)
+                seen = {
+                    str(pk)
+                    for (pk,) in self.conn.execute(
+                        f"SELECT pk FROM sync_rows WHERE tbl = ? AND pk IN ({marks})",
+                        (table, *part),
+                    )
+                }
+                self._unseen.update((table, pk) for pk in part if pk not in seen)
 
     def merge_all(self, states: list[RowState]) -> None:
         """Merge ``states``: endings children first, then the rest parents first."""
         ended = sorted((s for s in states if s.dead), key=lambda s: -_ORDER[s.table])
         alive = sorted((s for s in states if not s.dead), key=lambda s: _ORDER[s.table])
+        self._prefetch(states)
         for state in ended + alive:
             self.merge(state)
 
@@ -156,6 +201,7 @@ class Merger:
             self.clock.receive(cell.hlc)
 
     def _set_meta(self, state: RowState) -> None:
+        self._unseen.discard((state.table, state.pk))
         self.conn.execute(
             "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq) "
             "VALUES (?, ?, ?, ?, ?, NULL) "
@@ -198,7 +244,8 @@ class Merger:
 
     def _adopt(self, spec: TableSpec, remote: RowState, *, exists: bool) -> None:
         """Take ``remote`` whole: a row this device has not seen, or a later life."""
-        self._forget_cells(remote.table, remote.pk)
+        if self.local_known(remote.table, remote.pk):
+            self._forget_cells(remote.table, remote.pk)
         self._set_meta(remote)
         self.counts.applied += 1
         if remote.dead:

@@ -21,6 +21,7 @@ key both used, and a child whose parent was deleted elsewhere (docs/sync.md).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mangostore.engine.connection import is_driver_error
@@ -49,6 +50,14 @@ class Merger(Protocol):
 
     def children(self, table: str) -> list[str]:
         """The tables with a foreign key to ``table``."""
+        ...
+
+    def redirected(self, table: str) -> bool:
+        """Whether some row of ``table`` was folded into another."""
+        ...
+
+    def note_redirect(self, table: str) -> None:
+        """Record that a row of ``table`` was just folded into another."""
         ...
 
     def conflict(
@@ -119,20 +128,24 @@ def update_row(merger: Merger, spec: TableSpec, state: RowState, changed: dict[s
 
 
 def _upsert(conn: Any, spec: TableSpec, values: dict[str, Any], *, replace: bool) -> None:
-    cols = list(values)
+    cols = tuple(values)
+    conn.execute(_upsert_sql(spec.name, spec.key, cols, replace), tuple(values.values()))
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_sql(table: str, key_column: str, cols: tuple[str, ...], replace: bool) -> str:
+    """The statement writing ``cols`` of a ``table`` row (made once per shape: applying
+    a batch writes thousands of rows of a few shapes)."""
     names = ", ".join(quote_identifier(c) for c in cols)
     marks = ", ".join("?" for _ in cols)
-    key = quote_identifier(spec.key)
-    rest = [c for c in cols if c != spec.key]
+    key = quote_identifier(key_column)
+    rest = [c for c in cols if c != key_column]
     if replace and rest:
         sets = ", ".join(f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in rest)
         tail = f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
     else:
         tail = f" ON CONFLICT ({key}) DO NOTHING" if replace else ""
-    conn.execute(
-        f"INSERT INTO {quote_identifier(spec.name)} ({names}) VALUES ({marks}){tail}",
-        tuple(values[c] for c in cols),
-    )
+    return f"INSERT INTO {quote_identifier(table)} ({names}) VALUES ({marks}){tail}"
 
 
 def _clashing_row(
@@ -182,7 +195,7 @@ def _settle_clash(
                 lost_values=other.values if other else {},
             )
             return values
-        _redirect(conn, spec.name, state.pk, other_pk)
+        _redirect(merger, spec.name, state.pk, other_pk)
         merger.conflict("unique", spec.name, state.pk, None, other_pk, values, state.life_device)
         # The incoming row may be here already (an update that moved it onto the
         # other's key, or an earlier life): folded, it goes.
@@ -320,7 +333,7 @@ def _fold(
 ) -> None:
     """Fold local row ``loser`` into ``winner`` (which is about to be written)."""
     conn = merger.conn
-    _redirect(conn, spec.name, loser, winner)
+    _redirect(merger, spec.name, loser, winner)
     merger.conflict("unique", spec.name, loser, None, winner, lost_values, None)
     conn.execute(
         f"DELETE FROM {quote_identifier(spec.name)} WHERE {quote_identifier(spec.key)} = ?",
@@ -344,7 +357,9 @@ def _end_life(merger: Merger, table: str, pk: str, *, send: bool = False) -> Non
     merger.conn.execute("DELETE FROM sync_cells WHERE tbl = ? AND pk = ?", (table, pk))
 
 
-def _redirect(conn: Any, table: str, from_pk: str, to_pk: str) -> None:
+def _redirect(merger: Merger, table: str, from_pk: str, to_pk: str) -> None:
+    conn = merger.conn
+    merger.note_redirect(table)
     conn.execute(
         "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES (?, ?, ?) "
         "ON CONFLICT (tbl, from_pk) DO UPDATE SET to_pk = excluded.to_pk",
@@ -362,7 +377,7 @@ def _follow_redirects(merger: Merger, spec: TableSpec, values: dict[str, Any]) -
     out = dict(values)
     for fk in merger.foreign_keys(spec.name):
         ref = out.get(fk.column)
-        if ref is None or fk.parent not in SYNCED_BY_NAME:
+        if ref is None or fk.parent not in SYNCED_BY_NAME or not merger.redirected(fk.parent):
             continue
         row = conn.execute(
             "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (fk.parent, ref)
