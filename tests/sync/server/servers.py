@@ -7,9 +7,10 @@ the same port and store, as an operator's restart would.
 
 from __future__ import annotations
 
-import socket
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -19,13 +20,8 @@ from tests.sync.server.conftest import StoreTarget
 
 #: Seconds a server gets to answer its health check after starting.
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+#: What serve-sync prints once it listens.
+LISTENING = re.compile(r"mangostore sync server listening on [^\s:]+:(\d+)")
 
 
 def store_url(target: StoreTarget) -> str:
@@ -43,8 +39,10 @@ class ServerProcess:
 
     def __init__(self, store: str, *, port: int | None = None, log: Path | None = None) -> None:
         self.store = store
-        self.port = port or free_port()
-        self.log = log
+        #: 0 until the first start, which lets the system choose a free port (no race
+        #: with other servers starting at the same time); restarts keep that port.
+        self.port = port or 0
+        self.log = log or Path(tempfile.mkdtemp(prefix="mango-server-")) / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +51,8 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the server and wait until its health check answers."""
+        """Start the server and wait until it says where it listens and its health
+        check answers there."""
         command = [
             sys.executable,
             "-c",
@@ -68,22 +67,24 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        if self.log is None:
-            self.process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        else:
-            with open(self.log, "ab") as out:  # the child keeps its own copy
-                self.process = subprocess.Popen(command, stdout=out, stderr=out)
+        start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:  # the child keeps its own copy
+            self.process = subprocess.Popen(command, stdout=out, stderr=out)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"serve-sync exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+                raise RuntimeError(
+                    f"serve-sync exited with {self.process.returncode}: "
+                    + self.log.read_text(errors="replace")[start:][-2000:]
+                )
+            found = LISTENING.search(self.log.read_text(errors="replace")[start:])
+            if found is not None:
+                self.port = int(found.group(1))
+                try:
+                    if httpx.get(self.url + "/v1/health", timeout=2.0).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("serve-sync did not answer its health check in time")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,22 +52,37 @@ def serve(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
 ) -> None:
-    """Run the server until interrupted (uvicorn), closing the store after."""
+    """Run the server until interrupted (uvicorn), closing the store after.
+
+    Once it listens it prints ``mangostore sync server listening on HOST:PORT`` on
+    standard output (with ``port=0``, the port the system chose).
+    """
     import uvicorn
 
     from mangostore.sync.server.app import create_app
 
-    app = create_app(store, settings)
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            for server in self.servers:
+                for bound in server.sockets:
+                    address = bound.getsockname()
+                    print(
+                        f"mangostore sync server listening on {address[0]}:{address[1]}",
+                        flush=True,
+                    )
+
+    config = uvicorn.Config(
+        create_app(store, settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        # The app limits bodies itself; this bounds a request's headers too.
+        h11_max_incomplete_event_size=64 * 1024,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-            # The app limits bodies itself; this bounds a request's headers too.
-            h11_max_incomplete_event_size=64 * 1024,
-        )
+        _Server(config).run()
     finally:
         store.close()
