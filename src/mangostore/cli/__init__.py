@@ -19,12 +19,14 @@ from mangostore.cli.database import init, passwd, status
 from mangostore.cli.demo import demo
 from mangostore.cli.dump import dump
 from mangostore.cli.kg import kg
+from mangostore.cli.mcp import mcp
 from mangostore.cli.memory import memory
 from mangostore.cli.migrate import migrate
 from mangostore.cli.notify import notify
 from mangostore.cli.privacy import privacy
 from mangostore.cli.query import key, query
 from mangostore.cli.rotation import rotate_keys
+from mangostore.cli.serve import serve
 from mangostore.cli.stats import stats
 from mangostore.cli.sync import sync
 from mangostore.cli.sync_server import serve_sync
@@ -78,6 +80,8 @@ cli.add_command(rotate_keys)
 cli.add_command(sync)
 cli.add_command(backup)
 cli.add_command(serve_sync)
+cli.add_command(serve)
+cli.add_command(mcp)
 
 
 def main() -> None:

@@ -26,11 +26,10 @@ from mangostore.cli.common import (
     make_kdf,
     resolve_passphrase,
     resolve_recovery_key,
-    utc_text,
     weak_passphrase_option,
 )
 from mangostore.cli.database import show_recovery_key
-from mangostore.cli.output import emit_json, json_option
+from mangostore.cli.output import emit_json, iso_time, json_option
 from mangostore.cli.progress import progress_bar
 from mangostore.cli.sync import open_synced, sync
 from mangostore.sync.http import HttpTransport, split_join_url
@@ -201,7 +200,17 @@ def devices(path: Path, as_json: bool, key_file: Path | None) -> None:
     with open_synced(path, key_file) as db:
         found = _server(db, path).devices()
         own = db.sync.device_id
-    rows = [{**d, "this_device": d["device_id"] == own} for d in found]
+    rows = [
+        {
+            "device_id": d["device_id"],
+            "first_seen": iso_time(d["first_seen"]),
+            "last_seen": iso_time(d["last_seen"]),
+            "cursor": d["cursor"],
+            "removed": iso_time(d["removed_at"]),
+            "this_device": d["device_id"] == own,
+        }
+        for d in found
+    ]
     if as_json:
         emit_json({"path": str(path), "devices": rows})
         return
@@ -209,14 +218,9 @@ def devices(path: Path, as_json: bool, key_file: Path | None) -> None:
     for column in ("Device", "First seen", "Last seen", "Pulled up to", "State"):
         table.add_column(column, overflow="fold")
     for d in rows:
-        state = "removed" if d["removed_at"] else ("this device" if d["this_device"] else "")
-        table.add_row(
-            d["device_id"],
-            utc_text(d["first_seen"]),
-            utc_text(d["last_seen"]),
-            str(d["cursor"]),
-            state,
-        )
+        state = "removed" if d["removed"] else ("this device" if d["this_device"] else "")
+        seen = [str(t or "").replace("T", " ")[:19] for t in (d["first_seen"], d["last_seen"])]
+        table.add_row(d["device_id"], *seen, str(d["cursor"]), state)
     console().print(table)
 
 
