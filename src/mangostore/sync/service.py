@@ -317,11 +317,14 @@ class SyncService:
 
         New devices start from the latest snapshot, and the relay drops the batches
         it covers once every device is past them. :meth:`sync` calls this when the
-        vault has moved :data:`SNAPSHOT_EVERY` batches past the latest one.
+        vault has moved :data:`SNAPSHOT_EVERY` batches past the latest one. It pulls
+        first, so the snapshot covers everything the relay holds (a device that has
+        only pushed would otherwise snapshot at a cursor new devices skip).
         """
         transport = self._require()
         if not isinstance(transport, SnapshotTransport):
             return None
+        self.pull()
         keyring = self._store.keyring
         assert keyring is not None
         erased = set(keyring.erased_users())
