@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from mangostore.backup.service import BackupService
     from mangostore.cache import CacheManager
     from mangostore.clock import Instant
+    from mangostore.filestore import FileService
     from mangostore.kg.conversations import ConversationService
     from mangostore.kg.graph import KnowledgeGraph
     from mangostore.kg.memory import MemoryService
@@ -151,7 +152,7 @@ class Database(RepositoryAccess):
             # Services that hold state settle it while the database can still write:
             # the knowledge graph's buffered access counts, the permission cache. Only
             # services already in use are touched.
-            for name in ("sync", "kg", "access"):
+            for name in ("sync", "kg", "access", "files"):
                 service = self.__dict__.get(name)
                 if service is not None:
                     service.close()
@@ -453,6 +454,14 @@ class Database(RepositoryAccess):
         from mangostore.backup.service import BackupService
 
         return BackupService(self.store)
+
+    @functools.cached_property
+    def files(self) -> FileService:
+        """Encrypted file storage beside the database: put, open, list, delete, check
+        (docs/files.md)."""
+        from mangostore.filestore import FileService
+
+        return FileService(self.store)
 
     # -- inspection -----------------------------------------------------------------------
 

@@ -51,9 +51,11 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   └── SyncTransportError        the relay could not be reached or refused a batch
     │       ├── SyncAuthError         the sync server refused this device (removed, other vault)
     │       └── SyncCompactedError    the relay dropped the batches after this device's cursor
-    └── BackupError                   a backup cannot be made, found or restored
-        ├── BackupCorruptError        a backup object is missing, damaged, reordered or foreign
-        └── BackupDestinationError    the backup destination could not be reached or written
+    ├── BackupError                   a backup cannot be made, found or restored
+    │   ├── BackupCorruptError        a backup object is missing, damaged, reordered or foreign
+    │   └── BackupDestinationError    the backup destination could not be reached or written
+    └── FileStoreError                the file store cannot store, find or read a file
+        └── QuotaExceededError        the file would take its owner past their quota
 
 ``KeyError_`` is spelt :class:`KeyManagementError` in code, so it does not shadow the
 builtin ``KeyError``.
@@ -86,6 +88,7 @@ __all__ = [
     "DatabaseLockedError",
     "DeliveryError",
     "DiskFullError",
+    "FileStoreError",
     "ForeignKeyError",
     "InvalidTransitionError",
     "InvalidValueError",
@@ -105,6 +108,7 @@ __all__ = [
     "PermissionDenied",
     "PoolTimeoutError",
     "QueryError",
+    "QuotaExceededError",
     "RecoveryKeyWarning",
     "SchemaError",
     "SchemaTooNewError",
@@ -356,6 +360,25 @@ class BackupCorruptError(BackupError):
 
 class BackupDestinationError(BackupError):
     """The backup destination could not be reached, read or written."""
+
+
+class FileStoreError(MangoError):
+    """The file store cannot store, find or read a file (see docs/files.md).
+
+    A stored chunk that fails authentication raises :class:`TamperedDataError` instead.
+    """
+
+
+class QuotaExceededError(FileStoreError):
+    """Storing the file would take its owner past their quota; nothing was stored.
+
+    ``limit`` and ``used`` are the owner's quota and usage in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int, used: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.used = used
 
 
 class MangoWarning(UserWarning):

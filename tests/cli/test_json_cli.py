@@ -182,7 +182,18 @@ CASES: dict[str, Callable[[Vault], list[str]]] = {
         str(v.folder / "restored.db"),
     ],
     "backup prune": lambda v: ["backup", "prune", v.p, "--to", backed_up(v), "--dry-run"],
+    "files put": lambda v: ["files", "put", v.p, "ann", str(v.jsonl)],
+    "files ls": lambda v: ["files", "ls", v.p, "ann"],
+    "files get": lambda v: ["files", "get", v.p, stored_file(v), "-o", str(v.folder / "out.bin")],
+    "files rm": lambda v: ["files", "rm", v.p, stored_file(v)],
+    "files check": lambda v: ["files", "check", v.p],
 }
+
+
+def stored_file(v: Vault) -> str:
+    """Store a small file for ann through the command line; return its id."""
+    result = run(["files", "put", v.p, "ann", str(v.jsonl), "--json"])
+    return str(json.loads(result.stdout)["id"])
 
 
 def backed_up(v: Vault) -> str:

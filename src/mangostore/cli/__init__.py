@@ -18,6 +18,7 @@ from mangostore.cli.common import MangoGroup
 from mangostore.cli.database import init, passwd, status
 from mangostore.cli.demo import demo
 from mangostore.cli.dump import dump
+from mangostore.cli.files import files
 from mangostore.cli.kg import kg
 from mangostore.cli.mcp import mcp
 from mangostore.cli.memory import memory
@@ -81,6 +82,7 @@ cli.add_command(sync)
 cli.add_command(backup)
 cli.add_command(serve_sync)
 cli.add_command(serve)
+cli.add_command(files)
 cli.add_command(mcp)
 
 

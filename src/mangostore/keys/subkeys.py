@@ -22,6 +22,8 @@ Purpose = Literal[
     "keyring",
     "recovery",
     "cache",
+    "files",
+    "pseudonym",
 ]
 PURPOSES: Final[tuple[str, ...]] = get_args(Purpose)
 _INFO_PREFIX: Final = b"mangostore/v1/"

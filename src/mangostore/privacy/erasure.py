@@ -148,6 +148,9 @@ def erase_user(db: ErasureDatabase, user_id: str, *, reapplied: bool = False) ->
                     "reapplied": reapplied,
                 },
             )
+    stored = getattr(db, "files", None)  # the user's chunk files (docs/files.md)
+    if stored is not None:
+        stored.forget_user(user_id)
     rewritten = scrub_archives(db, user_id)
     truncated = _truncate_wal(db)
     leftovers = keyring.remove_leftovers() if keyring is not None else []

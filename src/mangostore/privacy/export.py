@@ -161,6 +161,11 @@ def _export(
     )
     files.append(_write_jsonl(directory, "security_events", events, written, report))
     report.end()
+    # The plaintext of the user's stored files, one file each (docs/files.md).
+    stored = getattr(db, "files", None)
+    if stored is not None:
+        for name, sha256 in stored.export_user_files(user_id, directory, written):
+            files.append(ExportedFile(name, "file_contents", 0, sha256))
     manifest = ExportManifest(
         user_id=user_id,
         directory=directory,
@@ -196,7 +201,7 @@ def verify_export(directory: str | os.PathLike[str]) -> list[str]:
         except OSError:
             bad.append(name)
             continue
-        rows = data.count(b"\n")
+        rows = data.count(b"\n") if name.endswith(".jsonl") else 0  # stored files: bytes
         if hashlib.sha256(data).hexdigest() != entry.get("sha256") or rows != entry.get("rows"):
             bad.append(name)
     return bad
