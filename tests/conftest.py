@@ -25,12 +25,14 @@ from hypothesis import HealthCheck, settings
 from tests.kg_helpers import Graph, open_graph
 
 import mangostore
-from mangostore import KdfParams, Settings
+from mangostore import Settings
 from mangostore.clock import ManualClock
 from mangostore.notify import RecordingDeliverer
 from mangostore.security.auth import AuthPolicy
 from mangostore.security.passwords import PasswordParams
 from mangostore.sync import MemoryRelay
+from mangostore.testing import FAST_KDF as FAST_KDF  # imported by many tests from here
+from mangostore.testing import create_encrypted_test_db, fast_test_settings, open_memory_test_db
 
 # Hypothesis runs more examples in CI than on a laptop, never with a deadline
 # (tests do not assert wall-clock times).
@@ -56,10 +58,6 @@ def skip_unless_available(available: bool, reason: str) -> None:
     if REQUIRE_OPTIONAL:
         pytest.fail(f"{reason}, and MANGOSTORE_TEST_REQUIRE_OPTIONAL=1 makes it mandatory")
     pytest.skip(reason)
-
-
-#: The weakest Argon2id parameters the library accepts: keeps tests fast.
-FAST_KDF = KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,7 +98,7 @@ def db(request: pytest.FixtureRequest) -> mangostore.Database:
 @pytest.fixture
 def fast_settings() -> Settings:
     """Settings with the cheapest allowed KDF, for tests that open many databases."""
-    return Settings(kdf=FAST_KDF)
+    return fast_test_settings()
 
 
 @pytest.fixture
@@ -118,7 +116,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def plain_db() -> Iterator[mangostore.Database]:
     """An in-memory, unencrypted database at the latest schema."""
-    db = mangostore.open(":memory:", encrypted=False)
+    db = open_memory_test_db()
     yield db
     db.close()
 
@@ -135,7 +133,7 @@ def memory_db(fast_settings: Settings) -> Iterator[mangostore.Database]:
 def encrypted_db(db_path: Path, fast_settings: Settings) -> Iterator[mangostore.Database]:
     """A new file-backed encrypted database (pages, WAL and fields encrypted); its
     recovery key is not kept."""
-    db = mangostore.create(db_path, passphrase=PASSPHRASE, settings=fast_settings).db
+    db = create_encrypted_test_db(db_path, passphrase=PASSPHRASE, settings=fast_settings)
     yield db
     db.close()
 

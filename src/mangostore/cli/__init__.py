@@ -15,6 +15,7 @@ from mangostore.cli.audit import audit
 from mangostore.cli.auth import sessions, user
 from mangostore.cli.backup import backup
 from mangostore.cli.common import MangoGroup
+from mangostore.cli.compliance import compliance
 from mangostore.cli.database import init, passwd, status
 from mangostore.cli.demo import demo
 from mangostore.cli.dump import dump
@@ -74,6 +75,7 @@ cli.add_command(memory)
 cli.add_command(kg)
 cli.add_command(audit)
 cli.add_command(privacy)
+cli.add_command(compliance)
 cli.add_command(stats)
 cli.add_command(user)
 cli.add_command(sessions)

@@ -9,6 +9,7 @@ still verifies (see :mod:`mangostore.security.audit`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from mangostore.errors import InvalidValueError
 from mangostore.privacy.archive import StagedArchive, archive_dir, stage_archive
 from mangostore.privacy.common import refuse_inside_transaction, select_dicts
 from mangostore.privacy.ownership import SchemaMap, key_batches, read_schema
+from mangostore.privacy.pseudonyms import anonymize_commands
 from mangostore.progress import Progress, Reporter
 from mangostore.security.audit import ANCHOR_COMPONENT
 from mangostore.sql import quote_identifier
@@ -33,15 +35,19 @@ __all__ = [
     "DAY_MS",
     "DEFAULT_POLICIES",
     "RETAINED_TABLES",
+    "RETENTION_RECORD_FORMAT",
     "RetentionPolicy",
     "RetentionReport",
     "TableRetention",
     "apply_retention",
     "delete_with_children",
+    "run_record_path",
 ]
 
 DAY_MS: Final = 86_400_000
 RETAINED_TABLES: Final = ("command_history", "notifications", "security_events")
+#: The format name of the record each run writes (see :func:`run_record_path`).
+RETENTION_RECORD_FORMAT: Final = "mangostore-retention-run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +61,14 @@ class RetentionPolicy:
         days: rows older than this many days go; ``None`` keeps them. For
             notifications the per-type ``retention_days`` always applies as well
             (through ``db.notify.apply_retention``); ``days`` is an upper bound for all.
+        anonymize: command history only: older rows stay for statistics, anonymised
+            (see :func:`mangostore.privacy.pseudonyms.anonymize_commands`), instead
+            of being archived and deleted.
     """
 
     table: str
     days: int | None
+    anonymize: bool = False
 
     def __post_init__(self) -> None:
         if self.table not in RETAINED_TABLES:
@@ -70,6 +80,12 @@ class RetentionPolicy:
         if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 0):
             raise InvalidValueError(
                 "retention days must be a non-negative integer or None", field="days"
+            )
+        if self.anonymize and self.table != "command_history":
+            raise InvalidValueError(
+                f"{self.table} cannot be anonymised (only command_history keeps rows for "
+                "statistics); leave anonymize=False",
+                field="anonymize",
             )
 
 
@@ -91,6 +107,7 @@ class TableRetention:
     archived: int
     deleted: int
     archive: Path | None = None
+    anonymized: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +171,39 @@ def apply_retention(
     events, anchor_seq = _retain_events(db, chosen["security_events"], at, archive_dir_path)
     results.append(events)
     report.end(events.deleted)
+    _record_run(db, at, list(chosen.values()), results)
     return RetentionReport(now=at, tables=tuple(results), anchor_seq=anchor_seq)
+
+
+def _record_run(
+    db: RetentionDatabase, now: int, policies: list[RetentionPolicy], done: list[TableRetention]
+) -> None:
+    """Write when retention last ran, with which policies, beside the database file."""
+    path = run_record_path(db)
+    if path is None:
+        return
+    record = {
+        "format": RETENTION_RECORD_FORMAT,
+        "ran_at": db.clock.now_ms(),
+        "now": now,
+        "policies": [
+            {"table": p.table, "days": p.days, "anonymize": p.anonymize} for p in policies
+        ],
+        "tables": {
+            t.table: {"archived": t.archived, "deleted": t.deleted, "anonymized": t.anonymized}
+            for t in done
+        },
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(record, sort_keys=True) + "\n")
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def run_record_path(db: RetentionDatabase) -> Path | None:
+    """Where the record of the last retention run is (``<database>.retention.json``);
+    ``None`` for an in-memory database."""
+    return None if db.path == ":memory:" else Path(db.path + ".retention.json")
 
 
 def _retain_commands(
@@ -163,6 +212,10 @@ def _retain_commands(
     if policy.days is None:
         return TableRetention("command_history", None, 0, 0)
     cutoff = now - policy.days * DAY_MS
+    if policy.anonymize:
+        with db.store.transaction() as conn:
+            anonymized = anonymize_commands(db, conn, cutoff)
+        return TableRetention("command_history", cutoff, 0, 0, anonymized=anonymized)
     staged: StagedArchive | None = None
     try:
         with db.store.transaction() as conn:

@@ -12,9 +12,20 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mangostore.clock import Instant
+from mangostore.clock import Instant, epoch_ms
+from mangostore.privacy.compliance import ComplianceReport, compliance_report
 from mangostore.privacy.erasure import ErasureReport, erase_user, reapply_erasures
 from mangostore.privacy.export import ExportedFile, ExportManifest, export_user, verify_export
+from mangostore.privacy.pseudonyms import (
+    AnalyticsExport,
+    PseudonymReport,
+    ReidentificationKey,
+    Reidentified,
+    export_analytics,
+    pseudonym_of,
+    pseudonymize,
+    reidentify,
+)
 from mangostore.privacy.retention import (
     DAY_MS,
     DEFAULT_POLICIES,
@@ -27,6 +38,7 @@ from mangostore.progress import Progress
 
 if TYPE_CHECKING:
     from mangostore.privacy.ports import PrivacyDatabase
+    from mangostore.security.audit import AuditCheckpoint
 
 # The names this module always offered, kept importable from it.
 __all__ = [
@@ -44,7 +56,8 @@ __all__ = [
 
 
 class PrivacyService:
-    """``db.privacy``: retention, export and erasure (design section 13).
+    """``db.privacy``: retention, export, erasure, pseudonyms and the compliance report
+    (design section 13).
 
     Erasure and retention take the write lock for their whole run and refuse to run
     inside a caller's transaction: their effects outside the database (the keyring,
@@ -174,3 +187,105 @@ class PrivacyService:
             DatabaseError: called inside a transaction, with an erased user's rows back.
         """
         return reapply_erasures(self._db)
+
+    # -- pseudonymisation and compliance (docs/compliance.md) ----------------------------
+
+    def pseudonym_of(self, user_id: str) -> str:
+        """The pseudonym of ``user_id``: the same on every device of the vault, another
+        in another vault, computed from the vault's ``pseudonym`` key.
+
+        Raises:
+            ConfigurationError: the database has no keyring.
+        """
+        return pseudonym_of(self._db, user_id)
+
+    def pseudonymize(self, user_id: str, key: ReidentificationKey | None = None) -> PseudonymReport:
+        """Replace the user's direct identifiers with their pseudonym.
+
+        The user name becomes the pseudonym, the e-mail address is cleared, session IP
+        addresses are cleared, and in the plain text and JSON columns of the user's
+        rows (:data:`~mangostore.privacy.pseudonyms.PSEUDONYMIZED_COLUMNS`) every
+        occurrence of the user name, the address or its local part (as a whole word;
+        a user name under three characters only as a path segment) is replaced. Full-
+        text indexes are compacted and the WAL truncated, so the old values do not
+        linger in the file. Encrypted columns are left as they are (sealed under the
+        user's key). An audit event records it.
+
+        Args:
+            user_id: the user.
+            key: with a key, the old user name and address are sealed under it in the
+                audit event, so :meth:`reidentify` can bring them back; without one,
+                the change cannot be undone.
+
+        Returns:
+            The pseudonym and the rows changed per table.
+
+        Raises:
+            NotFoundError: no such user.
+            ConfigurationError: the database has no keyring (pseudonyms are keyed).
+            DatabaseError: called inside a transaction.
+        """
+        return pseudonymize(self._db, user_id, key)
+
+    def reidentify(self, pseudonym: str, key: ReidentificationKey) -> Reidentified:
+        """Bring back the user id, user name and address behind ``pseudonym``.
+
+        Raises:
+            NotFoundError: no pseudonymisation with a key is recorded for it.
+            TamperedDataError: ``key`` is not the one it was sealed under.
+        """
+        return reidentify(self._db, pseudonym, key)
+
+    def export_analytics(
+        self, dest: str | os.PathLike[str], *, since: Instant | None = None
+    ) -> AnalyticsExport:
+        """Write the command history as a CSV file for statistics, pseudonymised by
+        construction: the user's pseudonym, a keyed pseudonym of the project, the day,
+        the program's name, type, exit code, duration, voice confidence and whether the
+        assistant suggested it; never free text, paths, ids or exact times.
+
+        Args:
+            dest: a new file (written mode 0600).
+            since: only commands from this time on (epoch ms or an aware datetime).
+
+        Raises:
+            ValidationError: ``dest`` exists.
+            ConfigurationError: the database has no keyring.
+        """
+        start = None if since is None else epoch_ms(since, "since")
+        return export_analytics(self._db, dest, since=start)
+
+    def compliance_report(
+        self,
+        *,
+        now: Instant | None = None,
+        checkpoint: AuditCheckpoint | None = None,
+        backup_to: object = None,
+        verify_backup: bool = True,
+        max_backup_age_hours: float = 24.0,
+        policies: Sequence[RetentionPolicy] = (),
+    ) -> ComplianceReport:
+        """Check each data-protection control and return pass/fail with evidence.
+
+        See :mod:`mangostore.privacy.compliance` and docs/compliance.md for the
+        controls and what each checks.
+
+        Args:
+            now: the instant ages are measured from (default: the database clock).
+            checkpoint: the last audit checkpoint kept apart; the chain is verified
+                against it.
+            backup_to: the backup destination (default: the saved one).
+            verify_backup: verify the newest backup (a restore into a temporary file).
+            max_backup_age_hours: the newest backup may be at most this old.
+            policies: the retention policies in force (defaults for the tables they
+                do not name), as given to :meth:`apply_retention`.
+        """
+        return compliance_report(
+            self._db,
+            now=now,
+            checkpoint=checkpoint,
+            backup_to=backup_to,
+            verify_backup=verify_backup,
+            max_backup_age_hours=max_backup_age_hours,
+            policies=policies,
+        )
