@@ -59,3 +59,29 @@ def test_a_backup_made_after_an_erasure_lists_it(vault: mangostore.Database, fol
     block = read_keyblock(folder_dest(vault, folder), made, data_key(backup_key, made.id))
     assert block.erased_users == (gone,)
     assert vault.backup.apply_erasures(folder) == []
+
+
+def test_an_erasure_rewrites_the_backups_at_the_saved_destination_at_once(
+    vault: mangostore.Database, folder: Path
+) -> None:
+    gone = vault.users.list(order_by="created_at")[0].id
+    vault.backup.save_destination(str(folder))
+    old = vault.backup.create()
+    report = vault.privacy.erase_user(gone)
+    assert report.backups_rewritten == (old.id,)
+    assert report.backups_not_reached is None
+    assert vault.backup.list().get(old.id).keys_version == old.keys_version + 1
+
+
+def test_an_erasure_stands_when_the_saved_destination_is_out_of_reach(
+    vault: mangostore.Database, folder: Path
+) -> None:
+    gone = vault.users.list(order_by="created_at")[0].id
+    blocker = folder / "not-a-folder"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the destination folder should be")
+    vault.backup.save_destination(str(blocker / "backups"))
+    report = vault.privacy.erase_user(gone)
+    assert report.backups_rewritten == ()
+    assert report.backups_not_reached
+    assert gone not in {u.id for u in vault.users.list()}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
-from mangostore.errors import ConfigurationError, TamperedDataError, ValidationError
+from mangostore.errors import BackupError, ConfigurationError, TamperedDataError, ValidationError
 from mangostore.privacy.archive import archive_dir, list_archives, read_archive, rewrite_archive
 from mangostore.privacy.common import refuse_inside_transaction
 from mangostore.privacy.ownership import (
@@ -72,6 +72,12 @@ class ErasureReport:
     reapplied: bool = False
     copies_not_reached: tuple[Path, ...] = field(default_factory=tuple)
     keyring_copies_removed: tuple[Path, ...] = field(default_factory=tuple)
+    #: Backups at the saved destination whose key block was rewritten without the
+    #: user's keys (docs/backup.md).
+    backups_rewritten: tuple[str, ...] = field(default_factory=tuple)
+    #: Why the saved backup destination could not be reached (its backups are
+    #: rewritten by the next ``backup create``, ``prune`` or scheduled run).
+    backups_not_reached: str | None = None
 
     @property
     def total_deleted(self) -> int:
@@ -148,9 +154,8 @@ def erase_user(db: ErasureDatabase, user_id: str, *, reapplied: bool = False) ->
                     "reapplied": reapplied,
                 },
             )
-    stored = getattr(db, "files", None)  # the user's chunk files (docs/files.md)
-    if stored is not None:
-        stored.forget_user(user_id)
+    db.files.forget_user(user_id)  # the user's chunk files (docs/files.md)
+    backups_rewritten, backups_not_reached = _reach_backups(db)
     rewritten = scrub_archives(db, user_id)
     truncated = _truncate_wal(db)
     leftovers = keyring.remove_leftovers() if keyring is not None else []
@@ -165,7 +170,20 @@ def erase_user(db: ErasureDatabase, user_id: str, *, reapplied: bool = False) ->
         reapplied=reapplied,
         copies_not_reached=tuple(_copies(db)),
         keyring_copies_removed=tuple(leftovers),
+        backups_rewritten=tuple(backups_rewritten),
+        backups_not_reached=backups_not_reached,
     )
+
+
+def _reach_backups(db: ErasureDatabase) -> tuple[list[str], str | None]:
+    """Rewrite the key blocks of the backups at the saved destination, if one is
+    saved; a destination out of reach is reported, not raised (the erasure stands)."""
+    if db.backup.saved_destination() is None:
+        return [], None
+    try:
+        return db.backup.apply_erasures(), None
+    except BackupError as exc:
+        return [], str(exc)
 
 
 def reapply_erasures(db: ErasureDatabase) -> list[ErasureReport]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from mangostore.backup.service import BackupService
     from mangostore.clock import Clock
     from mangostore.engine.store import Store
+    from mangostore.filestore import FileService
     from mangostore.keys.keyring import Keyring
     from mangostore.repos.users import UserRepository
     from mangostore.security.audit.log import AuditLog
@@ -61,6 +63,16 @@ class ErasureDatabase(ArchiveDatabase, StoredDatabase, Protocol):
 
     def checkpoint(self, *, truncate: bool = False) -> bool:
         """Copy the WAL into the database file; ``True`` when all of it was copied."""
+        ...
+
+    @property
+    def files(self) -> FileService:
+        """The file store, whose chunks of the user go too."""
+        ...
+
+    @property
+    def backup(self) -> BackupService:
+        """Backups, whose key blocks are rewritten without the user's keys."""
         ...
 
 
