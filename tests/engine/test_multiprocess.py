@@ -1,12 +1,13 @@
 """Several processes on one database file: the normal way mangostore is used.
 
 Each pattern runs its processes (the command line among them) together for
-``SECONDS`` while they open, read, write and close again and again, then checks that
-every process exited 0, that every acknowledged commit is in the file, that no read
-saw less than had been acknowledged before it began, and that ``integrity_check`` is
-ok. Each run opens and closes the database dozens of times across processes, the
-moments a process that touches SQLite's files behind its back breaks another (a
-crash in one of a handful of such moments would not pass).
+``SECONDS`` (longer on a slow machine: see multiprocess_worker.py) while they open,
+read, write and close again and again, then checks that every process exited 0, that
+every acknowledged commit is in the file, that no read saw less than had been
+acknowledged before it began, and that ``integrity_check`` is ok. Each run opens and
+closes the database dozens of times across processes, the moments a process that
+touches SQLite's files behind its back breaks another (a crash in one of a handful of
+such moments would not pass).
 """
 
 from __future__ import annotations

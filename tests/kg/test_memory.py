@@ -5,6 +5,7 @@ index staying in step with the table whatever writes or deletes memories."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -427,12 +428,22 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def remembered() -> Iterator[tuple[mangostore.Database, str]]:
+    """A database where ann remembers two things, shared by the hostile searches (each
+    checks that it wrote nothing)."""
+    with mangostore.open(":memory:", encrypted=False, clock=ManualClock()) as db:
+        ann = db.users.create(username="ann").id
+        db.memory.remember(ann, "preferred_shell", "zsh")
+        db.memory.remember(ann, "other", "nothing to see")
+        yield db, ann
+
+
 @pytest.mark.parametrize("query", HOSTILE)
 def test_hostile_query_strings_are_searched_literally(
-    db: mangostore.Database, ann: str, query: str
+    remembered: tuple[mangostore.Database, str], query: str
 ) -> None:
-    db.memory.remember(ann, "preferred_shell", "zsh")
-    db.memory.remember(ann, "other", "nothing to see")
+    db, ann = remembered
     before = db.query("SELECT name, sql FROM sqlite_master ORDER BY name")
 
     results = db.memory.recall(ann, query=query)

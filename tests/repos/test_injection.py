@@ -9,14 +9,17 @@ so SQL inside them is just text.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
+from mangostore import Settings
 from mangostore.errors import (
     BatchError,
     InvalidValueError,
@@ -85,6 +88,26 @@ class Seeded:
 @pytest.fixture
 def seeded(db: mangostore.Database) -> Seeded:
     """A user with a project, a terminal session and a few commands."""
+    return seed(db)
+
+
+@pytest.fixture(scope="module", params=["memory_db", "plain_db"])
+def unchanged(request: pytest.FixtureRequest) -> Iterator[Seeded]:
+    """``seeded`` made once per module, as ``memory_db`` (fields encrypted) and as
+    ``plain_db``, for the tests that must leave the database exactly as it was: each
+    of them checks that it did, so none can hide a write from the next."""
+    keyed = request.param == "memory_db"
+    with mangostore.open(
+        ":memory:",
+        passphrase=PASSPHRASE if keyed else None,
+        encrypted=keyed,
+        settings=Settings(kdf=FAST_KDF),
+    ) as db:
+        yield seed(db)
+
+
+def seed(db: mangostore.Database) -> Seeded:
+    """Give ``db`` a user with a project, a terminal session and a few commands."""
     alice = db.users.create(username="alice", security_profile={"mfa": True})
     project = db.projects.create(user_id=alice.id, name="site", path="/srv/site")
     session = db.terminal_sessions.create(user_id=alice.id, project_id=project.id)
@@ -111,39 +134,39 @@ def snapshot(db: mangostore.Database) -> tuple[list[tuple[Any, ...]], dict[str, 
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_a_hostile_filter_name_is_refused(seeded: Seeded, name: str) -> None:
-    db = seeded.db
+def test_a_hostile_filter_name_is_refused(unchanged: Seeded, name: str) -> None:
+    db = unchanged.db
     before = snapshot(db)
     for call in (db.users.list, db.users.count, db.users.exists, db.users.first):
         with pytest.raises(UnknownColumnError):
             call(**{name: "x"})
     with pytest.raises(UnknownColumnError):
-        db.command_history.list(user_id=seeded.alice.id, **{name: None})
+        db.command_history.list(user_id=unchanged.alice.id, **{name: None})
     assert snapshot(db) == before
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_a_hostile_order_by_name_is_refused(seeded: Seeded, name: str) -> None:
-    db = seeded.db
+def test_a_hostile_order_by_name_is_refused(unchanged: Seeded, name: str) -> None:
+    db = unchanged.db
     before = snapshot(db)
     for order_by in (name, "-" + name, ["id", name], ("-id", "-" + name)):
         with pytest.raises(UnknownColumnError):
             db.users.list(order_by=order_by)
         with pytest.raises(UnknownColumnError):
-            db.command_history.find_by_user(seeded.alice.id, order_by=order_by)
+            db.command_history.find_by_user(unchanged.alice.id, order_by=order_by)
     assert snapshot(db) == before
 
 
 @pytest.mark.parametrize("order_by", [[1], [None], b"id", [b"id"], ["id", ("name",)]])
-def test_an_order_by_that_is_not_a_name_is_refused(seeded: Seeded, order_by: Any) -> None:
+def test_an_order_by_that_is_not_a_name_is_refused(unchanged: Seeded, order_by: Any) -> None:
     with pytest.raises(InvalidValueError):
-        seeded.db.users.list(order_by=order_by)
+        unchanged.db.users.list(order_by=order_by)
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_a_hostile_column_name_writes_nothing(seeded: Seeded, name: str) -> None:
-    db = seeded.db
-    alice = seeded.alice
+def test_a_hostile_column_name_writes_nothing(unchanged: Seeded, name: str) -> None:
+    db = unchanged.db
+    alice = unchanged.alice
     before = snapshot(db)
     with pytest.raises(UnknownColumnError):
         db.users.create(username="mallory", **{name: "x"})
@@ -165,8 +188,8 @@ def test_a_hostile_column_name_writes_nothing(seeded: Seeded, name: str) -> None
 
 
 @pytest.mark.parametrize("key", [1, None, b"username", ("username",), 1.5])
-def test_a_column_name_that_is_not_a_string_writes_nothing(seeded: Seeded, key: Any) -> None:
-    db = seeded.db
+def test_a_column_name_that_is_not_a_string_writes_nothing(unchanged: Seeded, key: Any) -> None:
+    db = unchanged.db
     before = snapshot(db)
     with pytest.raises(TypeError):  # Python refuses non-string keywords itself
         db.users.create(username="mallory", **{key: "x"})
@@ -174,21 +197,21 @@ def test_a_column_name_that_is_not_a_string_writes_nothing(seeded: Seeded, key: 
         db.users.create_many([{"username": "mallory", key: "x"}])
     assert isinstance(batch.value.__cause__, UnknownColumnError)
     with pytest.raises(BatchError) as batch:
-        db.users.update_many([(seeded.alice.id, {key: "x"})])
+        db.users.update_many([(unchanged.alice.id, {key: "x"})])
     assert isinstance(batch.value.__cause__, UnknownColumnError)
     assert snapshot(db) == before
 
 
 @pytest.mark.parametrize("limit", ["1; DROP TABLE users", "1 OR 1=1", -1, 1.5, True, [1]])
-def test_a_hostile_limit_or_offset_is_refused(seeded: Seeded, limit: Any) -> None:
-    db = seeded.db
+def test_a_hostile_limit_or_offset_is_refused(unchanged: Seeded, limit: Any) -> None:
+    db = unchanged.db
     before = snapshot(db)
     with pytest.raises(InvalidValueError):
         db.users.list(limit=limit)
     with pytest.raises(InvalidValueError):
         db.users.list(offset=limit)
     with pytest.raises(InvalidValueError):
-        db.command_history.search(seeded.alice.id, "ls", limit=limit)
+        db.command_history.search(unchanged.alice.id, "ls", limit=limit)
     assert snapshot(db) == before
 
 
@@ -233,8 +256,8 @@ def test_sql_in_a_value_is_stored_literally(seeded: Seeded, value: str) -> None:
 
 
 @pytest.mark.parametrize("value", HOSTILE_VALUES)
-def test_sql_in_a_filter_value_matches_nothing_else(seeded: Seeded, value: str) -> None:
-    db = seeded.db
+def test_sql_in_a_filter_value_matches_nothing_else(unchanged: Seeded, value: str) -> None:
+    db = unchanged.db
     before = snapshot(db)
     assert db.users.list(username=value) == []
     assert db.users.count(username=[value, "alice"]) == 1
@@ -279,9 +302,9 @@ def test_search_matches_special_characters_literally(seeded: Seeded, needle: str
     assert {c.user_id for c in found} <= {bob.id}
 
 
-def test_search_refuses_text_that_is_not_a_string(seeded: Seeded) -> None:
+def test_search_refuses_text_that_is_not_a_string(unchanged: Seeded) -> None:
     with pytest.raises(InvalidValueError):
-        seeded.db.command_history.search(seeded.alice.id, 1)  # type: ignore[arg-type]
+        unchanged.db.command_history.search(unchanged.alice.id, 1)  # type: ignore[arg-type]
 
 
 # -- properties -------------------------------------------------------------------------
@@ -353,8 +376,8 @@ def test_search_finds_exactly_the_commands_containing_any_text(
     _search_property(memory_db, needle, others)
 
 
-def test_search_is_case_sensitive(seeded: Seeded) -> None:
-    found = seeded.db.command_history.search(seeded.alice.id, "LS")
+def test_search_is_case_sensitive(unchanged: Seeded) -> None:
+    found = unchanged.db.command_history.search(unchanged.alice.id, "LS")
     assert found == []
 
 
@@ -364,8 +387,8 @@ def test_search_finds_text_after_a_nul(seeded: Seeded) -> None:
     assert db.command_history.search(seeded.alice.id, "b") == [stored]
 
 
-def test_search_text_with_a_nul_finds_nothing_else(seeded: Seeded) -> None:
-    assert seeded.db.command_history.search(seeded.alice.id, "la\x00zzz") == []
+def test_search_text_with_a_nul_finds_nothing_else(unchanged: Seeded) -> None:
+    assert unchanged.db.command_history.search(unchanged.alice.id, "la\x00zzz") == []
 
 
 NOT_UNICODE = [

@@ -84,6 +84,22 @@ def small_json_db() -> Iterator[mangostore.Database]:
     db.close()
 
 
+@pytest.fixture(scope="module")
+def plain_once() -> Iterator[mangostore.Database]:
+    """One in-memory database without a keyring for the module's tests that write
+    nothing (each checks that it did not)."""
+    with mangostore.open(":memory:", encrypted=False) as db:
+        yield db
+
+
+@pytest.fixture(scope="module")
+def keyed_once() -> Iterator[mangostore.Database]:
+    """One in-memory database with a keyring for the module's tests that write nothing
+    (each checks that it did not)."""
+    with mangostore.open(":memory:", passphrase=PASSPHRASE, settings=Settings(kdf=FAST_KDF)) as db:
+        yield db
+
+
 # -- the classes and the live schema ------------------------------------------------------
 
 
@@ -95,9 +111,9 @@ def test_there_is_one_record_class_per_design_table_in_design_order() -> None:
 
 @pytest.mark.parametrize("table", DESIGN_TABLES)
 def test_fields_equal_the_live_schema_columns_in_order(
-    plain_db: mangostore.Database, table: str
+    plain_once: mangostore.Database, table: str
 ) -> None:
-    live = [row[1] for row in plain_db.query("SELECT * FROM pragma_table_xinfo(?)", (table,))]
+    live = [row[1] for row in plain_once.query("SELECT * FROM pragma_table_xinfo(?)", (table,))]
     assert live, table
     assert [f.name for f in dataclasses.fields(CLASSES[table])] == live
 
@@ -182,13 +198,15 @@ def test_json_values_round_trip_property() -> None:
 
 
 @pytest.mark.parametrize("value", NOT_JSON)
-def test_create_refuses_values_that_are_not_json(plain_db: mangostore.Database, value: Any) -> None:
-    before = row_counts(plain_db)
+def test_create_refuses_values_that_are_not_json(
+    plain_once: mangostore.Database, value: Any
+) -> None:
+    before = row_counts(plain_once)
     with pytest.raises(JSONValueError) as caught:
-        plain_db.users.create(username="alice", preferences=value)
+        plain_once.users.create(username="alice", preferences=value)
     assert caught.value.field == "preferences"
     assert "preferences" in str(caught.value)
-    assert row_counts(plain_db) == before
+    assert row_counts(plain_once) == before
 
 
 @pytest.mark.parametrize("value", NOT_JSON)
@@ -202,13 +220,13 @@ def test_update_refuses_values_that_are_not_json(plain_db: mangostore.Database, 
 
 @pytest.mark.parametrize("value", NOT_JSON)
 def test_encrypted_columns_refuse_values_that_are_not_json(
-    memory_db: mangostore.Database, value: Any
+    keyed_once: mangostore.Database, value: Any
 ) -> None:
-    before = row_counts(memory_db)
+    before = row_counts(keyed_once)
     with pytest.raises(JSONValueError) as caught:
-        memory_db.users.create(username="alice", security_profile=value)
+        keyed_once.users.create(username="alice", security_profile=value)
     assert caught.value.field == "security_profile"
-    assert row_counts(memory_db) == before
+    assert row_counts(keyed_once) == before
 
 
 @pytest.mark.parametrize(("table", "column"), JSON_PAIRS + ENCRYPTED_PAIRS)

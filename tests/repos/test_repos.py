@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,14 @@ def rows(db: mangostore.Database) -> Rows:
     return Rows(db)
 
 
+@pytest.fixture(scope="module")
+def empty_db() -> Iterator[mangostore.Database]:
+    """One empty in-memory database for the module's tests that write nothing (each
+    checks that it did not)."""
+    with mangostore.open(":memory:", encrypted=False, clock=ManualClock()) as database:
+        yield database
+
+
 @pytest.fixture(params=["memory_db", "encrypted_db"])
 def keyed_db(request: pytest.FixtureRequest) -> mangostore.Database:
     """A database with a keyring: in memory, then file-backed with encrypted pages."""
@@ -163,9 +171,11 @@ def test_get_returns_what_create_returned(db: mangostore.Database, rows: Rows, t
 
 
 @pytest.mark.parametrize("table", DESIGN_TABLES)
-def test_get_missing_raises_not_found(db: mangostore.Database, table: str) -> None:
+def test_get_missing_raises_not_found(empty_db: mangostore.Database, table: str) -> None:
+    before = row_counts(empty_db)
     with pytest.raises(NotFoundError, match="no-such-id"):
-        getattr(db, table).get("no-such-id")
+        getattr(empty_db, table).get("no-such-id")
+    assert row_counts(empty_db) == before
 
 
 @both_modes
@@ -191,12 +201,12 @@ def test_update_changes_the_column_and_bumps_updated_at(
 
 
 @pytest.mark.parametrize("table", MUTABLE_TABLES)
-def test_update_missing_raises_not_found(db: mangostore.Database, table: str) -> None:
+def test_update_missing_raises_not_found(empty_db: mangostore.Database, table: str) -> None:
     column, value = UPDATABLE[table]
-    before = row_counts(db)
+    before = row_counts(empty_db)
     with pytest.raises(NotFoundError):
-        getattr(db, table).update("no-such-id", **{column: value})
-    assert row_counts(db) == before
+        getattr(empty_db, table).update("no-such-id", **{column: value})
+    assert row_counts(empty_db) == before
 
 
 def test_update_refuses_to_change_the_id(db: mangostore.Database, rows: Rows) -> None:

@@ -148,11 +148,13 @@ def test_schema_reads_are_not_counted_as_the_application_s_statements(
     assert {s.shape for s in plain_db.monitor.statements()} == before
 
 
-def test_count_objects_reads_page_one(tmp_path: Path, plain_db: mangostore.Database) -> None:
+def test_count_objects_reads_page_one(
+    tmp_path: Path, plain_db: mangostore.Database, fast_settings: mangostore.Settings
+) -> None:
     with plain_db.store.reading() as conn:
         assert introspect.count_objects(conn) == len(introspect.schema_objects(conn))
     path = tmp_path / "locked.db"
-    mangostore.create(path, passphrase=PASSPHRASE).db.close()
+    mangostore.create(path, passphrase=PASSPHRASE, settings=fast_settings).db.close()
     raw = sqlcipher3.connect(str(path))  # no key: page 1 reads as noise
     try:
         with pytest.raises(sqlcipher3.DatabaseError):

@@ -12,10 +12,13 @@ range, plaintext JSON columns hold valid JSON and quiet hours are 'HH:MM'.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import mangostore
 from design import JSON_COLUMNS
 from mangostore import errors
 
@@ -563,8 +566,6 @@ PARENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("kg_entities", "e1", {"project_id": "p1"}),
 ]
 
-pytestmark = pytest.mark.database("plain_db")
-
 
 def _column(table: str, column: str) -> Column:
     for spec in COLUMNS[table]:
@@ -637,11 +638,38 @@ def _count(db: Any, table: str, row_id: str) -> int:
     return int(db.query(f"SELECT count(*) AS n FROM {table} WHERE id = ?", [row_id])[0]["n"])
 
 
+class _Undo(Exception):
+    """Raised when a test ends, to roll back everything it wrote."""
+
+
+@pytest.fixture(scope="module")
+def schema_db() -> Iterator[mangostore.Database]:
+    """One freshly migrated in-memory database for the module, holding one row of each
+    parent table (see PARENTS); no test commits to it (see ``db``)."""
+    with mangostore.open(":memory:", encrypted=False) as database:
+        for table, row_id, values in PARENTS:
+            _insert(database, table, row_id, **values)
+        yield database
+
+
 @pytest.fixture
-def parented(db: Any) -> Any:
+def db(schema_db: mangostore.Database) -> Iterator[mangostore.Database]:
+    """The module's database inside a transaction rolled back when the test ends: each
+    test sees the migrated schema and PARENTS, and nothing another test wrote.
+
+    Every constraint of the schema is checked when its statement runs (none is
+    deferred to the commit), so a test inside the transaction sees each refusal as it
+    would outside one; a refused statement is rolled back alone.
+    """
+    with contextlib.suppress(_Undo), schema_db.transaction():
+        yield schema_db
+        raise _Undo
+
+
+@pytest.fixture
+def parented(db: mangostore.Database) -> mangostore.Database:
     """A database holding one row of each parent table (see PARENTS)."""
-    for table, row_id, values in PARENTS:
-        _insert(db, table, row_id, **values)
+    assert _count(db, "users", "u1") == 1
     return db
 
 

@@ -1,8 +1,8 @@
 """Testing applications built on mangostore: a pytest plugin, factories, timing, snapshots.
 
-Installing mangostore registers the pytest plugin :mod:`mangostore.testing.plugin`
-(entry point ``pytest11``). It only adds fixtures, all named ``mango_*``: a project
-that does not ask for one is not affected. See docs/testing.md.
+Installing mangostore registers the pytest plugin :mod:`mangostore_pytest` (a module
+of its own beside the package; entry point ``pytest11``). It only adds fixtures, all
+named ``mango_*``: a project that does not ask for one is not affected. See docs/testing.md.
 
 - :mod:`.databases`: fresh test databases; fast key derivation, refused outside tests;
 - :mod:`.factories`: ``Factory(db)``, valid records of every table (``make.user()``);

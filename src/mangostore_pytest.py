@@ -1,5 +1,9 @@
 """The pytest plugin of mangostore, registered by the ``pytest11`` entry point.
 
+A top-level module, not part of the ``mangostore`` package: pytest imports plugins
+before a coverage tool starts, so this module imports only pytest, and mangostore
+itself when a fixture is first used.
+
 It adds fixtures and nothing else (no hooks, no options, no markers), all named
 ``mango_*`` so they cannot shadow a project's own; a test suite that asks for none of
 them runs as before. The library is imported when a fixture is first used.
