@@ -5,8 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The extras a user gets from `make demo`: semantic search in the demo's graph.
-RUNTIME_EXTRAS := embeddings
+# The extras a user gets from `make demo`: semantic search in the demo's graph, and
+# the sync server and HTTP API the demo starts on loopback.
+RUNTIME_EXTRAS := embeddings,server
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 

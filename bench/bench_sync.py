@@ -559,9 +559,24 @@ def _meta_sizes(db: mangostore.Database, copy: Path) -> dict[str, int]:
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(description="Bytes of sync bookkeeping per synced row.")
+    parser = argparse.ArgumentParser(
+        description="Bytes of sync bookkeeping per synced row; or, with --apply, only the "
+        "apply benchmarks (new devices, then a device already holding ten times as many)."
+    )
     parser.add_argument("--metadata", type=int, default=10_000, help="rows to insert")
+    parser.add_argument("--apply", action="store_true", help="time applying changes only")
+    parser.add_argument("--rounds", type=int, default=APPLY_ROUNDS, help="with --apply")
     args = parser.parse_args()
+    if args.apply:
+        from rich.console import Console
+
+        from bench.__main__ import table
+
+        config = Config(rounds=args.rounds, warmup=0)
+        with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp:
+            results = _bench_apply(config, Path(tmp))
+        Console(width=160).print(table(results, "applying changes"))
+        return
     report = measure_metadata(args.metadata)
     n = report.rows
     print(f"{n:,} commands on a synced database; bytes per row")

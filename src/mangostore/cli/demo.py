@@ -1,7 +1,10 @@
-"""``mangostore demo``: a guided tour on a throwaway database, with no prompts.
+"""``mangostore demo``: the whole story of mangostore on throwaway databases, with no prompts.
 
 The tour is the list :data:`STEPS`; each step is a small function taking the
-shared :class:`Tour`. A feature shows itself by adding a step.
+shared :class:`~mangostore.cli.demo_steps.Tour`. A feature shows itself by adding a
+step. Everything lives in a temporary folder that is deleted at the end, also when a
+step fails or the tour is interrupted; servers listen on loopback only, on ports the
+system chose, and are stopped before the folder goes.
 """
 
 from __future__ import annotations
@@ -9,14 +12,9 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import click
-import uuid6
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
@@ -24,49 +22,25 @@ from rich.text import Text
 
 import mangostore
 from mangostore.cli.common import CommandError, console
-from mangostore.cli.database import render_status
+from mangostore.cli.demo_steps import (
+    DEMO_EMAIL,
+    DEMO_PASSPHRASE,
+    DEMO_PASSWORD,
+    Step,
+    Tour,
+    api_request,
+    backup_and_restore,
+    clean_up,
+    new_id,
+    now_ms,
+    quiet_hours,
+    stats_with_recommendations,
+    sync_through_server,
+)
 from mangostore.cli.output import emit_json, json_option
 from mangostore.errors import WrongPassphraseError
 
-#: The passphrase of the demo database. It is printed: the database is thrown away.
-DEMO_PASSPHRASE = "mango-demo-passphrase"  # noqa: S105 (public by design)
-DEMO_EMAIL = "ada@example.com"
-
-
-@dataclass
-class Tour:
-    """What the steps share: where to write, the open database, the ids made so far."""
-
-    out: Console
-    folder: Path
-    db: mangostore.Database | None = None
-    ids: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        """The demo database file."""
-        return self.folder / "demo.db"
-
-    def database(self) -> mangostore.Database:
-        """Return the open database (a step that needs one runs after ``create_database``)."""
-        if self.db is None:
-            raise CommandError("demo step ran before the database was created")
-        return self.db
-
-
-class Step(NamedTuple):
-    """One step of the tour: a title and the function that performs it."""
-
-    title: str
-    run: Callable[[Tour], None]
-
-
-def _new_id() -> str:
-    return str(uuid6.uuid7())
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+__all__ = ["DEMO_EMAIL", "DEMO_PASSPHRASE", "STEPS", "demo"]
 
 
 def create_database(tour: Tour) -> None:
@@ -82,7 +56,7 @@ def create_database(tour: Tour) -> None:
 def add_user(tour: Tour) -> None:
     """Write one user row."""
     db = tour.database()
-    user_id, now = _new_id(), _now_ms()
+    user_id, now = new_id(), now_ms()
     db.execute(
         "INSERT INTO users (id, username, email, created_at, updated_at, preferences) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -95,7 +69,7 @@ def add_user(tour: Tour) -> None:
 def add_project(tour: Tour) -> None:
     """Write one project row owned by the user."""
     db = tour.database()
-    project_id, now = _new_id(), _now_ms()
+    project_id, now = new_id(), now_ms()
     db.execute(
         "INSERT INTO projects (id, user_id, name, display_name, path, type, created_at, "
         "updated_at, last_accessed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -118,7 +92,7 @@ def add_project(tour: Tour) -> None:
 def add_commands(tour: Tour) -> None:
     """Write a few command-history rows in one transaction."""
     db = tour.database()
-    start = _now_ms()
+    start = now_ms()
     commands = [
         ("git status", "keyboard", 0, None, 0),
         ("run the tests", "voice", 0, 0.93, 0),
@@ -131,7 +105,7 @@ def add_commands(tour: Tour) -> None:
                 "exit_code, working_directory, timestamp, voice_confidence, ai_suggested) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    _new_id(),
+                    new_id(),
                     tour.ids["user"],
                     tour.ids["project"],
                     command,
@@ -183,17 +157,36 @@ def check_on_disk(tour: Tour) -> None:
 
 
 def knowledge_and_memory(tour: Tour) -> None:
-    """Build a small graph, change a single-valued fact, search it; remember and recall."""
+    """Build a small graph, change a single-valued fact, search it with the
+    explanation of the answer; remember and recall."""
     db, user = tour.database(), tour.ids["user"]
     kg = db.kg
     kg.declare_predicate("preferred_shell", single_valued=True)
     me = kg.upsert_entity(user, "person", "Ada").entity
+    project = kg.upsert_entity(user, "project", "mango", description="voice terminal").entity
+    kg.relate(me, "works_on", project)
     kg.relate(me, "preferred_shell", kg.upsert_entity(user, "command", "bash").entity)
     kg.relate(me, "preferred_shell", kg.upsert_entity(user, "command", "zsh").entity)
     again = kg.upsert_entity(user, "person", "  ADA ")
     tour.out.print(f"'  ADA ' matched the existing entity: {not again.created}")
-    for hit in kg.search(user, "which shell does Ada prefer", k=3):
-        tour.out.print(f"  search hit: {hit.entity.name} ({hit.score:.3f})")
+    question = "which shell does Ada prefer"
+    hits = kg.search(user, question, k=3, explain=True)
+    tour.out.print(f"Search: {question!r}")
+    for number, hit in enumerate(hits, 1):
+        tour.out.print(Text(f"  {number}. {hit.entity.name}  confidence {hit.confidence:.2f}"))
+    if hits and hits[0].explanation is not None:
+        why = hits[0].explanation
+        # Evidence names entities by id; the demo shows their names.
+        names = {e.id: e.name for e in db.kg_entities.find_by_user(user)}
+        parts = ", ".join(f"{name} #{c.rank}" for name, c in why.components.items())
+        factors = ", ".join(f"{name} {value:.2f}" for name, value in why.factors.items())
+        tour.out.print(Text(f"  Why {hits[0].entity.name}: retrievers {parts}; factors {factors}"))
+        for evidence in why.evidence:
+            if evidence.text:
+                text = " | ".join(evidence.text.splitlines())
+                for entity_id, name in names.items():
+                    text = text.replace(entity_id, name)
+                tour.out.print(Text(f"    {evidence.retriever} found {evidence.kind}: {text}"))
     db.memory.remember(user, "editor", "helix", memory_type="preference")
     db.memory.remember(user, "editor", "neovim", memory_type="preference")
     (recalled,) = db.memory.recall(user, "editor")
@@ -204,52 +197,31 @@ def knowledge_and_memory(tour: Tour) -> None:
     )
 
 
-def notify_and_secure(tour: Tour) -> None:
-    """Send a notification, log in with a password, check a permission, verify the audit log."""
-    db, user, project = tour.database(), tour.ids["user"], tour.ids["project"]
-    db.notify.register_type("build.failed", category="project", template="{project} failed")
-    sent = db.notify.send(user, "build.failed", {"project": "site"}, project_id=project)
-    methods = ", ".join(sent.delivery_methods or ()) or "no method"
-    tour.out.print(f"Notification '{sent.message}' sent by {methods}.")
-    ops = db.auth.create_user_with_password("ops", "a long demo password")
-    login = db.auth.login("ops", "a long demo password", ip_address="127.0.0.1")
+def login_and_permissions(tour: Tour) -> None:
+    """Make a user with a password, log in, grant one permission and check two."""
+    db, project = tour.database(), tour.ids["project"]
+    ops = db.auth.create_user_with_password("ops", DEMO_PASSWORD)
+    login = db.auth.login("ops", DEMO_PASSWORD, ip_address="127.0.0.1")
     who, _session = db.sessions.validate(login.token)
     db.access.grant(ops.id, "project", project, "read")
     can_read = db.access.check(ops.id, "project", project, "read")
     can_write = db.access.check(ops.id, "project", project, "write")
+    tour.out.print(f"Password of 'ops' (demo only): {DEMO_PASSWORD}")
     tour.out.print(f"{who.username} logged in; may read: {can_read}, may write: {can_write}.")
+
+
+def verify_audit(tour: Tour) -> None:
+    """Verify the audit log's hash chain."""
+    db = tour.database()
+    kinds = db.query(
+        "SELECT event_type, count(*) FROM security_events GROUP BY event_type ORDER BY 1"
+    )
+    listed = ", ".join(f"{kind} x{count}" for kind, count in kinds)
+    tour.out.print(Text(f"Security events: {listed}"))
     report = db.audit.verify()
     tour.out.print(f"Audit log: {report.events_checked} events, chain verified: {report.ok}.")
-
-
-def sync_devices(tour: Tour) -> None:
-    """Make a second device of this vault, edit on both, sync through a relay."""
-    from mangostore.sync import MemoryRelay
-
-    laptop, user = tour.database(), tour.ids["user"]
-    relay = MemoryRelay()  # keeps only sealed batches, as the sync server would
-    laptop.sync.enable(relay)
-    desktop, _key = laptop.sync.new_device(tour.folder / "desktop.db", DEMO_PASSPHRASE)
-    try:
-        desktop.sync.connect(relay)
-        laptop.sync.sync()
-        desktop.sync.sync()
-        tour.out.print(f"The desktop has {desktop.users.get(user).username!r} after one sync.")
-        laptop.users.update(user, preferences={"theme": "light", "voice": True})
-        desktop.users.update(user, preferences={"theme": "dark", "voice": True, "lang": "fr"})
-        for device in (laptop, desktop, laptop):
-            device.sync.sync()
-        merged = desktop.users.get(user).preferences
-        tour.out.print(f"Edited on both, merged key by key on both: {merged}")
-        sealed = b"ada" not in relay.stored_bytes()
-        tour.out.print(f"The relay holds no plaintext of the user name: {sealed}")
-    finally:
-        desktop.close()
-
-
-def show_status(tour: Tour) -> None:
-    """Show what `mangostore status` shows."""
-    render_status(tour.out, tour.database().status())
+    if not report.ok:
+        raise CommandError("the demo's audit chain did not verify")
 
 
 #: The tour, in order.
@@ -260,20 +232,27 @@ STEPS: list[Step] = [
     Step("Write command history", add_commands),
     Step("Read it back", read_back),
     Step("Look at the file on disk", check_on_disk),
-    Step("Knowledge graph and memory", knowledge_and_memory),
-    Step("Notifications, login, permissions, audit", notify_and_secure),
-    Step("Sync with a second device", sync_devices),
-    Step("mangostore status", show_status),
+    Step("Knowledge graph search, explained, and memory", knowledge_and_memory),
+    Step("A notification held through quiet hours", quiet_hours),
+    Step("Login and permissions", login_and_permissions),
+    Step("Two devices syncing through a local sync server", sync_through_server),
+    Step("Backup, verify, restore", backup_and_restore),
+    Step("The HTTP API answers", api_request),
+    Step("The audit chain", verify_audit),
+    Step("Stats with recommendations", stats_with_recommendations),
+    Step("Clean up", clean_up),
 ]
 
 
 @click.command()
 @json_option
 def demo(as_json: bool) -> None:
-    """Tour mangostore on a throwaway encrypted database; asks nothing.
+    """Tour mangostore on throwaway encrypted databases; asks nothing.
 
-    The database lives in a temporary folder that is deleted at the end. With
-    --json, each step's title and what it printed are given as JSON instead.
+    Two devices sync through a sync server on loopback; a backup is verified and
+    restored; the HTTP API answers a request. Everything lives in a temporary folder
+    that is deleted at the end, also on failure or Ctrl-C. With --json, each step's
+    title and what it printed are given as JSON instead.
     """
     out = console()
     steps: list[dict[str, object]] = []
@@ -292,9 +271,8 @@ def demo(as_json: bool) -> None:
                     out.print(Rule(f"{number}. {step.title}"))
                     step.run(tour)
         finally:
-            if tour.db is not None:
-                tour.db.close()
+            tour.clean_up()
     if as_json:
-        emit_json({"steps": steps, "deleted": True})
+        emit_json({"steps": steps, "folder": folder, "deleted": not Path(folder).exists()})
         return
-    out.print("Done: the demo database was deleted.", style="green")
+    out.print(f"Done: {folder} was deleted.", style="green")
