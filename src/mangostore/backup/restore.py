@@ -24,6 +24,7 @@ from typing import Any
 
 from mangostore.backup.catalog import Catalog
 from mangostore.backup.destinations import Destination
+from mangostore.backup.filechunks import restore_chunks
 from mangostore.backup.keyblock import read_keyblock
 from mangostore.backup.manifest import Manifest, data_key, manifest_name
 from mangostore.backup.snapshot import SchemaPlan, TablePlan
@@ -31,6 +32,11 @@ from mangostore.backup.writing import stream_records
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import BackupCorruptError, BackupError
+from mangostore.filestore.transfer import (
+    chunk_folder_exists,
+    move_chunk_folder,
+    remove_chunk_folder,
+)
 from mangostore.keys.keyring import DataKeyEntry, Keyring, keyring_path
 from mangostore.progress import Progress
 from mangostore.settings import Settings
@@ -118,7 +124,7 @@ def restore_into(
     """
     into = Path(into)
     existing = [p for p in database_files(into) if p.exists()]
-    if existing and not force:
+    if (existing or chunk_folder_exists(into)) and not force:
         raise BackupError(
             f"{into} already exists: restore into a new path, or pass force=True "
             "(--force) to replace it (close every program using it first)"
@@ -148,23 +154,30 @@ def restore_into(
         for user_id in sorted(erased):
             ring.destroy_user_keys(user_id)
         reports = db.privacy.reapply_erasures() if erased else []
+        # After the erasures: the chunks of the files still there, no others.
+        restore_chunks(db.files, destination, chain, backup_key, counter)
         with db.store.snapshot() as conn:
             tables = {t: _count(conn, t) for t in target.tables}
         problems = tuple(db.check_integrity(quick=False)) if integrity else ()
+        if integrity:
+            problems += _file_problems(db)
         db.checkpoint(truncate=True)
         db.close()
     except BaseException:
         with contextlib.suppress(Exception):
             db.close()
+        remove_chunk_folder(temp)
         _remove_all(temp)
         raise
     if force:
         for path in existing:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        remove_chunk_folder(into)
     for src, dst in zip(database_files(temp), database_files(into), strict=True):
         if src.exists():
             os.replace(src, dst)
+    move_chunk_folder(temp, into)
     # What the engine kept beside the temporary file (its lock files) goes too.
     _remove_all(temp)
     return RestoreReport(
@@ -178,6 +191,20 @@ def restore_into(
         recovery_key=created.recovery_key,
         integrity_problems=problems,
     )
+
+
+def _file_problems(db: Any) -> tuple[str, ...]:
+    """What the restored file store's check finds: every chunk its files use must be
+    there and open under the restored keys."""
+    if not db.files.referenced_chunks():
+        return ()  # no stored file has a chunk (or the schema predates file storage)
+    report = db.files.check(verify=True, repair=False)
+    problems = [f"file chunk {name} is missing after the restore" for name in report.missing]
+    problems += [f"file chunk {name} does not open after the restore" for name in report.corrupt]
+    problems += [
+        f"stored file {fid} cannot be read after the restore" for fid in report.damaged_files
+    ]
+    return tuple(problems)
 
 
 def _remove_all(temp: Path) -> None:

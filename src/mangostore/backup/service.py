@@ -27,6 +27,7 @@ from mangostore.backup.writing import backup_keyring, take_backup
 from mangostore.clock import Instant, epoch_ms
 from mangostore.engine.store import MEMORY, Store
 from mangostore.errors import BackupDestinationError, BackupError, ConfigurationError
+from mangostore.filestore.service import FileService
 from mangostore.keys.keyring import Keyring
 from mangostore.progress import Progress
 from mangostore.settings import Settings
@@ -175,7 +176,14 @@ class BackupService:
         self._store.check_open()
         destination = self.destination(to)
         self.apply_erasures(destination)
-        return take_backup(self._store, destination, self._policy, kind=kind, progress=progress)
+        return take_backup(
+            self._store,
+            destination,
+            self._policy,
+            FileService.of(self._store),
+            kind=kind,
+            progress=progress,
+        )
 
     def list(self, to: Target = None) -> Catalog:
         """The backups of this vault at ``to`` (oldest first) and the manifests that

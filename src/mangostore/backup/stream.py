@@ -115,6 +115,7 @@ class StreamWriter:
         part_bytes: close a part once it holds this many bytes.
         level: the zstd level.
         on_bytes: told the stored size of each chunk written (progress).
+        role: the parts' role in the manifest (default: the stream's name).
     """
 
     def __init__(
@@ -127,10 +128,12 @@ class StreamWriter:
         part_bytes: int,
         level: int = 3,
         on_bytes: Callable[[int], None] | None = None,
+        role: str | None = None,
     ) -> None:
         self._dest = destination
         self._id = backup_id
         self._stream = stream
+        self._role = role or stream
         self._aead = AESGCM(key)
         self._part_bytes = max(part_bytes, CHUNK_BYTES)
         self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
@@ -186,7 +189,7 @@ class StreamWriter:
 
     def _finish_part(self) -> None:
         if self._part is not None:
-            self.objects.append(self._part.commit(self._stream))
+            self.objects.append(self._part.commit(self._role))
             self._part = None
 
 

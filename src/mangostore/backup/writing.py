@@ -23,6 +23,7 @@ from typing import Literal
 
 from mangostore.backup.catalog import Catalog, load_catalog
 from mangostore.backup.destinations import Destination, put_bytes
+from mangostore.backup.filechunks import chain_chunks, copy_chunks
 from mangostore.backup.keyblock import KeyBlock, write_keyblock
 from mangostore.backup.manifest import (
     Manifest,
@@ -33,10 +34,12 @@ from mangostore.backup.manifest import (
 )
 from mangostore.backup.policy import BackupPolicy
 from mangostore.backup.snapshot import Key, SchemaPlan, TablePlan, read_plan, scan_rows
-from mangostore.backup.stream import StreamReader, StreamWriter, frame, read_records
+from mangostore.backup.stream import ObjectInfo, StreamReader, StreamWriter, frame, read_records
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import StoreProtocol
 from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
+from mangostore.filestore.service import FileService
+from mangostore.filestore.transfer import referenced_chunks
 from mangostore.ids import new_id
 from mangostore.keys.keyring import Keyring
 from mangostore.progress import Progress
@@ -94,6 +97,7 @@ def take_backup(
     store: StoreProtocol,
     destination: Destination,
     policy: BackupPolicy,
+    files: FileService,
     *,
     kind: Literal["auto", "full", "incremental"] = "auto",
     progress: Progress | None = None,
@@ -102,11 +106,13 @@ def take_backup(
 
     ``kind="auto"`` makes an incremental backup when the newest backup here has the
     same schema, its chain is shorter than ``policy.max_chain`` and its index is
-    there; otherwise a full one.
+    there; otherwise a full one. The chunks of ``files`` (the database's file store)
+    that the snapshot's files use go with it (:mod:`mangostore.backup.filechunks`).
 
     Raises:
         ConfigurationError: the database has no keyring.
-        BackupError: ``kind="incremental"`` and there is nothing to build on.
+        BackupError: ``kind="incremental"`` and there is nothing to build on; or a
+            chunk stored files use is missing (``db.files.check()`` names the files).
         BackupCorruptError: the parent's index is damaged (make a full backup).
         BackupDestinationError: the destination failed; nothing was left that looks
             like a backup.
@@ -132,24 +138,42 @@ def take_backup(
     )
     if progress is not None:
         progress(0, None, "writing")
+    chunk_objects: list[ObjectInfo] = []
     try:
-        with store.snapshot() as conn:
-            plan = read_plan(conn)
-            created_at = store.clock.now_ms()
-            parent = _parent(catalog, plan, policy, kind)
-            data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
-            counts: dict[str, int] = {}
-            totals = _Counts()
-            old = _IndexTables(destination, parent, backup_key) if parent else None
-            for table in plan.tables:
-                before = old.table(table.name) if old is not None else None
-                counts[table.name] = _copy_table(conn, table, data, index, digest_key, before)
-                if before is not None:
-                    totals.changed += before.changed
-                    totals.deleted += before.deleted
-            schema_version = _schema_version(conn)
-            clock = _sync_clock(conn)
-        objects = data.close() + index.close()
+        # The chunk files stay on disk (no sweep removes one) from before the snapshot
+        # until the chunks it names are copied.
+        with files.holding_chunks():
+            with store.snapshot() as conn:
+                plan = read_plan(conn)
+                created_at = store.clock.now_ms()
+                parent = _parent(catalog, plan, policy, kind)
+                data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
+                counts: dict[str, int] = {}
+                totals = _Counts()
+                old = _IndexTables(destination, parent, backup_key) if parent else None
+                for table in plan.tables:
+                    before = old.table(table.name) if old is not None else None
+                    counts[table.name] = _copy_table(conn, table, data, index, digest_key, before)
+                    if before is not None:
+                        totals.changed += before.changed
+                        totals.deleted += before.deleted
+                schema_version = _schema_version(conn)
+                clock = _sync_clock(conn)
+                # Read in the snapshot's transaction: the chunks of exactly its files.
+                refs = referenced_chunks(conn)
+            held = set(chain_chunks(catalog.chain(parent))) if parent is not None else set()
+            copy_chunks(
+                files,
+                refs,
+                destination,
+                backup_id,
+                key,
+                held,
+                chunk_objects,
+                part_bytes=policy.part_bytes,
+                on_bytes=report,
+            )
+        objects = data.close() + index.close() + chunk_objects
         block = KeyBlock(tuple(keyring.data_keys()), tuple(sorted(keyring.erased_users())))
         objects.append(write_keyblock(destination, backup_id, 1, key, block))
         manifest = Manifest(
@@ -176,7 +200,7 @@ def take_backup(
     except BaseException:
         data.abort()
         index.abort()
-        for obj in data.objects + index.objects:
+        for obj in data.objects + index.objects + chunk_objects:
             with contextlib.suppress(Exception):
                 destination.delete(obj.name)
         raise

@@ -3,7 +3,7 @@
 :mod:`.chunking` splits files into content-defined chunks, :mod:`.chunkcrypt` seals
 each under its owner's data key, :mod:`.chunkstore` keeps them in ``<db>.files/``,
 :mod:`.stream` reads them back as a seekable stream, :mod:`.checking` sweeps and
-checks, and :mod:`.service` is ``db.files``.
+checks, :mod:`.transfer` is what backups use, and :mod:`.service` is ``db.files``.
 """
 
 from mangostore.filestore.model import CheckReport, FileRecord, FileUsage, SweepReport

@@ -22,7 +22,8 @@ import mimetypes
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +51,7 @@ from mangostore.filestore.chunkstore import ChunkStore, chunk_folder
 from mangostore.filestore.model import CheckReport, FileRecord, FileUsage, SweepReport
 from mangostore.filestore.owner_keys import OwnerKeys, require_keys
 from mangostore.filestore.stream import FileStream, Part
+from mangostore.filestore.transfer import ChunkRef, referenced_chunks, valid_chunk_name
 from mangostore.filestore.writing import (
     FILE_COLUMNS,
     Put,
@@ -67,6 +69,11 @@ __all__ = ["DEFAULT_MEDIA_TYPE", "FileService", "Source"]
 
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
 
+#: The newest file service made for each store. The backup service is wired with the
+#: store alone; it finds the database's file service here, so that an in-memory
+#: database's chunks (in a temporary folder that service made) are the ones it sees.
+_SERVICES: weakref.WeakKeyDictionary[Store, FileService] = weakref.WeakKeyDictionary()
+
 
 class FileService:
     """Encrypted file storage: ``db.files`` (see docs/files.md).
@@ -83,9 +90,16 @@ class FileService:
         self._chunks: ChunkStore | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
+        _SERVICES[store] = self
 
     def __repr__(self) -> str:
         return f"<FileService {self._store.path!r}>"
+
+    @classmethod
+    def of(cls, store: Store) -> FileService:
+        """The file service of ``store``'s database (``db.files``), made if it has none."""
+        found = _SERVICES.get(store)
+        return found if found is not None else cls(store)
 
     @property
     def folder(self) -> Path:
@@ -438,6 +452,69 @@ class FileService:
         ):
             return 0  # no chunk was ever stored here
         return self.chunks.remove_owner(user_id)
+
+    # -- backups (docs/backup.md) ---------------------------------------------------------
+
+    def referenced_chunks(self) -> builtins.list[ChunkRef]:
+        """Every chunk some file uses now (a restored database's, for instance)."""
+        self._store.check_open()
+        with self._store.reading() as conn:
+            return referenced_chunks(conn)
+
+    @contextlib.contextmanager
+    def holding_chunks(self) -> Iterator[None]:
+        """Keep every chunk file on disk for the block: no sweep removes one (they are
+        put off, as while a put runs). A backup holds it from before its snapshot until
+        it has copied the chunks the snapshot names."""
+        if self._store.keyring is None or (
+            self._chunks is None
+            and (self._store.path == MEMORY or not chunk_folder(self._store.path).is_dir())
+        ):
+            yield  # no chunk is stored here: nothing to keep
+            return
+        with self.chunks.putting():
+            yield
+
+    def sealed_chunk(self, owner: str, name: str) -> bytes | None:
+        """The sealed bytes of chunk ``name`` of ``owner`` as stored (still encrypted
+        under the owner's data key), or ``None`` when its file is missing.
+
+        Raises:
+            FileStoreError: the chunk file cannot be read.
+        """
+        if not valid_chunk_name(name):
+            raise ValidationError(f"{name!r} is not the name of a file chunk", field="name")
+        return self.chunks.read(owner, name)
+
+    def place_chunks(self, chunks: Iterable[tuple[str, str, bytes]]) -> int:
+        """Write sealed chunks ``(owner, name, sealed bytes)`` into the chunk folder
+        (a restore puts back what :meth:`sealed_chunk` gave), each atomically and
+        flushed before this returns; return how many were written. Chunks no row names
+        are removed by the next sweep, like any orphan; each opens only under its owner's
+        data key, as before.
+
+        Raises:
+            ValidationError: a name is not a chunk name.
+            FileStoreError, DiskFullError: the chunk folder cannot be written.
+        """
+        self._store.check_open()
+        count = 0
+        with self.chunks.putting():
+            writer = self.chunks.writer()
+            try:
+                for owner, name, blob in chunks:
+                    if not valid_chunk_name(name):
+                        raise ValidationError(
+                            f"{name!r} is not the name of a file chunk", field="name"
+                        )
+                    writer.write(owner, name, blob)
+                    count += 1
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    writer.close(flush=False)
+                raise
+            writer.close(flush=True)
+        return count
 
     # -- internals ------------------------------------------------------------------------
 
