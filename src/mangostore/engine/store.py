@@ -206,10 +206,13 @@ class Store:
         """Lend a reading connection ready for ``PRAGMA integrity_check``.
 
         FTS5's integrity check trusts the connection's cached index structure, which
-        may predate another connection's commit: it is refreshed first
-        (:mod:`mangostore.engine.fulltext`).
+        may predate another connection's commit: it is refreshed first, in the same
+        read transaction as the check (:mod:`mangostore.engine.fulltext`).
         """
-        with self.reading() as conn:
+        # One read transaction for the refresh and the check: a commit by another
+        # process between the two would leave the refreshed structure behind the
+        # pages the check reads, and the check would report damage that is not there.
+        with self.snapshot() as conn:
             refresh_fulltext(conn)
             yield conn
 
