@@ -17,6 +17,7 @@ the shape of each text it has seen.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -155,6 +156,23 @@ def normalize(sql: str) -> str:
     >>> normalize("SELECT * FROM t WHERE a = 'x' AND b IN (1, 2, 3) -- note")
     'SELECT * FROM t WHERE a = ? AND b IN (?, ...)'
     """
+    # Programs run the same statements over and over (every new database runs the
+    # same migrations): short ones are remembered; long ones, often one-off text with
+    # literals in it, are not, so the cache stays small.
+    if len(sql) <= _CACHED_CHARS:
+        return _normalize_cached(sql)
+    return _normalize(sql)
+
+
+_CACHED_CHARS: Final = 4096
+
+
+@functools.lru_cache(maxsize=2048)
+def _normalize_cached(sql: str) -> str:
+    return _normalize(sql)
+
+
+def _normalize(sql: str) -> str:
     texts: list[str] = []
     tokens = tokenize(sql)
     i, n = 0, len(tokens)

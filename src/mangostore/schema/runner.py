@@ -8,6 +8,7 @@ failure anywhere leaves the schema and data exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -92,6 +93,12 @@ def split_statements(sql: str) -> list[str]:
     Raises:
         MigrationError: the script ends in the middle of a statement.
     """
+    return list(_split(sql))
+
+
+# Every new database applies the same scripts: they are split once per process.
+@functools.lru_cache(maxsize=128)
+def _split(sql: str) -> tuple[str, ...]:
     statements: list[str] = []
     start = 0
     for end in _semicolons(sql):
@@ -104,7 +111,7 @@ def split_statements(sql: str) -> list[str]:
     rest = sql[start:]
     if _has_code(rest):
         raise MigrationError(f"incomplete SQL statement at the end of a migration: {rest[:80]!r}")
-    return statements
+    return tuple(statements)
 
 
 _CLOSING_QUOTE = {"'": "'", '"': '"', "`": "`", "[": "]"}
