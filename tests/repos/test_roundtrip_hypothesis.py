@@ -19,9 +19,8 @@ from mangostore.errors import InvalidValueError
 from mangostore.records import RECORD_CLASSES, Record
 from mangostore.repos.base import Repository
 from mangostore.repos.spec import table_spec
+from mangostore.testing.strategies import CHECKED, INT64_MAX
 from strategies import (
-    CHECKED,
-    INT64_MAX,
     create_kwargs,
     create_parents,
     foreign_keys,
