@@ -180,3 +180,14 @@ def test_rotate_keys_refuses_a_database_without_field_keys(tmp_path: Path) -> No
         result.stderr
         == f"error: {path} is unencrypted and has no field keys: there is nothing to rotate\n"
     )
+
+
+def test_a_bar_of_bytes_shows_sizes_and_a_rate(terminal: io.StringIO) -> None:
+    with progress_bar(units="bytes") as report:
+        assert report is not None
+        report(0, 4_000_000, "writing")
+        report(2_000_000, 4_000_000, "writing")
+    drawn = terminal.getvalue()
+    assert "writing" in drawn
+    assert "MB" in drawn  # sizes, where a bar of items shows 2000000/4000000
+    assert "2000000/4000000" not in drawn

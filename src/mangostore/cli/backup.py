@@ -8,23 +8,11 @@ saved once per database with ``backup create ... --remember``.
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 import mangostore
@@ -41,9 +29,8 @@ from mangostore.cli.common import (
 )
 from mangostore.cli.database import show_recovery_key
 from mangostore.cli.output import emit_json, iso_time, json_option
-from mangostore.cli.progress import stderr_is_terminal
+from mangostore.cli.progress import progress_bar
 from mangostore.keys.keyring import Keyring, keyring_path
-from mangostore.progress import Progress as ProgressCallback
 
 __all__ = ["backup"]
 
@@ -64,30 +51,6 @@ def _to_option(func: Any) -> Any:
         metavar="URL",
         help="Where backups are kept: a folder, file:// or s3:// URL (default: the saved one).",
     )(func)
-
-
-@contextmanager
-def _bytes_bar(as_json: bool) -> Iterator[ProgressCallback | None]:
-    """A progress bar of bytes and rate on standard error (only on a terminal)."""
-    if as_json or not stderr_is_terminal():
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=Console(file=sys.stderr),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task("working", total=None)
-
-        def report(done: int, total: int | None, stage: str) -> None:
-            bar.update(task, description=stage, completed=done, total=total)
-
-        yield report
 
 
 def _manifest_json(m: Manifest) -> dict[str, Any]:
@@ -142,7 +105,7 @@ def create(
     Writers keep going while the backup runs.
     """
     with open_existing(path, plain=False, key_file=key_file) as db:
-        with _bytes_bar(as_json) as progress:
+        with progress_bar(as_json=as_json, units="bytes") as progress:
             made = db.backup.create(to, kind=kind or "auto", progress=progress)  # type: ignore[arg-type]
         if remember and to:
             db.backup.save_destination(to)
@@ -198,7 +161,10 @@ def verify(
 ) -> None:
     """Verify a backup: signature, every object's SHA-256, a trial restore, its
     integrity check and row counts. Exit status 1 when anything is wrong."""
-    with open_existing(path, plain=False, key_file=key_file) as db, _bytes_bar(as_json) as progress:
+    with (
+        open_existing(path, plain=False, key_file=key_file) as db,
+        progress_bar(as_json=as_json, units="bytes") as progress,
+    ):
         report = db.backup.verify(to, backup_id, progress=progress)
     if as_json:
         emit_json(asdict(report))
@@ -247,7 +213,7 @@ def restore(
     if path.exists():
         with (
             open_existing(path, plain=False, key_file=key_file) as db,
-            _bytes_bar(as_json) as progress,
+            progress_bar(as_json=as_json, units="bytes") as progress,
         ):
             report = db.backup.restore(
                 into,
@@ -267,7 +233,7 @@ def restore(
             )
         passphrase = resolve_passphrase(key_file, prompt=f"Passphrase for {path.name}")
         ring = Keyring.unlock(ring_path, passphrase=passphrase)
-        with _bytes_bar(as_json) as progress:
+        with progress_bar(as_json=as_json, units="bytes") as progress:
             report = restore_backup(
                 to,
                 ring,

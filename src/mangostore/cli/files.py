@@ -8,21 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from mangostore.cli.common import (
@@ -36,9 +25,8 @@ from mangostore.cli.common import (
     resolve_user,
 )
 from mangostore.cli.output import emit_json, iso_time, json_option
-from mangostore.cli.progress import stderr_is_terminal
+from mangostore.cli.progress import progress_bar
 from mangostore.filestore import CheckReport, FileRecord
-from mangostore.progress import Progress as ProgressCallback
 
 __all__ = ["files"]
 
@@ -48,30 +36,6 @@ FILES = Feature("file storage", 19)
 @click.group()
 def files() -> None:
     """Encrypted files stored beside the database (PATH.files), per user."""
-
-
-@contextmanager
-def _bytes_bar(as_json: bool) -> Iterator[ProgressCallback | None]:
-    """A progress bar of bytes and rate on standard error (only on a terminal)."""
-    if as_json or not stderr_is_terminal():
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=Console(file=sys.stderr),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task("working", total=None)
-
-        def report(done: int, total: int | None, stage: str) -> None:
-            bar.update(task, description=stage, completed=done, total=total)
-
-        yield report
 
 
 def _record_json(record: FileRecord) -> dict[str, Any]:
@@ -108,7 +72,7 @@ def put(
             raise click.BadParameter("give a JSON object", param_hint="--metadata") from None
     with open_for(path, plain=False, key_file=key_file, feature=FILES) as db:
         user_id = resolve_user(db, user)
-        with _bytes_bar(as_json) as progress:
+        with progress_bar(as_json=as_json, units="bytes") as progress:
             if str(source) == "-":
                 record = db.files.put(
                     user_id,
@@ -172,7 +136,7 @@ def get(
             return
         if output.exists() and not overwrite:
             raise CommandError(f"{output} exists; pass --overwrite to replace it")
-        with _bytes_bar(as_json) as progress:
+        with progress_bar(as_json=as_json, units="bytes") as progress:
             record = db.files.export(file_id, output, overwrite=True, progress=progress)
     if as_json:
         emit_json({**_record_json(record), "output": str(output)})

@@ -13,15 +13,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TransferSpeedColumn,
 )
 
 from mangostore.progress import Progress as ProgressCallback
@@ -36,21 +40,27 @@ def stderr_is_terminal() -> bool:
 
 
 @contextmanager
-def progress_bar(*, as_json: bool = False) -> Iterator[ProgressCallback | None]:
+def progress_bar(
+    *, as_json: bool = False, units: Literal["items", "bytes"] = "items"
+) -> Iterator[ProgressCallback | None]:
     """Yield a callback that draws the library's progress reports as a bar on stderr.
 
     Yields ``None`` (no bar, no cost) with ``as_json`` or when standard error is not a
     terminal. Each stage the operation reports gets the bar to itself: its name as
-    the description, ``done/total`` (a pulsing bar while the total is not known).
+    the description, ``done/total`` (a pulsing bar while the total is not known); with
+    ``units="bytes"`` the counts are shown as sizes, with the rate.
     """
     if as_json or not stderr_is_terminal():
         yield None
         return
+    counts: tuple[ProgressColumn, ...] = (
+        (DownloadColumn(), TransferSpeedColumn()) if units == "bytes" else (MofNCompleteColumn(),)
+    )
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *counts,
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
         transient=True,
