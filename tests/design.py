@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mangostore
+from mangostore.testing.factories import FACTORY_METHODS
 
 #: The tables of the design, each with a repository of the same name on the database.
 DESIGN_TABLES = (
@@ -85,7 +86,7 @@ class Rows:
 
     def make(self, table: str, **fields: Any) -> Any:
         """Create a row of ``table``."""
-        factory: Callable[..., Any] = getattr(self, _FACTORY_NAMES[table])
+        factory: Callable[..., Any] = getattr(self, FACTORY_METHODS[table])
         return factory(**fields)
 
     def user(self, **fields: Any) -> Any:
@@ -204,28 +205,6 @@ class Rows:
         fields.setdefault("dimensions", 4)
         fields.setdefault("model_version", "model-1")
         return self.db.kg_embeddings.create(**fields)
-
-
-_FACTORY_NAMES = {
-    "users": "user",
-    "projects": "project",
-    "terminal_sessions": "terminal_session",
-    "voice_profiles": "voice_profile",
-    "command_history": "command",
-    "notification_types": "notification_type",
-    "notification_preferences": "notification_preference",
-    "notifications": "notification",
-    "notification_actions": "notification_action",
-    "ai_conversations": "ai_conversation",
-    "ai_memory": "ai_memory",
-    "security_events": "security_event",
-    "permissions": "permission",
-    "user_sessions": "user_session",
-    "kg_entities": "kg_entity",
-    "kg_relations": "kg_relation",
-    "kg_observations": "kg_observation",
-    "kg_embeddings": "kg_embedding",
-}
 
 
 def row_counts(db: mangostore.Database) -> dict[str, int]:
