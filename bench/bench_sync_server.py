@@ -43,8 +43,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,7 +53,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-import httpx
 import uuid6
 
 import mangostore
@@ -67,6 +64,7 @@ from mangostore.sync.changes import encode_state
 from mangostore.sync.http import HttpTransport
 from mangostore.sync.identity import VaultSigner
 from mangostore.sync.joining import join
+from mangostore.testing.sync_server import SyncServerProcess
 
 PASSPHRASE: Final = "bench: correct horse battery staple"
 #: The cheapest Argon2id parameters mangostore accepts, as the tests use.
@@ -130,77 +128,17 @@ def measure(plan: Plan, parts: tuple[str, ...] = PARTS) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-server-") as tmp:
         folder = Path(tmp)
         if "two" in parts:
-            with Server(f"sqlite://{folder / 'relay.db'}") as server:
+            with SyncServerProcess(f"sqlite://{folder / 'relay.db'}") as server:
                 results += bench_two_devices(plan, folder / "two", server.url)
         if "ingest" in parts:
             results += bench_ingest(plan, folder / "ingest")
         if "join" in parts:
-            with Server(f"sqlite://{folder / 'join-relay.db'}") as server:
+            with SyncServerProcess(f"sqlite://{folder / 'join-relay.db'}") as server:
                 results += bench_join(plan, folder / "join", server.url)
     return results
 
 
 # -- servers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """``mangostore serve-sync`` over ``store`` on a free loopback port, while in a
-    ``with`` block (rate limits raised out of the way)."""
-
-    def __init__(self, store: str) -> None:
-        self.store = store
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        command = [
-            sys.executable,
-            "-c",
-            "from mangostore.cli import main; main()",
-            "serve-sync",
-            "--store",
-            self.store,
-            "--port",
-            str(self.port),
-            "--rate",
-            "100000",
-            "--log-level",
-            "warning",
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve-sync exited with {self.process.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + "/v1/health", timeout=1.0).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("serve-sync did not answer its health check in time")
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 @contextlib.contextmanager
@@ -330,7 +268,7 @@ def bench_ingest(plan: Plan, folder: Path) -> list[Measurement]:
     template = template_states(folder / "template.db")
     group = f"sync server ingest, {DEVICES} devices, {plan.seconds:g} s windows"
     results: list[Measurement] = []
-    with Server(f"sqlite://{folder / 'relay.db'}") as server:
+    with SyncServerProcess(f"sqlite://{folder / 'relay.db'}") as server:
         base = _ingest_store(plan, folder / "sqlite", [server.url], template)
     results += _ingest_figures(group, "SQLite store, 1 process", base, None)
     if not plan.pg_dsn:
@@ -338,7 +276,7 @@ def bench_ingest(plan: Plan, folder: Path) -> list[Measurement]:
         return results
     for processes in (1, 2):
         with pg_store(plan.pg_dsn) as store, contextlib.ExitStack() as stack:
-            servers = [stack.enter_context(Server(store)) for _ in range(processes)]
+            servers = [stack.enter_context(SyncServerProcess(store)) for _ in range(processes)]
             timed = _ingest_store(
                 plan, folder / f"pg{processes}", [s.url for s in servers], template
             )
