@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -209,8 +210,8 @@ class Monitor:
                     errors=errors,
                     total_ms=total / 1e6,
                     mean_ms=total / count / 1e6 if count else 0.0,
-                    p50_ms=_percentile(ordered, 0.50) / 1e6,
-                    p95_ms=_percentile(ordered, 0.95) / 1e6,
+                    p50_ms=nearest_rank(ordered, 0.50) / 1e6,
+                    p95_ms=nearest_rank(ordered, 0.95) / 1e6,
                     max_ms=maximum / 1e6,
                     rows=rows,
                 )
@@ -242,7 +243,7 @@ class Monitor:
             self._slow_runs = 0
 
 
-def _percentile(ordered: list[int], q: float) -> float:
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
     """Return the ``q`` quantile of sorted samples by nearest rank (0 when empty)."""
     if not ordered:
         return 0.0
@@ -261,6 +262,11 @@ def explain_plan(conn: Any, sql: str) -> list[str]:
         rows = execute_unmonitored(conn, "EXPLAIN QUERY PLAN " + sql, params).fetchall()
     except Exception:
         return []
+    return plan_lines(rows)
+
+
+def plan_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The ``detail`` of each ``EXPLAIN QUERY PLAN`` row, indented by its depth."""
     depth: dict[int, int] = {}
     lines = []
     for row in rows:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from mangostore import Database
+from mangostore.monitor.stats import nearest_rank, plan_lines
 
 __all__ = ["QueryTiming", "assert_query_time", "assert_uses_index", "measure", "query_plan"]
 
@@ -50,14 +51,7 @@ class QueryTiming:
 
 def query_plan(db: Database, sql: str, params: Sequence[Any] = ()) -> list[str]:
     """Return the ``EXPLAIN QUERY PLAN`` lines of ``sql`` with ``params``, indented by depth."""
-    rows = db.query("EXPLAIN QUERY PLAN " + sql, list(params), use_cache=False)
-    depth: dict[int, int] = {}
-    lines = []
-    for row in rows:
-        node, parent, detail = int(row[0]), int(row[1]), str(row[3])
-        depth[node] = depth.get(parent, -1) + 1
-        lines.append("  " * depth[node] + detail)
-    return lines
+    return plan_lines(db.query("EXPLAIN QUERY PLAN " + sql, list(params), use_cache=False))
 
 
 def _runner(
@@ -104,12 +98,11 @@ def measure(
         run()
         times.append((time.perf_counter_ns() - start) / 1e6)
     times.sort()
-    p95_at = min(len(times) - 1, max(0, round(0.95 * len(times)) - 1))
     return QueryTiming(
         iterations=iterations,
         min_ms=times[0],
         median_ms=statistics.median(times),
-        p95_ms=times[p95_at],
+        p95_ms=nearest_rank(times, 0.95),
         max_ms=times[-1],
         mean_ms=statistics.fmean(times),
     )
