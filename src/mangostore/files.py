@@ -8,10 +8,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mangostore.errors import DatabaseError, DiskFullError, MangoError
 
-__all__ = ["fsync_directory", "fsync_file", "os_errors", "write_private"]
+__all__ = ["fsync_directory", "fsync_file", "os_errors", "private_file", "write_private"]
 
 #: errno values that mean "no room left": a full disk, or a full quota.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -58,14 +59,32 @@ def write_private(path: str | os.PathLike[str], data: bytes) -> None:
         DiskFullError: no room on the disk (the previous file is left as it was).
         DatabaseError: any other failure of the file system.
     """
+    with private_file(path) as out:
+        out.write(data)
+
+
+@contextlib.contextmanager
+def private_file(
+    path: str | os.PathLike[str],
+    *,
+    doing: str = "writing a file",
+    other: type[MangoError] = DatabaseError,
+) -> Iterator[BinaryIO]:
+    """Write ``path`` atomically as a file only its owner can read (mode 0600).
+
+    The block writes to a temporary file in the same directory; when it ends, the file
+    is flushed to disk and renamed over ``path``. An error in the block (or a crash)
+    leaves the previous file whole and no temporary file behind. Failures of the file
+    system become errors as :func:`os_errors` makes them, naming ``doing``.
+    """
     target = Path(path)
     directory = target.parent
-    with os_errors("writing a file", target):
+    with os_errors(doing, target, other):
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(out.fileno(), 0o600)
-                out.write(data)
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)

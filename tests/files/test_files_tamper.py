@@ -142,3 +142,18 @@ def test_an_export_of_a_tampered_file_leaves_nothing(vault: Vault, tmp_path: Pat
     with pytest.raises(TamperedDataError):
         vault.db.files.export(file_id, target)
     assert list(target.parent.iterdir()) == []
+
+
+def test_an_export_of_a_tampered_file_leaves_nothing_behind(
+    vault: Vault, tmp_path: Path
+) -> None:
+    file_id, _, paths = stored(vault)
+    blob = bytearray(paths[-1].read_bytes())
+    blob[-1] ^= 0x01  # the last chunk: earlier ones were already written out
+    paths[-1].write_bytes(bytes(blob))
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "exported.bin"
+    with pytest.raises(TamperedDataError):
+        vault.db.files.export(file_id, target)
+    assert list(out.iterdir()) == []  # no target, no temporary file

@@ -34,7 +34,7 @@ from mangostore.errors import (
     NotFoundError,
     ValidationError,
 )
-from mangostore.files import fsync_directory, os_errors
+from mangostore.files import private_file
 from mangostore.filestore.checking import (
     check_store,
     mark_unused_chunks,
@@ -311,29 +311,18 @@ class FileService:
         target = Path(path)
         if target.exists() and not overwrite:
             raise ValidationError(f"{target} exists; pass overwrite=True to replace it")
-        with os_errors("exporting a stored file", target, FileStoreError):
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, self.open(file_id) as stream:
-                os.fchmod(out.fileno(), 0o600)
-                done = 0
+        with (
+            private_file(target, doing="exporting a stored file", other=FileStoreError) as out,
+            self.open(file_id) as stream,
+        ):
+            done = 0
+            if progress is not None:
+                progress(0, record.size, "exporting")
+            while block := stream.read_chunked():
+                out.write(block)
+                done += len(block)
                 if progress is not None:
-                    progress(0, record.size, "exporting")
-                while block := stream.read_chunked():
-                    with os_errors("exporting a stored file", target, FileStoreError):
-                        out.write(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, record.size, "exporting")
-                with os_errors("exporting a stored file", target, FileStoreError):
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        fsync_directory(target.parent)
+                    progress(done, record.size, "exporting")
         return record
 
     # -- deleting -------------------------------------------------------------------------
