@@ -17,6 +17,7 @@ authenticate, is reported with the files that use it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
@@ -113,13 +114,10 @@ def _remove_orphans(
                 )
             }
         for name in names - known:
-            path = chunks.path(owner, name)
-            try:
-                size += path.stat().st_size
-                path.unlink()
+            freed = _remove(chunks.path(owner, name))
+            if freed is not None:
+                size += freed
                 count += 1
-            except FileNotFoundError:
-                pass
         return count, size
     with store.reading() as conn, driver_errors("reading file chunks"):
         owners = {
@@ -134,13 +132,21 @@ def _remove_orphans(
                 tags[known_owner] = chunks.owner_tag(known_owner)
             if tags[known_owner] == tag:
                 continue
-        try:
-            size += path.stat().st_size
-            path.unlink()
+        freed = _remove(path)
+        if freed is not None:
+            size += freed
             count += 1
-        except FileNotFoundError:
-            pass
     return count, size
+
+
+def _remove(path: Path) -> int | None:
+    """Delete a chunk file; return the bytes it held (``None``: it was gone already)."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    return size
 
 
 def check_store(
