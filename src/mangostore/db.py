@@ -453,7 +453,7 @@ class Database(RepositoryAccess):
         """Encrypted, verified backups: create, list, verify, restore, prune (docs/backup.md)."""
         from mangostore.backup.service import BackupService
 
-        return BackupService(self.store)
+        return BackupService(self.store, self.files)
 
     @functools.cached_property
     def files(self) -> FileService:

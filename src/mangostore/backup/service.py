@@ -90,12 +90,16 @@ class BackupService:
 
     Args:
         store: the database's store.
+        files: the database's file store (``db.files``), whose chunks go in backups.
         policy: the tunables (see :class:`BackupPolicy`); change them with
             :meth:`configure`.
     """
 
-    def __init__(self, store: Store, policy: BackupPolicy | None = None) -> None:
+    def __init__(
+        self, store: Store, files: FileService, policy: BackupPolicy | None = None
+    ) -> None:
         self._store = store
+        self._files = files
         self._policy = policy or BackupPolicy()
         self._schedule: BackupSchedule | None = None
 
@@ -180,7 +184,7 @@ class BackupService:
             self._store,
             destination,
             self._policy,
-            FileService.of(self._store),
+            self._files,
             kind=kind,
             progress=progress,
         )

@@ -22,7 +22,6 @@ import mimetypes
 import os
 import tempfile
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -69,11 +68,6 @@ __all__ = ["DEFAULT_MEDIA_TYPE", "FileService", "Source"]
 
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
 
-#: The newest file service made for each store. The backup service is wired with the
-#: store alone; it finds the database's file service here, so that an in-memory
-#: database's chunks (in a temporary folder that service made) are the ones it sees.
-_SERVICES: weakref.WeakKeyDictionary[Store, FileService] = weakref.WeakKeyDictionary()
-
 
 class FileService:
     """Encrypted file storage: ``db.files`` (see docs/files.md).
@@ -90,16 +84,9 @@ class FileService:
         self._chunks: ChunkStore | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
-        _SERVICES[store] = self
 
     def __repr__(self) -> str:
         return f"<FileService {self._store.path!r}>"
-
-    @classmethod
-    def of(cls, store: Store) -> FileService:
-        """The file service of ``store``'s database (``db.files``), made if it has none."""
-        found = _SERVICES.get(store)
-        return found if found is not None else cls(store)
 
     @property
     def folder(self) -> Path:
