@@ -182,4 +182,12 @@ def test_an_empty_database_needs_nothing(clocked_db: mangostore.Database) -> Non
 
 
 def test_every_job_is_named_once() -> None:
-    assert len(JOBS) == len(set(JOBS)) == 9
+    assert len(JOBS) == len(set(JOBS)) == 10
+
+
+def test_a_database_that_never_stored_a_file_skips_the_file_sweep(tmp_path: Path) -> None:
+    with mangostore.open(tmp_path / "plain.db", encrypted=False, create=True) as db:
+        report = db.maintenance()
+        assert report.ok, report.failures
+        assert report.files is None
+        assert not (tmp_path / "plain.db.files").exists()

@@ -16,6 +16,8 @@ run, with the :class:`MaintenanceReport` field that says what each did:
   than their type's ``retention_days``.
 - ``retention`` (``retention``): the retention policies: archives, then deletes, old
   command history and security events.
+- ``files`` (``files``): removes the chunks of stored files no file uses any more (a
+  deleted user's, a killed put's); skipped by a database that never stored a file.
 - ``checkpoint`` (``checkpointed``): a passive WAL checkpoint, when a job deleted rows.
 
 Why these and not others (docs/api-conventions.md says the same for users):
@@ -57,6 +59,8 @@ from mangostore.errors import DatabaseError, MangoError
 
 if TYPE_CHECKING:
     from mangostore.engine.store import Store
+    from mangostore.filestore import FileService
+    from mangostore.filestore.model import SweepReport
     from mangostore.kg.conversations import ConversationService
     from mangostore.kg.graph import KnowledgeGraph
     from mangostore.kg.memory import MemoryService, MemorySweep
@@ -78,6 +82,7 @@ JOBS: Final = (
     "login_attempts",
     "notification_retention",
     "retention",
+    "files",
     "checkpoint",
 )
 
@@ -130,6 +135,11 @@ class MaintainedDatabase(Protocol):
         ...
 
     @property
+    def files(self) -> FileService:
+        """Stored files, whose unused chunks the sweep removes."""
+        ...
+
+    @property
     def auth(self) -> AuthService:
         """The failed-login ledger, swept."""
         ...
@@ -156,6 +166,8 @@ class MaintenanceReport:
         login_attempts: user names whose stale failed-login counts were forgotten.
         notifications_deleted: notifications older than their type's ``retention_days``.
         retention: what the retention policies archived and deleted, per table.
+        files: what the sweep of stored files' chunks removed (``None``: no stored
+            files, or it failed).
         checkpointed: ``None`` when no job deleted anything (no checkpoint was made);
             else whether the whole WAL was copied (``False``: a reader still used it).
         failures: the error of each job that failed, by job name (see :data:`JOBS`).
@@ -170,6 +182,7 @@ class MaintenanceReport:
     login_attempts: int = 0
     notifications_deleted: int = 0
     retention: RetentionReport | None = None
+    files: SweepReport | None = None
     checkpointed: bool | None = None
     failures: Mapping[str, MangoError] = field(default_factory=dict)
 
@@ -245,6 +258,7 @@ def run_maintenance(
         lambda: db.privacy.apply_retention(at, policies, archive_dir_path=archive_dir_path),
         None,
     )
+    files = run("files", lambda: db.files.sweep() if db.files.in_use() else None, None)
     report = MaintenanceReport(
         now=at,
         access_counts=access_counts,
@@ -255,6 +269,7 @@ def run_maintenance(
         login_attempts=login_attempts,
         notifications_deleted=notifications_deleted,
         retention=retention,
+        files=files,
     )
     checkpointed = run("checkpoint", db.checkpoint, None) if report.deleted else None
     return dataclasses.replace(report, checkpointed=checkpointed, failures=failures)

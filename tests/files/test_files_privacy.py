@@ -68,3 +68,16 @@ def test_deleting_a_user_deletes_their_files_and_the_sweep_their_chunks(vault: V
     assert report.ok
     assert report.sweep.orphans_removed >= 1
     assert set(chunk_files(vault.db)) == kept
+
+
+def test_maintenance_sweeps_the_chunks_of_a_deleted_users_files(vault: Vault) -> None:
+    vault.db.files.put(vault.bob, noise(MiB, seed=6))
+    kept = set(chunk_files(vault.db))
+    vault.db.files.put(vault.ann, noise(2 * MiB, seed=7))
+    vault.db.users.delete(vault.ann)
+    report = vault.db.maintenance()
+    assert report.ok, report.failures
+    assert report.files is not None
+    assert report.files.orphans_removed >= 1
+    assert set(chunk_files(vault.db)) == kept
+    assert vault.db.files.check().ok

@@ -62,6 +62,7 @@ from mangostore.filestore.writing import (
     record_of,
 )
 from mangostore.progress import Progress
+from mangostore.schema import introspect
 from mangostore.schema.introspect import has_table
 
 __all__ = ["DEFAULT_MEDIA_TYPE", "FileService", "Source"]
@@ -336,6 +337,18 @@ class FileService:
         if self._store.keyring is not None and not self._store.in_transaction():
             self._store.check_open()
             sweep_store(self._store, self.chunks, walk=False)
+
+    def in_use(self) -> bool:
+        """Whether this database holds stored files or a chunk folder: what a sweep
+        looks at (a database that never stored a file has neither, and no keys need)."""
+        if self._chunks is not None:
+            return True
+        if self._store.path != MEMORY and chunk_folder(self._store.path).exists():
+            return True
+        with self._store.reading() as conn, driver_errors("reading stored files"):
+            if not introspect.has_table(conn, "file_chunks"):
+                return False
+            return conn.execute("SELECT 1 FROM file_chunks LIMIT 1").fetchone() is not None
 
     def sweep(self, *, only: tuple[str, set[str]] | None = None) -> SweepReport:
         """Remove chunks no file uses and chunk files no row names, unless a put runs.
