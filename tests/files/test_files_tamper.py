@@ -144,9 +144,7 @@ def test_an_export_of_a_tampered_file_leaves_nothing(vault: Vault, tmp_path: Pat
     assert list(target.parent.iterdir()) == []
 
 
-def test_an_export_of_a_tampered_file_leaves_nothing_behind(
-    vault: Vault, tmp_path: Path
-) -> None:
+def test_an_export_of_a_tampered_file_leaves_nothing_behind(vault: Vault, tmp_path: Path) -> None:
     file_id, _, paths = stored(vault)
     blob = bytearray(paths[-1].read_bytes())
     blob[-1] ^= 0x01  # the last chunk: earlier ones were already written out
