@@ -12,6 +12,7 @@ from ``PRAGMA foreign_key_list``.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -85,6 +86,7 @@ def create_parents(db: mangostore.Database, tag: str | None = None) -> dict[str,
         db.kg_entities.create(user_id=owner, entity_type="concept", name=f"parent-{n}").id
         for n in range(2)
     ]
+    stored = _stored_file(db, owner, tag)
     return {
         "users": users,
         "projects": [project],
@@ -94,7 +96,23 @@ def create_parents(db: mangostore.Database, tag: str | None = None) -> dict[str,
         "notifications": [notification],
         "ai_conversations": [conversation],
         "kg_entities": entities,
+        "files": [stored],
     }
+
+
+def _stored_file(db: mangostore.Database, owner: str, tag: str) -> str:
+    """A stored file of ``owner``: put through ``db.files`` where the database has keys,
+    else an empty file's row (no chunk to seal) written directly."""
+    if db.store.keyring is not None:
+        return db.files.put(owner, f"parent {tag}".encode(), name="parent.txt").id
+    file_id = f"file-{tag}"
+    with db.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO files (id, user_id, name, media_type, size, digest, chunk_count, "
+            "created_at, parts) VALUES (?, ?, 'parent', 'text/plain', 0, ?, 0, 0, '[]')",
+            (file_id, owner, hashlib.sha256(b"").hexdigest()),
+        )
+    return file_id
 
 
 def references(
@@ -105,7 +123,12 @@ def references(
     Raises:
         KeyError: ``parents`` has no row of a table that ``table`` refers to.
     """
-    return {column: parents[parent] for column, parent in foreign_keys(db, table).items()}
+    found = {column: parents[parent] for column, parent in foreign_keys(db, table).items()}
+    if "files" in foreign_keys(db, table).values() and "user_id" in found:
+        # A row may refer only to its own user's files (the parent file is the first
+        # user's), so such a row keeps that user.
+        found["user_id"] = parents["users"][:1]
+    return found
 
 
 # -- arguments --------------------------------------------------------------------------

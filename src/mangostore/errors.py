@@ -89,6 +89,7 @@ __all__ = [
     "DeliveryError",
     "DiskFullError",
     "FileStoreError",
+    "FileUnavailableError",
     "ForeignKeyError",
     "InvalidTransitionError",
     "InvalidValueError",
@@ -366,6 +367,13 @@ class FileStoreError(MangoError):
     """The file store cannot store, find or read a file (see docs/files.md).
 
     A stored chunk that fails authentication raises :class:`TamperedDataError` instead.
+    """
+
+
+class FileUnavailableError(FileStoreError):
+    """A chunk of a synced file is not on this device and cannot be fetched now: no
+    relay carrying files is connected, or the relay does not hold it yet (the device
+    that stored the file has not synced since). Retry after a sync; nothing is lost.
     """
 
 

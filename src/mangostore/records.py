@@ -176,6 +176,8 @@ class VoiceProfile(Record):
     created_at: int
     updated_at: int
     is_active: bool | None
+    #: A stored file of the same user holding the voice samples (``db.files``).
+    training_file_id: str | None = None
 
 
 @dataclass(slots=True, repr=False)
@@ -196,6 +198,8 @@ class CommandHistory(Record):
     timestamp: int
     voice_confidence: float | None
     ai_suggested: bool | None
+    #: A stored file of the same user holding the spoken command's recording.
+    recording_file_id: str | None = None
 
 
 # -- 3.2 notifications ------------------------------------------------------------------

@@ -114,3 +114,44 @@ def test_two_processes_storing_the_same_bytes_share_their_chunks(vault: Vault) -
     report = vault.db.files.check()
     assert report.ok
     assert report.chunks_checked == len(chunk_files(vault.db))
+
+
+FETCH = """
+import hashlib, sys
+import mangostore
+from mangostore.sync import FolderRelay
+from tests.files.conftest import SETTINGS
+from tests.conftest import PASSPHRASE
+with mangostore.open(sys.argv[1], passphrase=PASSPHRASE, settings=SETTINGS) as db:
+    db.sync.connect(FolderRelay(sys.argv[2]))
+    db.sync.sync()
+    print(hashlib.sha256(db.files.read(sys.argv[3])).hexdigest())
+"""
+
+
+def test_another_process_fetches_a_synced_file_through_a_relay_folder(
+    vault: Vault, tmp_path: Path
+) -> None:
+    from mangostore.sync import FolderRelay
+
+    relay = tmp_path / "relay"
+    relay.mkdir()
+    data = noise(3 * MiB, seed=21)
+    stored = vault.db.files.put(vault.ann, data)
+    vault.db.sync.enable(FolderRelay(relay))
+    other, _ = vault.db.sync.new_device(tmp_path / "other.db", PASSPHRASE)
+    other.close()
+    vault.db.sync.sync()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH, str(tmp_path / "other.db"), str(relay), stored.id],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == stored.digest
+    assert data[1000:1100] not in b"".join(p.read_bytes() for p in relay.rglob("*") if p.is_file())

@@ -76,6 +76,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("created_at", "INTEGER", 1, None, 0),
         ("updated_at", "INTEGER", 1, None, 0),
         ("is_active", "BOOLEAN", 0, "0", 0),
+        ("training_file_id", "TEXT", 0, None, 0),
     ],
     "command_history": [
         ("id", "TEXT", 0, None, 1),
@@ -91,6 +92,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("timestamp", "INTEGER", 1, None, 0),
         ("voice_confidence", "REAL", 0, None, 0),
         ("ai_suggested", "BOOLEAN", 0, "0", 0),
+        ("recording_file_id", "TEXT", 0, None, 0),
     ],
     "notification_types": [
         ("id", "TEXT", 0, None, 1),
@@ -283,8 +285,10 @@ FOREIGN_KEYS: dict[str, set[tuple[str, str, str]]] = {
     },
     "voice_profiles": {
         ("user_id", "users", "id"),
+        ("training_file_id", "files", "id"),
     },
     "command_history": {
+        ("recording_file_id", "files", "id"),
         ("project_id", "projects", "id"),
         ("terminal_session_id", "terminal_sessions", "id"),
         ("user_id", "users", "id"),

@@ -158,16 +158,21 @@ def check_store(
     vault = store.keyring.vault_id if store.keyring is not None else ""
     with store.snapshot() as conn, driver_errors("checking stored files"):
         (files,) = conn.execute("SELECT count(*) FROM files").fetchone()
+        # The chunks this device holds; a synced file's chunks never fetched here have
+        # no row (they are counted as remote, fetched when the file is opened).
         used = conn.execute(
             "SELECT DISTINCT c.name, c.user_id, c.size FROM file_parts p "
             "JOIN file_chunks c ON c.name = p.chunk ORDER BY c.user_id, c.name"
         ).fetchall()
+        (remote,) = conn.execute(
+            "SELECT count(DISTINCT p.chunk) FROM file_parts p "
+            "WHERE NOT EXISTS (SELECT 1 FROM file_chunks c WHERE c.name = p.chunk)"
+        ).fetchone()
         uneven = [
             str(row[0])
             for row in conn.execute(
-                "SELECT f.id FROM files f LEFT JOIN (SELECT p.file_id, count(*) AS n, "
-                "SUM(c.size) AS total FROM file_parts p JOIN file_chunks c ON c.name = p.chunk "
-                "GROUP BY p.file_id) s ON s.file_id = f.id "
+                "SELECT f.id FROM files f LEFT JOIN (SELECT file_id, count(*) AS n, "
+                "SUM(size) AS total FROM file_parts GROUP BY file_id) s ON s.file_id = f.id "
                 "WHERE COALESCE(s.n, 0) != f.chunk_count OR COALESCE(s.total, 0) != f.size"
             )
         ]
@@ -200,6 +205,7 @@ def check_store(
     return CheckReport(
         files_checked=int(files),
         chunks_checked=len(used),
+        not_fetched=int(remote),
         missing=tuple(missing),
         corrupt=tuple(corrupt),
         damaged_files=tuple(sorted(damaged)),

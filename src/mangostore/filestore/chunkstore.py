@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -109,6 +109,28 @@ class ChunkStore:
         """A writer for one put's chunks (close it before the commit)."""
         self._ensure()
         return ChunkWriter(self)
+
+    def write_all(self, chunks: Iterable[tuple[str, str, bytes]]) -> int:
+        """Write sealed chunks ``(owner, name, sealed bytes)``, each atomically, all
+        flushed before this returns; return how many. The caller holds :meth:`putting`
+        until the rows naming them commit.
+
+        Raises:
+            DiskFullError, FileStoreError: the folder cannot be written (an error the
+                iterable raises goes through, after the chunks written so far settle).
+        """
+        count = 0
+        writer = self.writer()
+        try:
+            for owner, name, blob in chunks:
+                writer.write(owner, name, blob)
+                count += 1
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close(flush=False)
+            raise
+        writer.close(flush=True)
+        return count
 
     # -- reading and removing -------------------------------------------------------------
 

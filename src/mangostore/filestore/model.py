@@ -99,6 +99,8 @@ class CheckReport:
             corrupt chunk, or their chunk list does not add up): restore them from a
             backup, or delete them.
         sweep: what the sweep removed (orphaned chunks, leftovers of killed puts).
+        not_fetched: chunks of synced files that were never on this device; they are
+            fetched from the relay when their file is opened.
     """
 
     files_checked: int
@@ -107,6 +109,7 @@ class CheckReport:
     corrupt: tuple[str, ...] = ()
     damaged_files: tuple[str, ...] = ()
     sweep: SweepReport = field(default_factory=SweepReport)
+    not_fetched: int = 0
 
     @property
     def ok(self) -> bool:

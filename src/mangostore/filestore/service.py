@@ -31,9 +31,11 @@ from mangostore.engine.store import MEMORY, Store
 from mangostore.errors import (
     FileStoreError,
     NotFoundError,
+    SyncError,
     ValidationError,
 )
 from mangostore.files import private_file
+from mangostore.filestore.attachments import Attachments
 from mangostore.filestore.checking import (
     check_store,
     mark_unused_chunks,
@@ -49,6 +51,13 @@ from mangostore.filestore.chunkcrypt import (
 from mangostore.filestore.chunkstore import ChunkStore, chunk_folder
 from mangostore.filestore.model import CheckReport, FileRecord, FileUsage, SweepReport
 from mangostore.filestore.owner_keys import OwnerKeys, require_keys
+from mangostore.filestore.remote import (
+    BlobRelay,
+    SendReport,
+    fetch_chunk,
+    forget_owner_later,
+    send_chunks,
+)
 from mangostore.filestore.stream import FileStream, Part
 from mangostore.filestore.transfer import ChunkRef, referenced_chunks, valid_chunk_name
 from mangostore.filestore.writing import (
@@ -85,6 +94,8 @@ class FileService:
         self._chunks: ChunkStore | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
+        self._relay: BlobRelay | None = None
+        self._attachments = Attachments(store)
 
     def __repr__(self) -> str:
         return f"<FileService {self._store.path!r}>"
@@ -93,6 +104,11 @@ class FileService:
     def folder(self) -> Path:
         """Where the chunks are kept: ``<db>.files`` (a temporary folder in memory)."""
         return self.chunks.root
+
+    @property
+    def attachments(self) -> Attachments:
+        """Files attached to AI conversations (they own them: see docs/files.md)."""
+        return self._attachments
 
     @property
     def chunks(self) -> ChunkStore:
@@ -230,8 +246,7 @@ class FileService:
         record = self.get(file_id)
         with self._store.reading() as conn, driver_errors("reading a stored file"):
             rows = conn.execute(
-                "SELECT p.start, c.size, p.chunk FROM file_parts p "
-                "JOIN file_chunks c ON c.name = p.chunk WHERE p.file_id = ? ORDER BY p.seq",
+                "SELECT start, size, chunk FROM file_parts WHERE file_id = ? ORDER BY seq",
                 (file_id,),
             ).fetchall()
         parts = [Part(int(start), int(size), str(chunk)) for start, size, chunk in rows]
@@ -249,17 +264,23 @@ class FileService:
         chunks = self.chunks
         keys: dict[Any, bytes] = {}
 
-        def load(part: Part) -> bytes:
-            blob = chunks.read(record.user_id, part.chunk)
-            if blob is None:
-                self.get(record.id)  # NotFoundError: deleted while it was read
-                raise tampered("a missing chunk")
+        def unseal(part: Part, blob: bytes) -> bytes:
             key_id = key_id_of(blob)
             key = keys.get(key_id)
             if key is None:
                 key = keys[key_id] = self._keys.opening_key(key_id, record.user_id)
             context = ChunkContext(vault, record.user_id, part.chunk)
             return open_chunk(key, blob, context, part.size)
+
+        def load(part: Part) -> bytes:
+            blob = chunks.read(record.user_id, part.chunk)
+            if blob is not None:
+                return unseal(part, blob)
+            self.get(record.id)  # NotFoundError: deleted while it was read
+            # Not in this folder: a synced file's chunk never fetched here, or one lost.
+            return fetch_chunk(
+                self._store, chunks, self._relay, vault, record.user_id, part, unseal
+            )
 
         return load
 
@@ -434,13 +455,40 @@ class FileService:
         return out
 
     def forget_user(self, user_id: str) -> int:
-        """Remove every chunk file of an erased user (their rows and keys are gone)."""
-        if self._store.keyring is None or (
-            self._chunks is None
-            and (self._store.path == MEMORY or not chunk_folder(self._store.path).is_dir())
+        """Remove every chunk file of an erased user (their rows and keys are gone), and
+        have the next sync round ask the relay to drop theirs; return how many files
+        went from this device."""
+        if self._store.keyring is None or not self._has_files_table():
+            return 0  # no chunk can have been stored here
+        forget_owner_later(self._store, self.chunks.owner_tag(user_id))
+        if self._chunks is None and (
+            self._store.path == MEMORY or not chunk_folder(self._store.path).is_dir()
         ):
-            return 0  # no chunk was ever stored here
+            return 0  # no chunk was ever stored in this folder
         return self.chunks.remove_owner(user_id)
+
+    # -- sync (docs/files.md "Sync") ------------------------------------------------------
+
+    def use_relay(self, relay: BlobRelay | None) -> None:
+        """Fetch chunks missing here from ``relay`` (``None``: fetch from nowhere).
+        The sync service sets it when it connects to a relay that carries files."""
+        self._relay = relay
+
+    def send_chunks(self, *, progress: Progress | None = None) -> SendReport:
+        """Send the relay the chunks of this device's files it does not hold, and have
+        it drop the chunks of erased owners (the sync service calls it before a push).
+
+        Raises:
+            SyncError: no relay carrying files is connected.
+            SyncTransportError: the relay could not be reached.
+        """
+        self._store.check_open()
+        if self._relay is None:
+            raise SyncError("no relay that carries files is connected; connect sync first")
+        if self._store.keyring is None or not self._has_files_table():
+            return SendReport()
+        vault = self._store.keyring.vault_id
+        return send_chunks(self._store, self.chunks, self._relay, vault, progress)
 
     # -- backups (docs/backup.md) ---------------------------------------------------------
 
@@ -487,23 +535,15 @@ class FileService:
             FileStoreError, DiskFullError: the chunk folder cannot be written.
         """
         self._store.check_open()
-        count = 0
+
+        def checked() -> Iterator[tuple[str, str, bytes]]:
+            for owner, name, blob in chunks:
+                if not valid_chunk_name(name):
+                    raise ValidationError(f"{name!r} is not the name of a file chunk", field="name")
+                yield owner, name, blob
+
         with self.chunks.putting():
-            writer = self.chunks.writer()
-            try:
-                for owner, name, blob in chunks:
-                    if not valid_chunk_name(name):
-                        raise ValidationError(
-                            f"{name!r} is not the name of a file chunk", field="name"
-                        )
-                    writer.write(owner, name, blob)
-                    count += 1
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    writer.close(flush=False)
-                raise
-            writer.close(flush=True)
-        return count
+            return self.chunks.write_all(checked())
 
     # -- internals ------------------------------------------------------------------------
 

@@ -187,8 +187,11 @@ class Put:
                 raise over_quota(self.owner, limit, used, self.size)
             for chunk in dict.fromkeys(p.chunk for p in self.parts):
                 self._keep_chunk(conn, chunk, now)
+            # The chunk list travels in the row (a synced file arrives whole); the
+            # schema's trigger derives file_parts from it.
+            parts = json.dumps([[p.start, p.size, p.chunk] for p in self.parts])
             conn.execute(
-                f"INSERT INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files ({FILE_COLUMNS}, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     file_id,
                     self.owner,
@@ -199,11 +202,8 @@ class Put:
                     meta_text,
                     len(self.parts),
                     now,
+                    parts,
                 ),
-            )
-            conn.executemany(
-                "INSERT INTO file_parts (file_id, seq, start, chunk) VALUES (?, ?, ?, ?)",
-                [(file_id, seq, p.start, p.chunk) for seq, p in enumerate(self.parts)],
             )
         metadata = None if meta_text is None else json.loads(meta_text)
         return FileRecord(

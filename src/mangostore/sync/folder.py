@@ -11,6 +11,7 @@ what a FAT directory holds)::
       <vault id>/
         batches/<shard>/<cursor>.batch                the batch at each cursor, from 1
         pushed/<device id>/<shard>/<number>.cursor    the cursor a (device, number) got first
+        blobs/, blob-owners/                          stored files' chunks (folder_blobs)
 
 Every file is written whole to a temporary file (``.tmp-...``) in ``batches/`` or
 ``pushed/<device id>/`` (the same file system), flushed to disk, then named by a hard
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from mangostore.errors import SyncTransportError
 from mangostore.sync.batches import MAX_BODY_BYTES, Batch
+from mangostore.sync.folder_blobs import FolderBlobs
 from mangostore.sync.transport import Pulled, SyncTransport
 
 __all__ = ["FORMAT", "FolderRelay"]
@@ -80,7 +82,7 @@ _NO_DIR_SYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.E
 Publish = Literal["link", "lock"]
 
 
-class FolderRelay:
+class FolderRelay(FolderBlobs):
     """A :class:`~mangostore.sync.transport.SyncTransport` kept in the folder ``path``.
 
     Safe for several threads, processes and machines at once. Nothing is read or

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -283,8 +283,7 @@ class HttpTransport:
 
     def push(self, batch: Batch) -> int:
         """Store ``batch`` on the server; return its cursor."""
-        if batch.vault_id != self.vault_id:
-            raise ConfigurationError("this transport serves another vault")
+        self._same_vault(batch.vault_id)
         response = self._call(
             "POST",
             "/batches",
@@ -304,8 +303,7 @@ class HttpTransport:
         Raises:
             SyncCompactedError: the server dropped batches after ``after``.
         """
-        if vault_id != self.vault_id:
-            raise ConfigurationError("this transport serves another vault")
+        self._same_vault(vault_id)
         response = self._call(
             "GET", "/batches", "to give batches", params={"after": after, "limit": limit}
         )
@@ -322,6 +320,48 @@ class HttpTransport:
             )
             for b in response.json()["batches"]
         ]
+
+    # -- stored files' chunks (mangostore.filestore.remote.BlobRelay) ------------------
+
+    def missing_blobs(self, vault_id: str, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` the server does not hold for the vault."""
+        self._same_vault(vault_id)
+        response = self._call(
+            "POST", "/blobs/missing", "to list file chunks", json={"names": list(names)}
+        )
+        return [str(name) for name in response.json()["missing"]]
+
+    def put_blob(self, vault_id: str, name: str, owner_tag: str, data: bytes) -> None:
+        """Send a sealed chunk of a stored file."""
+        self._same_vault(vault_id)
+        self._call(
+            "PUT",
+            f"/blobs/{quote(name, safe='')}",
+            "a file chunk",
+            json={"owner": owner_tag, "body": b64encode(data)},
+        )
+
+    def get_blob(self, vault_id: str, name: str) -> bytes | None:
+        """A sealed chunk of a stored file, or ``None`` when the server has none."""
+        self._same_vault(vault_id)
+        response = self._call(
+            "GET", f"/blobs/{quote(name, safe='')}", "a file chunk", missing_ok=True
+        )
+        if response.status_code == 404:
+            return None
+        return b64decode(str(response.json()["body"]))
+
+    def forget_blobs(self, vault_id: str, owner_tag: str) -> int:
+        """Have the server drop every chunk of an erased owner."""
+        self._same_vault(vault_id)
+        response = self._call(
+            "DELETE", "/blobs", "to drop file chunks", params={"owner": owner_tag}
+        )
+        return int(response.json()["dropped"])
+
+    def _same_vault(self, vault_id: str) -> None:
+        if vault_id != self.vault_id:
+            raise ConfigurationError("this transport serves another vault")
 
     # -- the vault on the server -------------------------------------------------------
 

@@ -82,6 +82,8 @@ def b64decode(text: str) -> bytes:
         ValueError: ``text`` is not base64.
     """
     try:
-        return base64.urlsafe_b64decode(text.encode("ascii"))
+        # Strict: characters outside the alphabet are refused, not skipped (skipping
+        # would turn "!!" into an empty body).
+        return base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError("not base64 text") from exc

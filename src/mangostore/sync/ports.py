@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from mangostore.engine.connection import Row
     from mangostore.engine.store import Params, Store
+    from mangostore.filestore.service import FileService
     from mangostore.kg.graph import KnowledgeGraph
     from mangostore.privacy.service import PrivacyService
 
@@ -36,6 +37,11 @@ class SyncDatabase(Protocol):
     @property
     def privacy(self) -> PrivacyService:
         """Erasure, for users erased on another device."""
+        ...
+
+    @property
+    def files(self) -> FileService:
+        """Stored files, whose chunks travel through relays that carry them."""
         ...
 
     @property

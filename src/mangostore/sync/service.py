@@ -21,10 +21,12 @@ from mangostore.errors import (
     TamperedDataError,
     ValidationError,
 )
+from mangostore.filestore.remote import BlobRelay
 from mangostore.progress import Progress
 from mangostore.sync.applying import Applier, read_device, record_error
 from mangostore.sync.capture import backfill, current_digest, install
 from mangostore.sync.clock import unpack
+from mangostore.sync.compaction import drop_acknowledged
 from mangostore.sync.conflicts import Conflict, list_conflicts, resolve, set_strategy
 from mangostore.sync.http import HttpTransport
 from mangostore.sync.identity import VaultSigner
@@ -213,6 +215,10 @@ class SyncService:
             if row[0] == current_digest(conn):
                 return False  # another process made them meanwhile
             conn.execute("UPDATE sync_device SET triggers = ?", (install(conn),))
+            # A table that syncs since this release (stored files): its rows are sent
+            # like those of a database that just enabled sync; rows already known keep
+            # their bookkeeping.
+            backfill(conn)
         return True
 
     def connect(self, transport: SyncTransport) -> None:
@@ -224,6 +230,8 @@ class SyncService:
         previous, self._transport = self._transport, transport
         if previous is not None and previous is not transport:
             _close(previous)
+        # Stored files' chunks travel through relays that carry them (docs/files.md).
+        self._db.files.use_relay(transport if isinstance(transport, BlobRelay) else None)
 
     def _require(self) -> SyncTransport:
         if not self.enabled:
@@ -243,6 +251,9 @@ class SyncService:
                 changes stay pending).
         """
         transport = self._require()
+        if isinstance(transport, BlobRelay) and self._db.files.in_use():
+            # Chunks first, so a file's row reaches other devices after its bytes.
+            self._db.files.send_chunks(progress=progress)
         pusher = Pusher(self._db, self.device_id, self.vault_id)
         return pusher.push(transport, self._sync_key(), progress)
 
@@ -454,14 +465,7 @@ class SyncService:
         that only pulled may still send the older ones they beat). A device that never
         syncs again holds compaction back: :meth:`forget_device` stops waiting for it.
         """
-        with self._store.transaction() as conn:
-            horizon = _horizon(conn, self.device_id)
-            if horizon <= 0:
-                return 0
-            rows = conn.execute(
-                "DELETE FROM sync_rows WHERE dead = 1 AND seq IS NULL AND pos <= ?", (horizon,)
-            ).rowcount
-        return max(int(rows), 0)
+        return drop_acknowledged(self._store, self.device_id)
 
     def forget_device(self, device_id: str) -> bool:
         """Stop waiting for ``device_id``'s acknowledgements (a device lost or retired).
@@ -576,17 +580,3 @@ def _close(transport: SyncTransport) -> None:
     close = getattr(transport, "close", None)
     if callable(close):
         close()
-
-
-def _horizon(conn: Any, own_device: str) -> int:
-    """The relay position every device has applied, this one included."""
-    own = int(conn.execute("SELECT pulled_cursor FROM sync_device").fetchone()[0])
-    peers = conn.execute(
-        "SELECT min(acked_cursor) FROM sync_peers WHERE device_id <> ?", (own_device,)
-    ).fetchone()[0]
-    held = conn.execute("SELECT min(cursor) FROM sync_inbox").fetchone()[0]
-    if peers is None:
-        return 0  # no other device known yet: one may have pulled and not said so
-    bounds = [own, int(peers)]
-    bounds += [int(held) - 1] if held is not None else []
-    return min(bounds)

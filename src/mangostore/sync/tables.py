@@ -6,7 +6,8 @@ for them. Not synced:
 * derived tables, rebuilt on every device by the schema's own triggers or by the
   services from the synced facts: full-text indexes and their search rows, vocabulary
   tables, weekly statistics, embeddings and their queue, canonical names and name
-  keys, vector change marks, merge suggestions;
+  keys, vector change marks, merge suggestions, stored files' part lists (made from
+  the synced ``files.parts``);
 * device-local tables: login sessions and their verifiers, login attempts, delivery
   leases, key rotation progress, the permission cache generation, the migration
   ledger and sync's own bookkeeping;
@@ -69,6 +70,10 @@ SYNCED: Final[tuple[TableSpec, ...]] = (
         renamed=("username",),
         cleared=("email",),
     ),
+    # A stored file's row carries its chunk list; its chunks travel through the
+    # relay's blob store (mangostore.filestore.remote).
+    TableSpec("files", json_merge=("metadata",)),
+    TableSpec("file_quotas", key="user_id"),
     TableSpec(
         "voice_profiles",
         unique_rule="retire",
@@ -85,6 +90,7 @@ SYNCED: Final[tuple[TableSpec, ...]] = (
     TableSpec("notification_actions"),
     TableSpec("ai_conversations"),
     TableSpec("ai_messages", unique_rule="renumber", numbered="seq"),
+    TableSpec("ai_attachments", unique_rule="merge"),
     TableSpec("ai_memory", counters=("access_count",)),
     TableSpec("ai_memory_state", key="memory_id", local_columns=("seq",)),
     TableSpec("kg_predicates", key="predicate"),
@@ -120,4 +126,6 @@ LOCAL_TABLES: Final[dict[str, str]] = {
     "access_generation": "the permission cache generation of this file",
     "audit_control": "the head of this device's audit chain",
     "kg_merge_suggestions": "suggestions are recomputed from the synced graph",
+    "file_chunks": "the chunk files in this device's folder; chunks travel as blobs",
+    "file_relay_forget": "erased owners whose chunks this device has the relay drop",
 }

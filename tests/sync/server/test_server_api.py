@@ -105,6 +105,10 @@ def test_openapi_lists_every_route(sqlite_server: Server) -> None:
         (f"{vault}/snapshots/latest", "get"),
         (f"{vault}/devices", "get"),
         (f"{vault}/devices/{{device_id}}", "delete"),
+        (f"{vault}/blobs/missing", "post"),
+        (f"{vault}/blobs/{{name}}", "put"),
+        (f"{vault}/blobs/{{name}}", "get"),
+        (f"{vault}/blobs", "delete"),
     }
 
 

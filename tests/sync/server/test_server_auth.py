@@ -21,7 +21,7 @@ from mangostore.sync.server.sql_store import SqlRelayStore
 from mangostore.sync.server.sqlite_store import SqliteRelayStore
 from mangostore.sync.server.store import StoreStats
 
-EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes=0)
+EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes=0, blob_bytes=0)
 
 
 @pytest.fixture
@@ -309,6 +309,16 @@ def test_a_token_of_vault_a_opens_nothing_of_vault_b(server: Server, victim_exis
         server.client.put(f"{base}/snapshots/s1/parts/0", json=part_body, headers=bearer(token)),
         server.client.get(f"{base}/snapshots/s1/parts/0", headers=bearer(token)),
         server.client.put(f"{base}/escrow", json={"escrow": {"x": 1}}, headers=bearer(token)),
+        server.client.post(
+            f"{base}/blobs/missing", json={"names": ["a" * 64]}, headers=bearer(token)
+        ),
+        server.client.put(
+            f"{base}/blobs/{'a' * 64}",
+            json={"owner": "1" * 32, "body": "AA=="},
+            headers=bearer(token),
+        ),
+        server.client.get(f"{base}/blobs/{'a' * 64}", headers=bearer(token)),
+        server.client.delete(f"{base}/blobs", params={"owner": "1" * 32}, headers=bearer(token)),
     ]
     for response in answers:
         refused(response, 403, "forbidden", "not for that vault")
@@ -338,6 +348,32 @@ def test_escrow_is_the_one_unauthenticated_vault_route(server: Server) -> None:
     without = server.client.get(f"/v1/vaults/{keyless.vault_id}/escrow")
     refused(unknown, 404, "not_found", "no vault")
     assert (unknown.status_code, unknown.text) == (without.status_code, without.text)
+
+
+def test_blob_routes_refuse_bad_names_owners_and_bodies(server: Server) -> None:
+    member = Member()
+    token = member.token(server.client)
+    base = f"/v1/vaults/{member.vault_id}/blobs"
+    before = server.store.stats()
+    answers = [
+        server.client.get(f"{base}/{'A' * 64}", headers=bearer(token)),
+        server.client.get(f"{base}/abc", headers=bearer(token)),
+        server.client.put(
+            f"{base}/{'a' * 64}", json={"owner": "x", "body": "AA=="}, headers=bearer(token)
+        ),
+        server.client.put(
+            f"{base}/{'a' * 64}", json={"owner": "1" * 32, "body": "!!"}, headers=bearer(token)
+        ),
+        server.client.post(
+            f"{base}/missing", json={"names": ["a" * 64] * 1025}, headers=bearer(token)
+        ),
+        server.client.delete(base, params={"owner": "' OR 1=1 --"}, headers=bearer(token)),
+    ]
+    assert [r.status_code for r in answers] == [422] * 6
+    assert {r.json()["error"] for r in answers} == {"malformed"}
+    assert server.store.stats() == before
+    missing = server.client.get(f"{base}/{'a' * 64}", headers=bearer(token))
+    refused(missing, 404, "not_found", "no such chunk")
 
 
 def test_a_device_pushes_only_its_own_batches(server: Server) -> None:

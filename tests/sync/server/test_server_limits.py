@@ -26,7 +26,7 @@ from mangostore.sync.server.sql_store import SqlRelayStore
 from mangostore.sync.server.sqlite_store import SqliteRelayStore
 from mangostore.sync.server.store import StoreStats
 
-EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes=0)
+EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes=0, blob_bytes=0)
 SMALL = ServerSettings(max_body_bytes=4096, max_escrow_bytes=512, address_burst=1000)
 
 

@@ -500,3 +500,27 @@ def test_random_pushes_and_pulls_keep_one_gapless_sequence(
     assert [b.cursor for b in pulled] == list(range(1, len(given_cursor) + 1))
     assert {(b.device_id, b.number): b.cursor for b in pulled} == given_cursor
     assert all(b.body == repr((b.device_id, b.number)).encode() for b in pulled)
+
+
+# -- stored files' chunks ------------------------------------------------------------------
+
+NAME_A, NAME_B, NAME_C = "a" * 64, "b" * 64, "c" * 64
+TAG_1, TAG_2 = "1" * 32, "2" * 32
+
+
+def test_chunks_are_kept_once_per_vault_and_dropped_by_owner(relay_store: SqlRelayStore) -> None:
+    _vault(relay_store)
+    _vault(relay_store, OTHER)
+    assert relay_store.missing_blobs(VAULT, [NAME_A, NAME_B]) == [NAME_A, NAME_B]
+    assert relay_store.missing_blobs(VAULT, []) == []
+    relay_store.put_blob(VAULT, NAME_A, TAG_1, b"sealed a", NOW)
+    relay_store.put_blob(VAULT, NAME_A, TAG_1, b"another copy", NOW)  # kept as first sent
+    relay_store.put_blob(VAULT, NAME_B, TAG_2, b"sealed b", NOW)
+    relay_store.put_blob(VAULT, NAME_C, TAG_1, b"sealed c", NOW)
+    assert relay_store.blob(VAULT, NAME_A) == b"sealed a"
+    assert relay_store.blob(OTHER, NAME_A) is None  # vaults do not share chunks
+    assert relay_store.missing_blobs(VAULT, [NAME_B, "d" * 64]) == ["d" * 64]
+    assert relay_store.stats().blob_bytes == len(b"sealed a" + b"sealed b" + b"sealed c")
+    assert relay_store.forget_blobs(VAULT, TAG_1) == 2
+    assert relay_store.forget_blobs(VAULT, TAG_1) == 0
+    assert relay_store.missing_blobs(VAULT, [NAME_A, NAME_B, NAME_C]) == [NAME_A, NAME_C]

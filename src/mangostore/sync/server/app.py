@@ -82,6 +82,20 @@ class PushRequest(BaseModel):
     body: str
 
 
+#: A stored file's chunk name and its owner's tag: keyed hashes, lowercase hex.
+BlobName = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+OwnerTag = Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")]
+
+
+class BlobQuery(BaseModel):
+    names: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1024)
+
+
+class BlobBody(BaseModel):
+    owner: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    body: str
+
+
 class SnapshotPart(BaseModel):
     cursor: int = Field(ge=0)
     schema_version: int = Field(ge=1)
@@ -362,6 +376,31 @@ def create_app(
                 404, "not_found", "no such snapshot part (a newer snapshot replaced it?)"
             )
         return {"body": b64encode(data)}
+
+    @app.post("/v1/vaults/{vault_id}/blobs/missing")
+    def missing_blobs(vault_id: VaultId, body: BlobQuery, _device: Device) -> dict[str, Any]:
+        """Which of these stored files' chunks the vault does not hold yet."""
+        return {"missing": store.missing_blobs(vault_id, body.names)}
+
+    @app.put("/v1/vaults/{vault_id}/blobs/{name}", status_code=204)
+    def put_blob(vault_id: VaultId, name: BlobName, body: BlobBody, _device: Device) -> None:
+        """Keep a sealed chunk of a stored file (one already held stays as it is)."""
+        data = _bytes(body.body, "body")
+        store.put_blob(vault_id, name, body.owner, data, now())
+        pushed.inc(len(data))
+
+    @app.get("/v1/vaults/{vault_id}/blobs/{name}")
+    def get_blob(vault_id: VaultId, name: BlobName, _device: Device) -> dict[str, str]:
+        """A sealed chunk of a stored file."""
+        data = store.blob(vault_id, name)
+        if data is None:
+            raise ApiError(404, "not_found", "the vault holds no such chunk (not sent yet?)")
+        return {"body": b64encode(data)}
+
+    @app.delete("/v1/vaults/{vault_id}/blobs")
+    def forget_blobs(vault_id: VaultId, owner: OwnerTag, _device: Device) -> dict[str, int]:
+        """Drop every chunk of one owner (an erased user's)."""
+        return {"dropped": store.forget_blobs(vault_id, owner)}
 
     @app.get("/v1/vaults/{vault_id}/devices")
     def list_devices(vault_id: VaultId, _device: Device) -> dict[str, Any]:

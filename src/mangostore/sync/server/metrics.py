@@ -27,5 +27,6 @@ class StoreCollector(Collector):
             ("batches", "Batches kept", stats.batches),
             ("batch_bytes", "Bytes of batches kept", stats.batch_bytes),
             ("snapshot_bytes", "Bytes of snapshots kept", stats.snapshot_bytes),
+            ("blob_bytes", "Bytes of stored files' chunks kept", stats.blob_bytes),
         ):
             yield GaugeMetricFamily(f"mangostore_sync_store_{name}", text, value=value)

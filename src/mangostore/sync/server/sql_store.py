@@ -12,11 +12,10 @@ and a rolled-back push gives its number back, so cursors have no gap and no repe
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mangostore.errors import ValidationError
+from mangostore.sync.server.blob_store import SqlBlobs
 from mangostore.sync.server.store import (
     PUSH_MEMORY_MS,
     DeviceInfo,
@@ -88,6 +87,16 @@ CREATE TABLE IF NOT EXISTS relay_snapshots (
     complete {int} NOT NULL DEFAULT 0,
     PRIMARY KEY (vault_id, snapshot_id)
 );
+CREATE TABLE IF NOT EXISTS relay_blobs (
+    vault_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner_tag TEXT NOT NULL,
+    size {int} NOT NULL,
+    created_at {int} NOT NULL,
+    body {blob} NOT NULL,
+    PRIMARY KEY (vault_id, name)
+);
+CREATE INDEX IF NOT EXISTS relay_blobs_owner ON relay_blobs (vault_id, owner_tag);
 CREATE TABLE IF NOT EXISTS relay_snapshot_parts (
     vault_id TEXT NOT NULL,
     snapshot_id TEXT NOT NULL,
@@ -104,33 +113,12 @@ def ddl(blob: str, integer: str) -> list[str]:
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
-class SqlRelayStore:
+class SqlRelayStore(SqlBlobs):
     """A :class:`~mangostore.sync.server.store.RelayStore` over a DB-API connection.
 
     Subclasses give :meth:`transaction` (a connection in a write transaction, committed
-    on success) and :meth:`close`.
+    on success) and :meth:`close` (see :class:`~mangostore.sync.server.blob_store.SqlBase`).
     """
-
-    #: The driver's placeholder for ``?``.
-    placeholder = "?"
-    #: What makes a SELECT lock the rows it reads until the transaction ends (SQLite's
-    #: write transaction already holds the whole file).
-    lock_rows = ""
-
-    @contextlib.contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Any]:
-        """A connection inside one transaction, committed when the block ends
-        (``write=False``: one that only reads)."""
-        raise NotImplementedError  # each engine's store gives its own
-        yield
-
-    def close(self) -> None:
-        """Release connections."""
-
-    def _run(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-        if self.placeholder != "?":
-            sql = sql.replace("?", self.placeholder)
-        return conn.execute(sql, tuple(params))
 
     # -- vaults, devices, credentials --------------------------------------------------
 
@@ -517,7 +505,8 @@ class SqlRelayStore:
                 "(SELECT count(*) FROM relay_devices WHERE removed_at IS NULL), "
                 "(SELECT count(*) FROM relay_batches WHERE body IS NOT NULL), "
                 "(SELECT coalesce(sum(size), 0) FROM relay_batches WHERE body IS NOT NULL), "
-                "(SELECT coalesce(sum(size), 0) FROM relay_snapshots)",
+                "(SELECT coalesce(sum(size), 0) FROM relay_snapshots), "
+                "(SELECT coalesce(sum(size), 0) FROM relay_blobs)",
             ).fetchone()
         return StoreStats(*(int(v) for v in row))
 

@@ -3,7 +3,8 @@
 The server stores, per vault: the vault's public signing key, the escrow copy of
 its wrapped master key (optional), the devices that have proved membership, random
 challenges and token hashes, the sealed batches in the order they arrived (each with
-its device, batch number, schema version and size), and sealed snapshots. Nothing
+its device, batch number, schema version and size), sealed snapshots, and the sealed
+chunks of stored files (by keyed name, with their owner's keyed tag). Nothing
 in it can be decrypted without the vault's master key.
 
 Two implementations: :class:`~mangostore.sync.server.sqlite_store.SqliteRelayStore`
@@ -19,6 +20,7 @@ a lost answer is still recognised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -95,6 +97,7 @@ class StoreStats:
     batches: int
     batch_bytes: int
     snapshot_bytes: int
+    blob_bytes: int
 
 
 @runtime_checkable
@@ -213,6 +216,22 @@ class RelayStore(Protocol):
     def sweep(self, now_ms: int) -> int:
         """Drop expired challenges and tokens, and unfinished snapshot uploads older
         than a day; return how many rows went."""
+        ...
+
+    def missing_blobs(self, vault_id: str, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` (stored files' chunk names) the vault does not hold."""
+        ...
+
+    def put_blob(self, vault_id: str, name: str, owner_tag: str, body: bytes, now_ms: int) -> None:
+        """Keep a sealed chunk; one already held stays as it is."""
+        ...
+
+    def blob(self, vault_id: str, name: str) -> bytes | None:
+        """A sealed chunk's bytes, or ``None``."""
+        ...
+
+    def forget_blobs(self, vault_id: str, owner_tag: str) -> int:
+        """Drop every chunk of one owner (an erased user's); return how many went."""
         ...
 
     def stats(self) -> StoreStats:
