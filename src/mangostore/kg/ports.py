@@ -59,11 +59,13 @@ class Table(Protocol[R]):
         """Return the records matching every filter."""
         ...
 
-    def create(self, **fields: Any) -> R:
+    # ``*args: Any, **fields: Any`` matches any signature: each table's repository
+    # names its own columns (mangostore.repos.fields), which this protocol cannot.
+    def create(self, *args: Any, **fields: Any) -> R:
         """Insert a record and return it as stored."""
         ...
 
-    def update(self, id: str, /, **fields: Any) -> R:
+    def update(self, id: str, /, *args: Any, **fields: Any) -> R:
         """Change some columns of a record and return it."""
         ...
 

@@ -56,7 +56,9 @@ class Table(Protocol[R]):
         """Return the records matching every filter."""
         ...
 
-    def create(self, **fields: Any) -> R:
+    # ``*args: Any, **fields: Any`` matches any signature: each table's repository
+    # names its own columns (mangostore.repos.fields), which this protocol cannot.
+    def create(self, *args: Any, **fields: Any) -> R:
         """Insert a record and return it as stored."""
         ...
 
@@ -64,7 +66,7 @@ class Table(Protocol[R]):
         """Insert many records in one transaction."""
         ...
 
-    def update(self, id: str, /, **fields: Any) -> R:
+    def update(self, id: str, /, *args: Any, **fields: Any) -> R:
         """Change some columns of a record and return it."""
         ...
 

@@ -1,4 +1,9 @@
-"""Repositories: typed access to every table, as attributes of the database."""
+"""Repositories: typed access to every table, as attributes of the database.
+
+Each table has a repository class whose ``create`` and ``update`` name the table's
+columns for a type checker: the ``TypedDict`` classes of :mod:`mangostore.repos.fields`
+(what ``create`` takes) and :mod:`mangostore.repos.changes` (what ``update`` takes).
+"""
 
 from __future__ import annotations
 
@@ -29,14 +34,38 @@ from mangostore.repos.commands import CommandHistoryRepository, CommandStats
 from mangostore.repos.events import SecurityEventRepository
 from mangostore.repos.ports import AuditTrail, RepositoryDatabase
 from mangostore.repos.projects import ProjectRepository
+from mangostore.repos.tables import (
+    AIConversationRepository,
+    AIMemoryRepository,
+    KGEmbeddingRepository,
+    KGEntityRepository,
+    KGObservationRepository,
+    KGRelationRepository,
+    NotificationActionRepository,
+    NotificationPreferenceRepository,
+    NotificationRepository,
+    NotificationTypeRepository,
+    PermissionRepository,
+    UserSessionRepository,
+)
 from mangostore.repos.terminal import TerminalSessionRepository
 from mangostore.repos.users import UserRepository
 from mangostore.repos.voice import VoiceProfileRepository
 
 __all__ = [
+    "AIConversationRepository",
+    "AIMemoryRepository",
     "AuditTrail",
     "CommandHistoryRepository",
     "CommandStats",
+    "KGEmbeddingRepository",
+    "KGEntityRepository",
+    "KGObservationRepository",
+    "KGRelationRepository",
+    "NotificationActionRepository",
+    "NotificationPreferenceRepository",
+    "NotificationRepository",
+    "NotificationTypeRepository",
     "PermissionRepository",
     "ProjectRepository",
     "Repository",
@@ -46,14 +75,9 @@ __all__ = [
     "TerminalSessionRepository",
     "UserOwnedRepository",
     "UserRepository",
+    "UserSessionRepository",
     "VoiceProfileRepository",
 ]
-
-
-class PermissionRepository(UserOwnedRepository[Permission]):
-    """``db.permissions``: ``granted_at`` defaults to now."""
-
-    now_on_create = ("granted_at",)
 
 
 class RepositoryAccess:
@@ -89,36 +113,36 @@ class RepositoryAccess:
         return CommandHistoryRepository(self, CommandHistory)
 
     @cached_property
-    def notification_types(self: RepositoryDatabase) -> Repository[NotificationType]:
+    def notification_types(self: RepositoryDatabase) -> NotificationTypeRepository:
         """The ``notification_types`` table."""
-        return Repository(self, NotificationType)
+        return NotificationTypeRepository(self, NotificationType)
 
     @cached_property
     def notification_preferences(
         self: RepositoryDatabase,
-    ) -> UserOwnedRepository[NotificationPreference]:
+    ) -> NotificationPreferenceRepository:
         """The ``notification_preferences`` table."""
-        return UserOwnedRepository(self, NotificationPreference)
+        return NotificationPreferenceRepository(self, NotificationPreference)
 
     @cached_property
-    def notifications(self: RepositoryDatabase) -> UserOwnedRepository[Notification]:
+    def notifications(self: RepositoryDatabase) -> NotificationRepository:
         """The ``notifications`` table (``metadata`` is encrypted)."""
-        return UserOwnedRepository(self, Notification)
+        return NotificationRepository(self, Notification)
 
     @cached_property
-    def notification_actions(self: RepositoryDatabase) -> Repository[NotificationAction]:
+    def notification_actions(self: RepositoryDatabase) -> NotificationActionRepository:
         """The ``notification_actions`` table."""
-        return Repository(self, NotificationAction)
+        return NotificationActionRepository(self, NotificationAction)
 
     @cached_property
-    def ai_conversations(self: RepositoryDatabase) -> UserOwnedRepository[AIConversation]:
+    def ai_conversations(self: RepositoryDatabase) -> AIConversationRepository:
         """The ``ai_conversations`` table (``conversation_data`` is encrypted)."""
-        return UserOwnedRepository(self, AIConversation)
+        return AIConversationRepository(self, AIConversation)
 
     @cached_property
-    def ai_memory(self: RepositoryDatabase) -> UserOwnedRepository[AIMemory]:
+    def ai_memory(self: RepositoryDatabase) -> AIMemoryRepository:
         """The ``ai_memory`` table."""
-        return UserOwnedRepository(self, AIMemory)
+        return AIMemoryRepository(self, AIMemory)
 
     @cached_property
     def security_events(self: RepositoryDatabase) -> SecurityEventRepository:
@@ -131,26 +155,26 @@ class RepositoryAccess:
         return PermissionRepository(self, Permission)
 
     @cached_property
-    def user_sessions(self: RepositoryDatabase) -> UserOwnedRepository[UserSession]:
+    def user_sessions(self: RepositoryDatabase) -> UserSessionRepository:
         """The ``user_sessions`` table."""
-        return UserOwnedRepository(self, UserSession)
+        return UserSessionRepository(self, UserSession)
 
     @cached_property
-    def kg_entities(self: RepositoryDatabase) -> UserOwnedRepository[KGEntity]:
+    def kg_entities(self: RepositoryDatabase) -> KGEntityRepository:
         """The ``kg_entities`` table."""
-        return UserOwnedRepository(self, KGEntity)
+        return KGEntityRepository(self, KGEntity)
 
     @cached_property
-    def kg_relations(self: RepositoryDatabase) -> UserOwnedRepository[KGRelation]:
+    def kg_relations(self: RepositoryDatabase) -> KGRelationRepository:
         """The ``kg_relations`` table."""
-        return UserOwnedRepository(self, KGRelation)
+        return KGRelationRepository(self, KGRelation)
 
     @cached_property
-    def kg_observations(self: RepositoryDatabase) -> UserOwnedRepository[KGObservation]:
+    def kg_observations(self: RepositoryDatabase) -> KGObservationRepository:
         """The ``kg_observations`` table."""
-        return UserOwnedRepository(self, KGObservation)
+        return KGObservationRepository(self, KGObservation)
 
     @cached_property
-    def kg_embeddings(self: RepositoryDatabase) -> UserOwnedRepository[KGEmbedding]:
+    def kg_embeddings(self: RepositoryDatabase) -> KGEmbeddingRepository:
         """The ``kg_embeddings`` table."""
-        return UserOwnedRepository(self, KGEmbedding)
+        return KGEmbeddingRepository(self, KGEmbedding)

@@ -17,11 +17,13 @@ Reads stay index-bound as a history grows (schema migration 15):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from mangostore.clock import Instant, epoch_ms
 from mangostore.records import CommandHistory
 from mangostore.repos.base import UserOwnedRepository, limit_clause
+from mangostore.repos.changes import CommandHistoryChanges
+from mangostore.repos.fields import CommandHistoryFields, CommandHistoryRecordFields
 from mangostore.repos.spec import INT64_MAX
 from mangostore.sql import batches, placeholders
 
@@ -92,7 +94,23 @@ class CommandHistoryRepository(UserOwnedRepository[CommandHistory]):
     #: a term that begins more is common, and the history is scanned instead.
     max_prefix_trigrams: int = 512
 
-    def record(self, user_id: str, command: str, **fields: Any) -> CommandHistory:
+    if TYPE_CHECKING:
+        # Declared for type checkers only; see mangostore.repos.tables.
+        def create(  # type: ignore[override]
+            self, **fields: Unpack[CommandHistoryFields]
+        ) -> CommandHistory:
+            """Insert a record (see :meth:`Repository.create`)."""
+            ...
+
+        def update(  # type: ignore[override]
+            self, id: str, /, **fields: Unpack[CommandHistoryChanges]
+        ) -> CommandHistory:
+            """Change some columns of a record (see :meth:`Repository.update`)."""
+            ...
+
+    def record(
+        self, user_id: str, command: str, **fields: Unpack[CommandHistoryRecordFields]
+    ) -> CommandHistory:
         """Record a command the user ran; other columns as keyword arguments."""
         return self.create(user_id=user_id, command=command, **fields)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import InvalidValueError, MissingFieldError
 from mangostore.records import SecurityEvent
 from mangostore.repos.base import Repository
+from mangostore.repos.changes import SecurityEventChanges
+from mangostore.repos.fields import SecurityEventFields
 from mangostore.schema.sensitive import SYSTEM_OWNER
 
 #: The columns a caller gives to ``create``; the log sets every other one.
@@ -39,6 +41,20 @@ class SecurityEventRepository(Repository[SecurityEvent]):
     """
 
     now_on_create = ("timestamp",)
+
+    if TYPE_CHECKING:
+        # Declared for type checkers only; see mangostore.repos.tables.
+        def create(  # type: ignore[override]
+            self, **fields: Unpack[SecurityEventFields]
+        ) -> SecurityEvent:
+            """Append an event through the audit log (see :meth:`Repository.create`)."""
+            ...
+
+        def update(  # type: ignore[override]
+            self, id: str, /, **fields: Unpack[SecurityEventChanges]
+        ) -> SecurityEvent:
+            """Record who resolved an event (see :meth:`Repository.update`)."""
+            ...
 
     def find_by_user(
         self, user_id: str, *, use_cache: bool | None = None

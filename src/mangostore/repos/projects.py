@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Unpack
+
 from mangostore.records import Project
 from mangostore.repos.base import UserOwnedRepository
+from mangostore.repos.changes import ProjectChanges
+from mangostore.repos.fields import ProjectFields
 
 
 class ProjectRepository(UserOwnedRepository[Project]):
     """``db.projects``. A user's project paths are unique."""
+
+    if TYPE_CHECKING:
+        # Declared for type checkers only; see mangostore.repos.tables.
+        def create(  # type: ignore[override]
+            self, **fields: Unpack[ProjectFields]
+        ) -> Project:
+            """Insert a record (see :meth:`Repository.create`)."""
+            ...
+
+        def update(  # type: ignore[override]
+            self, id: str, /, **fields: Unpack[ProjectChanges]
+        ) -> Project:
+            """Change some columns of a record (see :meth:`Repository.update`)."""
+            ...
 
     def find_by_path(self, user_id: str, path: str) -> Project | None:
         """Return the user's project at ``path``, or ``None``."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from mangostore.engine.connection import driver_errors
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import InvalidValueError, UniqueConstraintError
 from mangostore.records import User
 from mangostore.repos.base import Repository
+from mangostore.repos.changes import UserChanges
+from mangostore.repos.fields import UserFields
 from mangostore.repos.ports import RepositoryDatabase
 from mangostore.repos.spec import encodable
 from mangostore.repos.usernames import normalize_username, username_key, username_skeleton
@@ -36,6 +38,20 @@ class UserRepository(Repository[User]):
     :func:`mangostore.repos.usernames.normalize_username`; one that is another user's name
     in another spelling, or looks like it, is refused. See docs/authentication.md.
     """
+
+    if TYPE_CHECKING:
+        # Declared for type checkers only; see mangostore.repos.tables.
+        def create(  # type: ignore[override]
+            self, **fields: Unpack[UserFields]
+        ) -> User:
+            """Insert a record (see :meth:`Repository.create`)."""
+            ...
+
+        def update(  # type: ignore[override]
+            self, id: str, /, **fields: Unpack[UserChanges]
+        ) -> User:
+            """Change some columns of a record (see :meth:`Repository.update`)."""
+            ...
 
     def __init__(self, db: RepositoryDatabase, record: type[User]) -> None:
         super().__init__(db, record)

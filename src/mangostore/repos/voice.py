@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from mangostore.engine.pragmas import Connection
 from mangostore.records import VoiceProfile
 from mangostore.repos.base import UserOwnedRepository
+from mangostore.repos.changes import VoiceProfileChanges
+from mangostore.repos.fields import VoiceProfileFields
 
 
 class VoiceProfileRepository(UserOwnedRepository[VoiceProfile]):
@@ -17,6 +19,20 @@ class VoiceProfileRepository(UserOwnedRepository[VoiceProfile]):
     transaction and points ``users.voice_profile_id`` at it; a partial unique index
     enforces the rule in the database too.
     """
+
+    if TYPE_CHECKING:
+        # Declared for type checkers only; see mangostore.repos.tables.
+        def create(  # type: ignore[override]
+            self, **fields: Unpack[VoiceProfileFields]
+        ) -> VoiceProfile:
+            """Insert a record (see :meth:`Repository.create`)."""
+            ...
+
+        def update(  # type: ignore[override]
+            self, id: str, /, **fields: Unpack[VoiceProfileChanges]
+        ) -> VoiceProfile:
+            """Change some columns of a record (see :meth:`Repository.update`)."""
+            ...
 
     def activate(self, id: str) -> VoiceProfile:
         """Make this profile the user's only active one.
