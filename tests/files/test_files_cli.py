@@ -94,3 +94,27 @@ def test_put_refuses_a_missing_source_and_unknown_user(vault: Vault, tmp_path: P
     assert run(["files", "put", db, "carol", "-"], input=b"x").exit_code == 1
     bad = run(["files", "put", db, "ann", "-", "--metadata", "{"], input=b"x")
     assert bad.exit_code == 2
+
+
+def test_get_on_another_device_fetches_through_the_saved_relay(
+    vault: Vault, tmp_path: Path
+) -> None:
+    from mangostore.sync import FolderRelay
+
+    relay = tmp_path / "relay"
+    data = noise(MiB, seed=4)
+    stored = vault.db.files.put(vault.ann, data)
+    vault.db.sync.enable(FolderRelay(relay, create=True))
+    vault.db.sync.save_relay(str(relay))
+    other, _ = vault.db.sync.new_device(tmp_path / "other.db", PASSPHRASE)
+    other.sync.save_relay(str(relay))
+    other.close()
+    vault.db.sync.sync()
+    pulled = run(["sync", "now", str(tmp_path / "other.db")])
+    assert pulled.exit_code == 0, pulled.output
+    checked = run(["files", "check", str(tmp_path / "other.db"), "--json"])
+    assert json.loads(checked.stdout)["not_fetched"] == stored.chunk_count
+    out = tmp_path / "out.bin"
+    got = run(["files", "get", str(tmp_path / "other.db"), stored.id, "-o", str(out)])
+    assert got.exit_code == 0, got.output
+    assert out.read_bytes() == data

@@ -354,3 +354,17 @@ def test_removing_an_attachment_removes_its_file(devices: Devices) -> None:
     db.files.attachments.remove(made.id)
     with pytest.raises(mangostore.errors.NotFoundError):
         db.files.get(doc.id)
+
+
+def test_fetch_all_brings_every_chunk_here(devices: Devices) -> None:
+    a, b = devices(2)
+    alice = _user(a)
+    big = a.files.put(alice, noise(1_500_000, seed=14))
+    small = a.files.put(alice, b"small")
+    sync_all([a, b])
+    seen: list[tuple[int, int | None]] = []
+    fetched = b.files.fetch_all(progress=lambda done, total, _stage: seen.append((done, total)))
+    assert fetched == big.chunk_count + small.chunk_count
+    assert seen[-1] == (fetched, fetched)
+    assert b.files.check(verify=True, repair=False).not_fetched == 0
+    assert b.files.fetch_all() == 0

@@ -26,6 +26,7 @@ from mangostore.cli.common import (
 )
 from mangostore.cli.output import emit_json, iso_time, json_option
 from mangostore.cli.progress import progress_bar
+from mangostore.cli.sync import connect_relay
 from mangostore.filestore import CheckReport, FileRecord
 
 __all__ = ["files"]
@@ -127,6 +128,9 @@ def get(
     if as_json and to_stdout:
         raise click.UsageError("--json prints the file's record: give --output FILE too")
     with open_for(path, plain=False, key_file=key_file, feature=FILES) as db:
+        if db.sync.relay and db.sync.enabled:
+            # A synced file's chunks this device never fetched come from its relay.
+            connect_relay(db, None)
         if output is None or str(output) == "-":
             out = sys.stdout.buffer
             with db.files.open(file_id) as stream:
@@ -209,6 +213,7 @@ def _check_json(report: CheckReport) -> dict[str, Any]:
         "missing": list(report.missing),
         "corrupt": list(report.corrupt),
         "damaged_files": list(report.damaged_files),
+        "not_fetched": report.not_fetched,
         "sweep": {
             "chunks_removed": sweep.chunks_removed,
             "orphans_removed": sweep.orphans_removed,
@@ -239,6 +244,12 @@ def check(path: Path, quick: bool, no_repair: bool, as_json: bool, key_file: Pat
             f"{len(report.missing)} missing, {len(report.corrupt)} corrupt; removed "
             f"{sweep.chunks_removed} unused and {sweep.orphans_removed} orphaned chunks "
             f"({human_bytes(sweep.bytes_freed)})"
+            + (
+                f"; {report.not_fetched} chunks of synced files are on the relay, fetched "
+                "when their files are opened"
+                if report.not_fetched
+                else ""
+            )
             + ("; a put was running, so the sweep was put off" if sweep.deferred else ""),
             soft_wrap=True,
         )

@@ -40,6 +40,7 @@ __all__ = [
     "BlobRelay",
     "SendReport",
     "fetch_chunk",
+    "fetch_missing",
     "forget_owner_later",
     "send_chunks",
 ]
@@ -209,6 +210,30 @@ def fetch_chunk(
     raise FileUnavailableError(
         f"a chunk of this file is not on this device and {why}; sync and try again"
     )
+
+
+def fetch_missing(
+    store: Store,
+    loader_of: Callable[[str], Callable[[Part], bytes]],
+    progress: Progress | None = None,
+) -> int:
+    """Fetch every chunk that files use and this device does not hold, each through
+    the loader of a file using it (``loader_of(file_id)``); return how many."""
+    with store.reading() as conn, driver_errors("listing chunks to fetch"):
+        wanted = conn.execute(
+            "SELECT p.chunk, min(p.size), min(p.file_id) FROM file_parts p "
+            "WHERE NOT EXISTS (SELECT 1 FROM file_chunks c WHERE c.name = p.chunk) "
+            "GROUP BY p.chunk ORDER BY min(p.file_id)"
+        ).fetchall()
+    loaders: dict[str, Callable[[Part], bytes]] = {}
+    for done, (chunk, size, file_id) in enumerate(wanted, start=1):
+        load = loaders.get(file_id)
+        if load is None:
+            load = loaders[file_id] = loader_of(str(file_id))
+        load(Part(0, int(size), str(chunk)))
+        if progress is not None:
+            progress(done, len(wanted), "fetching files")
+    return len(wanted)
 
 
 def _keep(store: Store, chunks: ChunkStore, owner: str, part: Part, data: bytes) -> None:

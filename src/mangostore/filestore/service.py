@@ -55,6 +55,7 @@ from mangostore.filestore.remote import (
     BlobRelay,
     SendReport,
     fetch_chunk,
+    fetch_missing,
     forget_owner_later,
     send_chunks,
 )
@@ -473,6 +474,20 @@ class FileService:
         """Fetch chunks missing here from ``relay`` (``None``: fetch from nowhere).
         The sync service sets it when it connects to a relay that carries files."""
         self._relay = relay
+
+    def fetch_all(self, *, progress: Progress | None = None) -> int:
+        """Fetch every chunk of a synced file this device does not hold yet (before
+        going offline, or a backup meant to hold every file); return how many.
+        ``progress`` hears stage ``"fetching files"``, counted in chunks.
+
+        Raises:
+            FileUnavailableError: a chunk cannot be fetched now (what was fetched stays).
+            TamperedDataError: the relay's copy of a chunk does not authenticate.
+        """
+        self._store.check_open()
+        if not self._has_files_table():
+            return 0
+        return fetch_missing(self._store, lambda f: self._loader(self.get(f)), progress)
 
     def send_chunks(self, *, progress: Progress | None = None) -> SendReport:
         """Send the relay the chunks of this device's files it does not hold, and have

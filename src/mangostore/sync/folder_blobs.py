@@ -42,8 +42,14 @@ class FolderBlobs:
         """The relay folder (the relay's own)."""
         raise NotImplementedError  # FolderRelay's
 
+    def check(self) -> None:
+        """Make the folder ready for writing (the relay's own)."""
+        raise NotImplementedError  # FolderRelay's
+
     def missing_blobs(self, vault_id: str, names: Sequence[str]) -> list[str]:
-        """Those of ``names`` the folder does not hold for ``vault_id``."""
+        """Those of ``names`` the folder does not hold for ``vault_id`` (the first
+        call of a round that sends chunks: the folder is made ready for writing)."""
+        self.check()
         return [name for name in names if not self._blob(vault_id, name).is_file()]
 
     def put_blob(self, vault_id: str, name: str, owner_tag: str, data: bytes) -> None:
