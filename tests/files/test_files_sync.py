@@ -368,3 +368,30 @@ def test_fetch_all_brings_every_chunk_here(devices: Devices) -> None:
     assert seen[-1] == (fetched, fetched)
     assert b.files.check(verify=True, repair=False).not_fetched == 0
     assert b.files.fetch_all() == 0
+
+
+def test_deleting_an_attached_file_takes_its_attachment(devices: Devices) -> None:
+    (db,) = devices(1)
+    alice = _user(db)
+    talk = db.ai_conversations.create(user_id=alice)
+    doc = db.files.put(alice, b"attached")
+    db.files.attachments.add(talk.id, doc.id)
+    db.files.delete(doc.id)
+    assert db.files.attachments.list(talk.id) == []
+    assert db.ai_conversations.get(talk.id).id == talk.id
+
+
+def test_an_erasure_on_a_device_without_files_still_reaches_the_relay(
+    devices: Devices, relay: MemoryRelay
+) -> None:
+    a, b = devices(2)
+    alice = _user(a)
+    stored = a.files.put(alice, noise(20_000, seed=15))
+    sync_all([a, b])
+    names = _names_of(a)
+    b.privacy.erase_user(alice)  # b never held a chunk of alice's
+    b.sync.sync()
+    assert relay.missing_blobs(a.sync.vault_id, names) == names
+    a.sync.sync()
+    with pytest.raises(mangostore.errors.NotFoundError):
+        a.files.get(stored.id)

@@ -251,8 +251,9 @@ class SyncService:
                 changes stay pending).
         """
         transport = self._require()
-        if isinstance(transport, BlobRelay) and self._db.files.in_use():
-            # Chunks first, so a file's row reaches other devices after its bytes.
+        if isinstance(transport, BlobRelay):
+            # Chunks first, so a file's row reaches other devices after its bytes (two
+            # indexed reads when there is nothing to send).
             self._db.files.send_chunks(progress=progress)
         pusher = Pusher(self._db, self.device_id, self.vault_id)
         return pusher.push(transport, self._sync_key(), progress)
