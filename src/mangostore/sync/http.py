@@ -338,7 +338,8 @@ class HttpTransport:
             "PUT",
             f"/blobs/{quote(name, safe='')}",
             "a file chunk",
-            json={"owner": owner_tag, "body": b64encode(data)},
+            params={"owner": owner_tag},
+            content=data,
         )
 
     def get_blob(self, vault_id: str, name: str) -> bytes | None:
@@ -349,7 +350,7 @@ class HttpTransport:
         )
         if response.status_code == 404:
             return None
-        return b64decode(str(response.json()["body"]))
+        return response.content
 
     def forget_blobs(self, vault_id: str, owner_tag: str) -> int:
         """Have the server drop every chunk of an erased owner."""
