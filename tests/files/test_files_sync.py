@@ -395,3 +395,21 @@ def test_an_erasure_on_a_device_without_files_still_reaches_the_relay(
     a.sync.sync()
     with pytest.raises(mangostore.errors.NotFoundError):
         a.files.get(stored.id)
+
+
+def test_a_file_deleted_on_one_device_while_another_gives_it_to_a_profile(
+    devices: Devices,
+) -> None:
+    a, b = devices(2)
+    alice = _user(a)
+    sample = a.files.put(alice, noise(20_000, seed=16))
+    sync_all([a, b])
+    a.files.delete(sample.id)
+    profile = b.voice_profiles.create(user_id=alice, name="p", training_file_id=sample.id)
+    sync_all([a, b])
+    # The optional reference is cleared (docs/sync.md): the profile stays, the file
+    # is gone on both devices, and no foreign key is broken.
+    for db in (a, b):
+        assert db.voice_profiles.get(profile.id).training_file_id is None
+        assert db.files.list(alice) == []
+        assert db.query("PRAGMA foreign_key_check") == []
