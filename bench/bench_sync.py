@@ -19,9 +19,10 @@ setup only), next to a baseline measured in the same run:
   device A writes ``Config.rows`` rows through its repository (not timed), then
   ``a.sync.push()`` and ``b.sync.pull()`` through a :class:`MemoryRelay` are timed, and
   their sum is the end-to-end time. Baseline: the raw engine inserting the same rows
-  (read back from device A) with one ``executemany`` into a new database without sync.
-  Goals at 10,000 changes: the pull applies 20,000 changes a second or more; push and
-  pull together take under a second.
+  (read back from device A) with one ``executemany`` into a new database without sync
+  (for commands also with the table's own triggers dropped). Goals at 10,000 changes:
+  the pull applies 20,000 changes a second or more; push and pull together take under
+  a second.
 - ``sync apply, N commands, device holding 10 N``: the same pull into a device that
   already holds ten times as many commands (loaded through the raw engine with capture
   off), against the pulls into new devices above.
@@ -53,6 +54,7 @@ import mangostore
 from bench.harness import Config, Measurement, Suite, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.clock import SystemClock
+from mangostore.sql import quote_identifier
 from mangostore.sync import MemoryRelay
 from mangostore.sync.clock import CaptureState
 
@@ -83,6 +85,7 @@ INSERT_PROJECT: Final = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_PROJECT: Final = "UPDATE projects SET last_accessed = ? WHERE id = ?"
+INSERT_USER: Final = "INSERT INTO users (id, username, created_at, updated_at) VALUES (?, ?, 0, 0)"
 
 
 def run(config: Config) -> list[Measurement]:
@@ -127,10 +130,10 @@ def _as_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 
 def _project_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Rows of :func:`_project_rows` as the repository takes them (``metadata`` parsed)."""
-    out = [dict(zip(PROJECT_COLUMNS, row, strict=True)) for row in rows]
-    for item in out:
-        item["metadata"] = json.loads(item["metadata"])
-    return out
+    return [
+        {**dict(zip(PROJECT_COLUMNS, row, strict=True)), "metadata": json.loads(row[-1])}
+        for row in rows
+    ]
 
 
 def _stamped(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -339,7 +342,7 @@ def _bench_apply(config: Config, folder: Path) -> list[Measurement]:
     results: list[Measurement] = []
     fresh_pulls: list[float] = []
     for kind in ("commands", "projects"):
-        samples: dict[str, list[float]] = {"raw": [], "push": [], "pull": [], "both": []}
+        samples: dict[str, list[float]] = {k: [] for k in ("raw", "bare", "push", "pull", "both")}
         for round_ in range(config.warmup + rounds):
             timed = _apply_round(folder / f"{kind}-{round_}", kind, config.rows)
             if round_ >= config.warmup:
@@ -347,10 +350,13 @@ def _bench_apply(config: Config, folder: Path) -> list[Measurement]:
                     samples[name].append(seconds)
         group = f"sync apply, {config.rows:,} {kind}, new devices"
         base = measure_seconds(group, "sqlcipher3 executemany of the same rows", samples["raw"])
-        results.append(base)
-        for key, name in (("push", "a.sync.push()"), ("pull", "b.sync.pull()")):
-            results.append(measure_seconds(group, name, samples[key], base))
-        results.append(measure_seconds(group, "push + pull", samples["both"], base))
+        named = (("push", "a.sync.push()"), ("pull", "b.sync.pull()"), ("both", "push + pull"))
+        results += [base, *(measure_seconds(group, n, samples[k], base) for k, n in named)]
+        if samples["bare"]:  # what the table's own triggers cost the floor
+            floor = f"sync apply, {config.rows:,} {kind}, the floor without triggers"
+            full = measure_seconds(floor, base.name, samples["raw"])
+            bare = "sqlcipher3 executemany, the table's triggers dropped"
+            results += [full, measure_seconds(floor, bare, samples["bare"], full)]
         if kind == "commands":
             fresh_pulls = samples["pull"]
     return results + _apply_onto_larger(config, folder / "larger", rounds, fresh_pulls)
@@ -392,29 +398,39 @@ def _sync_once(a: mangostore.Database, b: mangostore.Database, count: int) -> di
 
 
 def _apply_round(folder: Path, kind: str, count: int) -> dict[str, float]:
-    """One round on new devices: the raw floor, then push and pull of ``count`` rows."""
+    """One round on new devices: the raw floor (for commands also without the table's
+    own triggers), then push and pull of ``count`` rows."""
     a, b, user = _devices(folder)
-    floor = _create(folder, "floor.db")
-    raw = _raw_writer(floor, capture=False)
     try:
         table = _fill(a, kind, user, count)
         # The rows exactly as device A holds them, for the raw engine to write.
         rows = [tuple(r) for r in a.query(f"SELECT * FROM {table}", use_cache=False)]
-        marks = ", ".join("?" * len(rows[0]))
-        raw.execute(
-            "INSERT INTO users (id, username, created_at, updated_at) VALUES (?, 'ann', 0, 0)",
-            (user,),
-        )
+        floors = ("raw", "bare") if kind == "commands" else ("raw",)
+        timed = {name: _raw_insert(folder, name, table, user, rows) for name in floors}
+        return {**timed, **_sync_once(a, b, count)}
+    finally:
+        for db in (a, b):
+            db.close()
+
+
+def _raw_insert(folder: Path, name: str, table: str, user: str, rows: list[Any]) -> float:
+    """Seconds the raw engine takes to insert ``rows`` into ``table`` of a new database
+    without sync; for ``"bare"``, with the table's own triggers dropped first."""
+    db = _create(folder, f"{name}.db")
+    raw = _raw_writer(db, capture=False)
+    try:
+        raw.execute(INSERT_USER, (user, "ann"))
+        triggers = "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?"
+        for (trigger,) in raw.execute(triggers, (table,)).fetchall() if name == "bare" else []:
+            raw.execute(f"DROP TRIGGER {quote_identifier(trigger)}")
         started = time.perf_counter()
         raw.execute("BEGIN IMMEDIATE")
-        raw.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        raw.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
         raw.execute("COMMIT")
-        raw_s = time.perf_counter() - started
-        return {"raw": raw_s, **_sync_once(a, b, count)}
+        return time.perf_counter() - started
     finally:
         raw.close()
-        for db in (a, b, floor):
-            db.close()
+        db.close()
 
 
 def _apply_onto_larger(
@@ -426,8 +442,7 @@ def _apply_onto_larger(
     The older commands are loaded through the raw engine with capture off, as rows
     that arrived before; what is timed is the same pull as on new devices.
     """
-    count = config.rows
-    held = LARGER * count
+    count, held = config.rows, LARGER * config.rows
     a, b, user = _devices(folder)
     raw = _raw_writer(b, capture=True, applying=True)
     pulls: list[float] = []
@@ -442,9 +457,8 @@ def _apply_onto_larger(
             if round_ >= config.warmup:
                 pulls.append(timed["pull"])
     finally:
-        raw.close()
-        a.close()
-        b.close()
+        for closing in (raw, a, b):
+            closing.close()
     group = f"sync apply, {count:,} commands, device holding {held:,}"
     base = measure_seconds(group, "b.sync.pull(), new device", fresh_pulls)
     return [base, measure_seconds(group, f"b.sync.pull(), device holding {held:,}", pulls, base)]
@@ -489,10 +503,7 @@ def measure_metadata(rows: int, directory: Path | None = None) -> MetadataReport
         try:
             synced.sync.enable(MemoryRelay())
             user = synced.users.create(username="ann").id
-            plain.execute(
-                "INSERT INTO users (id, username, created_at, updated_at) VALUES (?, ?, 0, 0)",
-                (user, "ann"),
-            )
+            plain.execute(INSERT_USER, (user, "ann"))
             before = (_pages_bytes(plain), _pages_bytes(synced))
 
             def measure(step: str) -> None:
@@ -524,10 +535,11 @@ def measure_metadata(rows: int, directory: Path | None = None) -> MetadataReport
 def _pages_bytes(db: mangostore.Database) -> int:
     """The bytes of the file's pages in use (free pages left out), WAL included."""
     with db.store.transaction() as conn:
-        count = int(conn.execute("PRAGMA page_count").fetchone()[0])
-        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        # SQLCipher answers this one as text.
-        size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        # int(): SQLCipher answers page_size as text.
+        count, free, size = (
+            int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_count", "freelist_count", "page_size")
+        )
     return (count - free) * size
 
 
@@ -547,12 +559,8 @@ def _meta_sizes(db: mangostore.Database, copy: Path) -> dict[str, int]:
                 marks = ", ".join("?" * len(rows[0]))
                 out.executemany(f"INSERT INTO {table} VALUES ({marks})", sorted(map(tuple, rows)))
         out.commit()
-        sizes = dict(
-            out.execute(
-                "SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?, ?) GROUP BY name",
-                META,
-            ).fetchall()
-        )
+        sql = "SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?, ?) GROUP BY name"
+        sizes = dict(out.execute(sql, META).fetchall())
     finally:
         out.close()
     return {name: int(sizes.get(name, 0)) for name in META}
@@ -584,10 +592,8 @@ def _main() -> None:
     for name in META:
         print(f"{name:<26}" + "".join(f"{report.sizes[s][name] / n:>18.1f}" for s in STEPS))
     print(f"{'all':<26}" + "".join(f"{sum(report.sizes[s].values()) / n:>18.1f}" for s in STEPS))
-    print(
-        f"{'file growth over no sync':<26}"
-        + "".join(f"{report.growth[s] / n:>18.1f}" for s in STEPS)
-    )
+    growth = "".join(f"{report.growth[s] / n:>18.1f}" for s in STEPS)
+    print(f"{'file growth over no sync':<26}{growth}")
 
 
 if __name__ == "__main__":

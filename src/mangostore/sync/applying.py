@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from mangostore.errors import SyncError, TamperedDataError
 from mangostore.keys.keyring import DataKeyEntry
 from mangostore.progress import Progress, Reporter
-from mangostore.sync.batches import Batch, open_batch
+from mangostore.sync.batches import Batch, BatchBody, open_batch
 from mangostore.sync.graph import fold_duplicate_entities
 from mangostore.sync.merge import MergeCounts, Merger
 from mangostore.sync.settle import fix_references
 from mangostore.sync.snapshots import Snapshot
 from mangostore.sync.tables import SYNCED_BY_NAME
 from mangostore.sync.transport import SyncTransport
+from mangostore.sync.writes import SchemaCache
 
 if TYPE_CHECKING:
     from mangostore.engine.store import Store
@@ -37,6 +38,9 @@ class Applier:
         self._store = db.store
         self.device_id = device_id
         self.vault_id = vault_id
+        # Read once for every merge of this applier: the schema does not change
+        # while it pulls.
+        self._schema = SchemaCache()
 
     def _device(self) -> Any:
         return read_device(self._store)
@@ -57,24 +61,83 @@ class Applier:
             if not page:
                 reporter.end()
                 return taken, total
+            ready: list[tuple[int, Batch]] = []
             for pulled in sorted(page, key=lambda p: p.cursor):
                 if pulled.cursor <= cursor:
                     continue  # a repeat of what was applied
                 if pulled.cursor != cursor + 1:
                     break  # a gap: pull again from the cursor
-                self._take(key, pulled.cursor, pulled.batch, total)
+                ready.append((pulled.cursor, pulled.batch))
                 cursor = pulled.cursor
-                taken += 1
-                reporter.advance()
+            taken += self._take_all(key, ready, total, reporter)
 
-    def _take(self, key: bytes, cursor: int, batch: Batch, total: MergeCounts) -> None:
-        """Apply one pulled batch and move the cursor past it."""
+    def _take_all(
+        self, key: bytes, ready: list[tuple[int, Batch]], total: MergeCounts, reporter: Reporter
+    ) -> int:
+        """Apply consecutive batches in order; return how many were applied.
+
+        Each batch is merged on its own (its own merge, references settled, cursor
+        moved) as it always is, but batches that only merge rows share one
+        transaction, each in a savepoint of it: a commit a batch would cost more than
+        merging its rows. A batch that erases users or carries data keys changes the
+        keyring beside the file, and one that brings knowledge-graph entities folds
+        twins through the graph's service: each is applied alone, after the
+        batches before it are committed. A batch that fails leaves those before it
+        applied, as if each had its own transaction.
+        """
+        bodies: dict[int, BatchBody | None] = {}
+
+        def body_of(at: int) -> BatchBody | None:
+            if at not in bodies:
+                try:
+                    bodies[at] = self._open(key, ready[at][1])
+                except (SyncError, TamperedDataError) as exc:
+                    record_error(self._store, str(exc))
+                    raise
+            return bodies[at]
+
+        at = 0
+        while at < len(ready):
+            body = body_of(at)
+            if body is not None and _alone(body):
+                self._take(*ready[at], body, total)
+                reporter.advance()
+                at += 1
+                continue
+            failure: Exception | None = None
+            with self._store.transaction():
+                while at < len(ready):
+                    try:
+                        body = body_of(at)
+                        if body is not None and _alone(body):
+                            break
+                        self._take(*ready[at], body, total)
+                    except Exception as exc:
+                        failure = exc  # the batches before it are committed first
+                        break
+                    reporter.advance()
+                    at += 1
+            if failure is not None:
+                raise failure
+        return len(ready)
+
+    def _open(self, key: bytes, batch: Batch) -> BatchBody | None:
+        """The body of a batch to merge; ``None`` for one that is only recorded (this
+        device's own, another vault's, a newer schema's)."""
+        if batch.device_id == self.device_id or batch.vault_id != self.vault_id:
+            return None
+        if batch.schema_version > self._db.schema_version:
+            return None
+        return open_batch(key, batch)
+
+    def _take(self, cursor: int, batch: Batch, body: BatchBody | None, total: MergeCounts) -> None:
+        """Apply one pulled batch (opened: ``body``) and move the cursor past it."""
         if batch.device_id == self.device_id or batch.vault_id != self.vault_id:
             # This device's own batch counts as applied content: its next push says
             # so, which is how the others learn that it has passed this position.
             self._advance(cursor, content=batch.device_id == self.device_id)
             return
-        if batch.schema_version > self._db.schema_version:
+        if body is None:  # from a newer schema: kept until this device has it
             with self._store.transaction() as conn:
                 conn.execute(
                     "INSERT OR IGNORE INTO sync_inbox (cursor, device_id, schema_version, payload) "
@@ -83,11 +146,6 @@ class Applier:
                 )
                 self._move_cursor(conn, cursor)
             return
-        try:
-            body = open_batch(key, batch)
-        except (SyncError, TamperedDataError) as exc:
-            record_error(self._store, str(exc))
-            raise
         for user_id, _when in body.erasures:
             self._erase(user_id)
         self._keep_keys(body.keys)
@@ -111,8 +169,21 @@ class Applier:
             manual = {
                 (str(t), str(c)) for t, c in conn.execute("SELECT tbl, col FROM sync_strategies")
             }
-            conn.execute("PRAGMA defer_foreign_keys = ON")
-            merger = Merger(conn, store.capture.clock, store.clock.now_ms(), erased, manual)
+            # Setting a flag pragma expires every prepared statement of the connection
+            # (SQLite recompiles each, triggers and all): set it once a transaction
+            # (COMMIT and ROLLBACK switch it off), not once a batch of a shared one.
+            if not conn.execute("PRAGMA defer_foreign_keys").fetchone()[0]:
+                conn.execute("PRAGMA defer_foreign_keys = ON")
+            merger = Merger(
+                conn,
+                store.capture.clock,
+                store.clock.now_ms(),
+                erased,
+                manual,
+                schema=self._schema,
+                savepoint=store.transaction,
+                position=cursor,
+            )
             store.capture.set_applying(True)
             try:
                 merged = [s for s in states if s.table in SYNCED_BY_NAME]
@@ -129,7 +200,11 @@ class Applier:
                     )
                 conn.executemany(
                     "UPDATE sync_rows SET pos = max(coalesce(pos, 0), ?) WHERE tbl = ? AND pk = ?",
-                    [(cursor, s.table, s.pk) for s in states],
+                    [
+                        (cursor, s.table, s.pk)
+                        for s in states
+                        if (s.table, s.pk) not in merger.positioned
+                    ],
                 )
             conn.execute(
                 "INSERT INTO sync_peers (device_id, acked_cursor, seen_at) VALUES (?, ?, ?) "
@@ -234,6 +309,13 @@ class Applier:
             with self._store.transaction() as conn:
                 conn.execute("DELETE FROM sync_inbox WHERE cursor = ?", (cursor,))
         return len(held)
+
+
+def _alone(body: BatchBody) -> bool:
+    """Whether a batch must be applied in its own transactions (see ``_take_all``)."""
+    return bool(body.erasures or body.keys) or any(
+        s.table == "kg_entities" and not s.dead for s in body.states
+    )
 
 
 def read_device(store: Store) -> Any:

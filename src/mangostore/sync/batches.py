@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -34,9 +34,14 @@ __all__ = [
     "pack_body",
     "seal_batch",
     "seal_doc",
+    "seal_plain",
+    "seal_texts",
 ]
 
 FORMAT = "mangostore-sync/1"
+_T = TypeVar("_T")
+#: What ``json.dumps(value, separators=(",", ":"))`` uses, made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _NONCE_BYTES = 12
 #: The largest body accepted when opening a batch (decompressed), against bombs.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -75,11 +80,11 @@ class BatchBody:
 
 
 def chunk(
-    encoded: Iterable[tuple[list[Any], int]], *, max_changes: int, max_bytes: int
-) -> Iterator[list[tuple[list[Any], int]]]:
+    encoded: Iterable[tuple[_T, int]], *, max_changes: int, max_bytes: int
+) -> Iterator[list[tuple[_T, int]]]:
     """Group encoded states (with their sizes) into lists of at most ``max_changes``
     states and about ``max_bytes`` of JSON (a single larger state is sent alone)."""
-    group: list[tuple[list[Any], int]] = []
+    group: list[tuple[_T, int]] = []
     size = 0
     for item in encoded:
         if group and (len(group) >= max_changes or size + item[1] > max_bytes):
@@ -104,9 +109,45 @@ def seal_batch(
     ack: int,
 ) -> Batch:
     """Compress and encrypt encoded states into a :class:`Batch`."""
+    return seal_texts(
+        key,
+        vault_id=vault_id,
+        device_id=device_id,
+        number=number,
+        schema_version=schema_version,
+        texts=[_json(state) for state in states],
+        erasures=erasures,
+        keys=keys,
+        ack=ack,
+    )
+
+
+def seal_texts(
+    key: bytes,
+    *,
+    vault_id: str,
+    device_id: str,
+    number: int,
+    schema_version: int,
+    texts: list[str],
+    erasures: list[tuple[str, int]],
+    keys: list[tuple[str, str, bytes]],
+    ack: int,
+) -> Batch:
+    """:func:`seal_batch` of states already in their JSON text (:func:`encoded`): the
+    body is the same bytes, without encoding each state a second time."""
     batch = Batch(vault_id, device_id, number, schema_version, b"")
-    body = seal_doc(key, batch.header(), pack_body(states, erasures, keys, ack))
+    # The document json.dumps would make of pack_body(...), key for key: the states'
+    # texts are what it writes for each.
+    tail = pack_body([], erasures, keys, ack)
+    del tail["s"]
+    plain = '{"s":[' + ",".join(texts) + "]," + _json(tail)[1:]
+    body = seal_plain(key, batch.header(), plain.encode())
     return Batch(vault_id, device_id, number, schema_version, body)
+
+
+def _json(value: Any) -> str:
+    return _ENCODER.encode(value)
 
 
 def pack_body(
@@ -122,7 +163,12 @@ def pack_body(
 
 def seal_doc(key: bytes, aad: bytes, doc: dict[str, Any]) -> bytes:
     """Compress a JSON document with zstd, then seal it with AES-GCM bound to ``aad``."""
-    plain = json.dumps(doc, separators=(",", ":")).encode()
+    return seal_plain(key, aad, _json(doc).encode())
+
+
+def seal_plain(key: bytes, aad: bytes, plain: bytes) -> bytes:
+    """Compress a document's JSON bytes with zstd, then seal them with AES-GCM bound
+    to ``aad``."""
     packed = zstandard.ZstdCompressor(level=3).compress(plain)
     nonce = os.urandom(_NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, packed, aad)
@@ -174,8 +220,9 @@ def open_batch(key: bytes, batch: Batch) -> BatchBody:
 
 def encoded(
     states: Iterable[tuple[RowState, int]],
-) -> Iterator[tuple[list[Any], int, RowState, int]]:
-    """Encode states, with the size of each's JSON, keeping the state and its sequence."""
+) -> Iterator[tuple[str, int, RowState, int]]:
+    """Encode states to their JSON text (for :func:`seal_texts`), with its size,
+    keeping the state and its sequence."""
     for state, seq in states:
-        raw = encode_state(state)
-        yield raw, len(json.dumps(raw, separators=(",", ":"))), state, seq
+        text = _json(encode_state(state))
+        yield text, len(text), state, seq

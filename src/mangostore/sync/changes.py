@@ -21,7 +21,21 @@ from mangostore.sql import quote_identifier
 from mangostore.sync.capture import synced_columns
 from mangostore.sync.tables import SYNCED_BY_NAME
 
-__all__ = ["Cell", "RowState", "decode_state", "encode_state", "pending_states", "read_sites"]
+__all__ = [
+    "Cell",
+    "RowState",
+    "decode_state",
+    "encode_state",
+    "pending_states",
+    "read_sites",
+    "read_state",
+    "read_states",
+]
+
+#: The types SQLite gives a value that travel as they are (bytes do not).
+_SCALARS = frozenset({str, int, float, type(None)})
+#: Rows read with one statement by :func:`read_states` (below SQLite's variable limit).
+_READ_MANY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +110,81 @@ def read_state(
     return state
 
 
+def read_states(
+    conn: Connection, table: str, pks: list[str], sites: dict[int, str], columns: list[str]
+) -> dict[str, RowState]:
+    """The states of many rows of one table, as :func:`read_state` reads each (rows
+    with no bookkeeping are left out), with one statement per step for 500 rows."""
+    states: dict[str, RowState] = {}
+    spec = SYNCED_BY_NAME[table]
+    select = (
+        f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM "
+        f"{quote_identifier(table)} WHERE {quote_identifier(spec.key)} IN "
+    )
+    for start in range(0, len(pks), _READ_MANY):
+        part = pks[start : start + _READ_MANY]
+        marks = "(" + ", ".join("?" for _ in part) + ")"
+        alive: dict[str, RowState] = {}
+        for pk, life, site, dead in conn.execute(
+            f"SELECT pk, life, life_site, dead FROM sync_rows WHERE tbl = ? AND pk IN {marks}",
+            (table, *part),
+        ).fetchall():
+            state = RowState(table, str(pk), int(life), sites[int(site)], bool(dead))
+            states[state.pk] = state
+            if not state.dead:
+                alive[state.pk] = state
+        if not alive:
+            continue
+        keys = list(alive)
+        marks = "(" + ", ".join("?" for _ in keys) + ")"
+        found: set[str] = set()
+        for row in conn.execute(select + marks, keys).fetchall():
+            values = dict(zip(columns, tuple(row), strict=True))
+            state = alive[str(values[spec.key])]
+            state.values = values
+            found.add(state.pk)
+        for pk in keys:
+            if pk not in found:  # removed without capture: ended here (see read_state)
+                alive.pop(pk).dead = True
+        if not alive:
+            continue
+        for pk, col, hlc, site, prev in conn.execute(
+            "SELECT pk, col, hlc, site, prev FROM sync_cells WHERE tbl = ? "
+            f"AND pk IN {marks} ORDER BY pk, col",
+            (table, *keys),
+        ).fetchall():
+            if str(pk) in alive:
+                alive[str(pk)].cells[str(col)] = Cell(
+                    int(hlc), sites[int(site)], None if prev is None else int(prev)
+                )
+        for pk, col, site, amount, hlc in conn.execute(
+            "SELECT pk, col, site, amount, hlc FROM sync_counters WHERE tbl = ? "
+            f"AND pk IN {marks} ORDER BY pk, col, site",
+            (table, *keys),
+        ).fetchall():
+            if str(pk) in alive:
+                shares = alive[str(pk)].counters.setdefault(str(col), {})
+                shares[sites[int(site)]] = (int(amount), int(hlc))
+    return states
+
+
 def pending_states(conn: Connection, limit: int) -> Iterator[tuple[RowState, int]]:
     """The states of rows changed here and not yet pushed, oldest first, with their
-    local sequence numbers (at most ``limit``)."""
+    local sequence numbers (at most ``limit``), read a table at a time."""
     sites = read_sites(conn)
-    columns: dict[str, list[str]] = {}
     rows = conn.execute(
         "SELECT tbl, pk, seq FROM sync_rows WHERE seq IS NOT NULL ORDER BY seq LIMIT ?", (limit,)
     ).fetchall()
+    wanted: dict[str, list[str]] = {}
+    for table, pk, _seq in rows:
+        if str(table) in SYNCED_BY_NAME:
+            wanted.setdefault(str(table), []).append(str(pk))
+    states = {
+        table: read_states(conn, table, pks, sites, synced_columns(conn, SYNCED_BY_NAME[table]))
+        for table, pks in wanted.items()
+    }
     for table, pk, seq in rows:
-        table = str(table)
-        if table not in SYNCED_BY_NAME:
-            continue
-        if table not in columns:
-            columns[table] = synced_columns(conn, SYNCED_BY_NAME[table])
-        state = read_state(conn, table, str(pk), sites, columns[table])
+        state = states.get(str(table), {}).get(str(pk))
         if state is not None:
             yield state, int(seq)
 
@@ -130,13 +204,16 @@ def _unvalue(value: Any) -> Any:
 
 def encode_state(state: RowState) -> list[Any]:
     """A JSON-ready form of ``state``."""
+    values = state.values
+    if not _SCALARS.issuperset(map(type, values.values())):
+        values = {k: _value(v) for k, v in values.items()}
     return [
         state.table,
         state.pk,
         state.life,
         state.life_device,
         int(state.dead),
-        {k: _value(v) for k, v in state.values.items()},
+        dict(values),
         {k: [c.hlc, c.device, c.prev] for k, c in state.cells.items()},
         {k: {d: list(share) for d, share in v.items()} for k, v in state.counters.items()},
     ]
@@ -157,13 +234,23 @@ def decode_state(raw: list[Any]) -> RowState:
         int(life),
         device,
         bool(dead),
-        {str(k): _unvalue(v) for k, v in values.items()},
+        # JSON object keys are text already, and the decoded document is this
+        # state's own: only bytes (which travel as objects) make a new dict.
+        (
+            {str(k): _unvalue(v) for k, v in values.items()}
+            if dict in map(type, values.values())
+            else values
+        ),
         {
             str(k): Cell(int(c[0]), str(c[1]), None if c[2] is None else int(c[2]))
             for k, c in cells.items()
-        },
+        }
+        if cells != {}
+        else {},
         {
             str(k): {str(d): (int(s[0]), int(s[1])) for d, s in v.items()}
             for k, v in counters.items()
-        },
+        }
+        if counters != {}
+        else {},
     )

@@ -20,6 +20,8 @@ rows whatever the order in which batches arrive:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +29,12 @@ from mangostore.engine.pragmas import Connection
 from mangostore.ids import new_id
 from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
-from mangostore.sync.capture import KEY_SEPARATOR, synced_columns
+from mangostore.sync.capture import KEY_SEPARATOR
 from mangostore.sync.changes import Cell, RowState, read_sites, read_state
 from mangostore.sync.clock import HybridClock
-from mangostore.sync.settle import update_row, write_row
+from mangostore.sync.settle import update_row, write_row, write_rows
 from mangostore.sync.tables import SYNCED, SYNCED_BY_NAME, TableSpec
+from mangostore.sync.writes import SchemaCache
 
 __all__ = ["MergeCounts", "Merger"]
 
@@ -44,6 +47,31 @@ _PREFETCH = 500
 #: destroyed at its own time, and skipping the others' records would leave each
 #: device with its own ``destroyed_at``.
 _KEPT_ON_ERASURE = frozenset({"field_keys"})
+#: Fewer new rows of one table in a row than this are adopted one at a time: the
+#: savepoint around a set-based adoption costs more than it saves below it.
+_RUN_MIN = 4
+_INSERTING = frozenset({"INSERT"})
+_UPDATING = frozenset({"UPDATE"})
+_SET_META = (
+    "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq) "
+    "VALUES (?, ?, ?, ?, ?, NULL) "
+    "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
+    "life_site = excluded.life_site, dead = excluded.dead"
+)
+#: The life of rows adopted in a run, with the relay position of their batch (what
+#: the caller would otherwise set after the merge, a statement a row).
+_ADOPT_META = (
+    "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq, pos) "
+    "VALUES (?, ?, ?, ?, 0, NULL, ?) "
+    "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
+    "life_site = excluded.life_site, dead = excluded.dead, pos = CASE WHEN excluded.pos "
+    "IS NULL THEN sync_rows.pos ELSE max(coalesce(sync_rows.pos, 0), excluded.pos) END"
+)
+_STORE_CELL = (
+    "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, site = excluded.site, "
+    "prev = excluded.prev"
+)
 
 
 @dataclass(slots=True)
@@ -74,10 +102,22 @@ class Merger:
     erased: set[str]
     manual: set[tuple[str, str]]
     counts: MergeCounts = field(default_factory=MergeCounts)
+    schema: SchemaCache = field(default_factory=SchemaCache)
+    #: Opens a savepoint of the caller's transaction (``Store.transaction``). Given,
+    #: runs of rows this device has never seen are adopted a statement per step for
+    #: the whole run; a run that fails is rolled back and adopted row by row.
+    savepoint: Callable[[], AbstractContextManager[object]] | None = None
+    #: The relay position of the batch merged (``None``: a snapshot's, a held one's).
+    position: int | None = None
+    #: The rows whose ``sync_rows.pos`` the merge set to ``position`` already.
+    positioned: set[tuple[str, str]] = field(default_factory=set)
+    #: Whether every row this merge wrote so far was a new one, adopted where that
+    #: can break no reference but its own (see :mod:`mangostore.sync.writes`).
+    only_new: bool = True
     _sites: dict[str, int] = field(default_factory=dict)
-    _columns: dict[str, list[str]] = field(default_factory=dict)
-    _foreign_keys: dict[str, list[introspect.ForeignKey]] = field(default_factory=dict)
-    _children: dict[str, list[str]] | None = None
+    #: New rows queued to be adopted together (see merge), and their keys.
+    _run: list[RowState] = field(default_factory=list)
+    _run_keys: set[str] = field(default_factory=set)
     #: The rows of the states of a merge_all known to have no bookkeeping here, read
     #: once (only _set_meta adds bookkeeping while merging, and it takes them out).
     _unseen: set[tuple[str, str]] = field(default_factory=set)
@@ -104,26 +144,15 @@ class Merger:
 
     def columns(self, table: str) -> list[str]:
         """The synced columns of ``table``, key first."""
-        if table not in self._columns:
-            self._columns[table] = synced_columns(self.conn, SYNCED_BY_NAME[table])
-        return self._columns[table]
+        return self.schema.columns(self.conn, table)
 
     def foreign_keys(self, table: str) -> list[introspect.ForeignKey]:
-        """The foreign keys of ``table`` (read once per merge)."""
-        found = self._foreign_keys.get(table)
-        if found is None:
-            found = self._foreign_keys[table] = introspect.foreign_keys(self.conn, table)
-        return found
+        """The foreign keys of ``table`` (read once per pull)."""
+        return self.schema.foreign_keys(self.conn, table)
 
     def children(self, table: str) -> list[str]:
-        """The tables with a foreign key to ``table`` (read once per merge)."""
-        if self._children is None:
-            self._children = {}
-            for entry in introspect.table_list(self.conn):
-                if entry.kind == "table" and not entry.internal:
-                    for fk in self.foreign_keys(entry.name):
-                        self._children.setdefault(fk.parent, []).append(entry.name)
-        return self._children.get(table, [])
+        """The tables with a foreign key to ``table`` (read once per pull)."""
+        return self.schema.children(self.conn, table)
 
     def local(self, table: str, pk: str) -> RowState | None:
         """This device's state of a row."""
@@ -176,9 +205,100 @@ class Merger:
         self._prefetch(states)
         for state in ended + alive:
             self.merge(state)
+        self._adopt_run()
 
     def merge(self, remote: RowState) -> None:
-        """Merge one remote state into this device."""
+        """Merge one remote state into this device.
+
+        A live row this device has never seen is queued behind the ones just before
+        it of the same table, and they are adopted together, in order, at the next
+        state that is not one of them or when :meth:`merge_all` ends.
+        """
+        run = self._run
+        new = self._new(remote)
+        if run and (not new or remote.table != run[0].table or remote.pk in self._run_keys):
+            self._adopt_run()
+            # A second state of a row just adopted is not new any more.
+            new = new and self._new(remote)
+        if new:
+            self._run.append(remote)
+            self._run_keys.add(remote.pk)
+            return
+        self._merge_one(remote)
+
+    def _new(self, state: RowState) -> bool:
+        """Whether ``state`` is a live row this device has never seen, that
+        :meth:`merge` would adopt whole with nothing to add up or skip."""
+        if state.dead or state.counters or (state.table, state.pk) not in self._unseen:
+            return False
+        if SYNCED_BY_NAME[state.table].counters or self.savepoint is None:
+            return False
+        owner = state.values.get("user_id") if state.table != "users" else state.pk
+        return owner not in self.erased or state.table in _KEPT_ON_ERASURE
+
+    def _adopt_run(self) -> None:
+        """Adopt the queued new rows of one table as :meth:`merge` would one by one,
+        with one statement per step for them all. Any error (a unique key another row
+        holds) rolls the run back, and its rows are merged one by one, which settles
+        it."""
+        run = self._run
+        self._run, self._run_keys = [], set()
+        if len(run) < _RUN_MIN:
+            for state in run:
+                self._merge_one(state)
+            return
+        assert self.savepoint is not None
+        for state in run:
+            self._see_clocks(state)
+        # Sites are made outside the savepoint: a run rolled back must not leave the
+        # cache naming a site the table no longer has.
+        metas = [(s.table, s.pk, s.life, self.site(s.life_device), self.position) for s in run]
+        cells = [
+            (s.table, s.pk, col, cell.hlc, self.site(cell.device), cell.prev)
+            for s in run
+            for col, cell in s.cells.items()
+        ]
+        table = run[0].table
+        try:
+            with self.savepoint():
+                self.conn.executemany(_ADOPT_META, metas)
+                if cells:
+                    self.conn.executemany(_STORE_CELL, cells)
+                if self.only_new and not self._quietly_written(run):
+                    self.only_new = False
+                write_rows(self, SYNCED_BY_NAME[table], [s.values for s in run])
+        except Exception:
+            for state in run:
+                self._merge_one(state)
+            return
+        adopted = [(s.table, s.pk) for s in run]
+        self._unseen.difference_update(adopted)
+        if self.position is not None:
+            self.positioned.update(adopted)
+        self.counts.applied += len(run)
+
+    def _quietly_written(self, run: list[RowState]) -> bool:
+        """Whether upserting ``run``'s rows can break no reference but theirs: the
+        table's insert triggers (and its update ones, if a row is there already)
+        write nothing another row refers to (see :mod:`mangostore.sync.writes`)."""
+        table = run[0].table
+        if self.schema.quiet(self.conn, table, _INSERTING | _UPDATING):
+            return True
+        if not self.schema.quiet(self.conn, table, _INSERTING):
+            return False
+        # Rows the schema's own triggers made (a relation's validity row) are
+        # updated by the upsert, which fires the update triggers.
+        spec = SYNCED_BY_NAME[table]
+        marks = ", ".join("?" for _ in run)
+        there = self.conn.execute(
+            f"SELECT 1 FROM {quote_identifier(table)} WHERE {quote_identifier(spec.key)} "
+            f"IN ({marks}) LIMIT 1",
+            [s.pk for s in run],
+        ).fetchone()
+        return there is None
+
+    def _merge_one(self, remote: RowState) -> None:
+        """Merge one remote state into this device, now."""
         self._see_clocks(remote)
         spec = SYNCED_BY_NAME[remote.table]
         owner = remote.values.get("user_id") if remote.table != "users" else remote.pk
@@ -203,10 +323,7 @@ class Merger:
     def _set_meta(self, state: RowState) -> None:
         self._unseen.discard((state.table, state.pk))
         self.conn.execute(
-            "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq) "
-            "VALUES (?, ?, ?, ?, ?, NULL) "
-            "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
-            "life_site = excluded.life_site, dead = excluded.dead",
+            _SET_META,
             (state.table, state.pk, state.life, self.site(state.life_device), int(state.dead)),
         )
 
@@ -216,10 +333,7 @@ class Merger:
 
     def _store_cell(self, table: str, pk: str, col: str, cell: Cell) -> None:
         self.conn.execute(
-            "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, site = excluded.site, "
-            "prev = excluded.prev",
-            (table, pk, col, cell.hlc, self.site(cell.device), cell.prev),
+            _STORE_CELL, (table, pk, col, cell.hlc, self.site(cell.device), cell.prev)
         )
 
     def _store_counters(self, state: RowState) -> None:
@@ -244,6 +358,7 @@ class Merger:
 
     def _adopt(self, spec: TableSpec, remote: RowState, *, exists: bool) -> None:
         """Take ``remote`` whole: a row this device has not seen, or a later life."""
+        self.only_new = False
         if self.local_known(remote.table, remote.pk):
             self._forget_cells(remote.table, remote.pk)
         self._set_meta(remote)
@@ -263,6 +378,7 @@ class Merger:
         write_row(self, spec, remote, values, replace=True)
 
     def _end(self, spec: TableSpec, remote: RowState, local: RowState) -> None:
+        self.only_new = False
         self._forget_cells(remote.table, remote.pk)
         self._set_meta(remote)
         self._delete_row(spec, remote.pk)
@@ -276,6 +392,7 @@ class Merger:
 
     def _merge_cells(self, spec: TableSpec, remote: RowState, local: RowState) -> None:
         """Same life, both alive: column by column."""
+        self.only_new = False
         taken: dict[str, Any] = {}
         implicit_remote = Cell(remote.life, remote.life_device)
         implicit_local = Cell(local.life, local.life_device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mangostore.progress import Progress, Reporter
-from mangostore.sync.batches import chunk, encoded, seal_batch
+from mangostore.sync.batches import chunk, encoded, seal_texts
 from mangostore.sync.changes import pending_states
 from mangostore.sync.transport import SyncTransport
 
@@ -74,29 +74,37 @@ class Pusher:
                 return batches, changes
             groups = list(
                 chunk(
-                    ((raw, size) for raw, size, _, _ in pending),
+                    ((text, size) for text, size, _, _ in pending),
                     max_changes=BATCH_CHANGES,
                     max_bytes=BATCH_BYTES,
                 )
             ) or [[]]
             offset = 0
-            for group in groups:
+            made = self._reserve_number()
+            for i, group in enumerate(groups):
                 part = pending[offset : offset + len(group)]
                 offset += len(group)
-                made = self._reserve_number()
-                batch = seal_batch(
+                batch = seal_texts(
                     key,
                     vault_id=self.vault_id,
                     device_id=self.device_id,
                     number=made,
                     schema_version=self._db.schema_version,
-                    states=[raw for raw, _, _, _ in part],
+                    texts=[text for text, _, _, _ in part],
                     erasures=erasures,
                     keys=self.wrapped_keys([s for _, _, s, _ in part]),
                     ack=cursor,
                 )
                 position = transport.push(batch)
-                self._pushed(cursor, position, [(s, seq) for _, _, s, seq in part], erasures)
+                # The next batch's number is taken in the same transaction that records
+                # this one: a commit a batch fewer.
+                made = self._pushed(
+                    cursor,
+                    position,
+                    [(s, seq) for _, _, s, seq in part],
+                    erasures,
+                    reserve=i + 1 < len(groups),
+                )
                 erasures = []
                 batches += 1
                 changes += len(part)
@@ -109,8 +117,7 @@ class Pusher:
         device pushing at once must not both send batch N (the relay keeps the first
         and the other's rows would be marked pushed though never stored)."""
         with self._store.transaction() as conn:
-            conn.execute("UPDATE sync_device SET batches_made = batches_made + 1")
-            return int(conn.execute("SELECT batches_made FROM sync_device").fetchone()[0])
+            return _take_number(conn)
 
     def _pushed(
         self,
@@ -118,9 +125,13 @@ class Pusher:
         position: int,
         part: list[tuple[Any, int]],
         erasures: list[tuple[str, int]],
-    ) -> None:
+        *,
+        reserve: bool,
+    ) -> int:
         """Record a batch the relay has: its rows are no longer pending (unless they
-        changed again meanwhile) and their latest state is at ``position``."""
+        changed again meanwhile) and their latest state is at ``position``. With
+        ``reserve``, also take the next batch number (see :meth:`_reserve_number`)
+        and return it; otherwise return 0."""
         with self._store.transaction() as conn:
             conn.execute(
                 "UPDATE sync_device SET last_push_at = ?, "
@@ -137,6 +148,7 @@ class Pusher:
                     "UPDATE sync_erasures SET pushed = 1 WHERE user_id = ?",
                     [(u,) for u, _ in erasures],
                 )
+            return _take_number(conn) if reserve else 0
 
     def wrapped_keys(self, states: list[Any]) -> list[tuple[str, str, bytes]]:
         """The wrapped data keys of the ``field_keys`` rows among ``states``."""
@@ -163,3 +175,9 @@ class Pusher:
                 "ON CONFLICT (user_id) DO NOTHING",
                 [(u, self._store.clock.now_ms()) for u in erased],
             )
+
+
+def _take_number(conn: Any) -> int:
+    """Take the device's next batch number, inside the caller's transaction."""
+    conn.execute("UPDATE sync_device SET batches_made = batches_made + 1")
+    return int(conn.execute("SELECT batches_made FROM sync_device").fetchone()[0])

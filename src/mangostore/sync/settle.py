@@ -29,6 +29,7 @@ from mangostore.errors import DatabaseError
 from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
 from mangostore.sync.tables import SYNCED_BY_NAME, TableSpec
+from mangostore.sync.writes import SchemaCache, any_broken
 
 if TYPE_CHECKING:
     from mangostore.engine.pragmas import Connection
@@ -39,6 +40,10 @@ class Merger(Protocol):
     """What settling uses of the merge in progress (:class:`mangostore.sync.merge.Merger`)."""
 
     conn: Connection
+    schema: SchemaCache
+    #: Whether every row the merge wrote was a new one, adopted where that can break
+    #: no reference but its own.
+    only_new: bool
 
     def local(self, table: str, pk: str) -> RowState | None:
         """This device's state of a row."""
@@ -74,7 +79,7 @@ class Merger(Protocol):
         ...
 
 
-__all__ = ["fix_references", "update_row", "write_row"]
+__all__ = ["fix_references", "update_row", "write_row", "write_rows"]
 
 _MAX_FIX_ROUNDS = 20
 
@@ -104,6 +109,33 @@ def write_row(
                 return
             values = settled
     raise DatabaseError(f"sync could not settle a unique key of {spec.name} row {state.pk}")
+
+
+def write_rows(merger: Merger, spec: TableSpec, rows: list[dict[str, Any]]) -> None:
+    """Upsert the rows of states this device has never seen, as :func:`write_row`
+    would one by one, with one statement for each run of rows of one shape (in order).
+
+    Settles nothing: a unique clash raises, and the caller, which holds a savepoint,
+    rolls back and writes the rows one by one with :func:`write_row`.
+    """
+    conn = merger.conn
+    follow = any(
+        fk.parent in SYNCED_BY_NAME and merger.redirected(fk.parent)
+        for fk in merger.foreign_keys(spec.name)
+    )
+    shape: tuple[str, ...] = ()
+    params: list[tuple[Any, ...]] = []
+    for values in rows:
+        if follow:
+            values = _follow_redirects(merger, spec, values)
+        cols = tuple(values)
+        if cols != shape and params:
+            conn.executemany(_upsert_sql(spec.name, spec.key, shape, True), params)
+            params = []
+        shape = cols
+        params.append(tuple(values.values()))
+    if params:
+        conn.executemany(_upsert_sql(spec.name, spec.key, shape, True), params)
 
 
 def update_row(merger: Merger, spec: TableSpec, state: RowState, changed: dict[str, Any]) -> None:
@@ -402,6 +434,15 @@ def fix_references(merger: Merger, states: list[RowState]) -> None:
         DatabaseError: references that cannot be settled; the merge is rolled back.
     """
     conn = merger.conn
+    if merger.only_new:
+        # Nothing but new rows, written where no other row's reference can break:
+        # only theirs can be broken, so only theirs are read (the whole tables would
+        # be, a batch at a time). Anything broken is settled as below.
+        by_table: dict[str, list[str]] = {}
+        for state in states:
+            by_table.setdefault(state.table, []).append(state.pk)
+        if not any(any_broken(conn, merger.schema, t, pks) for t, pks in by_table.items()):
+            return
     written = {s.table for s in states}
     removing = {s.table for s in states if s.dead}
     removing |= {t for t in written if SYNCED_BY_NAME[t].unique_rule == "merge"}
