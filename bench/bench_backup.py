@@ -5,14 +5,22 @@ The database is an encrypted file filled with ``--mb`` megabytes (default 32; th
 design's goal is stated for 1024: ``python -m bench.bench_backup --mb 1024``) of
 command-like text rows, written through the raw engine (setup, not timed).
 
-- ``backup full``: ``db.backup.create(kind="full")`` into a folder. Baseline, the bare
-  pipeline in a plain script: the SQLite backup API copies the encrypted database to a
-  temporary file (same page key), then its bytes go through zstd and AES-256-GCM in
-  1 MiB chunks. The bare pipeline copies encrypted pages, which do not compress; the
-  backup service compresses rows before encrypting them, which is what the ratio in
-  the name shows.
+- ``bare pipeline``: a plain script's page copy: the SQLite backup API copies the
+  encrypted database to a temporary file (same page key), then its bytes go through
+  zstd and AES-256-GCM in 1 MiB chunks. It copies encrypted pages, which do not
+  compress (file/stored 1.0x), and an incremental backup cannot be made from it.
+- ``bare rows pipeline``: a plain script doing the service's work without its
+  bookkeeping: every table's rows read on a reader connection of the engine inside one
+  read transaction, rendered by SQLite as the same ``quote()`` literals, then the
+  same zstd (level and worker threads of the backup policy) and AES-256-GCM in 1 MiB
+  chunks into a file. No digests, no index, no manifest.
+- ``backup full``: ``db.backup.create(kind="full")`` into a folder, against both.
+  The three are timed in interleaved rounds (``--rounds``, default 3) after one
+  untimed backup, so a change in the shared machine's load falls on each alike.
 - ``backup incremental, 10,000 changes``: 10,000 rows updated, then
-  ``db.backup.create()``; baseline: the full backup above.
+  ``db.backup.create()``, once a round (each on the one before); baseline: the full
+  backup above. Its CPU time (every thread of the process) is reported too: on a busy
+  machine the wall time also measures the other work.
 - ``backup restore``: ``db.backup.restore`` of the full backup into a new file;
   baseline: decrypting and decompressing the bare pipeline's output to a file.
 """
@@ -20,13 +28,14 @@ command-like text rows, written through the raw engine (setup, not timed).
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import secrets
 import struct
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,10 +43,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import mangostore
 from bench.harness import Config, Measurement, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
+from mangostore.backup import BackupPolicy
 
 PASSPHRASE: Final = "bench: correct horse battery staple"
 SETTINGS: Final = Settings(kdf=KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1))
 GROUP: Final = "backup"
+_FIRST = operator.itemgetter(0)
 _WORDS = [
     "git",
     "push",
@@ -73,6 +84,25 @@ def _fill(db: mangostore.Database, megabytes: float) -> None:
             conn.executemany("INSERT INTO bench_rows (cmd, n) VALUES (?, ?)", batch)
 
 
+def _tables(conn: Any) -> list[tuple[str, bool]]:
+    """Every table with rows of its own (quoted), and whether it has a rowid, as the
+    backup service reads them."""
+    rows = conn.execute("PRAGMA main.table_list").fetchall()
+    return [
+        ('"' + str(r[1]).replace('"', '""') + '"', not r[4])
+        for r in rows
+        if r[2] in ("table", "shadow") and not str(r[1]).startswith("sqlite_")
+    ]
+
+
+def _literal(conn: Any, table: str, rowid: bool) -> str:
+    """``'(' || quote(rowid) || ',' || quote(c1) ... || ')'`` for ``table``."""
+    names = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+    quoted = ["quote(rowid)"] if rowid else []
+    quoted += ['quote("' + n.replace('"', '""') + '")' for n in names]
+    return "'(' || " + " || ',' || ".join(quoted) + " || ')'"
+
+
 class _Bare:
     """The bare pipeline of a plain script: SQLite backup API, zstd, AES-256-GCM."""
 
@@ -81,6 +111,7 @@ class _Bare:
         self._tmp = tmp
         self._key = AESGCM.generate_key(bit_length=256)
         self.out = tmp / "bare.out"
+        self.out_rows = tmp / "bare-rows.out"
 
     def backup(self) -> float:
         """Copy, compress and encrypt the database; return the seconds taken."""
@@ -109,6 +140,29 @@ class _Bare:
             sealed = nonce + aead.encrypt(nonce, chunk, None)
             dst.write(struct.pack(">I", len(sealed)) + sealed)
 
+    def backup_rows(self, policy: BackupPolicy) -> float:
+        """Read every table's rows as literals, compress and encrypt them; return the
+        seconds taken."""
+        started = time.perf_counter()
+        aead = AESGCM(self._key)
+        compressor = zstandard.ZstdCompressor(
+            level=policy.zstd_level, threads=policy.zstd_threads
+        ).compressobj()
+        pending = bytearray()
+        with self._db.store.snapshot() as conn, open(self.out_rows, "wb") as dst:
+            for table, rowid in _tables(conn):
+                sql = f"SELECT CAST({_literal(conn, table, rowid)} AS BLOB) FROM {table}"
+                cursor = conn.execute(sql)
+                cursor.row_factory = None
+                while batch := cursor.fetchmany(1000):
+                    pending += compressor.compress(b",".join(map(_FIRST, batch)))
+                    while len(pending) >= 1 << 20:
+                        self._seal(dst, aead, bytes(pending[: 1 << 20]))
+                        del pending[: 1 << 20]
+            pending += compressor.flush()
+            self._seal(dst, aead, bytes(pending))
+        return time.perf_counter() - started
+
     def restore(self) -> float:
         """Decrypt and decompress the output into a file; return the seconds taken."""
         started = time.perf_counter()
@@ -133,21 +187,28 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
             db.checkpoint(truncate=True)
             size_mb = Path(db.store.path).stat().st_size / 1e6
             bare = _Bare(db, tmp)
-            bare_s = [bare.backup() for _ in range(rounds)]
-            bare_bytes = bare.out.stat().st_size
-            full_s, stored, first = [], 0, ""
+            db.backup.create(tmp / "warm-up", kind="full")  # imports, page cache
+            bare_s, rows_s, full_s, stored, first = [], [], [], 0, ""
+            # Interleaved rounds: a change in the machine's load falls on each alike.
             for n in range(rounds):
+                bare_s.append(bare.backup())
+                rows_s.append(bare.backup_rows(db.backup.policy))
                 started = time.perf_counter()
                 made = db.backup.create(tmp / f"full{n}", kind="full")
                 full_s.append(time.perf_counter() - started)
                 stored = made.stored_bytes
                 first = first or made.id
+            bare_bytes = bare.out.stat().st_size
+            rows_bytes = bare.out_rows.stat().st_size
             changes = min(10_000, int(db.query("SELECT count(*) FROM bench_rows")[0][0]))
-            db.execute("UPDATE bench_rows SET n = n + 1 WHERE id <= ?", [changes])
-            started = time.perf_counter()
-            inc = db.backup.create(tmp / "full0")
-            inc_s = [time.perf_counter() - started]
-            assert inc.kind == "incremental"
+            inc_s, inc_cpu = [], []
+            for _ in range(rounds):
+                db.execute("UPDATE bench_rows SET n = n + 1 WHERE id <= ?", [changes])
+                started, cpu = time.perf_counter(), time.process_time()
+                inc = db.backup.create(tmp / "full0")
+                inc_s.append(time.perf_counter() - started)
+                inc_cpu.append(time.process_time() - cpu)
+                assert inc.kind == "incremental"
             restore_s = []
             for n in range(rounds):
                 started = time.perf_counter()
@@ -167,14 +228,25 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     base = measure_seconds(
         GROUP, f"bare pipeline, {size_mb:.0f} MB file (file/stored {ratio_bare:.1f}x)", bare_s
     )
+    rows = measure_seconds(
+        GROUP,
+        f"bare rows pipeline (file/stored {size_mb * 1e6 / max(rows_bytes, 1):.1f}x)",
+        rows_s,
+    )
     full = measure_seconds(
         GROUP, f"backup full, {size_mb:.0f} MB file (file/stored {ratio_ours:.1f}x)", full_s, base
     )
+    full_rows = measure_seconds(GROUP, "backup full, against the rows pipeline", full_s, rows)
     bare_restore = measure_seconds(GROUP, "bare pipeline restore", bare_restore_s)
     return [
         base,
+        rows,
         full,
+        full_rows,
         measure_seconds(GROUP, f"backup incremental, {changes:,} changes", inc_s, full),
+        # CPU time of the process (every thread): what the incremental costs when the
+        # shared machine's other work is set aside.
+        measure_seconds(GROUP, f"backup incremental, {changes:,} changes, CPU time", inc_cpu),
         bare_restore,
         measure_seconds(GROUP, "backup restore (full)", restore_s, bare_restore),
     ]
@@ -184,10 +256,13 @@ def main() -> None:
     """``python -m bench.bench_backup [--mb N]``: print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--mb", type=float, default=32.0, help="database size in MB")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each case")
     args = parser.parse_args()
-    for m in run(Config(rounds=5), args.mb):
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for m in run(Config(rounds=5 * args.rounds), args.mb):
         ratio = f"  x{m.ratio:.2f} of {m.baseline}" if m.baseline else ""
-        print(f"{m.name}: {m.median_us / 1e6:.2f} s{ratio}")
+        print(f"{m.name}: {m.median_us / 1e6:.2f} s (median of {m.calls}){ratio}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from mangostore.errors import BackupCorruptError
 
 __all__ = [
     "FORMAT",
+    "READABLE",
+    "VERSION",
     "Manifest",
     "data_key",
     "derive_key",
@@ -36,7 +38,11 @@ __all__ = [
 ]
 
 FORMAT: Final = "mangostore-backup"
-VERSION: Final = 1
+#: The format this version writes. 2: tables with a rowid are indexed by blocks of
+#: rowids, and incrementals remove rowid ranges (``E`` records); 1: row by row.
+VERSION: Final = 2
+#: The formats this version reads (restores and verifies).
+READABLE: Final = (1, 2)
 Kind = Literal["full", "incremental"]
 
 
@@ -82,11 +88,15 @@ class Manifest:
             (0 when sync has never ticked).
         plain_bytes: the records' size before compression.
         stored_bytes: the size of every object.
-        changed_rows, deleted_rows: what an incremental carries (for a full backup,
-            every row, and 0).
+        changed_rows, deleted_rows: what an incremental carries: the rows it writes
+            (since version 2, changed blocks of rowids whole) and the rows it removes
+            without writing them again (since version 2, counted as the rows each
+            block lost). For a full backup, every row, and 0.
         tables: every table's row count at the snapshot (what verify compares).
         objects: every object, in stream order, with its SHA-256 and size.
         keys_version: bumped each time the key block is rewritten (an erasure).
+        format_version: the format the backup was written in (``version`` in the
+            file; see :data:`READABLE`).
     """
 
     id: str
@@ -108,6 +118,7 @@ class Manifest:
     tables: dict[str, int] = field(default_factory=dict)
     objects: tuple[ObjectInfo, ...] = ()
     keys_version: int = 1
+    format_version: int = VERSION
 
     def objects_of(self, role: str) -> list[ObjectInfo]:
         """The objects of one stream (``data``, ``index``, ``keys``), in order."""
@@ -126,7 +137,9 @@ class Manifest:
         """The manifest's fields, JSON-ready (without the signature)."""
         doc = asdict(self)
         doc["objects"] = [asdict(o) for o in self.objects]
-        return {"format": FORMAT, "version": VERSION, **doc}
+        # A manifest re-signed later (an index dropped, an erasure) keeps its version.
+        version = doc.pop("format_version")
+        return {"format": FORMAT, "version": version, **doc}
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
@@ -169,17 +182,18 @@ def parse_manifest(data: bytes, name: str, backup_key: bytes, vault_id: str) -> 
             "was made; do not restore it",
             name,
         )
-    if doc.get("version") != VERSION:
+    version = doc.get("version")
+    if version not in READABLE:
         raise BackupCorruptError(
-            f"backup object {name} has format version {doc.get('version')}; this "
-            f"mangostore reads version {VERSION}: upgrade mangostore",
+            f"backup object {name} has format version {version}; this mangostore reads "
+            f"versions {', '.join(map(str, READABLE))}: upgrade mangostore",
             name,
         )
     try:
         objects = tuple(ObjectInfo(**o) for o in doc.pop("objects"))
         doc.pop("format")
         doc.pop("version")
-        manifest = Manifest(objects=objects, **doc)
+        manifest = Manifest(objects=objects, format_version=int(version), **doc)
     except (TypeError, KeyError) as exc:
         raise BackupCorruptError(f"backup object {name} is malformed", name) from exc
     if manifest_name(manifest.id) != name:

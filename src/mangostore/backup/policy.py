@@ -17,6 +17,8 @@ class BackupPolicy:
         part_bytes: a stream is cut into objects of about this size (at least one
             chunk, 1 MiB).
         zstd_level: zstd's compression level (1 fastest .. 19 smallest).
+        zstd_threads: zstd worker threads compressing the rows while they are read
+            (0: compress in the reading thread; each worker holds a few MiB).
         max_chain: incrementals on top of one full backup before the next backup is a
             full one, so a restore reads at most ``max_chain + 1`` backups.
         retention_days: backups younger than this are kept (with every backup they
@@ -30,6 +32,7 @@ class BackupPolicy:
 
     part_bytes: int = 64 * 1024 * 1024
     zstd_level: int = 3
+    zstd_threads: int = 1
     max_chain: int = 24
     retention_days: float = 30.0
     incremental_every_s: float = 3600.0
@@ -37,10 +40,15 @@ class BackupPolicy:
     orphan_grace_s: float = 86400.0
 
     def __post_init__(self) -> None:
-        if self.part_bytes <= 0 or not 1 <= self.zstd_level <= 22 or self.max_chain < 0:
+        if (
+            self.part_bytes <= 0
+            or not 1 <= self.zstd_level <= 22
+            or not 0 <= self.zstd_threads <= 64
+            or self.max_chain < 0
+        ):
             raise ValidationError(
-                "part_bytes must be positive, zstd_level between 1 and 22 and max_chain "
-                "not negative"
+                "part_bytes must be positive, zstd_level between 1 and 22, zstd_threads "
+                "between 0 and 64 and max_chain not negative"
             )
         if self.retention_days <= 0 or self.incremental_every_s <= 0 or self.full_every_s <= 0:
             raise ValidationError(

@@ -38,11 +38,16 @@ from mangostore.filestore.transfer import (
     remove_chunk_folder,
 )
 from mangostore.keys.keyring import DataKeyEntry, Keyring, keyring_path
+from mangostore.monitor.connection import execute_unmonitored
 from mangostore.progress import Progress
 from mangostore.settings import Settings
 from mangostore.sql import quote_identifier
 
 __all__ = ["RestoreReport", "apply_chain", "database_files", "restore_into"]
+
+#: The page cache of the connection a restore writes through (KiB; the engine's own
+#: setting comes back afterwards).
+_RESTORE_CACHE_KIB = 64 * 1024
 
 #: Makes a new database of a vault: ``(path, passphrase, vault_of=, settings=,
 #: migrate=)`` -> an object with ``.db`` and ``.recovery_key`` (``create_database``).
@@ -148,7 +153,14 @@ def restore_into(
         if progress is not None:
             progress(0, counter.total, "restoring")
         with db.store.idle_connection() as conn:
+            # This database lives only for the restore: a page cache that holds it
+            # lets the row counts below read the pages just written rather than
+            # decrypt them again (apply_chain sets the same size for its transaction).
+            conn.execute(f"PRAGMA cache_size = {-_RESTORE_CACHE_KIB}")
             apply_chain(conn, destination, chain, backup_key, counter)
+        # The rows went in around the query cache (see _apply_one): nothing it holds
+        # of the new database may be trusted.
+        db.cache.clear()
         ring: Keyring = db.store.keyring
         ring.put_data_keys([e for e in entries.values() if e.user_id not in erased])
         for user_id in sorted(erased):
@@ -156,7 +168,7 @@ def restore_into(
         reports = db.privacy.reapply_erasures() if erased else []
         # After the erasures: the chunks of the files still there, no others.
         restore_chunks(db.files, destination, chain, backup_key, counter)
-        with db.store.snapshot() as conn:
+        with db.store.idle_connection() as conn:
             tables = {t: _count(conn, t) for t in target.tables}
         problems = tuple(db.check_integrity(quick=False)) if integrity else ()
         if integrity:
@@ -232,6 +244,10 @@ def apply_chain(
         BackupCorruptError: an object is missing or damaged.
     """
     with driver_errors("restoring a backup"):
+        cache = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+        # The whole restore is one transaction: pages that fit in the cache are
+        # encrypted and written once, at commit, instead of spilled to the WAL early.
+        conn.execute(f"PRAGMA cache_size = {-_RESTORE_CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")
     try:
@@ -253,6 +269,8 @@ def apply_chain(
     finally:
         with contextlib.suppress(Exception):
             conn.execute("PRAGMA foreign_keys = ON")
+        with contextlib.suppress(Exception):
+            conn.execute(f"PRAGMA cache_size = {cache}")
 
 
 def _apply_one(
@@ -297,12 +315,25 @@ def _apply_one(
             elif current is None:
                 raise BackupCorruptError(f"backup object {name} has rows before a table", name)
             elif kind == b"D":
-                conn.execute(current.delete_sql(json.loads(payload)))
+                execute_unmonitored(conn, current.delete_sql(json.loads(payload)))
+            elif kind == b"E":
+                conn.executemany(current.erase_sql(), _ranges(json.loads(payload), name))
             elif kind == b"R":
-                conn.execute(current.insert_sql(payload.decode()))
+                # Unmonitored: each record is a new statement of up to hundreds of KiB,
+                # which the statement monitor and the query cache would each parse
+                # again, for nothing (restore_into clears the new database's cache).
+                execute_unmonitored(conn, current.insert_sql(payload.decode()))
             else:
                 raise BackupCorruptError(f"backup object {name} holds an unknown record", name)
     return mine
+
+
+def _ranges(doc: Any, name: str) -> list[tuple[int, int]]:
+    """The ``[first, last]`` rowid ranges of an ``E`` record."""
+    try:
+        return [(int(first), int(last)) for first, last in doc]
+    except (TypeError, ValueError) as exc:
+        raise BackupCorruptError(f"backup object {name} holds a damaged removal", name) from exc
 
 
 def _create_tables(conn: Connection, plan: SchemaPlan) -> None:

@@ -13,8 +13,9 @@ whole stream (8 bytes) and a last-chunk flag, so a chunk moved to another place,
 another stream or another backup fails authentication, and a stream cut after any
 chunk but the last is reported as truncated rather than read as complete.
 
-Memory: the writer holds at most two chunks and zstd's window; the reader holds one
-chunk, zstd's window and one record. Plaintext never reaches a file.
+Memory: the writer holds at most two chunks and zstd's window (with worker threads,
+also their job buffers, a few MiB each); the reader holds one chunk, zstd's window and
+one record. Plaintext never reaches a file.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class StreamWriter:
         key: the backup's data key (32 bytes).
         part_bytes: close a part once it holds this many bytes.
         level: the zstd level.
+        threads: zstd worker threads (0: compress in the calling thread). With
+            workers, compression runs beside the caller, which goes on reading rows;
+            the output is a standard zstd frame either way.
         on_bytes: told the stored size of each chunk written (progress).
         role: the parts' role in the manifest (default: the stream's name).
     """
@@ -127,6 +131,7 @@ class StreamWriter:
         *,
         part_bytes: int,
         level: int = 3,
+        threads: int = 0,
         on_bytes: Callable[[int], None] | None = None,
         role: str | None = None,
     ) -> None:
@@ -136,7 +141,7 @@ class StreamWriter:
         self._role = role or stream
         self._aead = AESGCM(key)
         self._part_bytes = max(part_bytes, CHUNK_BYTES)
-        self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        self._compressor = zstandard.ZstdCompressor(level=level, threads=threads).compressobj()
         self._pending = bytearray()
         self._index = 0
         self._part: _Part | None = None

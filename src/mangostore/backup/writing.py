@@ -1,31 +1,33 @@
 """Making a backup: a full one, or an incremental one on top of the newest.
 
 Both read one consistent snapshot (:mod:`mangostore.backup.snapshot`) and write three
-things: the ``data`` stream (the schema, then rows), the ``index`` stream (every row's
-key and keyed digest) and the key block; then the manifest, last.
+things: the ``data`` stream (the schema, then rows), the ``index`` stream (keyed
+digests of blocks of rows or of rows, :mod:`mangostore.backup.index`) and the key
+block; then the manifest, last.
 
-An incremental backup compares every row's digest with the index of its parent and
-writes only the rows that were added or changed, and the keys of those deleted. It
-reads the whole snapshot but writes only the changes, and it works for every table,
-synced or not, whether or not sync is enabled (docs/backup.md says why the sync log
-alone cannot serve). Once the new backup's manifest is written, its parent's index is
-no longer needed and is dropped, so the destination holds one index per chain.
+An incremental backup compares the snapshot with the index of its parent and writes
+only what changed (:mod:`mangostore.backup.tables`). It reads the whole snapshot but
+writes only the changes, and it works for every table, synced or not, whether or not
+sync is enabled (docs/backup.md says why the sync log alone cannot serve). It is never
+built on a backup of an older format (its index is not comparable). Once the new
+backup's manifest is written, its parent's index is no longer needed and is dropped,
+so the destination holds one index per chain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from mangostore.backup.catalog import Catalog, load_catalog
 from mangostore.backup.destinations import Destination, put_bytes
 from mangostore.backup.filechunks import chain_chunks, copy_chunks
+from mangostore.backup.index import IndexWriter, ParentIndex, digester
 from mangostore.backup.keyblock import KeyBlock, write_keyblock
 from mangostore.backup.manifest import (
+    VERSION,
     Manifest,
     data_key,
     derive_key,
@@ -33,11 +35,12 @@ from mangostore.backup.manifest import (
     sign_manifest,
 )
 from mangostore.backup.policy import BackupPolicy
-from mangostore.backup.snapshot import Key, SchemaPlan, TablePlan, read_plan, scan_rows
+from mangostore.backup.snapshot import SchemaPlan, is_utf8, read_plan
 from mangostore.backup.stream import ObjectInfo, StreamReader, StreamWriter, frame, read_records
+from mangostore.backup.tables import copy_table
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import StoreProtocol
-from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
+from mangostore.errors import BackupError, ConfigurationError
 from mangostore.filestore.service import FileService
 from mangostore.filestore.transfer import referenced_chunks
 from mangostore.ids import new_id
@@ -46,12 +49,6 @@ from mangostore.progress import Progress
 from mangostore.schema import introspect
 
 __all__ = ["backup_keyring", "drop_index", "take_backup"]
-
-#: A rows record is sent once it holds this many bytes of literals.
-_RECORD_BYTES = 256 * 1024
-#: Index entries per index record.
-_INDEX_ENTRIES = 8192
-_DELETE_KEYS = 2000
 
 
 def backup_keyring(store: StoreProtocol) -> Keyring:
@@ -71,13 +68,6 @@ def backup_keyring(store: StoreProtocol) -> Keyring:
 def index_digest_key(backup_key: bytes) -> bytes:
     """The key of the rows' digests (keyed, so a digest says nothing of a row)."""
     return derive_key(backup_key, "row-digest")
-
-
-@dataclass
-class _Counts:
-    rows: int = 0
-    changed: int = 0
-    deleted: int = 0
 
 
 class _Progress:
@@ -131,11 +121,14 @@ def take_backup(
         key,
         part_bytes=policy.part_bytes,
         level=policy.zstd_level,
+        threads=policy.zstd_threads,
         on_bytes=report,
     )
     index = StreamWriter(
         destination, backup_id, "index", key, part_bytes=policy.part_bytes, level=1
     )
+    entries = IndexWriter(index)
+    hasher = digester(digest_key)
     if progress is not None:
         progress(0, None, "writing")
     chunk_objects: list[ObjectInfo] = []
@@ -149,14 +142,16 @@ def take_backup(
                 parent = _parent(catalog, plan, policy, kind)
                 data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
                 counts: dict[str, int] = {}
-                totals = _Counts()
-                old = _IndexTables(destination, parent, backup_key) if parent else None
+                written = deleted = 0
+                old = ParentIndex(destination, parent, backup_key) if parent else None
+                utf8 = is_utf8(conn)
                 for table in plan.tables:
                     before = old.table(table.name) if old is not None else None
-                    counts[table.name] = _copy_table(conn, table, data, index, digest_key, before)
-                    if before is not None:
-                        totals.changed += before.changed
-                        totals.deleted += before.deleted
+                    copied = copy_table(conn, table, data, entries, hasher, before, utf8=utf8)
+                    counts[table.name] = copied.rows
+                    written += copied.written
+                    deleted += copied.deleted
+                entries.flush()
                 schema_version = _schema_version(conn)
                 clock = _sync_clock(conn)
                 # Read in the snapshot's transaction: the chunks of exactly its files.
@@ -191,8 +186,8 @@ def take_backup(
             clock_to=clock,
             plain_bytes=data.plain_bytes,
             stored_bytes=sum(o.size for o in objects),
-            changed_rows=totals.changed if parent else sum(counts.values()),
-            deleted_rows=totals.deleted,
+            changed_rows=written,
+            deleted_rows=deleted,
             tables=counts,
             objects=tuple(objects),
         )
@@ -231,6 +226,11 @@ def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str)
     why = ""
     if latest is None:
         why = "there is no backup here yet"
+    elif latest.format_version < VERSION:
+        why = (
+            f"the newest backup is in an older format (version {latest.format_version}), "
+            "whose index this version does not compare with"
+        )
     elif latest.schema_digest != plan.digest:
         why = "the schema changed since the newest backup"
     elif latest.depth >= policy.max_chain:
@@ -242,148 +242,6 @@ def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str)
     if kind == "incremental":
         raise BackupError(f"cannot make an incremental backup: {why}; make a full one")
     return None
-
-
-class _IndexTables:
-    """The parent's index, read table by table in the order both snapshots list them."""
-
-    def __init__(self, destination: Destination, parent: Manifest, backup_key: bytes) -> None:
-        reader = StreamReader(
-            destination,
-            parent.id,
-            "index",
-            data_key(backup_key, parent.id),
-            parent.objects_of("index"),
-        )
-        name = f"the index of backup {parent.id}"
-        self._records = read_records(reader.read(), name)
-        self._next: tuple[bytes, bytes] | None = next(self._records, None)
-        self._name = name
-
-    def table(self, table: str) -> _OldRows:
-        rows = _OldRows()
-        head = self._next
-        if head is None or head[0] != b"I" or json.loads(head[1])["t"] != table:
-            raise BackupCorruptError(
-                f"{self._name} does not list table {table} where it should; make a full backup",
-                None,
-            )
-        for kind, payload in self._records:
-            if kind != b"i":
-                self._next = (kind, payload)
-                return rows
-            keys_json, _, digests = payload.partition(b"\n")
-            keys = json.loads(keys_json)
-            for i, k in enumerate(keys):
-                rows.digests[k] = digests[16 * i : 16 * i + 16]
-        self._next = None
-        return rows
-
-
-class _OldRows:
-    """The parent's digests of one table, and what the new snapshot changed of it."""
-
-    def __init__(self) -> None:
-        self.digests: dict[Key, bytes] = {}
-        self.changed = 0
-        self.deleted = 0
-
-
-def _copy_table(
-    conn: Connection,
-    table: TablePlan,
-    data: StreamWriter,
-    index: StreamWriter,
-    digest_key: bytes,
-    before: _OldRows | None,
-) -> int:
-    """Write the rows of one table (all of them, or those changed since ``before``)
-    and its index; return its row count."""
-    index.write(frame(b"I", json.dumps({"t": table.name}).encode()))
-    entries = _IndexBuffer(index)
-    count = 0
-    if before is None:
-        data.write(frame(b"T", json.dumps({"t": table.name}).encode()))
-        rows = _RowsBuffer(data)
-        for batch in scan_rows(conn, table):
-            for key, text in batch:
-                encoded = text.encode()
-                entries.add(key, _digest(digest_key, encoded))
-                rows.add(encoded)
-            count += len(batch)
-        rows.flush()
-        entries.flush()
-        return count
-    old = before.digests
-    changed: set[Key] = set()
-    for batch in scan_rows(conn, table):
-        for key, text in batch:
-            encoded = text.encode()
-            digest = _digest(digest_key, encoded)
-            entries.add(key, digest)
-            if old.pop(key, None) != digest:
-                changed.add(key)
-        count += len(batch)
-    entries.flush()
-    deleted = list(old)
-    before.changed, before.deleted = len(changed), len(deleted)
-    if not changed and not deleted:
-        return count
-    data.write(frame(b"T", json.dumps({"t": table.name}).encode()))
-    # Every changed row is deleted before any is inserted again: a unique value that
-    # moved from one row to another never meets itself.
-    gone = deleted + list(changed)
-    for start in range(0, len(gone), _DELETE_KEYS):
-        data.write(frame(b"D", json.dumps(gone[start : start + _DELETE_KEYS]).encode()))
-    if changed:
-        rows = _RowsBuffer(data)
-        for batch in scan_rows(conn, table):
-            for key, text in batch:
-                if key in changed:
-                    rows.add(text.encode())
-        rows.flush()
-    return count
-
-
-def _digest(key: bytes, encoded: bytes) -> bytes:
-    return hashlib.blake2b(encoded, digest_size=16, key=key).digest()
-
-
-class _RowsBuffer:
-    def __init__(self, out: StreamWriter) -> None:
-        self._out = out
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def add(self, encoded: bytes) -> None:
-        self._parts.append(encoded)
-        self._size += len(encoded) + 1
-        if self._size >= _RECORD_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._parts:
-            self._out.write(frame(b"R", b",".join(self._parts)))
-            self._parts, self._size = [], 0
-
-
-class _IndexBuffer:
-    def __init__(self, out: StreamWriter) -> None:
-        self._out = out
-        self._keys: list[Key] = []
-        self._digests: list[bytes] = []
-
-    def add(self, key: Key, digest: bytes) -> None:
-        self._keys.append(key)
-        self._digests.append(digest)
-        if len(self._keys) >= _INDEX_ENTRIES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._keys:
-            payload = json.dumps(self._keys).encode() + b"\n" + b"".join(self._digests)
-            self._out.write(frame(b"i", payload))
-            self._keys, self._digests = [], []
 
 
 def _schema_version(conn: Connection) -> int:
