@@ -47,6 +47,8 @@ _INFO: Final = b"mangostore/files/chunk/v1"
 _WORTH_IT: Final = 0.97
 #: zstd level: fast enough to stay far ahead of the disk, and most of the gain.
 _LEVEL: Final = 3
+#: Bytes of each sample that decides whether a chunk is worth compressing.
+_SAMPLE: Final = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,25 +84,48 @@ def _chunk_key(data_key: bytes, context: ChunkContext) -> AESGCM:
     return AESGCM(hkdf.derive(data_key))
 
 
+def _compressible(chunk: memoryview) -> bool:
+    """Whether zstd is worth trying on ``chunk``: a few small samples compress.
+
+    Compressed audio, images and archives, most of what a large stored file is, do
+    not compress; trying zstd on a whole chunk of them costs about as much as
+    encrypting it. A chunk whose every sample (start, middle, end) saves less than
+    :data:`_WORTH_IT` is stored as it is; any other is compressed whole and kept
+    compressed when that saves enough.
+    """
+    if len(chunk) <= 3 * _SAMPLE:
+        return True  # small: trying the whole chunk costs little
+    packer = zstandard.ZstdCompressor(level=1)
+    for at in (0, (len(chunk) - _SAMPLE) // 2, len(chunk) - _SAMPLE):
+        if len(packer.compress(chunk[at : at + _SAMPLE])) < _SAMPLE * _WORTH_IT:
+            return True
+    return False
+
+
 def seal_chunk(
     data_key: bytes,
     key_id: uuid.UUID,
-    chunk: bytes,
+    chunk: bytes | bytearray | memoryview,
     context: ChunkContext,
     *,
     compress: bool = True,
-) -> bytes:
+) -> bytearray:
     """Compress ``chunk`` when that saves space, encrypt it, and return the chunk file's bytes."""
     flags = 0
-    body = chunk
-    if compress and chunk:
-        packed = zstandard.ZstdCompressor(level=_LEVEL).compress(chunk)
-        if len(packed) < len(chunk) * _WORTH_IT:
+    body: bytes | memoryview = memoryview(chunk)
+    if compress and len(body) and _compressible(memoryview(chunk)):
+        packed = zstandard.ZstdCompressor(level=_LEVEL).compress(body)
+        if len(packed) < len(body) * _WORTH_IT:
             body, flags = packed, FLAG_ZSTD
     header = MAGIC + bytes((flags,)) + key_id.bytes
     nonce = secrets.token_bytes(NONCE_BYTES)
-    sealed = _chunk_key(data_key, context).encrypt(nonce, body, context.associated(header))
-    return header + nonce + sealed
+    # Encrypted in place after the header and nonce: no copy of the sealed bytes.
+    out = bytearray(HEADER_BYTES + NONCE_BYTES + len(body) + TAG_BYTES)
+    out[: HEADER_BYTES + NONCE_BYTES] = header + nonce
+    _chunk_key(data_key, context).encrypt_into(
+        nonce, body, context.associated(header), memoryview(out)[HEADER_BYTES + NONCE_BYTES :]
+    )
+    return out
 
 
 def key_id_of(blob: bytes) -> uuid.UUID:
@@ -134,7 +159,7 @@ def open_chunk(data_key: bytes, blob: bytes, context: ChunkContext, size: int) -
     nonce = bytes(blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES])
     try:
         body = _chunk_key(data_key, context).decrypt(
-            nonce, bytes(blob[HEADER_BYTES + NONCE_BYTES :]), context.associated(header)
+            nonce, memoryview(blob)[HEADER_BYTES + NONCE_BYTES :], context.associated(header)
         )
     except InvalidTag:
         raise tampered() from None

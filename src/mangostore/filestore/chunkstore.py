@@ -38,6 +38,7 @@ import hmac
 import os
 import shutil
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -218,6 +219,7 @@ class ChunkStore:
 class ChunkWriter:
     """Writes one put's chunks: each file's bytes at once, then its ``fsync`` and
     rename into place in a small thread pool, overlapped with the put's work.
+    :meth:`write` may be called from several threads at once.
 
     :meth:`close` waits for every chunk and flushes the folders they were renamed
     into; only then may the put commit. Made by :meth:`ChunkStore.writer`.
@@ -228,11 +230,13 @@ class ChunkWriter:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mangostore-chunks")
         self._pending: deque[Future[None]] = deque()
         self._folders: set[Path] = set()
+        # A put seals and writes in more than one thread: this guards the two above.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<ChunkWriter {len(self._pending)} chunks in flight>"
 
-    def write(self, owner: str, name: str, blob: bytes) -> None:
+    def write(self, owner: str, name: str, blob: bytes | bytearray) -> None:
         """Write a sealed chunk to ``tmp/``; its flush and rename follow in the pool.
 
         Raises:
@@ -242,11 +246,12 @@ class ChunkWriter:
         """
         target = self._store.path(owner, name)
         with os_errors("writing a file chunk", target, FileStoreError):
-            if target.parent not in self._folders:
-                if not target.parent.is_dir():
-                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    self._folders.add(target.parent.parent)
-                self._folders.add(target.parent)
+            with self._lock:
+                if target.parent not in self._folders:
+                    if not target.parent.is_dir():
+                        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                        self._folders.add(target.parent.parent)
+                    self._folders.add(target.parent)
             fd, tmp = tempfile.mkstemp(prefix=name[:16] + "-", dir=self._store.root / "tmp")
             try:
                 view = memoryview(blob)
@@ -257,9 +262,11 @@ class ChunkWriter:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-        self._pending.append(self._pool.submit(_settle, fd, tmp, target))
-        while len(self._pending) > _IN_FLIGHT:
-            self._wait(self._pending.popleft(), target)
+        with self._lock:
+            self._pending.append(self._pool.submit(_settle, fd, tmp, target))
+            waiting = [self._pending.popleft() for _ in range(len(self._pending) - _IN_FLIGHT)]
+        for future in waiting:
+            self._wait(future, target)
 
     def close(self, *, flush: bool) -> None:
         """Wait for every chunk; with ``flush``, flush their folders (before a commit).

@@ -1,10 +1,10 @@
 """A lane: calls run one at a time, in order, in a thread of its own.
 
-A put hashes the whole file in one lane and seals and writes chunks in another while
-the calling thread reads and chunks the source; a stream hashes what it returned in
-one. The work in lanes (SHA-256, zstd, AES-GCM, file writes) releases the GIL, so the
-lanes use the machine's other cores. At most ``depth`` calls wait in a lane, which
-bounds the chunks held in memory.
+A put reads and cuts the source in the calling thread and hands each chunk to lanes:
+one hashes the whole file, one names the chunks (a keyed hash), two seal and write
+them. A stream hashes the chunks it opened in one. The work in lanes (SHA-256, zstd,
+file writes) releases the GIL, so the lanes use the machine's other cores. At most
+``depth`` calls wait in a lane, which bounds the chunks held in memory.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Lane"]
+
+_T = TypeVar("_T")
 
 
 class Lane:
@@ -33,15 +35,18 @@ class Lane:
     def __repr__(self) -> str:
         return f"<Lane {len(self._queue)} waiting>"
 
-    def submit(self, call: Callable[..., Any], *args: Any) -> None:
-        """Queue ``call(*args)``; first waits while ``depth`` calls are queued.
+    def submit(self, call: Callable[..., _T], *args: Any) -> Future[_T]:
+        """Queue ``call(*args)`` and return its future; first waits while ``depth``
+        calls are queued.
 
         Raises:
             Exception: what an earlier call raised.
         """
-        while len(self._queue) >= self._depth:
+        while self._queue and (len(self._queue) >= self._depth or self._queue[0].done()):
             self._queue.popleft().result()
-        self._queue.append(self._pool.submit(call, *args))
+        future = self._pool.submit(call, *args)
+        self._queue.append(future)
+        return future
 
     def drain(self) -> None:
         """Wait for every queued call; raise the first error one of them raised."""
@@ -49,7 +54,8 @@ class Lane:
             self._queue.popleft().result()
 
     def close(self) -> None:
-        """Wait for the queued calls (ignoring their errors) and stop the thread."""
+        """Drop the calls not yet started, wait for the running one (ignoring errors)
+        and stop the thread."""
         for future in self._queue:
             future.cancel()
         self._queue.clear()

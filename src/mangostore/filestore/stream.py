@@ -1,12 +1,18 @@
 """A stored file as a readable, seekable binary stream that decrypts as it goes.
 
-Only the chunk under the read position is held in memory (at most
-:data:`~mangostore.filestore.chunking.MAX_CHUNK` bytes), whatever the file's size. A
-seek moves to any byte: the stream finds the chunk holding it from the chunk offsets
-and opens that chunk when it is read. Every chunk is authenticated before any of its
-bytes is returned. A stream read from the start to the end also checks the file's
-SHA-256 before it returns the last chunk's bytes, so a file whose chunks were all
-genuine but reordered or dropped is refused too.
+Only the chunk under the read position and the next one are held in memory (each at
+most :data:`~mangostore.filestore.chunking.MAX_CHUNK` bytes), whatever the file's
+size. A seek moves to any byte: the stream finds the chunk holding it from the chunk
+offsets and opens that chunk when it is read. Every chunk is authenticated before any
+of its bytes is returned. A stream read from the start to the end also checks the
+file's SHA-256 before it returns the last chunk's bytes, so a file whose chunks were
+all genuine but reordered or dropped is refused too.
+
+Reading in order keeps two threads busy beside the caller: one reads and decrypts the
+next chunk while the caller uses the current one (an error there is raised only when
+the caller reaches that chunk), the other hashes the chunks already opened. After a
+seek the chunk under the new position is opened in the caller's thread, and read-ahead
+starts again once the caller reads on into the chunk after it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import bisect
 import hashlib
 import io
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mangostore.errors import ValidationError
@@ -60,6 +67,9 @@ class FileStream(io.RawIOBase):
         self._hashing = True
         self._hashed = 0
         self._lane: Lane | None = None
+        # The next chunk, read and decrypted ahead while the caller reads this one.
+        self._reader: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Future[bytes]] | None = None
         if not self._parts and size == 0 and hashlib.sha256().hexdigest() != digest:
             raise tampered("the record")
 
@@ -113,10 +123,13 @@ class FileStream(io.RawIOBase):
         first = self._piece(want)
         if len(first) == want:  # within one chunk: one copy
             return bytes(first)
-        out = bytearray(first)
-        while len(out) < want:
-            out += self._piece(want - len(out))
-        return bytes(out)
+        # Each piece keeps its chunk alive until the one copy that joins them.
+        pieces = [first]
+        got = len(first)
+        while got < want:
+            pieces.append(self._piece(want - got))
+            got += len(pieces[-1])
+        return b"".join(pieces)
 
     def readall(self) -> bytes:
         """Read everything left."""
@@ -137,10 +150,14 @@ class FileStream(io.RawIOBase):
     def read_chunked(self) -> bytes:
         """The rest of the current chunk from the read position (empty at the end).
 
-        Faster than :meth:`read` for copying a whole file: no copy into a buffer.
+        Faster than :meth:`read` for copying a whole file: a chunk read from its start
+        is returned as it was decrypted, without a copy.
         """
         self._checkClosed()
-        return bytes(self._piece(self._size))
+        piece = self._piece(self._size)
+        if len(piece) == len(self._data):
+            return self._data  # the whole chunk: bytes, so nobody can change it
+        return bytes(piece)
 
     def _piece(self, limit: int) -> memoryview:
         """Up to ``limit`` bytes from the read position, all from one chunk; advances."""
@@ -157,12 +174,19 @@ class FileStream(io.RawIOBase):
 
     def _open(self, index: int) -> None:
         part = self._parts[index]
-        # Drop the previous chunk first: memory holds one chunk at a time.
+        # Drop the previous chunk first: memory holds the current and the next chunk.
+        in_order = index == self._index + 1 or self._pos == part.start
         self._data = b""
         self._index = -1
-        data = self._load(part)
+        data = self._loaded(index)
         if len(data) != part.size:
             raise tampered()
+        if in_order and index + 1 < len(self._parts):
+            if self._reader is None:
+                # Not a lane: an error loading a chunk belongs to the caller who reaches
+                # that chunk, never to whoever submits the next one.
+                self._reader = ThreadPoolExecutor(1, thread_name_prefix="mangostore-read")
+            self._ahead = (index + 1, self._reader.submit(self._load, self._parts[index + 1]))
         if self._hashing:
             if part.start == self._hashed:
                 # Hashed in a thread of its own while the reader uses the chunk; the
@@ -180,6 +204,15 @@ class FileStream(io.RawIOBase):
         self._data = data
         self._index = index
 
+    def _loaded(self, index: int) -> bytes:
+        """Chunk ``index``'s plaintext: read ahead already, or loaded now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            if ahead[0] == index:
+                return ahead[1].result()  # raises what loading it raised
+            ahead[1].cancel()  # a seek went elsewhere: not needed (if not started)
+        return self._load(self._parts[index])
+
     def _stop_hashing(self) -> None:
         self._hashing = False
         if self._lane is not None:
@@ -190,8 +223,12 @@ class FileStream(io.RawIOBase):
                 self._lane = None
 
     def close(self) -> None:
-        """Close the stream and drop the chunk held in memory."""
+        """Close the stream and drop the chunks held in memory."""
         self._data = b""
+        self._ahead = None
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
+            self._reader = None
         if self._lane is not None:
             self._lane.close()
             self._lane = None

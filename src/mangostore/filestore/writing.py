@@ -15,7 +15,9 @@ import io
 import json
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -57,6 +59,22 @@ FILE_COLUMNS: Final = (
 )
 #: Bytes between two progress reports of a put.
 _REPORT_BYTES: Final = 8 * 1024 * 1024
+#: Chunks cut ahead of the one whose name is awaited: they keep the hashing and naming
+#: lanes busy meanwhile (and are held in memory).
+_AHEAD: Final = 2
+#: Lanes sealing and writing chunks side by side.
+_SEALERS: Final = 2
+
+
+def _name(
+    namer: hmac.HMAC, chunk: memoryview, state_of: Callable[[str], str | None]
+) -> tuple[str, bool]:
+    """A chunk's name (the owner's keyed hash of its bytes) and whether the owner
+    stores it live already (in the naming lane, off the thread that reads the source)."""
+    mac = namer.copy()
+    mac.update(chunk)
+    name = mac.hexdigest()
+    return name, state_of(name) == "live"
 
 
 @dataclass
@@ -117,15 +135,20 @@ class Put:
         progress: Progress | None,
     ) -> None:
         digest = hashlib.sha256()
-        hashing = Lane("mangostore-digest", depth=3)
-        sealing = Lane("mangostore-seal", depth=2)
+        hashing = Lane("mangostore-digest", depth=_AHEAD + 1)
+        naming = Lane("mangostore-name", depth=_AHEAD + 1)
+        # Two sealing lanes: zstd on a compressible chunk is the slowest step of all.
+        sealing = [Lane(f"mangostore-seal{n}", depth=2) for n in range(_SEALERS)]
         try:
-            self._chunk(namer, writer, stream, state_of, progress, digest, hashing, sealing)
+            self._chunk(namer, writer, stream, state_of, progress, digest, hashing, naming, sealing)
             hashing.drain()
-            sealing.drain()
+            for lane in sealing:
+                lane.drain()
         finally:
             hashing.close()
-            sealing.close()
+            naming.close()
+            for lane in sealing:
+                lane.close()
         self.digest = digest.hexdigest()
         if progress is not None:
             progress(self.size, self.size, "storing")
@@ -139,31 +162,54 @@ class Put:
         progress: Progress | None,
         digest: Any,
         hashing: Lane,
-        sealing: Lane,
+        naming: Lane,
+        sealing: list[Lane],
     ) -> None:
-        """Read and name the chunks here; hash, seal and write them in the lanes."""
+        """Read and cut the chunks here; hash, name, seal and write them in the lanes.
+
+        Naming is a keyed SHA-256 of every byte, as costly as the file's own hash, so
+        it runs in a lane of its own, with the look-up of the name among the owner's
+        chunks; a chunk's name is awaited (a few chunks later) only to decide whether
+        it must be sealed, which one of the sealing lanes then does.
+        """
         seen: set[str] = set()
+        named: deque[tuple[int, memoryview, Future[tuple[str, bool]]]] = deque()
         reported = 0
         if progress is not None:
             progress(0, self.size_hint, "storing")
-        for chunk in iter_chunks(stream):
+        for chunk in iter_chunks(stream, self.size_hint):
             hashing.submit(digest.update, chunk)
-            mac = namer.copy()
-            mac.update(chunk)
-            name = mac.hexdigest()
-            self.parts.append(Part(self.size, len(chunk), name))
+            named.append((self.size, chunk, naming.submit(_name, namer, chunk, state_of)))
             self.size += len(chunk)
             if self.limit is not None and self.used + self.size > self.limit:
                 raise over_quota(self.owner, self.limit, self.used, self.size)
-            if name not in seen:
-                seen.add(name)
-                if state_of(name) != "live":
-                    sealing.submit(self._seal, writer, name, chunk)
+            while len(named) > _AHEAD:
+                self._place(writer, seen, sealing, *named.popleft())
             if progress is not None and self.size - reported >= _REPORT_BYTES:
                 progress(self.size, self.size_hint, "storing")
                 reported = self.size
+        while named:
+            self._place(writer, seen, sealing, *named.popleft())
 
-    def _seal(self, writer: ChunkWriter, name: str, chunk: bytes) -> None:
+    def _place(
+        self,
+        writer: ChunkWriter,
+        seen: set[str],
+        sealing: list[Lane],
+        start: int,
+        chunk: memoryview,
+        named: Future[tuple[str, bool]],
+    ) -> None:
+        """Add a named chunk to the file; have it sealed unless the owner stores it."""
+        name, live = named.result()
+        self.parts.append(Part(start, len(chunk), name))
+        if name not in seen:
+            seen.add(name)
+            if not live:
+                lane = sealing[len(self.parts) % len(sealing)]
+                lane.submit(self._seal, writer, name, chunk)
+
+    def _seal(self, writer: ChunkWriter, name: str, chunk: memoryview) -> None:
         """Seal and write one chunk (in the sealing lane)."""
         context = ChunkContext(self.vault_id, self.owner, name)
         blob = seal_chunk(self.key, self.key_id, chunk, context)
