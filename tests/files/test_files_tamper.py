@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.files.conftest import Vault, chunk_files, noise
+from tests.conftest import PASSPHRASE
+from tests.files.conftest import SETTINGS, Vault, chunk_files, noise
 
+import mangostore
 from mangostore.errors import TamperedDataError
 from mangostore.filestore.chunking import MAX_CHUNK
 
@@ -117,13 +119,39 @@ def test_reordered_chunks_of_equal_size_fail_the_whole_file_digest(vault: Vault)
                 [chunk, record.id, seq],
             )
     # Every chunk is genuine, so only the whole-file check can tell: nothing of the
-    # last chunk is returned.
-    with vault.db.files.open(record.id) as stream:
+    # last chunk is returned. (This database's pages are encrypted and authenticated:
+    # only a holder of the key could have changed the list, so a plain read does not
+    # hash the file; asked to, it does, and an export always does.)
+    with vault.db.files.open(record.id, check_digest=True) as stream:
         assert stream.read(MAX_CHUNK) == b"\2" * MAX_CHUNK
         with pytest.raises(TamperedDataError):
             stream.read(1)
     with pytest.raises(TamperedDataError):
-        vault.db.files.read(record.id)
+        vault.db.files.export(record.id, vault.path.parent / "out.bin")
+    assert not (vault.path.parent / "out.bin").exists()
+    assert vault.db.files.read(record.id) == b"\2" * MAX_CHUNK + b"\1" * MAX_CHUNK
+
+
+def test_where_pages_are_not_encrypted_every_full_read_checks_the_digest(
+    tmp_path: Path,
+) -> None:
+    db = mangostore.create(
+        tmp_path / "plain.db", passphrase=PASSPHRASE, settings=SETTINGS, encrypted=False
+    ).db
+    with db:
+        ann = db.users.create(username="ann").id
+        record = db.files.put(ann, b"\1" * MAX_CHUNK + b"\2" * MAX_CHUNK)
+        rows = db.query(
+            "SELECT seq, chunk FROM file_parts WHERE file_id = ? ORDER BY seq", [record.id]
+        )
+        with db.transaction():
+            for seq, chunk in ((0, rows[1]["chunk"]), (1, rows[0]["chunk"])):
+                db.execute(
+                    "UPDATE file_parts SET chunk = ? WHERE file_id = ? AND seq = ?",
+                    [chunk, record.id, seq],
+                )
+        with pytest.raises(TamperedDataError):
+            db.files.read(record.id)
 
 
 def test_a_chunk_list_that_does_not_add_up_is_refused(vault: Vault) -> None:

@@ -236,8 +236,17 @@ class FileService:
         with self._store.reading() as conn, driver_errors("listing stored files"):
             return [record_of(row) for row in conn.execute(sql, params).fetchall()]
 
-    def open(self, file_id: str) -> FileStream:
+    def open(self, file_id: str, *, check_digest: bool | None = None) -> FileStream:
         """A readable, seekable binary stream over the file, decrypting as it goes.
+
+        Every chunk is authenticated before a byte of it is returned, under a key and
+        associated data bound to the owner and the chunk's keyed name, so a chunk
+        altered, swapped or moved does not open. ``check_digest`` also checks the
+        whole file's SHA-256 at the end of a read from start to end, which catches a
+        chunk list reordered or cut short in the database itself. By default it is
+        checked only where the database's pages are not encrypted: SQLCipher
+        authenticates every page, so there the chunk list cannot be changed without
+        the key, and the hash would be a second pass over every byte for nothing.
 
         Raises:
             NotFoundError: no such file.
@@ -258,7 +267,12 @@ class FileService:
             or (ends[-1] if ends else 0) != record.size
         ):
             raise tampered("the chunk list")
-        return FileStream(record.size, record.digest, parts, self._loader(record))
+        if check_digest is None:
+            keyring = self._store.keyring
+            check_digest = keyring is None or not keyring.page_encryption
+        return FileStream(
+            record.size, record.digest, parts, self._loader(record), check_digest=check_digest
+        )
 
     def _loader(self, record: FileRecord) -> Callable[[Part], bytes]:
         vault = self._store.keyring.vault_id if self._store.keyring is not None else ""
@@ -321,7 +335,7 @@ class FileService:
             raise ValidationError(f"{target} exists; pass overwrite=True to replace it")
         with (
             private_file(target, doing="exporting a stored file", other=FileStoreError) as out,
-            self.open(file_id) as stream,
+            self.open(file_id, check_digest=True) as stream,
         ):
             done = 0
             if progress is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from mangostore.filestore.chunkcrypt import tampered
 from mangostore.filestore.lanes import Lane
 
 __all__ = ["FileStream", "Part"]
+
+#: Chunks read and decrypted ahead of the reader, each in a thread of its own (the
+#: decryption releases the interpreter, so they overlap on several cores).
+_READ_AHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +53,18 @@ class FileStream(io.RawIOBase):
         digest: the file's SHA-256 (hex), checked at the end of a sequential read.
         parts: the file's chunks in order.
         load: opens a chunk and returns its plaintext (raises on tampering).
+        check_digest: whether a sequential read checks ``digest`` (every chunk is
+            authenticated either way).
     """
 
     def __init__(
-        self, size: int, digest: str, parts: Sequence[Part], load: Callable[[Part], bytes]
+        self,
+        size: int,
+        digest: str,
+        parts: Sequence[Part],
+        load: Callable[[Part], bytes],
+        *,
+        check_digest: bool = True,
     ) -> None:
         super().__init__()
         self._size = size
@@ -64,12 +77,12 @@ class FileStream(io.RawIOBase):
         self._data = b""
         # The file's hash over the chunks loaded in order from the start, while they are.
         self._hasher = hashlib.sha256()
-        self._hashing = True
+        self._hashing = check_digest
         self._hashed = 0
         self._lane: Lane | None = None
         # The next chunk, read and decrypted ahead while the caller reads this one.
         self._reader: ThreadPoolExecutor | None = None
-        self._ahead: tuple[int, Future[bytes]] | None = None
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()
         if not self._parts and size == 0 and hashlib.sha256().hexdigest() != digest:
             raise tampered("the record")
 
@@ -185,8 +198,10 @@ class FileStream(io.RawIOBase):
             if self._reader is None:
                 # Not a lane: an error loading a chunk belongs to the caller who reaches
                 # that chunk, never to whoever submits the next one.
-                self._reader = ThreadPoolExecutor(1, thread_name_prefix="mangostore-read")
-            self._ahead = (index + 1, self._reader.submit(self._load, self._parts[index + 1]))
+                self._reader = ThreadPoolExecutor(_READ_AHEAD, thread_name_prefix="mangostore-read")
+            following = self._ahead[-1][0] + 1 if self._ahead else index + 1
+            for nxt in range(following, min(index + 1 + _READ_AHEAD, len(self._parts))):
+                self._ahead.append((nxt, self._reader.submit(self._load, self._parts[nxt])))
         if self._hashing:
             if part.start == self._hashed:
                 # Hashed in a thread of its own while the reader uses the chunk; the
@@ -206,11 +221,10 @@ class FileStream(io.RawIOBase):
 
     def _loaded(self, index: int) -> bytes:
         """Chunk ``index``'s plaintext: read ahead already, or loaded now."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            if ahead[0] == index:
-                return ahead[1].result()  # raises what loading it raised
-            ahead[1].cancel()  # a seek went elsewhere: not needed (if not started)
+        if self._ahead and self._ahead[0][0] == index:
+            return self._ahead.popleft()[1].result()  # raises what loading it raised
+        while self._ahead:  # a seek went elsewhere: not needed (if not started)
+            self._ahead.popleft()[1].cancel()
         return self._load(self._parts[index])
 
     def _stop_hashing(self) -> None:
@@ -225,7 +239,7 @@ class FileStream(io.RawIOBase):
     def close(self) -> None:
         """Close the stream and drop the chunks held in memory."""
         self._data = b""
-        self._ahead = None
+        self._ahead.clear()
         if self._reader is not None:
             self._reader.shutdown(wait=True, cancel_futures=True)
             self._reader = None
