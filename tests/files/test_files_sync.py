@@ -62,8 +62,11 @@ def test_chunks_another_device_already_sent_are_not_sent_again(
     sync_all([a, b])
     # b never fetched them: it seals and keeps its own copies, which the relay has.
     copy = b.files.put(alice, data, name="again")
-    report = b.files.send_chunks()
+    heard: list[tuple[int, int | None, str]] = []
+    report = b.files.send_chunks(progress=lambda *args: heard.append(args))
     assert (report.sent, report.already_there) == (0, copy.chunk_count)
+    assert heard[-1][0] == heard[-1][1]  # the bar ends full though nothing was sent
+    assert {stage for _, _, stage in heard} == {"sending files"}
     assert b.files.read(first.id) == data
 
 

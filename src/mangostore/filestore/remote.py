@@ -131,14 +131,15 @@ def send_chunks(
         ]
         forget = [str(row[0]) for row in conn.execute("SELECT owner_tag FROM file_relay_forget")]
     total = sum(size for _, _, size in unsent)
-    sent = sent_bytes = already = unreadable = 0
+    sent = sent_bytes = already = unreadable = looked_at = 0
     if progress is not None and unsent:
         progress(0, total, "sending files")
     for start in range(0, len(unsent), _ASK):
         group = unsent[start : start + _ASK]
         missing = set(relay.missing_blobs(vault_id, [name for name, _, _ in group]))
         done: list[str] = []
-        for name, owner, _size in group:
+        for name, owner, size in group:
+            looked_at += size
             if name in missing:
                 data = chunks.read(owner, name)
                 if data is None:
@@ -150,8 +151,8 @@ def send_chunks(
             else:
                 already += 1
             done.append(name)
-            if progress is not None:
-                progress(sent_bytes, total, "sending files")
+            if progress is not None:  # counts what the relay had too: the bar ends full
+                progress(looked_at, total, "sending files")
         _mark_remote(store, done)
     for tag in forget:
         relay.forget_blobs(vault_id, tag)
