@@ -326,6 +326,7 @@ def test_attachments_own_their_files_and_sync(devices: Devices) -> None:
     doc = a.files.put(alice, b"the design notes", name="notes.md")
     first = a.files.attachments.add(talk.id, doc.id)
     assert a.files.attachments.add(talk.id, doc.id) == first  # attaching again: the same
+    assert first.to_dict()["file_id"] == doc.id
     sync_all([a, b])
     assert [x.file_id for x in b.files.attachments.list(talk.id)] == [doc.id]
     assert b.files.read(doc.id) == b"the design notes"

@@ -11,6 +11,7 @@ its own user.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,14 +39,7 @@ class Attachment:
 
     def to_dict(self) -> dict[str, Any]:
         """The attachment as a JSON-ready dict."""
-        return {
-            "id": self.id,
-            "conversation_id": self.conversation_id,
-            "message_id": self.message_id,
-            "user_id": self.user_id,
-            "file_id": self.file_id,
-            "created_at": self.created_at,
-        }
+        return dataclasses.asdict(self)
 
 
 class Attachments:
