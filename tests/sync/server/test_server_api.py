@@ -119,6 +119,13 @@ def test_metrics_count_requests_and_report_the_store(relay_store: SqlRelayStore)
     assert member.push(server.client, token, 1, b"12345").status_code == 200
     assert member.push(server.client, token, 2, b"x").status_code == 200
     server.client.get(f"/v1/vaults/{member.vault_id}/devices", headers={"Authorization": "x"})
+    chunk = server.client.put(
+        f"/v1/vaults/{member.vault_id}/blobs/{'a' * 64}",
+        params={"owner": "1" * 32},
+        content=b"sealed",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert chunk.status_code == 204
     text = server.client.get("/metrics").text
     lines = set(text.splitlines())
     batches = "/v1/vaults/{vault_id}/batches"
@@ -129,7 +136,9 @@ def test_metrics_count_requests_and_report_the_store(relay_store: SqlRelayStore)
     assert "mangostore_sync_store_devices 1.0" in lines
     assert "mangostore_sync_store_batches 2.0" in lines
     assert "mangostore_sync_store_batch_bytes 6.0" in lines
-    assert "mangostore_sync_pushed_bytes_total 6.0" in lines
+    assert "mangostore_sync_pushed_bytes_total 6.0" in lines  # batches only
+    assert "mangostore_sync_blob_bytes_total 6.0" in lines
+    assert "mangostore_sync_store_blob_bytes 6.0" in lines
     assert any(line.startswith("mangostore_sync_request_seconds_bucket") for line in lines)
     assert token not in text
     assert member.vault_id not in text

@@ -121,6 +121,9 @@ def create_app(
         registry=registry,
     )
     pushed = Counter("mangostore_sync_pushed_bytes", "Batch bytes stored", registry=registry)
+    blobs_in = Counter(
+        "mangostore_sync_blob_bytes", "Stored files' chunk bytes received", registry=registry
+    )
     registry.register(StoreCollector(store))
 
     @asynccontextmanager
@@ -387,7 +390,7 @@ def create_app(
         """Keep a sealed chunk of a stored file, sent as the raw request body (one
         already held stays as it is)."""
         store.put_blob(vault_id, name, owner, body, now())
-        pushed.inc(len(body))
+        blobs_in.inc(len(body))
 
     @app.get(
         "/v1/vaults/{vault_id}/blobs/{name}",
