@@ -155,3 +155,15 @@ def test_another_process_fetches_a_synced_file_through_a_relay_folder(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == stored.digest
     assert data[1000:1100] not in b"".join(p.read_bytes() for p in relay.rglob("*") if p.is_file())
+
+
+def test_syncing_a_database_that_stores_no_file_makes_no_chunk_folder(
+    vault: Vault, tmp_path: Path
+) -> None:
+    from mangostore.filestore.transfer import chunk_folder_exists
+    from mangostore.sync import FolderRelay
+
+    vault.db.sync.enable(FolderRelay(tmp_path / "relay", create=True))
+    vault.db.sync.sync()
+    assert not chunk_folder_exists(vault.path)
+    assert not vault.db.files.in_use()  # so db.maintenance() skips the file sweep

@@ -109,13 +109,14 @@ class SendReport:
 
 def send_chunks(
     store: Store,
-    chunks: ChunkStore,
+    chunk_store: Callable[[], ChunkStore],
     relay: BlobRelay,
     vault_id: str,
     progress: Progress | None = None,
 ) -> SendReport:
     """Upload the chunks of this device's files the relay does not hold yet, then ask
-    it to drop the chunks of erased owners.
+    it to drop the chunks of erased owners. ``chunk_store`` gives the chunk folder
+    (called only when there is something to send).
 
     Raises:
         SyncTransportError: the relay could not be reached (what was sent stays sent).
@@ -130,6 +131,9 @@ def send_chunks(
             )
         ]
         forget = [str(row[0]) for row in conn.execute("SELECT owner_tag FROM file_relay_forget")]
+    if not unsent and not forget:
+        return SendReport()
+    chunks = chunk_store()
     total = sum(size for _, _, size in unsent)
     sent = sent_bytes = already = unreadable = looked_at = 0
     if progress is not None and unsent:

@@ -515,7 +515,9 @@ class FileService:
         if self._store.keyring is None or not self._has_files_table():
             return SendReport()
         vault = self._store.keyring.vault_id
-        return send_chunks(self._store, self.chunks, self._relay, vault, progress)
+        # The chunk folder is reached only when there is a chunk to send: a push of a
+        # database that stores no file makes no folder (nor, in memory, a temporary one).
+        return send_chunks(self._store, lambda: self.chunks, self._relay, vault, progress)
 
     # -- backups (docs/backup.md) ---------------------------------------------------------
 
