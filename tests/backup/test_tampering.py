@@ -163,3 +163,21 @@ def test_objects_hold_no_plaintext(vault: mangostore.Database, folder: Path) -> 
             blob = path.read_bytes()
             assert b"example.org" not in blob
             assert b"git push" not in blob
+
+
+def test_a_damaged_index_makes_the_next_automatic_backup_a_full_one(
+    backed_up: tuple[mangostore.Database, Manifest], folder: Path, tmp_path: Path
+) -> None:
+    db, made = backed_up
+    path = folder / made.objects_of("index")[-1].name
+    path.write_bytes(path.read_bytes()[:-10])
+    db.users.create(username="after the damage")
+    with pytest.raises(BackupCorruptError, match="make a full backup"):
+        db.backup.create(folder, kind="incremental")
+    again = db.backup.create(folder)  # auto: the parent's index is needed no more
+    assert again.kind == "full"
+    assert db.backup.verify(folder).ok
+    target = tmp_path / "r.db"
+    db.backup.restore(target, passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
+    with mangostore.open(target, passphrase=PASSPHRASE, settings=SETTINGS) as restored:
+        assert restored.users.exists(username="after the damage")

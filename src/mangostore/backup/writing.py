@@ -40,7 +40,7 @@ from mangostore.backup.stream import ObjectInfo, StreamReader, StreamWriter, fra
 from mangostore.backup.tables import copy_table
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import StoreProtocol
-from mangostore.errors import BackupError, ConfigurationError
+from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
 from mangostore.filestore.service import FileService
 from mangostore.filestore.transfer import referenced_chunks
 from mangostore.ids import new_id
@@ -103,7 +103,8 @@ def take_backup(
         ConfigurationError: the database has no keyring.
         BackupError: ``kind="incremental"`` and there is nothing to build on; or a
             chunk stored files use is missing (``db.files.check()`` names the files).
-        BackupCorruptError: the parent's index is damaged (make a full backup).
+        BackupCorruptError: ``kind="incremental"`` and the parent's index is damaged
+            (make a full backup; ``"auto"`` makes one by itself).
         BackupDestinationError: the destination failed; nothing was left that looks
             like a backup.
     """
@@ -132,6 +133,15 @@ def take_backup(
     if progress is not None:
         progress(0, None, "writing")
     chunk_objects: list[ObjectInfo] = []
+    parent: Manifest | None = None
+
+    def abort() -> None:
+        data.abort()
+        index.abort()
+        for obj in data.objects + index.objects + chunk_objects:
+            with contextlib.suppress(Exception):
+                destination.delete(obj.name)
+
     try:
         # The chunk files stay on disk (no sweep removes one) from before the snapshot
         # until the chunks it names are copied.
@@ -192,12 +202,20 @@ def take_backup(
             objects=tuple(objects),
         )
         put_bytes(destination, manifest_name(backup_id), sign_manifest(manifest, backup_key))
+    except BackupCorruptError as exc:
+        abort()
+        if parent is None:
+            raise
+        # What is read while a backup is written is the parent's chain and index: an
+        # incremental on them could not be restored, and a full backup needs neither.
+        if kind == "auto":
+            return take_backup(store, destination, policy, files, kind="full", progress=progress)
+        raise BackupCorruptError(
+            f"backup {parent.id}, which an incremental backup builds on, or its index is "
+            f"damaged ({exc}); make a full backup (kind='full')"
+        ) from exc
     except BaseException:
-        data.abort()
-        index.abort()
-        for obj in data.objects + index.objects + chunk_objects:
-            with contextlib.suppress(Exception):
-                destination.delete(obj.name)
+        abort()
         raise
     if parent is not None:
         with contextlib.suppress(BackupError):
