@@ -35,7 +35,7 @@ import struct
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -44,6 +44,8 @@ import mangostore
 from bench.harness import Config, Measurement, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.backup import BackupPolicy
+from mangostore.backup.snapshot import read_plan
+from mangostore.sql import quote_identifier
 
 PASSPHRASE: Final = "bench: correct horse battery staple"
 SETTINGS: Final = Settings(kdf=KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1))
@@ -82,25 +84,6 @@ def _fill(db: mangostore.Database, megabytes: float) -> None:
             n += 1
         with db.store.transaction() as conn:
             conn.executemany("INSERT INTO bench_rows (cmd, n) VALUES (?, ?)", batch)
-
-
-def _tables(conn: Any) -> list[tuple[str, bool]]:
-    """Every table with rows of its own (quoted), and whether it has a rowid, as the
-    backup service reads them."""
-    rows = conn.execute("PRAGMA main.table_list").fetchall()
-    return [
-        ('"' + str(r[1]).replace('"', '""') + '"', not r[4])
-        for r in rows
-        if r[2] in ("table", "shadow") and not str(r[1]).startswith("sqlite_")
-    ]
-
-
-def _literal(conn: Any, table: str, rowid: bool) -> str:
-    """``'(' || quote(rowid) || ',' || quote(c1) ... || ')'`` for ``table``."""
-    names = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})").fetchall()]
-    quoted = ["quote(rowid)"] if rowid else []
-    quoted += ['quote("' + n.replace('"', '""') + '")' for n in names]
-    return "'(' || " + " || ',' || ".join(quoted) + " || ')'"
 
 
 class _Bare:
@@ -150,8 +133,9 @@ class _Bare:
         ).compressobj()
         pending = bytearray()
         with self._db.store.snapshot() as conn, open(self.out_rows, "wb") as dst:
-            for table, rowid in _tables(conn):
-                sql = f"SELECT CAST({_literal(conn, table, rowid)} AS BLOB) FROM {table}"
+            # The tables and row literals the service reads (one statement a table here).
+            for table in read_plan(conn).tables:
+                sql = f"SELECT {table.literal_sql(utf8=True)} FROM {quote_identifier(table.name)}"
                 cursor = conn.execute(sql)
                 cursor.row_factory = None
                 while batch := cursor.fetchmany(1000):

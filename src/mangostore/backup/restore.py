@@ -315,9 +315,9 @@ def _apply_one(
             elif current is None:
                 raise BackupCorruptError(f"backup object {name} has rows before a table", name)
             elif kind == b"D":
-                execute_unmonitored(conn, current.delete_sql(json.loads(payload)))
+                execute_unmonitored(conn, current.delete_sql(_doc(payload, name)))
             elif kind == b"E":
-                conn.executemany(current.erase_sql(), _ranges(json.loads(payload), name))
+                conn.executemany(current.erase_sql(), _ranges(_doc(payload, name), name))
             elif kind == b"R":
                 # Unmonitored: each record is a new statement of up to hundreds of KiB,
                 # which the statement monitor and the query cache would each parse
@@ -326,6 +326,14 @@ def _apply_one(
             else:
                 raise BackupCorruptError(f"backup object {name} holds an unknown record", name)
     return mine
+
+
+def _doc(payload: bytes, name: str) -> Any:
+    """A record's JSON (the stream authenticated it: only a bug writes a bad one)."""
+    try:
+        return json.loads(payload)
+    except ValueError as exc:
+        raise BackupCorruptError(f"backup object {name} holds a damaged record", name) from exc
 
 
 def _ranges(doc: Any, name: str) -> list[tuple[int, int]]:

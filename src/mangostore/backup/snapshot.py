@@ -109,22 +109,20 @@ class TablePlan:
     def _column_sql(self) -> list[str]:
         return ["rowid" if c == "rowid" else quote_identifier(c) for c in self.columns]
 
-    def literal_sql(self, *, utf8: bool = True) -> str:
+    def literal_sql(self, *, utf8: bool) -> str:
         """The expression that renders one row as ``(v1,v2,..)``, as bytes when ``utf8``
         (the text's own encoding, so no decoding and encoding again in Python)."""
         values = " || ',' || ".join(f"quote({c})" for c in self._column_sql())
         text = f"'(' || {values} || ')'"
         return f"CAST({text} AS BLOB)" if utf8 else text
 
-    def select_sql(self, *, utf8: bool = True) -> str:
-        """The statement that reads ``(key, literal row)`` for every row."""
-        if self.by_rowid:
-            key = "rowid"
-        else:
-            key = " || ',' || ".join(f"quote({quote_identifier(c)})" for c in self.key)
+    def select_sql(self, *, utf8: bool) -> str:
+        """The statement that reads ``(key, literal row)`` for every row of a table
+        without a rowid (one with a rowid is read in blocks: :meth:`block_sql`)."""
+        key = " || ',' || ".join(f"quote({quote_identifier(c)})" for c in self.key)
         return f"SELECT {key}, {self.literal_sql(utf8=utf8)} FROM {quote_identifier(self.name)}"
 
-    def block_sql(self, shift: int, *, utf8: bool = True) -> str:
+    def block_sql(self, shift: int, *, utf8: bool) -> str:
         """The statement that reads ``(block, literal row)`` for every row of a rowid
         table, in rowid order (the table's own order: SQLite sorts nothing)."""
         return (
@@ -132,7 +130,7 @@ class TablePlan:
             f"FROM {quote_identifier(self.name)} ORDER BY rowid"
         )
 
-    def range_sql(self, *, utf8: bool = True) -> str:
+    def range_sql(self, *, utf8: bool) -> str:
         """The statement that reads the literal rows whose rowid is between ``?`` and ``?``."""
         return (
             f"SELECT {self.literal_sql(utf8=utf8)} FROM {quote_identifier(self.name)} "
@@ -266,7 +264,7 @@ def _as_bytes(value: bytes | str) -> bytes:
 
 
 def scan_rows(
-    conn: Connection, table: TablePlan, *, utf8: bool = True
+    conn: Connection, table: TablePlan, *, utf8: bool
 ) -> Iterator[list[tuple[Key, bytes]]]:
     """Every row of ``table`` as ``(key, literal)``, a batch at a time."""
     cursor = conn.execute(table.select_sql(utf8=utf8))
@@ -295,7 +293,7 @@ class Block:
 
 
 def scan_blocks(
-    conn: Connection, table: TablePlan, *, shift: int = BLOCK_SHIFT, utf8: bool = True
+    conn: Connection, table: TablePlan, *, shift: int = BLOCK_SHIFT, utf8: bool
 ) -> Iterator[list[Block]]:
     """Every block of the rowid table ``table``, in rowid order, a batch at a time."""
     cursor = conn.execute(table.block_sql(shift, utf8=utf8))
@@ -317,7 +315,7 @@ def scan_blocks(
 
 
 def block_rows(
-    conn: Connection, table: TablePlan, number: int, *, shift: int = BLOCK_SHIFT, utf8: bool = True
+    conn: Connection, table: TablePlan, number: int, *, shift: int = BLOCK_SHIFT, utf8: bool
 ) -> Block:
     """Block ``number`` of ``table``, read on its own (by rowid range)."""
     low = number << shift

@@ -76,7 +76,7 @@ def copy_table(
     hasher: Hasher,
     before: OldTable | None,
     *,
-    utf8: bool = True,
+    utf8: bool,
 ) -> Copied:
     """Write one table's rows (all of them, or what changed since ``before``, the
     parent's entries) and its index entries."""
