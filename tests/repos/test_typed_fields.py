@@ -270,6 +270,17 @@ VALID = """
     db.users.create(**loose)  # a dict is checked at run time only
 """
 
+#: Every repository's create and update return its own record class.
+RETURNS = [
+    "from typing import assert_type",
+    "from mangostore import records as r",
+    *(
+        f"assert_type(db.{table}.{call}, r.{RECORDS[table].__name__})"
+        for table in DESIGN_TABLES
+        for call in ("create(**loose)", "update('id', **loose)")
+    ),
+]
+
 #: Calls a type checker must refuse, with the words of mypy's message for each.
 WRONG = {
     'db.users.create(usernme="bob")': 'Unexpected keyword argument "usernme"',
@@ -305,7 +316,7 @@ class MypyReport:
 def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> MypyReport:
     """What mypy, configured as for the package (strict), says of the calls above."""
     folder = tmp_path_factory.mktemp("typed")
-    valid = textwrap.dedent(VALID).strip("\n").splitlines()
+    valid = [*textwrap.dedent(VALID).strip("\n").splitlines(), *RETURNS]
     snippet = folder / "snippet.py"
     snippet.write_text("\n".join([*valid, *MISSPELT, *WRONG]) + "\n", encoding="utf-8")
     out, err, _ = mypy_api.run(

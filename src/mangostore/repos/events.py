@@ -20,17 +20,10 @@ from mangostore.repos.changes import SecurityEventChanges
 from mangostore.repos.fields import SecurityEventFields
 from mangostore.schema.sensitive import SYSTEM_OWNER
 
-#: The columns a caller gives to ``create``; the log sets every other one.
-_GIVEN: Final = (
-    "event_type",
-    "severity",
-    "source_component",
-    "user_id",
-    "event_data",
-    "client_info",
-    "risk_score",
-)
-_REQUIRED: Final = ("event_type", "severity", "source_component")
+#: The columns a caller gives to ``create`` (the typed fields'); the log sets every
+#: other one.
+_GIVEN: Final = frozenset(SecurityEventFields.__annotations__)
+_REQUIRED: Final = tuple(sorted(SecurityEventFields.__required_keys__))
 
 
 class SecurityEventRepository(Repository[SecurityEvent]):
