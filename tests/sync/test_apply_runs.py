@@ -18,7 +18,7 @@ from tests.sync.test_convergence import logical_content
 from tests.sync_helpers import Devices, sync_all
 
 import mangostore
-from mangostore.errors import DatabaseError, TamperedDataError
+from mangostore.errors import DatabaseError, DiskFullError, TamperedDataError
 from mangostore.sync import Batch, MemoryRelay, Pulled, applying, merge
 from mangostore.sync.writes import SchemaCache
 
@@ -232,3 +232,27 @@ def test_tables_whose_new_rows_can_break_only_their_own_references(
         assert not schema.quiet(conn, "notifications", frozenset({"DELETE"}))
         conn.execute("DROP TRIGGER drop_project")
         conn.execute('DROP TRIGGER "insert on"')
+
+
+def test_a_run_whose_transaction_sqlite_ended_writes_nothing_outside_it(
+    devices: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = devices(2)
+    user = a.users.create(username="ann")
+    sync_all([a, b])
+    made = [a.command_history.create(user_id=user.id, command=f"c{n}") for n in range(6)]
+    a.sync.push()
+    cursor = b.sync.status().cursor
+
+    def ended(merger: Any, spec: Any, rows: Any) -> None:
+        merger.conn.execute("ROLLBACK")  # as SQLite does on a full disk or an I/O error
+        raise DiskFullError("the disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(merge, "write_rows", ended)
+        with pytest.raises(DatabaseError):  # the writer says the transaction was ended
+            b.sync.pull()
+    assert b.sync.status().cursor == cursor
+    assert b.query("SELECT count(*) AS n FROM sync_rows WHERE tbl = 'command_history'")[0]["n"] == 0
+    b.sync.pull()  # nothing was half-kept: every row arrives
+    assert sorted(c.id for c in b.command_history.list()) == sorted(c.id for c in made)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mangostore.engine.pragmas import Connection
+from mangostore.errors import UniqueConstraintError
 from mangostore.ids import new_id
 from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
@@ -267,7 +268,12 @@ class Merger:
                 if self.only_new and not self._quietly_written(run):
                     self.only_new = False
                 write_rows(self, SYNCED_BY_NAME[table], [s.values for s in run])
-        except Exception:
+        except UniqueConstraintError:
+            # A clash with a row already here: merged one by one, the unique-key rules
+            # settle it. Anything else would fail one by one too; and if SQLite ended the
+            # whole transaction, nothing may be written outside it.
+            if not self.conn.in_transaction:
+                raise
             for state in run:
                 self._merge_one(state)
             return
