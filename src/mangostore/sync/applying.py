@@ -101,6 +101,7 @@ class Applier:
             body = body_of(at)
             if body is not None and _alone(body):
                 self._take(*ready[at], body, total)
+                bodies.pop(at)  # only the body checked ahead stays in memory
                 reporter.advance()
                 at += 1
                 continue
@@ -112,6 +113,7 @@ class Applier:
                         if body is not None and _alone(body):
                             break
                         self._take(*ready[at], body, total)
+                        bodies.pop(at)
                     except Exception as exc:
                         failure = exc  # the batches before it are committed first
                         break
