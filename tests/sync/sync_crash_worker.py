@@ -1,7 +1,8 @@
 """A device applying pulled batches, killed while it applies (run by ``test_sync_crash.py``).
 
-``python sync_crash_worker.py DB BATCHES DIE_AFTER``; the passphrase comes from
-``MANGOSTORE_PASSPHRASE``.
+``python sync_crash_worker.py DB BATCHES DIE_AFTER [pages]``; the passphrase comes from
+``MANGOSTORE_PASSPHRASE``. With ``pages`` the relay answers whole pages (the batches
+of one answer are applied in one transaction), else one batch at a time.
 
 BATCHES is a pickled list of the relay's batches, in relay order: pushed in that order
 into a fresh :class:`~mangostore.sync.MemoryRelay`, they get the cursors they had in the
@@ -34,9 +35,10 @@ class ReportingRelay:
     ``pause_s`` between answers leaves a test that kills from outside time to do it
     while batches are still coming."""
 
-    def __init__(self, relay: MemoryRelay, pause_s: float) -> None:
+    def __init__(self, relay: MemoryRelay, pause_s: float, *, pages: bool = False) -> None:
         self.relay = relay
         self.pause_s = pause_s
+        self.pages = pages
 
     def push(self, batch: Batch) -> int:
         """Store a batch (the worker only pulls; here for the transport's shape)."""
@@ -44,7 +46,7 @@ class ReportingRelay:
 
     def pull(self, vault_id: str, after: int, limit: int) -> list[Pulled]:
         """Answer from the relay, and say so on stdout."""
-        page = self.relay.pull(vault_id, after, 1)
+        page = self.relay.pull(vault_id, after, limit if self.pages else 1)
         print(f"page {after}", flush=True)
         time.sleep(self.pause_s)
         return page
@@ -65,7 +67,7 @@ def die_after(count: int) -> None:
     Merger.merge = dying  # type: ignore[method-assign]
 
 
-def main(path: str, batches_file: str, die_at: int) -> None:
+def main(path: str, batches_file: str, die_at: int, pages: bool) -> None:
     with open(batches_file, "rb") as source:
         batches: list[Batch] = pickle.load(source)
     relay = MemoryRelay()
@@ -74,7 +76,7 @@ def main(path: str, batches_file: str, die_at: int) -> None:
     if die_at > 0:
         die_after(die_at)
     db = mangostore.open(path, passphrase=os.environ["MANGOSTORE_PASSPHRASE"], create=False)
-    db.sync.connect(ReportingRelay(relay, pause_s=0.0 if die_at > 0 else 0.02))
+    db.sync.connect(ReportingRelay(relay, pause_s=0.0 if die_at > 0 else 0.02, pages=pages))
     print("pulling", flush=True)
     db.sync.pull()
     print("done", flush=True)
@@ -82,4 +84,4 @@ def main(path: str, batches_file: str, die_at: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["pages"])

@@ -44,9 +44,13 @@ COMMANDS_PER_ROUND = 25
 WORKER_TIMEOUT_S = 120
 
 
-def _rounds_on_a(a: mangostore.Database, relay: MemoryRelay) -> tuple[str, list[int]]:
+def _rounds_on_a(
+    a: mangostore.Database, relay: MemoryRelay, *, graph: bool = True
+) -> tuple[str, list[int]]:
     """Make A's rows round by round, syncing after each; return the user id and the
-    relay position of each round's batch."""
+    relay position of each round's batch. Without ``graph`` no round brings a
+    knowledge-graph entity, so B applies a page of batches in one transaction (a batch
+    with entities is applied alone)."""
     user = a.users.create(username="ann", email="ann@example.org", preferences={"r": 0})
     positions: list[int] = []
     for r in range(ROUNDS):
@@ -58,7 +62,8 @@ def _rounds_on_a(a: mangostore.Database, relay: MemoryRelay) -> tuple[str, list[
         prefs = dict(a.users.get(user.id).preferences or {})
         prefs[f"k{r}"] = r
         a.users.update(user.id, preferences=prefs)
-        a.kg.upsert_entity(user.id, "command", f"tool{r}")
+        if graph:
+            a.kg.upsert_entity(user.id, "command", f"tool{r}")
         a.sync.sync()
         positions.append(len(relay.pull(a.sync.vault_id, 0, 1 << 30)))
     return user.id, positions
@@ -66,7 +71,7 @@ def _rounds_on_a(a: mangostore.Database, relay: MemoryRelay) -> tuple[str, list[
 
 @pytest.fixture
 def two_files(
-    tmp_path: Path, relay: MemoryRelay, fast_settings: Settings
+    tmp_path: Path, relay: MemoryRelay, fast_settings: Settings, request: pytest.FixtureRequest
 ) -> tuple[Path, Path, str, list[int]]:
     """A with its rounds synced to ``relay``, and B with pending rows of its own (both
     closed): the paths, A's user id and the relay position of each round."""
@@ -81,18 +86,21 @@ def two_files(
     for c in range(5):
         b.command_history.create(user_id=mine.id, command=f"b c{c}", timestamp=c)
     b.close()
-    user_id, positions = _rounds_on_a(a, relay)
+    user_id, positions = _rounds_on_a(a, relay, graph=getattr(request, "param", True))
     a.close()
     return tmp_path / "a.db", tmp_path / "b.db", user_id, positions
 
 
-def _run_worker(db_path: Path, relay: MemoryRelay, vault_id: str, die_after: int) -> int:
+def _run_worker(
+    db_path: Path, relay: MemoryRelay, vault_id: str, die_after: int, *, pages: bool = False
+) -> int:
     """Run the worker on B until it is killed; return its exit status."""
     batches = [p.batch for p in relay.pull(vault_id, 0, 1 << 30)]
     batches_file = db_path.with_name("batches.pickle")
     batches_file.write_bytes(pickle.dumps(batches))
     env = {**os.environ, "MANGOSTORE_PASSPHRASE": PASSPHRASE}
     args = [sys.executable, str(WORKER), str(db_path), str(batches_file), str(die_after)]
+    args += ["pages"] if pages else []
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
         assert proc.stdout is not None
         if die_after == 0:
@@ -166,6 +174,36 @@ def test_a_device_killed_while_applying_recovers_and_converges(
         assert len(names) == 2
         assert names[0] == "ann"
         assert names[1].startswith("ann~")
+        assert _intact(a)
+        assert _intact(b)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("two_files", [False], indirect=True, ids=["no-graph"])
+def test_a_device_killed_inside_a_page_keeps_whole_pages_and_converges(
+    two_files: tuple[Path, Path, str, list[int]],
+    relay: MemoryRelay,
+    fast_settings: Settings,
+) -> None:
+    a_path, b_path, a_user, positions = two_files
+    with mangostore.open(a_path, passphrase=PASSPHRASE, settings=fast_settings) as a:
+        vault_id = a.sync.vault_id
+    # Every batch of the relay comes in one answer, applied in one transaction; the
+    # kill lands in the middle of it.
+    _run_worker(b_path, relay, vault_id, 100, pages=True)
+    a = mangostore.open(a_path, passphrase=PASSPHRASE, settings=fast_settings, create=False)
+    b = mangostore.open(b_path, passphrase=PASSPHRASE, settings=fast_settings, create=False)
+    try:
+        _check_after_crash(b, a_user, positions)
+        assert b.query("SELECT count(*) FROM command_history WHERE command LIKE 'a r%'")[0][0] == 0
+        a.sync.connect(relay)
+        b.sync.connect(relay)
+        for _ in range(3):
+            b.sync.sync()
+            a.sync.sync()
+        assert logical_content(a) == logical_content(b)
         assert _intact(a)
         assert _intact(b)
     finally:
