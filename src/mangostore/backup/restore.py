@@ -154,8 +154,8 @@ def restore_into(
             progress(0, counter.total, "restoring")
         with db.store.idle_connection() as conn:
             # This database lives only for the restore: a page cache that holds it
-            # lets the row counts below read the pages just written rather than
-            # decrypt them again (apply_chain sets the same size for its transaction).
+            # lets the restore's one transaction write each page once, and the row
+            # counts below read the pages just written rather than decrypt them again.
             conn.execute(f"PRAGMA cache_size = {-_RESTORE_CACHE_KIB}")
             apply_chain(conn, destination, chain, backup_key, counter)
         # The rows went in around the query cache (see _apply_one): nothing it holds
@@ -240,14 +240,15 @@ def apply_chain(
     """Write the chain's schema and rows through ``conn`` (a new, empty database, no
     transaction open), in one transaction.
 
+    The caller sizes the page cache (the whole restore is one transaction: pages that
+    fit in the cache are encrypted and written once, at commit, instead of spilled to
+    the WAL early), and clears the database's query cache after: the rows go in
+    around the statement monitor and the query cache (see :func:`_apply_one`).
+
     Raises:
         BackupCorruptError: an object is missing or damaged.
     """
     with driver_errors("restoring a backup"):
-        cache = int(conn.execute("PRAGMA cache_size").fetchone()[0])
-        # The whole restore is one transaction: pages that fit in the cache are
-        # encrypted and written once, at commit, instead of spilled to the WAL early.
-        conn.execute(f"PRAGMA cache_size = {-_RESTORE_CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")
     try:
@@ -269,8 +270,6 @@ def apply_chain(
     finally:
         with contextlib.suppress(Exception):
             conn.execute("PRAGMA foreign_keys = ON")
-        with contextlib.suppress(Exception):
-            conn.execute(f"PRAGMA cache_size = {cache}")
 
 
 def _apply_one(
