@@ -79,42 +79,15 @@ def read_state(
     conn: Connection, table: str, pk: str, sites: dict[int, str], columns: list[str]
 ) -> RowState | None:
     """The state of one row from the bookkeeping and the table, or ``None`` if unknown."""
-    meta = conn.execute(
-        "SELECT life, life_site, dead FROM sync_rows WHERE tbl = ? AND pk = ?", (table, pk)
-    ).fetchone()
-    if meta is None:
-        return None
-    state = RowState(table, pk, int(meta[0]), sites[int(meta[1])], bool(meta[2]))
-    if state.dead:
-        return state
-    spec = SYNCED_BY_NAME[table]
-    row = conn.execute(
-        f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM "
-        f"{quote_identifier(table)} WHERE {quote_identifier(spec.key)} = ?",
-        (pk,),
-    ).fetchone()
-    if row is None:  # removed without capture (a parent deleted elsewhere): ended here
-        state.dead = True
-        return state
-    state.values = dict(zip(columns, tuple(row), strict=True))
-    for col, hlc, site, prev in conn.execute(
-        "SELECT col, hlc, site, prev FROM sync_cells WHERE tbl = ? AND pk = ?", (table, pk)
-    ):
-        state.cells[str(col)] = Cell(
-            int(hlc), sites[int(site)], None if prev is None else int(prev)
-        )
-    for col, site, amount, hlc in conn.execute(
-        "SELECT col, site, amount, hlc FROM sync_counters WHERE tbl = ? AND pk = ?", (table, pk)
-    ):
-        state.counters.setdefault(str(col), {})[sites[int(site)]] = (int(amount), int(hlc))
-    return state
+    return read_states(conn, table, [pk], sites, columns).get(pk)
 
 
 def read_states(
     conn: Connection, table: str, pks: list[str], sites: dict[int, str], columns: list[str]
 ) -> dict[str, RowState]:
-    """The states of many rows of one table, as :func:`read_state` reads each (rows
-    with no bookkeeping are left out), with one statement per step for 500 rows."""
+    """The states of many rows of one table, from the bookkeeping and the table (rows
+    with no bookkeeping are left out; a row removed without capture, when a parent
+    was deleted elsewhere, is ended here), with one statement per step for 500 rows."""
     states: dict[str, RowState] = {}
     spec = SYNCED_BY_NAME[table]
     select = (
@@ -144,7 +117,7 @@ def read_states(
             state.values = values
             found.add(state.pk)
         for pk in keys:
-            if pk not in found:  # removed without capture: ended here (see read_state)
+            if pk not in found:  # removed without capture: ended here
                 alive.pop(pk).dead = True
         if not alive:
             continue

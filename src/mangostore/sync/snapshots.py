@@ -25,7 +25,7 @@ from mangostore.engine.pragmas import Connection
 from mangostore.ids import new_id
 from mangostore.sync.batches import BatchBody, open_body, pack_body, seal_doc
 from mangostore.sync.capture import synced_columns
-from mangostore.sync.changes import encode_state, read_sites, read_state
+from mangostore.sync.changes import encode_state, read_sites, read_states
 from mangostore.sync.tables import SYNCED_BY_NAME
 
 if TYPE_CHECKING:
@@ -120,6 +120,10 @@ def read_snapshot(
     return Snapshot(vault_id, new_id(), cursor, schema_version), docs
 
 
+#: Rows whose states are read together (a few statements for each such group).
+_READ_AT_ONCE = 2000
+
+
 def _all_states(conn: Connection) -> Iterator[list[Any]]:
     """Every synced row's encoded state, table by table."""
     sites = read_sites(conn)
@@ -129,7 +133,10 @@ def _all_states(conn: Connection) -> Iterator[list[Any]]:
             str(pk)
             for (pk,) in conn.execute("SELECT pk FROM sync_rows WHERE tbl = ? ORDER BY pk", (name,))
         ]
-        for pk in pks:
-            state = read_state(conn, name, pk, sites, columns)
-            if state is not None:
-                yield encode_state(state)
+        for start in range(0, len(pks), _READ_AT_ONCE):  # memory stays bounded
+            part = pks[start : start + _READ_AT_ONCE]
+            states = read_states(conn, name, part, sites, columns)
+            for pk in part:
+                state = states.get(pk)
+                if state is not None:
+                    yield encode_state(state)
