@@ -181,3 +181,23 @@ def test_a_damaged_index_makes_the_next_automatic_backup_a_full_one(
     db.backup.restore(target, passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
     with mangostore.open(target, passphrase=PASSPHRASE, settings=SETTINGS) as restored:
         assert restored.users.exists(username="after the damage")
+
+
+def test_a_flipped_byte_in_an_incremental_is_named(
+    backed_up: tuple[mangostore.Database, Manifest], folder: Path, tmp_path: Path
+) -> None:
+    db, _ = backed_up
+    commands = db.command_history.list(limit=40)
+    for command in commands[:20]:  # removed rows: the incremental carries E records
+        db.command_history.delete(command.id)
+    for command in commands[20:]:
+        db.command_history.update(command.id, exit_code=7)
+    made = db.backup.create(folder)
+    assert made.kind == "incremental"
+    assert made.deleted_rows >= 20
+    name = made.objects_of("data")[0].name
+    path = folder / name
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 1
+    path.write_bytes(bytes(data))
+    _refused(db, folder, tmp_path / "r.db", name)
