@@ -126,6 +126,29 @@ def test_the_command_line_refuses_a_wrong_passphrase(
     assert "wrong passphrase" in result.stderr
 
 
+def test_a_restore_with_a_wrong_passphrase_leaves_nothing(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    vault.backup.create(folder)
+    path = Path(vault.store.path)
+    vault.close()
+    for suffix in ("", "-wal", "-shm"):  # only the keyring is left: the restore opens it
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    result = _cli(
+        "backup",
+        "restore",
+        str(path),
+        "--to",
+        str(folder),
+        "--into",
+        str(tmp_path / "r.db"),
+        MANGOSTORE_PASSPHRASE="wrong passphrase entirely",
+    )
+    assert result.returncode == 1
+    assert "wrong passphrase" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("r.db", ".r.db"))) == []
+
+
 def test_restore_with_only_the_keyring_left(
     vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
