@@ -17,7 +17,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from mangostore.clock import Clock
 from mangostore.engine.commits import CommitWatch
@@ -26,7 +26,7 @@ from mangostore.engine.fulltext import refresh_fulltext
 from mangostore.engine.pool import PoolStats, ReaderPool
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.writer import Writer
-from mangostore.errors import DatabaseClosedError
+from mangostore.errors import DatabaseClosedError, DatabaseError
 from mangostore.keys.field_cipher import FieldCipher
 from mangostore.keys.keyring import Keyring
 from mangostore.monitor.instruments import Instruments
@@ -37,6 +37,8 @@ __all__ = ["MEMORY", "Params", "Store", "StoreProtocol"]
 
 MEMORY = ":memory:"
 Params = Sequence[Any] | dict[str, Any]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -66,6 +68,12 @@ class StoreProtocol(Protocol):
 
     def snapshot(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection inside one read transaction, so several reads agree."""
+        ...
+
+    def snapshot_after(
+        self, write: Callable[[Connection], T]
+    ) -> contextlib.AbstractContextManager[tuple[Connection, T]]:
+        """A read transaction that starts exactly as ``write``'s transaction commits."""
         ...
 
     def rows(
@@ -227,6 +235,40 @@ class Store:
                 conn.execute("BEGIN")
             try:
                 yield conn
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def snapshot_after(self, write: Callable[[Connection], T]) -> Iterator[tuple[Connection, T]]:
+        """Run ``write`` in a write transaction, and lend a connection inside a read
+        transaction that sees everything committed before it and nothing after: the
+        read starts while the write lock is still held (so no other commit comes
+        between) and before ``write``'s own changes commit. Yields the connection and
+        what ``write`` returned.
+
+        In memory there is no second connection: the block then runs inside the write
+        transaction, and other writers wait for it.
+
+        Raises:
+            DatabaseError: the calling thread is inside a transaction already.
+            DatabaseLockedError: another writer held the lock past the busy timeout.
+        """
+        self.check_open()
+        if self.writer.owned_by_current_thread():
+            raise DatabaseError("snapshot_after cannot run inside a transaction")
+        if self.pool is None:
+            with self.transaction() as conn:
+                yield conn, write(conn)
+            return
+        with self.pool.reader() as conn, driver_errors():
+            with self.transaction() as writer:
+                value = write(writer)
+                conn.execute("BEGIN")
+                # The read transaction takes its snapshot at its first read.
+                conn.execute("PRAGMA user_version").fetchone()
+            try:
+                yield conn, value
             finally:
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
