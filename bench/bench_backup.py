@@ -23,6 +23,9 @@ command-like text rows, written through the raw engine (setup, not timed).
   machine the wall time also measures the other work.
 - ``backup restore``: ``db.backup.restore`` of the full backup into a new file;
   baseline: decrypting and decompressing the bare pipeline's output to a file.
+- ``insert with the change log``: 100,000 rows (the same text rows, one statement per
+  transaction of 1,000) into a table whose writes the backup change log records,
+  against the same inserts into an identical table without its triggers.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import mangostore
 from bench.harness import Config, Measurement, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
-from mangostore.backup import BackupPolicy
+from mangostore.backup import BackupPolicy, changelog
 from mangostore.backup.snapshot import read_plan
 from mangostore.sql import quote_identifier
 
@@ -159,6 +162,27 @@ class _Bare:
         return time.perf_counter() - started
 
 
+def _insert_rounds(db: mangostore.Database, rounds: int) -> tuple[list[float], list[float]]:
+    """Time inserts into a logged and an unlogged twin table (interleaved rounds)."""
+    for name in ("bench_logged", "bench_unlogged"):
+        db.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, cmd TEXT, n INTEGER)")
+    with db.store.transaction() as conn:
+        for statement in changelog.trigger_sql(conn, read_plan(conn).table("bench_logged")):
+            conn.execute(statement)
+    rows = [(" ".join(_WORDS[(n + k) % len(_WORDS)] for k in range(12)), n) for n in range(100_000)]
+    timings: dict[str, list[float]] = {"bench_logged": [], "bench_unlogged": []}
+    for _ in range(rounds):
+        for name, times in timings.items():
+            started = time.perf_counter()
+            for start in range(0, len(rows), 1000):
+                with db.store.transaction() as conn:
+                    conn.executemany(
+                        f"INSERT INTO {name} (cmd, n) VALUES (?, ?)", rows[start : start + 1000]
+                    )
+            times.append(time.perf_counter() - started)
+    return timings["bench_logged"], timings["bench_unlogged"]
+
+
 def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     """Time the full backup, an incremental one, a restore, and their bare twins."""
     mb = megabytes if megabytes is not None else max(1.0, 32 * min(1.0, config.rows / 10_000))
@@ -205,6 +229,7 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
                 )
                 restore_s.append(time.perf_counter() - started)
             bare_restore_s = [bare.restore() for _ in range(rounds)]
+            logged_s, unlogged_s = _insert_rounds(db, rounds)
         finally:
             db.close()
     ratio_ours = size_mb * 1e6 / max(stored, 1)
@@ -222,6 +247,7 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     )
     full_rows = measure_seconds(GROUP, "backup full, against the rows pipeline", full_s, rows)
     bare_restore = measure_seconds(GROUP, "bare pipeline restore", bare_restore_s)
+    unlogged = measure_seconds(GROUP, "insert 100,000 rows, no change log", unlogged_s)
     return [
         base,
         rows,
@@ -233,6 +259,8 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
         measure_seconds(GROUP, f"backup incremental, {changes:,} changes, CPU time", inc_cpu),
         bare_restore,
         measure_seconds(GROUP, "backup restore (full)", restore_s, bare_restore),
+        unlogged,
+        measure_seconds(GROUP, "insert 100,000 rows, with the change log", logged_s, unlogged),
     ]
 
 

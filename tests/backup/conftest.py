@@ -13,6 +13,7 @@ from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
 from mangostore import Settings
+from mangostore.backup.snapshot import LOCAL_TABLES
 from mangostore.clock import ManualClock
 
 SETTINGS = Settings(kdf=FAST_KDF)
@@ -36,7 +37,8 @@ def fill(db: mangostore.Database, users: int = 2, commands: int = 50) -> list[st
 
 
 def logical(db: mangostore.Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table (shadow tables of full-text indexes included) as sorted rows."""
+    """Every table (shadow tables of full-text indexes included) as sorted rows; the
+    change log's tables, which each copy keeps for itself, are left out."""
     names = [
         str(r["name"])
         for r in db.query(
@@ -46,9 +48,20 @@ def logical(db: mangostore.Database) -> dict[str, list[tuple[Any, ...]]]:
     ]
     out: dict[str, list[tuple[Any, ...]]] = {}
     for name in names:
+        if name in LOCAL_TABLES:
+            continue
         rows = db.query(f'SELECT * FROM "{name}"', use_cache=False)
         out[name] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+def restored(db: mangostore.Database, folder: Path, into: Path, **how: object) -> dict:
+    """Restore the backups at ``folder`` (as ``db.backup.restore`` picks with ``how``)
+    into ``into``, check its integrity, and return its :func:`logical` content."""
+    db.backup.restore(into, passphrase=PASSPHRASE, to=folder, settings=SETTINGS, **how)
+    with mangostore.open(into, passphrase=PASSPHRASE, settings=SETTINGS) as copy:
+        assert copy.check_integrity(quick=False) == []
+        return logical(copy)
 
 
 @pytest.fixture

@@ -19,6 +19,10 @@ from mangostore.errors import BackupCorruptError, BackupError
 from mangostore.keys.keyring import Keyring
 
 DATA = Path(__file__).parent / "data" / "v1"
+#: The schema version of the database the fixture was made from: opening the restored
+#: database applies later migrations, whose rows in ``schema_migrations`` the digest
+#: leaves out.
+FIXTURE_SCHEMA = 20
 
 
 def _expected() -> dict[str, str]:
@@ -45,7 +49,11 @@ def test_version_1_chain_restores_exactly(v1: tuple[Path, Keyring], tmp_path: Pa
     folder, ring = v1
     with _restore(folder, ring, tmp_path / "r.db") as db:
         assert db.check_integrity(quick=False) == []
-        digest = hashlib.sha256(repr(sorted(logical(db).items())).encode()).hexdigest()
+        content = logical(db)
+        content["schema_migrations"] = [
+            row for row in content["schema_migrations"] if row[0] <= FIXTURE_SCHEMA
+        ]
+        digest = hashlib.sha256(repr(sorted(content.items())).encode()).hexdigest()
         assert digest == _expected()["logical-sha256"]
         assert db.query("SELECT t FROM kinds WHERE id = 2")[0][0] == "changed"
 
@@ -68,7 +76,7 @@ def test_a_version_1_backup_is_not_built_on(v1: tuple[Path, Keyring], tmp_path: 
             db.backup.create(folder, kind="incremental")
         made = db.backup.create(folder)
         assert made.kind == "full"
-        assert made.format_version == 2
+        assert made.format_version == 3
         db.execute("UPDATE kinds SET n = 8 WHERE id = 1")
         inc = db.backup.create(folder)
         assert inc.kind == "incremental"

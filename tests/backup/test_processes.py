@@ -18,7 +18,7 @@ WORKER = Path(__file__).with_name("writer_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(**extra: str) -> dict[str, str]:
+def worker_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     env["MANGOSTORE_PASSPHRASE"] = PASSPHRASE
@@ -26,23 +26,31 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def start_writer(db_path: str, stop: Path) -> subprocess.Popen[bytes]:
+    """Start ``writer_worker.py`` on ``db_path`` and wait until it has committed."""
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), db_path, PASSPHRASE, str(stop)],
+        stdout=subprocess.PIPE,
+        env=worker_env(),
+    )
+    ready = Path(str(stop) + ".ready")
+    for _ in range(600):
+        if ready.exists() or worker.poll() is not None:
+            break
+        time.sleep(0.05)
+    if not ready.exists():
+        worker.kill()
+        raise AssertionError("the writer never started")
+    return worker
+
+
 def test_a_writer_in_another_process_keeps_committing_during_a_full_backup(
     vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
     fill(vault, users=1, commands=2000)
     stop = tmp_path / "stop"
-    worker = subprocess.Popen(
-        [sys.executable, str(WORKER), str(vault.store.path), PASSPHRASE, str(stop)],
-        stdout=subprocess.PIPE,
-        env=_env(),
-    )
+    worker = start_writer(str(vault.store.path), stop)
     try:
-        ready = Path(str(stop) + ".ready")
-        for _ in range(600):
-            if ready.exists() or worker.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert ready.exists(), "the writer never started"
         before = vault.command_history.count()
         made = vault.backup.create(folder, kind="full")
     finally:
@@ -66,7 +74,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", "from mangostore.cli import main; main()", *args],
         capture_output=True,
         text=True,
-        env=_env(**env),
+        env=worker_env(**env),
         timeout=120,
         check=False,
     )

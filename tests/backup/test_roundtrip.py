@@ -6,20 +6,13 @@ import random
 from pathlib import Path
 
 import pytest
-from tests.backup.conftest import SETTINGS, fill, logical
+from tests.backup.conftest import SETTINGS, fill, logical, restored
 from tests.conftest import PASSPHRASE
 
 import mangostore
 from mangostore.backup import BackupPolicy, Destination, FsspecDestination, MemoryDestination
 from mangostore.clock import ManualClock
 from mangostore.errors import BackupError, ConfigurationError
-
-
-def _restored(db: mangostore.Database, path: Path, folder: Path, **how: object) -> dict:
-    db.backup.restore(path, passphrase=PASSPHRASE, to=folder, settings=SETTINGS, **how)
-    with mangostore.open(path, passphrase=PASSPHRASE, settings=SETTINGS) as restored:
-        assert restored.check_integrity(quick=False) == []
-        return logical(restored)
 
 
 def test_destinations_conform_to_the_interface(folder: Path) -> None:
@@ -34,7 +27,7 @@ def test_full_backup_restores_every_table(
     assert made.kind == "full"
     assert made.parent is None
     assert made.tables["users"] == 2
-    assert _restored(vault, tmp_path / "r.db", folder) == logical(vault)
+    assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
 
 
 def test_restored_database_reads_encrypted_fields(
@@ -67,7 +60,7 @@ def test_incremental_backups_carry_only_changes(
     # The parent's index is dropped once the child exists: one index per chain.
     parent = vault.backup.list(folder).get(full.id)
     assert not parent.objects_of("index")
-    assert _restored(vault, tmp_path / "r.db", folder) == logical(vault)
+    assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
 
 
 def test_a_changed_schema_starts_a_new_full_backup(
@@ -129,7 +122,7 @@ def test_restoring_at_each_point_gives_the_database_as_it_was(
         points.append((made.created_at, logical(db)))
         clock.advance(60_000)
     for n, (moment, expected) in enumerate(points):
-        assert _restored(db, tmp_path / f"r{n}.db", folder, at=moment + 30_000) == expected
+        assert restored(db, folder, tmp_path / f"r{n}.db", at=moment + 30_000) == expected
     db.close()
 
 

@@ -38,11 +38,13 @@ __all__ = [
 ]
 
 FORMAT: Final = "mangostore-backup"
-#: The format this version writes. 2: tables with a rowid are indexed by blocks of
-#: rowids, and incrementals remove rowid ranges (``E`` records); 1: row by row.
-VERSION: Final = 2
+#: The format this version writes. 3: incrementals are built from the change log (the
+#: manifest names the log and its cut), and the index covers only the tables SQLite
+#: writes itself; 2: tables with a rowid are indexed by blocks of rowids, and
+#: incrementals remove rowid ranges (``E`` records); 1: row by row.
+VERSION: Final = 3
 #: The formats this version reads (restores and verifies).
-READABLE: Final = (1, 2)
+READABLE: Final = (1, 2, 3)
 Kind = Literal["full", "incremental"]
 
 
@@ -95,6 +97,8 @@ class Manifest:
         tables: every table's row count at the snapshot (what verify compares).
         objects: every object, in stream order, with its SHA-256 and size.
         keys_version: bumped each time the key block is rewritten (an erasure).
+        log_id, log_epoch: the change log the snapshot cut and where (since version 3):
+            an incremental built on this backup sends what the log tagged later.
         format_version: the format the backup was written in (``version`` in the
             file; see :data:`READABLE`).
     """
@@ -118,6 +122,8 @@ class Manifest:
     tables: dict[str, int] = field(default_factory=dict)
     objects: tuple[ObjectInfo, ...] = ()
     keys_version: int = 1
+    log_id: str | None = None
+    log_epoch: int | None = None
     format_version: int = VERSION
 
     def objects_of(self, role: str) -> list[ObjectInfo]:

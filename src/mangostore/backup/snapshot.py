@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import json
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -41,6 +41,8 @@ from mangostore.sql import quote_identifier
 
 __all__ = [
     "BLOCK_SHIFT",
+    "LOCAL_TABLES",
+    "LOG_TRIGGER_PREFIX",
     "Block",
     "Key",
     "SchemaItem",
@@ -48,6 +50,7 @@ __all__ = [
     "TablePlan",
     "block_rows",
     "is_utf8",
+    "read_literals",
     "read_plan",
     "scan_blocks",
     "scan_rows",
@@ -66,6 +69,14 @@ _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 #: SQLite's own tables that are copied (the others are rebuilt, or not needed).
 _COPIED_INTERNAL: Final = frozenset({"sqlite_sequence"})
+#: Tables whose rows are this copy's own bookkeeping (the change log of
+#: :mod:`mangostore.backup.changelog`): a backup keeps their schema, not their rows, so a
+#: restored database starts a log of its own.
+LOCAL_TABLES: Final = frozenset(
+    {"backup_log", "backup_log_counts", "backup_log_probe", "backup_log_state"}
+)
+#: The names of the change log's triggers begin so; a backup does not keep them.
+LOG_TRIGGER_PREFIX: Final = "backup_log_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +104,9 @@ class TablePlan:
             rowid but no column that aliases it, so rowids survive).
         key: ``("rowid",)``, or the primary key of a ``WITHOUT ROWID`` table.
         made_by_sqlite: a table that exists before its rows are restored (a virtual
-            table's shadow table, ``sqlite_sequence``): emptied first.
+            table's shadow table, ``sqlite_sequence``): emptied first. SQLite writes
+            these itself, so no trigger sees their writes: incremental backups compare
+            them with the parent's index, and the change log covers every other table.
     """
 
     name: str
@@ -105,6 +118,38 @@ class TablePlan:
     def by_rowid(self) -> bool:
         """Whether rows are keyed by rowid."""
         return self.key == ("rowid",)
+
+    @property
+    def logged(self) -> bool:
+        """Whether the change log records this table's writes (every table SQLite does
+        not write itself)."""
+        return not self.made_by_sqlite
+
+    def key_sql(self, prefix: str = "", shift: int = BLOCK_SHIFT) -> str:
+        """The expression of a row's key as incremental backups name it: its block
+        (``rowid >> shift``), or its primary key's literals joined by ``,`` (columns
+        read from ``prefix``, such as ``NEW.`` in a trigger)."""
+        if self.by_rowid:
+            return f"{prefix}rowid >> {int(shift)}"
+        return " || ',' || ".join(f"quote({prefix}{quote_identifier(c)})" for c in self.key)
+
+    def keyed_sql(self, keys: Sequence[Key], *, utf8: bool) -> str:
+        """The statement that reads the literal rows with these primary keys (a table
+        ``WITHOUT ROWID``; keys as :meth:`key_sql` renders them).
+
+        The keys are SQLite's own ``quote()`` output, read from the change log, and go
+        into the statement as the literals they are, in a row-value ``IN`` that the
+        primary key's index serves (a comparison with :meth:`key_sql` would scan).
+        """
+        return (
+            f"SELECT {self.literal_sql(utf8=utf8)} FROM {quote_identifier(self.name)} "
+            f"WHERE {self._keys_match(keys)}"
+        )
+
+    def _keys_match(self, keys: Sequence[Key]) -> str:
+        cols = ", ".join(quote_identifier(c) for c in self.key)
+        listed = ",".join(f"({k})" for k in keys)
+        return f"({cols}) IN (VALUES {listed})"
 
     def _column_sql(self) -> list[str]:
         return ["rowid" if c == "rowid" else quote_identifier(c) for c in self.columns]
@@ -119,8 +164,10 @@ class TablePlan:
     def select_sql(self, *, utf8: bool) -> str:
         """The statement that reads ``(key, literal row)`` for every row of a table
         without a rowid (one with a rowid is read in blocks: :meth:`block_sql`)."""
-        key = " || ',' || ".join(f"quote({quote_identifier(c)})" for c in self.key)
-        return f"SELECT {key}, {self.literal_sql(utf8=utf8)} FROM {quote_identifier(self.name)}"
+        return (
+            f"SELECT {self.key_sql()}, {self.literal_sql(utf8=utf8)} "
+            f"FROM {quote_identifier(self.name)}"
+        )
 
     def block_sql(self, shift: int, *, utf8: bool) -> str:
         """The statement that reads ``(block, literal row)`` for every row of a rowid
@@ -155,9 +202,7 @@ class TablePlan:
         table = quote_identifier(self.name)
         if self.by_rowid:
             return f"DELETE FROM {table} WHERE rowid IN ({','.join(str(int(k)) for k in keys)})"
-        cols = ", ".join(quote_identifier(c) for c in self.key)
-        listed = ",".join(f"({k})" for k in keys)
-        return f"DELETE FROM {table} WHERE ({cols}) IN (VALUES {listed})"
+        return f"DELETE FROM {table} WHERE {self._keys_match(keys)}"
 
 
 @dataclass(frozen=True)
@@ -223,6 +268,8 @@ def read_plan(conn: Connection) -> SchemaPlan:
             continue
         if entry.internal and entry.name not in _COPIED_INTERNAL:
             continue
+        if entry.name in LOCAL_TABLES:
+            continue
         cols = introspect.columns(conn, entry.name)
         names = tuple(c.name for c in cols)
         if entry.without_rowid:
@@ -241,7 +288,10 @@ def read_plan(conn: Connection) -> SchemaPlan:
     items = [
         SchemaItem(o.kind, o.name, o.table, o.sql)
         for o in introspect.schema_objects(conn, order="creation")
-        if o.sql and o.name not in shadow and not introspect.is_internal(o.name)
+        if o.sql
+        and o.name not in shadow
+        and not introspect.is_internal(o.name)
+        and not (o.kind == "trigger" and o.name.startswith(LOG_TRIGGER_PREFIX))
     ]
     user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
@@ -314,12 +364,26 @@ def scan_blocks(
         yield out
 
 
+def read_literals(
+    conn: Connection, sql: str, params: Sequence[object] = (), *, utf8: bool
+) -> Iterator[list[bytes]]:
+    """The literal rows a statement of one column reads (such as :meth:`TablePlan.range_sql`),
+    a batch at a time."""
+    cursor = conn.execute(sql, params)
+    cursor.row_factory = None
+    while batch := cursor.fetchmany(FETCH_ROWS):
+        yield list(map(_FIRST, batch)) if utf8 else [_as_bytes(row[0]) for row in batch]
+
+
 def block_rows(
     conn: Connection, table: TablePlan, number: int, *, shift: int = BLOCK_SHIFT, utf8: bool
 ) -> Block:
     """Block ``number`` of ``table``, read on its own (by rowid range)."""
     low = number << shift
-    cursor = conn.execute(table.range_sql(utf8=utf8), (low, low + (1 << shift) - 1))
-    cursor.row_factory = None
-    parts = [_as_bytes(row[0]) for row in cursor.fetchall()]
+    sql = table.range_sql(utf8=utf8)
+    parts = list(
+        itertools.chain.from_iterable(
+            read_literals(conn, sql, (low, low + (1 << shift) - 1), utf8=utf8)
+        )
+    )
     return Block(number, len(parts), parts)

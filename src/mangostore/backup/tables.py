@@ -1,5 +1,7 @@
 """Copying one table into a backup's streams: every row (a full backup), or what changed
-since the parent's index (an incremental one).
+since the parent (an incremental one): the blocks and keys the change log names
+(:func:`copy_logged`, every table it covers) or what differs from the parent's index
+(:func:`copy_table` with ``before``: the tables SQLite writes itself).
 
 Data records of a table: ``T`` (``{"t": name}``), then, in an incremental backup, the
 rows to remove, then ``R`` records (``(..),(..)`` literal rows for an ``INSERT``).
@@ -8,18 +10,22 @@ ROWID``) or ``E`` records (a JSON list of ``[first, last]`` rowid ranges, tables
 blocks; format version 2). Every removal of a table comes before any of its inserts, so
 that a unique value that moved from one row to another never meets itself.
 
-A table with a rowid is compared block by block: a changed block is emptied and written
-again whole, unchanged neighbours included. A table ``WITHOUT ROWID`` is compared row
-by row.
+A table with a rowid is sent block by block: a changed block is emptied and written
+again whole, unchanged neighbours included. A table ``WITHOUT ROWID`` is sent row by
+row.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from mangostore.backup.changelog import RowDelta
 from mangostore.backup.index import (
     DIGEST_BYTES,
     Hasher,
@@ -33,13 +39,15 @@ from mangostore.backup.snapshot import (
     Key,
     TablePlan,
     block_rows,
+    read_literals,
     scan_blocks,
     scan_rows,
 )
 from mangostore.backup.stream import StreamWriter, frame
 from mangostore.engine.pragmas import Connection
+from mangostore.sql import batches, quote_identifier
 
-__all__ = ["HOLD_BYTES", "Copied", "copy_table"]
+__all__ = ["HOLD_BYTES", "Copied", "copy_logged", "copy_table"]
 
 #: A rows record is sent once it holds this many bytes of literals.
 _RECORD_BYTES: Final = 256 * 1024
@@ -72,17 +80,75 @@ def copy_table(
     conn: Connection,
     table: TablePlan,
     data: StreamWriter,
-    index: IndexWriter,
+    index: IndexWriter | None,
     hasher: Hasher,
     before: OldTable | None,
     *,
     utf8: bool,
 ) -> Copied:
     """Write one table's rows (all of them, or what changed since ``before``, the
-    parent's entries) and its index entries."""
+    parent's entries) and its index entries (none when ``index`` is ``None``: a full
+    copy of a table the change log covers)."""
+    if index is None:
+        return _copy_all(conn, table, data, utf8)
     if table.by_rowid:
         return _copy_blocks(conn, table, data, index, hasher, before, utf8)
     return _copy_rows(conn, table, data, index, hasher, before, utf8)
+
+
+def copy_logged(
+    conn: Connection,
+    table: TablePlan,
+    data: StreamWriter,
+    keys: Sequence[Key],
+    rows_before: int,
+    delta: RowDelta,
+    *,
+    shift: int,
+    utf8: bool,
+) -> Copied:
+    """Write what an incremental backup holds of a table the change log covers: every
+    block of ``2**shift`` rowids (or key) in ``keys``, sorted, removed on restore and
+    written again as the snapshot has it. The table had ``rows_before`` rows at the
+    parent's snapshot; ``delta`` is what the log counted since (when it is uncertain,
+    the table is counted)."""
+    count = rows_before + delta.added - delta.removed
+    if delta.uncertain:
+        row = conn.execute(f"SELECT count(*) FROM {quote_identifier(table.name)}").fetchone()
+        count = int(row[0])
+    if not keys:
+        return Copied(count, 0, delta.removed)
+    _table_record(data, table)
+    rows = _RowsBuffer(data)
+    written = 0
+    if table.by_rowid:
+        ranges = list(_ranges((int(k) for k in keys), shift))
+        _removals(data, b"E", list(ranges))
+        sql = table.range_sql(utf8=utf8)
+        for first, last in ranges:
+            for parts in read_literals(conn, sql, (first, last), utf8=utf8):
+                rows.add(parts)
+                written += len(parts)
+    else:
+        _removals(data, b"D", list(keys))
+        for chunk in batches(keys, _DELETE_KEYS):
+            for parts in read_literals(conn, table.keyed_sql(chunk, utf8=utf8), utf8=utf8):
+                rows.add(parts)
+                written += len(parts)
+    rows.flush()
+    return Copied(count, written, delta.removed)
+
+
+def _copy_all(conn: Connection, table: TablePlan, data: StreamWriter, utf8: bool) -> Copied:
+    _table_record(data, table)
+    rows = _RowsBuffer(data)
+    count = 0
+    sql = f"SELECT {table.literal_sql(utf8=utf8)} FROM {quote_identifier(table.name)}"
+    for parts in read_literals(conn, sql, utf8=utf8):
+        rows.add(parts)
+        count += len(parts)
+    rows.flush()
+    return Copied(count, count, 0)
 
 
 def _table_record(data: StreamWriter, table: TablePlan) -> None:
@@ -146,7 +212,7 @@ def _copy_blocks(
         deleted += old_rows.get(int(number), 0)
     if changed or erase:
         _table_record(data, table)
-        _removals(data, b"E", list(_ranges(sorted(erase))))
+        _removals(data, b"E", list(_ranges(sorted(erase), BLOCK_SHIFT)))
         rows = _RowsBuffer(data)
         for number in changed:
             parts = held.pop(number, None)
@@ -159,12 +225,13 @@ def _copy_blocks(
     return Copied(count, written, deleted)
 
 
-def _ranges(blocks: Iterable[int]) -> Iterable[list[int]]:
-    """The rowid ranges ``[first, last]`` of sorted blocks, neighbours merged."""
+def _ranges(blocks: Iterable[int], shift: int) -> Iterable[list[int]]:
+    """The rowid ranges ``[first, last]`` of sorted blocks of ``2**shift`` rowids,
+    neighbours merged."""
     current: list[int] | None = None
-    size = 1 << BLOCK_SHIFT
+    size = 1 << shift
     for number in blocks:
-        first = number << BLOCK_SHIFT
+        first = number << shift
         if current is not None and current[1] + 1 == first:
             current[1] = first + size - 1
             continue
@@ -229,18 +296,22 @@ class _RowsBuffer:
         self._size = 0
 
     def add(self, parts: Sequence[bytes]) -> None:
-        size = sum(map(len, parts)) + len(parts)
-        if self._size + size < _RECORD_BYTES:  # most blocks: no record fills up
-            self._parts.extend(parts)
-            self._size += size
-            return
-        for part in parts:
-            self._parts.append(part)
-            self._size += len(part) + 1
-            if self._size >= _RECORD_BYTES:
-                # Checked after every row: a record exceeds the size by one row at most,
-                # so the INSERT a restore runs stays far below SQLite's statement limit.
-                self.flush()
+        # Each row costs its length and a separator. A record is sent with the row that
+        # brings it to the size: it exceeds the size by one row at most, so the INSERT a
+        # restore runs stays far below SQLite's statement limit. The running sums and
+        # the search for that row run in C (accumulate, bisect), not once a row here.
+        ends = list(itertools.accumulate(map(operator.add, map(len, parts), itertools.repeat(1))))
+        start, before = 0, 0
+        while start < len(parts):
+            last = bisect.bisect_left(ends, _RECORD_BYTES - self._size + before, lo=start)
+            if last >= len(parts):  # the rest fits: no record fills up
+                self._parts.extend(parts[start:])
+                self._size += ends[-1] - before
+                return
+            self._parts.extend(parts[start : last + 1])
+            self._size += ends[last] - before
+            self.flush()
+            start, before = last + 1, ends[last]
 
     def flush(self) -> None:
         if self._parts:

@@ -1,17 +1,17 @@
 """Making a backup: a full one, or an incremental one on top of the newest.
 
-Both read one consistent snapshot (:mod:`mangostore.backup.snapshot`) and write three
+Both read one consistent snapshot (:mod:`mangostore.backup.snapshot`), which starts as
+the backup cuts the change log (:mod:`mangostore.backup.changelog`), and write three
 things: the ``data`` stream (the schema, then rows), the ``index`` stream (keyed
-digests of blocks of rows or of rows, :mod:`mangostore.backup.index`) and the key
-block; then the manifest, last.
+digests of the tables SQLite writes itself, which no trigger sees:
+:mod:`mangostore.backup.index`) and the key block; then the manifest, last.
 
-An incremental backup compares the snapshot with the index of its parent and writes
-only what changed (:mod:`mangostore.backup.tables`). It reads the whole snapshot but
-writes only the changes, and it works for every table, synced or not, whether or not
-sync is enabled (docs/backup.md says why the sync log alone cannot serve). It is never
-built on a backup of an older format (its index is not comparable). Once the new
-backup's manifest is written, its parent's index is no longer needed and is dropped,
-so the destination holds one index per chain.
+An incremental backup writes the blocks and keys the change log tagged after its
+parent's cut, reading only those rows, and compares the few tables the log does not
+cover (full-text shadow tables, ``sqlite_sequence``) with its parent's index
+(:mod:`mangostore.backup.tables`). It is built only on a backup of this format cut
+from the same log. Once the new backup's manifest is written, its parent's index is no
+longer needed and is dropped, so the destination holds one index per chain.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from mangostore.backup.catalog import Catalog, load_catalog
+from mangostore.backup.changelog import (
+    KEEP_EPOCHS,
+    LogMark,
+    RowDelta,
+    changed_keys,
+    cut,
+    logged_tables,
+    row_deltas,
+)
 from mangostore.backup.destinations import Destination, put_bytes
 from mangostore.backup.filechunks import chain_chunks, copy_chunks
 from mangostore.backup.index import IndexWriter, ParentIndex, digester
@@ -37,7 +46,7 @@ from mangostore.backup.manifest import (
 from mangostore.backup.policy import BackupPolicy
 from mangostore.backup.snapshot import SchemaPlan, is_utf8, read_plan
 from mangostore.backup.stream import ObjectInfo, StreamReader, StreamWriter, frame, read_records
-from mangostore.backup.tables import copy_table
+from mangostore.backup.tables import Copied, copy_logged, copy_table
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import StoreProtocol
 from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
@@ -95,9 +104,10 @@ def take_backup(
     """Make one backup of ``store`` in ``destination`` and return its manifest.
 
     ``kind="auto"`` makes an incremental backup when the newest backup here has the
-    same schema, its chain is shorter than ``policy.max_chain`` and its index is
-    there; otherwise a full one. The chunks of ``files`` (the database's file store)
-    that the snapshot's files use go with it (:mod:`mangostore.backup.filechunks`).
+    same schema, its chain is shorter than ``policy.max_chain``, its index is there and
+    the change log reaches back to it; otherwise a full one. The chunks of ``files``
+    (the database's file store) that the snapshot's files use go with it
+    (:mod:`mangostore.backup.filechunks`).
 
     Raises:
         ConfigurationError: the database has no keyring.
@@ -146,18 +156,37 @@ def take_backup(
         # The chunk files stay on disk (no sweep removes one) from before the snapshot
         # until the chunks it names are copied.
         with files.holding_chunks():
-            with store.snapshot() as conn:
+            with store.snapshot_after(cut) as (conn, mark):
                 plan = read_plan(conn)
                 created_at = store.clock.now_ms()
-                parent = _parent(catalog, plan, policy, kind)
+                parent = _parent(catalog, plan, policy, kind, mark)
                 data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
                 counts: dict[str, int] = {}
                 written = deleted = 0
                 old = ParentIndex(destination, parent, backup_key) if parent else None
+                since = parent.log_epoch if parent is not None else None
+                changed = changed_keys(conn, since) if since is not None else {}
+                deltas = row_deltas(conn, since) if since is not None else {}
+                logged = logged_tables(conn, plan)
                 utf8 = is_utf8(conn)
                 for table in plan.tables:
-                    before = old.table(table.name) if old is not None else None
-                    copied = copy_table(conn, table, data, entries, hasher, before, utf8=utf8)
+                    copied: Copied
+                    if table.name not in logged:
+                        before = old.table(table.name) if old is not None else None
+                        copied = copy_table(conn, table, data, entries, hasher, before, utf8=utf8)
+                    elif parent is None:
+                        copied = copy_table(conn, table, data, None, hasher, None, utf8=utf8)
+                    else:
+                        copied = copy_logged(
+                            conn,
+                            table,
+                            data,
+                            changed.get(table.name, []),
+                            parent.tables.get(table.name, 0),
+                            deltas.get(table.name, RowDelta()),
+                            shift=mark.shift,
+                            utf8=utf8,
+                        )
                     counts[table.name] = copied.rows
                     written += copied.written
                     deleted += copied.deleted
@@ -200,6 +229,8 @@ def take_backup(
             deleted_rows=deleted,
             tables=counts,
             objects=tuple(objects),
+            log_id=mark.log_id,
+            log_epoch=mark.epoch,
         )
         put_bytes(destination, manifest_name(backup_id), sign_manifest(manifest, backup_key))
     except BackupCorruptError as exc:
@@ -237,7 +268,13 @@ def drop_index(destination: Destination, manifest: Manifest, backup_key: bytes) 
     return updated
 
 
-def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str) -> Manifest | None:
+def _parent(
+    catalog: Catalog,
+    plan: SchemaPlan,
+    policy: BackupPolicy,
+    kind: str,
+    mark: LogMark,
+) -> Manifest | None:
     if kind == "full":
         return None
     latest = catalog.latest()
@@ -247,7 +284,7 @@ def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str)
     elif latest.format_version < VERSION:
         why = (
             f"the newest backup is in an older format (version {latest.format_version}), "
-            "whose index this version does not compare with"
+            "which this version does not build on"
         )
     elif latest.schema_digest != plan.digest:
         why = "the schema changed since the newest backup"
@@ -255,6 +292,12 @@ def _parent(catalog: Catalog, plan: SchemaPlan, policy: BackupPolicy, kind: str)
         why = f"the newest chain already has {latest.depth} incrementals (max_chain)"
     elif not latest.objects_of("index"):
         why = "the newest backup has no index (a newer one was made from it)"
+    elif not mark.serves(latest.log_id, latest.log_epoch):
+        why = (
+            "the database's change log does not reach back to the newest backup (the "
+            "database was restored or vacuumed, a table was added or rebuilt, or more "
+            f"than {KEEP_EPOCHS} backups were made elsewhere since)"
+        )
     if not why:
         return latest
     if kind == "incremental":

@@ -128,4 +128,8 @@ LOCAL_TABLES: Final[dict[str, str]] = {
     "kg_merge_suggestions": "suggestions are recomputed from the synced graph",
     "file_chunks": "the chunk files in this device's folder; chunks travel as blobs",
     "file_relay_forget": "erased owners whose chunks this device has the relay drop",
+    "backup_log": "what changed on this device since its backups (docs/backup.md)",
+    "backup_log_counts": "rows this device's writes added and removed, per backup",
+    "backup_log_state": "this device's change log: its id and epoch",
+    "backup_log_probe": "a row whose rowid shows whether VACUUM renumbered rowids",
 }

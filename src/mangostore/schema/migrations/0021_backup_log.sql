@@ -1,0 +1,54 @@
+-- 0021_backup_log: the change log incremental backups read.
+--
+-- Once a database has been backed up, triggers on every table (made by
+-- mangostore.backup.changelog, so they follow the tables the database has) record
+-- which block of 16 rowids, or which primary key of a table WITHOUT ROWID, each write
+-- touched, tagged with the current epoch. A backup bumps the epoch in the same instant
+-- its snapshot starts, so an incremental backup writes exactly the blocks and keys
+-- tagged after its parent's epoch, without reading the rest of the database.
+-- Each entry also adds up the rows inserted into and deleted from its block during its
+-- epoch; when a backup ends the epoch, those sums move to backup_log_counts (per table
+-- and epoch), so the row counts a manifest records come without counting (uncertain:
+-- a write met a row on a unique key, which OR REPLACE deletes with no trigger; that
+-- table is counted).
+--
+-- backup_log_probe holds one row at a high rowid: a VACUUM that renumbers the rowids
+-- of tables without an INTEGER PRIMARY KEY moves it too, and the log starts again.
+--
+-- These tables are this copy's own bookkeeping: backups hold their schema but not their
+-- rows, and a restored database starts a new log (a new log_id).
+
+-- migrate:up
+CREATE TABLE backup_log_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL CHECK (epoch >= 1),
+    pruned_to INTEGER NOT NULL DEFAULT 0 CHECK (pruned_to >= 0),
+    shift INTEGER NOT NULL CHECK (shift BETWEEN 0 AND 30)
+);
+CREATE TABLE backup_log_probe (placed INTEGER NOT NULL);
+CREATE TABLE backup_log (
+    tbl TEXT NOT NULL,
+    key NOT NULL, -- no type: a block number or a key literal, stored as given
+    epoch INTEGER NOT NULL,
+    added INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tbl, key)
+) WITHOUT ROWID;
+-- No index on epoch: every insert updates its entry's count, and an index on a column
+-- the upsert sets would be rewritten each time; a backup reads the log whole instead
+-- (one entry per block of rows ever written since the log began).
+CREATE TABLE backup_log_counts (
+    tbl TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    added INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0,
+    uncertain INTEGER NOT NULL DEFAULT 0 CHECK (uncertain IN (0, 1)),
+    PRIMARY KEY (tbl, epoch)
+) WITHOUT ROWID;
+
+-- migrate:down
+DROP TABLE backup_log_counts;
+DROP TABLE backup_log;
+DROP TABLE backup_log_probe;
+DROP TABLE backup_log_state;
