@@ -26,6 +26,9 @@ command-like text rows, written through the raw engine (setup, not timed).
 - ``insert with the change log``: 100,000 rows (the same text rows, one statement per
   transaction of 1,000) into a table whose writes the backup change log records,
   against the same inserts into an identical table without its triggers.
+- ``record commands with the change log``: ``db.command_history.create_many`` of 2,000
+  commands (the schema's own indexes, full-text and statistics triggers included) in a
+  database that has been backed up, against one that has not.
 """
 
 from __future__ import annotations
@@ -183,6 +186,32 @@ def _insert_rounds(db: mangostore.Database, rounds: int) -> tuple[list[float], l
     return timings["bench_logged"], timings["bench_unlogged"]
 
 
+def _command_rounds(tmp: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """Time ``create_many`` of commands in a backed-up and a fresh database."""
+    dbs = {}
+    for name in ("logged", "unlogged"):
+        db = mangostore.create(tmp / f"{name}.db", passphrase=PASSPHRASE, settings=SETTINGS).db
+        user = db.users.create(username="ann").id
+        if name == "logged":
+            db.backup.create(tmp / "commands-backup")  # installs the change log
+        dbs[name] = (db, user)
+    timings: dict[str, list[float]] = {"logged": [], "unlogged": []}
+    try:
+        for n in range(rounds):
+            for name, (db, user) in dbs.items():
+                items = [
+                    {"user_id": user, "command": f"git commit -m 'change {n} {k}'", "exit_code": 0}
+                    for k in range(2000)
+                ]
+                started = time.perf_counter()
+                db.command_history.create_many(items)
+                timings[name].append(time.perf_counter() - started)
+    finally:
+        for db, _ in dbs.values():
+            db.close()
+    return timings["logged"], timings["unlogged"]
+
+
 def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     """Time the full backup, an incremental one, a restore, and their bare twins."""
     mb = megabytes if megabytes is not None else max(1.0, 32 * min(1.0, config.rows / 10_000))
@@ -230,6 +259,7 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
                 restore_s.append(time.perf_counter() - started)
             bare_restore_s = [bare.restore() for _ in range(rounds)]
             logged_s, unlogged_s = _insert_rounds(db, rounds)
+            commands_logged_s, commands_s = _command_rounds(tmp, max(5, rounds))
         finally:
             db.close()
     ratio_ours = size_mb * 1e6 / max(stored, 1)
@@ -248,6 +278,7 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     full_rows = measure_seconds(GROUP, "backup full, against the rows pipeline", full_s, rows)
     bare_restore = measure_seconds(GROUP, "bare pipeline restore", bare_restore_s)
     unlogged = measure_seconds(GROUP, "insert 100,000 rows, no change log", unlogged_s)
+    commands = measure_seconds(GROUP, "record 2,000 commands, no change log", commands_s)
     return [
         base,
         rows,
@@ -261,6 +292,10 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
         measure_seconds(GROUP, "backup restore (full)", restore_s, bare_restore),
         unlogged,
         measure_seconds(GROUP, "insert 100,000 rows, with the change log", logged_s, unlogged),
+        commands,
+        measure_seconds(
+            GROUP, "record 2,000 commands, with the change log", commands_logged_s, commands
+        ),
     ]
 
 

@@ -230,3 +230,25 @@ def test_a_unique_expression_index_is_compared_instead(tmp_path: Path) -> None:
     assert inc.tables["x"] == 2
     assert restored(db, folder, tmp_path / "r.db") == logical(db)
     db.close()
+
+
+def test_two_databases_of_a_vault_sharing_a_destination_keep_their_own_chains(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    plain.backup.restore(tmp_path / "b.db", passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
+    with mangostore.open(tmp_path / "b.db", passphrase=PASSPHRASE, settings=SETTINGS) as other:
+        assert other.backup.create(folder).kind == "full"
+        for n in range(2):
+            plain.execute("UPDATE t SET v = ? WHERE id = 1", [f"a{n}"])
+            mine = plain.backup.create(folder)
+            other.execute("UPDATE t SET v = ? WHERE id = 2", [f"b{n}"])
+            theirs = other.backup.create(folder)
+            assert mine.kind == "incremental"
+            assert theirs.kind == "incremental"
+            assert mine.base != theirs.base
+        expected_other = logical(other)
+    assert restored(plain, folder, tmp_path / "r.db", backup_id=mine.id) == logical(plain)
+    assert restored(plain, folder, tmp_path / "r2.db") == expected_other
+    plain.close()

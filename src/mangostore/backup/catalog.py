@@ -42,6 +42,12 @@ class Catalog:
         """The newest backup, or ``None``."""
         return self.backups[-1] if self.backups else None
 
+    def latest_of_log(self, log_id: str) -> Manifest | None:
+        """The newest backup cut from the change log ``log_id`` (of one database: two
+        devices of a vault sharing a destination each build on their own), or ``None``."""
+        own = [m for m in self.backups if m.log_id == log_id]
+        return own[-1] if own else None
+
     def chain(self, target: Manifest) -> list[Manifest]:
         """The backups a restore of ``target`` reads: its full base, then each
         incremental up to ``target``.

@@ -277,7 +277,9 @@ def _parent(
 ) -> Manifest | None:
     if kind == "full":
         return None
-    latest = catalog.latest()
+    # This database's own newest backup: another database of the vault (another
+    # device, a restored copy) sharing the destination keeps a chain of its own.
+    latest = catalog.latest_of_log(mark.log_id) or catalog.latest()
     why = ""
     if latest is None:
         why = "there is no backup here yet"
