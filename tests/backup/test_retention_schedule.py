@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from tests.backup.conftest import SETTINGS
 from tests.conftest import PASSPHRASE
 
 import mangostore
 from mangostore.backup import BackupPolicy
 from mangostore.clock import ManualClock
+from mangostore.errors import ValidationError
 
 DAY_MS = 86_400_000
 
@@ -90,3 +92,30 @@ def test_the_background_schedule_makes_a_backup(vault: mangostore.Database, fold
     assert schedule.made >= 1
     assert schedule.failures == 0
     assert len(vault.backup.list(folder).backups) == 1
+
+
+def test_backups_can_follow_the_writes(
+    clocked_vault: mangostore.Database, folder: Path, clock: ManualClock
+) -> None:
+    db = clocked_vault
+    db.backup.configure(BackupPolicy(after_writes_s=300))
+    first = db.backup.tick(folder)
+    assert first is not None
+    assert first.kind == "full"
+    clock.advance(60_000)
+    _write(db, 1)
+    assert db.backup.tick(folder) is None  # changed, but the newest backup is recent
+    clock.advance(300_000)
+    follow = db.backup.tick(folder)
+    assert follow is not None
+    assert follow.kind == "incremental"
+    clock.advance(600_000)
+    assert db.backup.tick(folder) is None  # nothing written since: nothing to back up
+    db.backup.configure(BackupPolicy())
+    _write(db, 2)
+    assert db.backup.tick(folder) is None  # without after_writes_s: hourly
+
+
+def test_after_writes_s_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="after_writes_s"):
+        BackupPolicy(after_writes_s=0)

@@ -10,7 +10,13 @@ from tests.backup.conftest import SETTINGS, fill, logical, restored
 from tests.conftest import PASSPHRASE
 
 import mangostore
-from mangostore.backup import BackupPolicy, Destination, FsspecDestination, MemoryDestination
+from mangostore.backup import (
+    BackupPolicy,
+    Destination,
+    FsspecDestination,
+    MemoryDestination,
+    changelog,
+)
 from mangostore.clock import ManualClock
 from mangostore.errors import BackupError, ConfigurationError
 
@@ -57,9 +63,14 @@ def test_incremental_backups_carry_only_changes(
     assert inc.depth == 1
     assert inc.deleted_rows >= 20
     assert inc.changed_rows < full.changed_rows
-    # The parent's index is dropped once the child exists: one index per chain.
-    parent = vault.backup.list(folder).get(full.id)
-    assert not parent.objects_of("index")
+    # A full backup keeps its index (roll-ups build on it); an incremental's is
+    # dropped once it has a child.
+    vault.execute("DELETE FROM command_history WHERE rowid % 7 = 0")
+    child = vault.backup.create(folder)
+    catalog = vault.backup.list(folder)
+    assert child.parent == inc.id
+    assert catalog.get(full.id).objects_of("index")
+    assert not catalog.get(inc.id).objects_of("index")
     assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
 
 
@@ -74,15 +85,43 @@ def test_a_changed_schema_starts_a_new_full_backup(
         vault.backup.create(folder, kind="incremental")
 
 
-def test_chains_are_rolled_up_into_a_new_full_backup(
-    vault: mangostore.Database, folder: Path
+def test_chains_are_rolled_up_onto_their_full_backup(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
     vault.backup.configure(BackupPolicy(max_chain=2))
-    kinds = []
-    for n in range(4):
+    made = []
+    for n in range(6):
         vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
-        kinds.append(vault.backup.create(folder).kind)
-    assert kinds == ["full", "incremental", "incremental", "full"]
+        made.append(vault.backup.create(folder))
+    full = made[0]
+    assert [m.kind for m in made] == ["full", *["incremental"] * 5]
+    # Once a chain has max_chain incrementals, the next one holds every change since
+    # the full backup: a restore reads at most max_chain + 1 backups.
+    assert [m.depth for m in made] == [0, 1, 2, 1, 2, 1]
+    assert made[3].parent == full.id
+    assert made[5].parent == full.id
+    assert made[3].changed_rows >= made[1].changed_rows
+    catalog = vault.backup.list(folder)
+    assert all(len(catalog.chain(m)) <= 3 for m in made)
+    assert full.id in {m.id for m in catalog.backups if m.objects_of("index")}
+    for manifest in made:
+        assert vault.backup.verify(folder, manifest.id).ok
+    assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
+
+
+def test_a_full_backup_is_made_when_its_chain_cannot_be_rolled_up(
+    vault: mangostore.Database, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The log keeps one backup's entries: by the roll-up, the full backup's are gone.
+    monkeypatch.setattr(changelog, "KEEP_EPOCHS", 1)
+    vault.backup.configure(BackupPolicy(max_chain=1))
+    vault.backup.create(folder)
+    vault.execute("UPDATE projects SET name = 'renamed'")
+    assert vault.backup.create(folder).kind == "incremental"
+    vault.execute("UPDATE projects SET name = 'again'")
+    with pytest.raises(BackupError, match=r"max_chain.*change log does not reach back"):
+        vault.backup.create(folder, kind="incremental")
+    assert vault.backup.create(folder).kind == "full"
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -69,6 +69,7 @@ __all__ = [
     "logged_tables",
     "row_deltas",
     "trigger_sql",
+    "written_since",
 ]
 
 #: Backups (epochs) whose entries the log keeps; older parents cannot serve an
@@ -309,6 +310,18 @@ def changed_keys(conn: Connection, since: int) -> dict[str, list[Key]]:
     for keys in found.values():
         keys.sort()
     return dict(found)
+
+
+def written_since(conn: Connection, log_id: str | None, epoch: int | None) -> bool:
+    """Whether the database changed after the cut ``(log_id, epoch)`` of a backup; true
+    when the log cannot tell (another log, or none yet)."""
+    state = conn.execute("SELECT log_id FROM backup_log_state WHERE id = 1").fetchone()
+    if state is None or epoch is None or str(state[0]) != log_id:
+        return True
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM backup_log WHERE epoch > ?)", (epoch,)
+    ).fetchone()
+    return bool(row[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,10 @@ class BackupPolicy:
         incremental_every_s: the schedule makes a backup when the newest is this old.
         full_every_s: the schedule makes a full backup when the newest full one is
             this old.
+        after_writes_s: when set, the schedule also makes an incremental backup as
+            soon as the database has changed since the newest backup and that backup
+            is this old, so that restore points follow the writes (minutes apart, say)
+            instead of the hour; an incremental costs what the changes cost.
         orphan_grace_s: objects no manifest lists are removed by ``prune`` once they
             are this old (a backup being written lists its objects only at the end).
     """
@@ -37,6 +41,7 @@ class BackupPolicy:
     retention_days: float = 30.0
     incremental_every_s: float = 3600.0
     full_every_s: float = 86400.0
+    after_writes_s: float | None = None
     orphan_grace_s: float = 86400.0
 
     def __post_init__(self) -> None:
@@ -50,7 +55,13 @@ class BackupPolicy:
                 "part_bytes must be positive, zstd_level between 1 and 22, zstd_threads "
                 "between 0 and 64 and max_chain not negative"
             )
-        if self.retention_days <= 0 or self.incremental_every_s <= 0 or self.full_every_s <= 0:
+        if (
+            self.retention_days <= 0
+            or self.incremental_every_s <= 0
+            or self.full_every_s <= 0
+            or (self.after_writes_s is not None and self.after_writes_s <= 0)
+        ):
             raise ValidationError(
-                "retention_days, incremental_every_s and full_every_s must be positive"
+                "retention_days, incremental_every_s, full_every_s and after_writes_s "
+                "must be positive"
             )

@@ -4,7 +4,9 @@ Every ``check_every_s`` the thread asks :meth:`BackupSchedule.tick` whether a ba
 is due, by comparing the database clock with the newest backup in the destination
 (not with a timer): a full backup when the newest full one is older than
 ``full_every_s``, otherwise an incremental when the newest backup is older than
-``incremental_every_s``. A machine that slept through several periods makes one
+``incremental_every_s``, or, with ``after_writes_s`` set, when the database changed
+since the newest backup and that backup is ``after_writes_s`` old (the change log
+says whether it changed). A machine that slept through several periods makes one
 backup when it wakes, not one per period missed. After each backup it prunes
 (retention) and rewrites the key blocks of erased users. Failures are logged and
 retried at the next check.
@@ -27,15 +29,29 @@ __all__ = ["BackupSchedule", "due_kind"]
 logger = logging.getLogger("mangostore.backup")
 
 
-def due_kind(catalog: Catalog, now_ms: int, policy: BackupPolicy) -> Literal["full", "auto"] | None:
+def due_kind(
+    catalog: Catalog,
+    now_ms: int,
+    policy: BackupPolicy,
+    written_since: Callable[[Manifest], bool] | None = None,
+) -> Literal["full", "auto"] | None:
     """Which backup is due at ``now_ms``: ``"full"``, ``"auto"`` (incremental when
-    possible) or ``None``."""
+    possible) or ``None``. ``written_since(backup)`` tells whether the database
+    changed after ``backup`` (asked only with ``policy.after_writes_s`` set)."""
     fulls = [m for m in catalog.backups if m.kind == "full"]
     if not fulls or now_ms - fulls[-1].created_at >= policy.full_every_s * 1000:
         return "full"
     latest = catalog.latest()
     assert latest is not None
-    if now_ms - latest.created_at >= policy.incremental_every_s * 1000:
+    age_ms = now_ms - latest.created_at
+    if age_ms >= policy.incremental_every_s * 1000:
+        return "auto"
+    if (
+        policy.after_writes_s is not None
+        and written_since is not None
+        and age_ms >= policy.after_writes_s * 1000
+        and written_since(latest)
+    ):
         return "auto"
     return None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mangostore.backup.catalog import Catalog, load_catalog
+from mangostore.backup.changelog import written_since
 from mangostore.backup.destinations import Destination, open_destination
 from mangostore.backup.keyblock import scrub_keyblocks
 from mangostore.backup.manifest import Manifest, sign_manifest
@@ -296,7 +297,12 @@ class BackupService:
         What the schedule runs at every check; see :mod:`mangostore.backup.schedule`.
         """
         destination = self.destination(to)
-        kind = due_kind(self._catalog(destination), self._store.clock.now_ms(), self._policy)
+        kind = due_kind(
+            self._catalog(destination),
+            self._store.clock.now_ms(),
+            self._policy,
+            self._written_since,
+        )
         if kind is None:
             return None
         made = self.create(destination, kind=kind)
@@ -329,6 +335,10 @@ class BackupService:
         if self._schedule is not None:
             self._schedule.stop()
             self._schedule = None
+
+    def _written_since(self, backup: Manifest) -> bool:
+        with self._store.snapshot() as conn:
+            return written_since(conn, backup.log_id, backup.log_epoch)
 
     def _maker(self) -> MakeDatabase:
         maker = self._store.make_device

@@ -10,8 +10,10 @@ An incremental backup writes the blocks and keys the change log tagged after its
 parent's cut, reading only those rows, and compares the few tables the log does not
 cover (full-text shadow tables, ``sqlite_sequence``) with its parent's index
 (:mod:`mangostore.backup.tables`). It is built only on a backup of this format cut
-from the same log. Once the new backup's manifest is written, its parent's index is no
-longer needed and is dropped, so the destination holds one index per chain.
+from the same log. Once the new backup's manifest is written, an incremental parent's
+index is no longer needed and is dropped; a full backup keeps its own, for the roll-up
+of its chain (an incremental built on the full backup once the chain has
+``max_chain`` incrementals, so a restore reads a bounded number of backups).
 """
 
 from __future__ import annotations
@@ -248,7 +250,8 @@ def take_backup(
     except BaseException:
         abort()
         raise
-    if parent is not None:
+    if parent is not None and parent.kind == "incremental":
+        # A full backup keeps its index: the roll-up of its chain is built on it.
         with contextlib.suppress(BackupError):
             drop_index(destination, parent, backup_key)
     return manifest
@@ -280,31 +283,48 @@ def _parent(
     # This database's own newest backup: another database of the vault (another
     # device, a restored copy) sharing the destination keeps a chain of its own.
     latest = catalog.latest_of_log(mark.log_id) or catalog.latest()
-    why = ""
-    if latest is None:
-        why = "there is no backup here yet"
-    elif latest.format_version < VERSION:
-        why = (
-            f"the newest backup is in an older format (version {latest.format_version}), "
-            "which this version does not build on"
-        )
-    elif latest.schema_digest != plan.digest:
-        why = "the schema changed since the newest backup"
-    elif latest.depth >= policy.max_chain:
-        why = f"the newest chain already has {latest.depth} incrementals (max_chain)"
-    elif not latest.objects_of("index"):
-        why = "the newest backup has no index (a newer one was made from it)"
-    elif not mark.serves(latest.log_id, latest.log_epoch):
-        why = (
-            "the database's change log does not reach back to the newest backup (the "
-            "database was restored or vacuumed, a table was added or rebuilt, or more "
-            f"than {KEEP_EPOCHS} backups were made elsewhere since)"
-        )
+    why = _unusable(latest, plan, mark)
+    if not why and latest is not None and latest.depth >= policy.max_chain:
+        # Roll the chain up: an incremental on the chain's full backup holds every
+        # change since it, so a restore of it reads two backups, not the whole chain.
+        try:
+            base: Manifest | None = catalog.get(latest.base)
+        except BackupError:
+            base = None
+        why = _unusable(base, plan, mark)
+        if not why:
+            return base
+        why = f"the newest chain already has {latest.depth} incrementals (max_chain) and {why}"
     if not why:
         return latest
     if kind == "incremental":
         raise BackupError(f"cannot make an incremental backup: {why}; make a full one")
     return None
+
+
+def _unusable(parent: Manifest | None, plan: SchemaPlan, mark: LogMark) -> str:
+    """Why an incremental backup cannot be built on ``parent`` (empty: it can)."""
+    if parent is None:
+        return "there is no backup here yet"
+    if parent.format_version < VERSION:
+        return (
+            f"the newest backup is in an older format (version {parent.format_version}), "
+            "which this version does not build on"
+        )
+    if parent.schema_digest != plan.digest:
+        return "the schema changed since the newest backup"
+    if not parent.objects_of("index"):
+        return (
+            f"backup {parent.id} has no index (an incremental was built on it, or it is a "
+            "full backup from before full backups kept theirs)"
+        )
+    if not mark.serves(parent.log_id, parent.log_epoch):
+        return (
+            "the database's change log does not reach back to the newest backup (the "
+            "database was restored or vacuumed, a table was added or rebuilt, or more "
+            f"than {KEEP_EPOCHS} backups were made elsewhere since)"
+        )
+    return ""
 
 
 def _schema_version(conn: Connection) -> int:
