@@ -26,6 +26,10 @@ command-like text rows, written through the raw engine (setup, not timed).
 - ``insert with the change log``: 100,000 rows (the same text rows, one statement per
   transaction of 1,000) into a table whose writes the backup change log records,
   against the same inserts into an identical table without its triggers.
+- ``incremental among commands``: a database of ``--commands`` (default 200,000)
+  commands recorded through ``db.command_history`` (so with the full-text index whose
+  shadow tables SQLite writes itself, which incrementals compare with digests), a full
+  backup, then 10,000 randomly chosen commands updated and an incremental backup.
 - ``record commands with the change log``: ``db.command_history.create_many`` of 2,000
   commands (the schema's own indexes, full-text and statistics triggers included) in a
   database that has been backed up, against one that has not.
@@ -212,9 +216,50 @@ def _command_rounds(tmp: Path, rounds: int) -> tuple[list[float], list[float]]:
     return timings["logged"], timings["unlogged"]
 
 
-def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
+def _commands_incremental(tmp: Path, commands: int, rounds: int) -> tuple[float, list[float]]:
+    """The full backup's seconds and each incremental's after 10,000 scattered updates,
+    in a database of ``commands`` recorded commands."""
+    db = mangostore.create(tmp / "commands.db", passphrase=PASSPHRASE, settings=SETTINGS).db
+    rng = secrets.SystemRandom()
+    try:
+        user = db.users.create(username="ann").id
+        for start in range(0, commands, 5000):
+            db.command_history.create_many(
+                {
+                    "user_id": user,
+                    "command": " ".join(rng.choice(_WORDS) for _ in range(8)) + f" {start + k}",
+                    "exit_code": 0,
+                }
+                for k in range(min(5000, commands - start))
+            )
+        db.checkpoint(truncate=True)
+        started = time.perf_counter()
+        db.backup.create(tmp / "commands-bk", kind="full")
+        full_s = time.perf_counter() - started
+        ids = [str(r[0]) for r in db.query("SELECT id FROM command_history")]
+        inc_s = []
+        for n in range(rounds):
+            with db.store.transaction() as conn:
+                conn.executemany(
+                    "UPDATE command_history SET exit_code = ? WHERE id = ?",
+                    [(n + 1, i) for i in rng.sample(ids, min(10_000, len(ids)))],
+                )
+            started = time.perf_counter()
+            made = db.backup.create(tmp / "commands-bk")
+            inc_s.append(time.perf_counter() - started)
+            assert made.kind == "incremental"
+    finally:
+        db.close()
+    return full_s, inc_s
+
+
+def run(
+    config: Config, megabytes: float | None = None, commands_count: int | None = None
+) -> list[Measurement]:
     """Time the full backup, an incremental one, a restore, and their bare twins."""
     mb = megabytes if megabytes is not None else max(1.0, 32 * min(1.0, config.rows / 10_000))
+    if commands_count is None:
+        commands_count = max(1000, int(200_000 * min(1.0, config.rows / 10_000)))
     rounds = max(1, min(3, config.rounds // 5))
     with tempfile.TemporaryDirectory(prefix="mangostore-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -260,6 +305,7 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
             bare_restore_s = [bare.restore() for _ in range(rounds)]
             logged_s, unlogged_s = _insert_rounds(db, rounds)
             commands_logged_s, commands_s = _command_rounds(tmp, max(5, rounds))
+            commands_full_s, commands_inc_s = _commands_incremental(tmp, commands_count, rounds)
         finally:
             db.close()
     ratio_ours = size_mb * 1e6 / max(stored, 1)
@@ -279,6 +325,9 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
     bare_restore = measure_seconds(GROUP, "bare pipeline restore", bare_restore_s)
     unlogged = measure_seconds(GROUP, "insert 100,000 rows, no change log", unlogged_s)
     commands = measure_seconds(GROUP, "record 2,000 commands, no change log", commands_s)
+    commands_full = measure_seconds(
+        GROUP, f"backup full, {commands_count:,} commands", [commands_full_s]
+    )
     return [
         base,
         rows,
@@ -296,6 +345,13 @@ def run(config: Config, megabytes: float | None = None) -> list[Measurement]:
         measure_seconds(
             GROUP, "record 2,000 commands, with the change log", commands_logged_s, commands
         ),
+        commands_full,
+        measure_seconds(
+            GROUP,
+            f"backup incremental, 10,000 of {commands_count:,} commands changed",
+            commands_inc_s,
+            commands_full,
+        ),
     ]
 
 
@@ -304,9 +360,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--mb", type=float, default=32.0, help="database size in MB")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each case")
+    parser.add_argument(
+        "--commands", type=int, default=200_000, help="commands in the full-text case"
+    )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for m in run(Config(rounds=5 * args.rounds), args.mb):
+    for m in run(Config(rounds=5 * args.rounds), args.mb, args.commands):
         ratio = f"  x{m.ratio:.2f} of {m.baseline}" if m.baseline else ""
         print(f"{m.name}: {m.median_us / 1e6:.2f} s (median of {m.calls}){ratio}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -47,9 +47,10 @@ def test_only_what_changed_is_read_and_written(plain: mangostore.Database, tmp_p
     inc = plain.backup.create(folder)
     assert inc.kind == "incremental"
     assert inc.parent == full.id
-    # Blocks of 16 rowids: id 3 (block 0), id 40 (block 2), id 1000 (block 62); one
-    # key of w was changed (the deleted one is only removed).
-    assert inc.changed_rows == 16 + 15 + 1 + 1
+    # Blocks of 4 rowids: id 3 (block 0, ids 0-3), id 40 (block 10, three rows left),
+    # id 1000 (block 250, alone); one key of w was changed (the deleted one is only
+    # removed).
+    assert inc.changed_rows == 4 + 3 + 1 + 1
     assert inc.deleted_rows == 2
     assert inc.tables["t"] == 200
     assert inc.tables["w"] == 99

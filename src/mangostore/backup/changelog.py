@@ -3,8 +3,8 @@ reading the database.
 
 Triggers on every logged table (made here, from the tables the database has; the tables
 they write come from migration ``0021_backup_log``) record each write's *key* in
-``backup_log``: its block of rowids (``rowid >> BLOCK_SHIFT``, the unit incremental
-backups send) or, for a table ``WITHOUT ROWID``, its primary key's literals. Each entry
+``backup_log``: its block of rowids (``rowid >> LOG_SHIFT``, 4 rowids, the unit
+incremental backups send) or, for a table ``WITHOUT ROWID``, its primary key's literals. Each entry
 carries the *epoch* current when it was last written, and the rows inserted into and
 deleted from it during that epoch; when a backup ends the epoch those sums move to
 ``backup_log_counts`` (per table and epoch), so a manifest's row counts need no
@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from mangostore.backup.snapshot import (
-    BLOCK_SHIFT,
     LOG_TRIGGER_PREFIX,
     Key,
     SchemaPlan,
@@ -76,8 +75,11 @@ __all__ = [
 #: incremental backup (the next one is full).
 KEEP_EPOCHS: Final = 1000
 #: The log's blocks: ``2**LOG_SHIFT`` rowids (recorded with the log; a log kept with
-#: other blocks is started again).
-LOG_SHIFT: Final = BLOCK_SHIFT
+#: other blocks is started again). Blocks of 4: changes scattered over a table resend
+#: at most 4 rows each, and the log holds at most one entry per 4 rows written (blocks
+#: of 16 made a 200,000-command incremental of 10,000 scattered changes take 1.1 s
+#: instead of 0.75 s; single rows, 0.8 s with four times the entries).
+LOG_SHIFT: Final = 2
 #: The probe row's rowid: far from 1, where a renumbering ``VACUUM`` would move it.
 _PROBE_ROWID: Final = 1_000_003
 _PROBE_TABLE: Final = "backup_log_probe"
@@ -201,12 +203,8 @@ def logged_tables(conn: Connection, plan: SchemaPlan) -> frozenset[str]:
     """The tables of ``plan`` whose writes the log records: every table SQLite does not
     write itself, except one with a unique index on an expression (whose collisions no
     trigger can find); the others are compared with the parent's index."""
-    return frozenset(
-        t.name
-        for t in plan.tables
-        if t.logged
-        and not any(i.unique and None in i.columns for i in introspect.indexes(conn, t.name))
-    )
+    unsearchable = introspect.unique_expression_tables(conn)
+    return frozenset(t.name for t in plan.tables if t.logged and t.name not in unsearchable)
 
 
 def _installed(conn: Connection) -> set[str]:

@@ -46,6 +46,7 @@ __all__ = [
     "is_internal",
     "schema_objects",
     "table_list",
+    "unique_expression_tables",
 ]
 
 #: The table SQLite keeps the schema in (one b-tree, rooted at page 1).
@@ -310,6 +311,18 @@ def indexes(conn: Connection, table: str) -> list[Index]:
         )
         for name, unique, origin, partial in listing
     ]
+
+
+def unique_expression_tables(conn: Connection) -> frozenset[str]:
+    """Return the tables of the main schema with a unique index on an expression (one
+    query for the whole schema, where :func:`indexes` asks table by table)."""
+    rows = _execute(
+        conn,
+        "SELECT DISTINCT m.name FROM sqlite_schema AS m, pragma_index_list(m.name) AS il, "
+        "pragma_index_info(il.name) AS ii "
+        "WHERE m.type = 'table' AND il.\"unique\" AND ii.cid = -2",
+    ).fetchall()
+    return frozenset(str(row[0]) for row in rows)
 
 
 def _index_columns(conn: Connection, index: str) -> tuple[str | None, ...]:

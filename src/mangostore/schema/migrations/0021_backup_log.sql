@@ -2,7 +2,7 @@
 --
 -- Once a database has been backed up, triggers on every table (made by
 -- mangostore.backup.changelog, so they follow the tables the database has) record
--- which block of 16 rowids, or which primary key of a table WITHOUT ROWID, each write
+-- which block of 4 rowids, or which primary key of a table WITHOUT ROWID, each write
 -- touched, tagged with the current epoch. A backup bumps the epoch in the same instant
 -- its snapshot starts, so an incremental backup writes exactly the blocks and keys
 -- tagged after its parent's epoch, without reading the rest of the database.
