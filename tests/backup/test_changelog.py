@@ -253,3 +253,23 @@ def test_two_databases_of_a_vault_sharing_a_destination_keep_their_own_chains(
     assert restored(plain, folder, tmp_path / "r.db", backup_id=mine.id) == logical(plain)
     assert restored(plain, folder, tmp_path / "r2.db") == expected_other
     plain.close()
+
+
+def test_migrating_below_the_log_drops_its_triggers(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    assert plain.query("SELECT count(*) FROM sqlite_schema WHERE name = 'backup_log_i_t'")[0][0]
+    plain.migrate(to=20)
+    # The log's triggers went with its tables: writes go on.
+    plain.execute("INSERT INTO t (k, v) VALUES ('after', 'down')")
+    plain.execute("UPDATE w SET v = 'down' WHERE b = 1")
+    names = [r[0] for r in plain.query("SELECT name FROM sqlite_schema WHERE type = 'trigger'")]
+    assert not [n for n in names if n.startswith("backup_log_")]
+    plain.migrate()
+    assert plain.backup.create(folder).kind == "full"
+    plain.execute("DELETE FROM t WHERE k = 'after'")
+    assert plain.backup.create(folder).kind == "incremental"
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()

@@ -137,6 +137,18 @@ def test_crlf_checkout_keeps_the_checksum() -> None:
     assert split_statements(crlf.up) == split_statements(lf.up)
 
 
+def test_a_down_section_names_run_time_triggers_to_drop() -> None:
+    text = (
+        "-- migrate:up\nCREATE TABLE t (x);\n-- migrate:down\n"
+        "-- migrate:drop-triggers log_\n-- migrate:drop-triggers audit_x\nDROP TABLE t;\n"
+    )
+    migration = Migration.parse("0001_t.sql", text)
+    assert migration.trigger_prefixes == ("log_", "audit_x")
+    assert len(split_statements(migration.down)) == 1  # the lines are comments to SQLite
+    plain = Migration.parse("0001_t.sql", "-- migrate:up\n-- migrate:down\n")
+    assert plain.trigger_prefixes == ()
+
+
 def test_applies_in_order_and_records(scratch: Writer) -> None:
     runner = MigrationRunner(
         scratch,

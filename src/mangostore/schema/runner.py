@@ -4,6 +4,11 @@ Migration files are ``migrations/NNNN_name.sql`` with two sections, introduced b
 the lines ``-- migrate:up`` and ``-- migrate:down``. A run applies every pending
 migration (or every down-migration above the target) in a single transaction, so a
 failure anywhere leaves the schema and data exactly as they were.
+
+A down section may name triggers made at run time rather than by the migration (on
+whatever tables the database has, so no fixed list can drop them) with lines
+``-- migrate:drop-triggers PREFIX``: before its statements run, every trigger whose name
+begins with ``PREFIX`` is dropped.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from mangostore.errors import (
     MigrationError,
     SchemaTooNewError,
 )
-from mangostore.schema.introspect import has_table
+from mangostore.schema.introspect import has_table, schema_objects
+from mangostore.sql import quote_identifier
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _UP = "-- migrate:up"
 _DOWN = "-- migrate:down"
+_DROP_TRIGGERS = re.compile(r"^-- migrate:drop-triggers ([A-Za-z0-9_]+)$", re.MULTILINE)
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -55,6 +62,11 @@ class Migration:
     up: str
     down: str
     checksum: str
+
+    @property
+    def trigger_prefixes(self) -> tuple[str, ...]:
+        """The prefixes of the run-time triggers its down section drops first."""
+        return tuple(_DROP_TRIGGERS.findall(self.down))
 
     @classmethod
     def parse(cls, file_name: str, text: str) -> Migration:
@@ -315,6 +327,13 @@ class MigrationRunner:
         started = time.perf_counter()
         label = f"migration {migration.version} ({migration.name}) {'up' if up else 'down'}"
         try:
+            if not up:
+                for name in sorted(
+                    o.name
+                    for o in schema_objects(conn, "trigger")
+                    if o.name.startswith(migration.trigger_prefixes)
+                ):
+                    conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
             for statement in split_statements(migration.up if up else migration.down):
                 if is_transaction_control(statement):
                     raise MigrationError(

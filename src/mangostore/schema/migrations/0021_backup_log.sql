@@ -48,6 +48,8 @@ CREATE TABLE backup_log_counts (
 ) WITHOUT ROWID;
 
 -- migrate:down
+-- The triggers mangostore.backup.changelog made on every table write these tables.
+-- migrate:drop-triggers backup_log_
 DROP TABLE backup_log_counts;
 DROP TABLE backup_log;
 DROP TABLE backup_log_probe;
