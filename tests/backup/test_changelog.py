@@ -15,8 +15,10 @@ from tests.backup.test_processes import start_writer, worker_env
 from tests.conftest import PASSPHRASE
 
 import mangostore
-from mangostore.backup import changelog
-from mangostore.errors import BackupError
+from mangostore.backup import BackupPolicy, changelog
+from mangostore.backup.snapshot import read_plan
+from mangostore.errors import BackupCorruptError, BackupError
+from mangostore.sql import quote_identifier
 
 
 @pytest.fixture
@@ -273,3 +275,106 @@ def test_migrating_below_the_log_drops_its_triggers(
     assert plain.backup.create(folder).kind == "incremental"
     assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
     plain.close()
+
+
+def test_a_unique_index_added_later_is_watched_for_collisions(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    plain.execute("UPDATE t SET v = 'v' || id WHERE id >= 150")
+    plain.execute("CREATE UNIQUE INDEX t_v_nocase ON t (v COLLATE NOCASE) WHERE id >= 150")
+    assert plain.backup.create(folder).kind == "full"  # a new schema, a new log
+    # Both collide on the new index (the second only under its collation).
+    plain.execute("INSERT OR REPLACE INTO t (id, k, v) VALUES (900, 'n1', 'v160')")
+    plain.execute("INSERT OR REPLACE INTO t (id, k, v) VALUES (901, 'n2', 'V170')")
+    inc = plain.backup.create(folder)
+    assert inc.kind == "incremental"
+    assert inc.tables["t"] == 200
+    assert plain.backup.verify(folder).ok
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
+def test_a_renamed_table_and_its_successor_are_both_logged(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    plain.execute("ALTER TABLE w RENAME TO w_old")
+    plain.execute("CREATE TABLE w (a TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
+    assert plain.backup.create(folder).kind == "full"
+    plain.execute("INSERT INTO w (a, v) VALUES ('x', '1'), ('y', '2')")
+    plain.execute("DELETE FROM w_old WHERE b < 10")
+    inc = plain.backup.create(folder)
+    assert inc.kind == "incremental"
+    assert inc.tables["w"] == 2
+    assert inc.tables["w_old"] == 90
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
+def test_a_rowid_moved_onto_another_row_keeps_the_counts_right(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    plain.execute("UPDATE OR REPLACE t SET id = 5 WHERE id = 6")
+    inc = plain.backup.create(folder)
+    assert inc.tables["t"] == 199
+    assert plain.backup.verify(folder).ok
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
+def test_a_log_entry_that_is_not_a_key_is_refused_and_the_log_starts_again(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    epoch = plain.query("SELECT epoch FROM backup_log_state")[0][0]
+    plain.execute(
+        "INSERT INTO backup_log (tbl, key, epoch) VALUES ('w', 'NULL,NULL)) OR ((1=1', ?)",
+        [epoch],
+    )
+    with pytest.raises(BackupCorruptError, match="not a row key"):
+        plain.backup.create(folder, kind="incremental")
+    assert plain.query("SELECT count(*) FROM w")[0][0] == 100
+    assert plain.backup.create(folder).kind == "full"
+    plain.execute("DELETE FROM w WHERE b = 1")
+    assert plain.backup.create(folder).kind == "incremental"
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
+def test_max_chain_zero_makes_every_backup_full(plain: mangostore.Database, tmp_path: Path) -> None:
+    plain.backup.configure(BackupPolicy(max_chain=0))
+    folder = tmp_path / "bk"
+    kinds = []
+    for n in range(3):
+        plain.execute("UPDATE t SET v = ? WHERE id = 1", [str(n)])
+        kinds.append(plain.backup.create(folder).kind)
+    assert kinds == ["full", "full", "full"]
+    plain.close()
+
+
+def test_no_collision_check_scans_a_table(tmp_path: Path) -> None:
+    # Every insert runs its table's collision check: a plan that scans the table would
+    # make writes slow as the table grows (an explicit COLLATE BINARY did, once).
+    db = mangostore.create(tmp_path / "q.db", passphrase=PASSPHRASE, settings=SETTINGS).db
+    with db.store.snapshot() as conn:
+        plan = read_plan(conn)
+        scans = []
+        for name in sorted(changelog.logged_tables(conn, plan)):
+            table = plan.table(name)
+            match = changelog.collision_match(conn, table)
+            quoted = quote_identifier(name)
+            rowid = "rowid AS rowid, " if table.by_rowid else ""
+            sql = (
+                f"SELECT 1 FROM (SELECT {rowid}* FROM {quoted} LIMIT 1) AS NEW, {quoted} AS t "
+                f"WHERE {match}"
+            )
+            steps = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans += [f"{name}: {s}" for s in steps if s == "SCAN t" or s.startswith("SCAN t ")]
+    assert scans == []
+    db.close()

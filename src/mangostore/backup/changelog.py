@@ -4,14 +4,14 @@ reading the database.
 Triggers on every logged table (made here, from the tables the database has; the tables
 they write come from migration ``0021_backup_log``) record each write's *key* in
 ``backup_log``: its block of rowids (``rowid >> LOG_SHIFT``, 4 rowids, the unit
-incremental backups send) or, for a table ``WITHOUT ROWID``, its primary key's literals. Each entry
-carries the *epoch* current when it was last written, and the rows inserted into and
-deleted from it during that epoch; when a backup ends the epoch those sums move to
-``backup_log_counts`` (per table and epoch), so a manifest's row counts need no
-``count(*)``. One upsert a written row is the whole cost of a write.
+incremental backups send) or, for a table ``WITHOUT ROWID``, its primary key's
+literals. Each entry carries the *epoch* current when it was last written (an entry
+already tagged with the current epoch is not written again). ``backup_log_counts`` adds
+up the rows inserted and deleted per table and epoch, so a manifest's row counts need
+no ``count(*)``.
 
-A backup *cuts* the log (:func:`cut`): in one write transaction it bumps the epoch from
-``k`` to ``k + 1``, and its snapshot starts before that commit
+A backup *cuts* the log (:func:`cut`): in one short write transaction it bumps the epoch
+from ``k`` to ``k + 1``, and its snapshot starts before that commit
 (:meth:`mangostore.engine.store.Store.snapshot_after`). No other write can come between,
 so the snapshot holds exactly the writes tagged ``k`` or less, and every later write is
 tagged ``k + 1`` or more. The manifest records ``k``; the next incremental backup sends
@@ -25,14 +25,16 @@ What the triggers cannot see, and how it is handled:
   table with a unique index on an expression (see the next point).
 - A row that ``INSERT OR REPLACE`` (or ``UPDATE OR REPLACE``) removes to make room is
   deleted without its delete trigger (SQLite fires it only with ``recursive_triggers``
-  on): a ``BEFORE`` trigger logs every row that the new values collide with on the
-  rowid, the primary key or a unique index, before SQLite removes it, and marks the
-  table's count uncertain, so that the backup counts that table itself.
+  on): ``BEFORE`` triggers log every row that the new values collide with on the rowid,
+  the primary key or a unique index (under the index's collation), before SQLite
+  removes it, and mark the table's count uncertain, so that the backup counts that
+  table itself.
 - ``VACUUM`` may renumber the rowids of tables without an ``INTEGER PRIMARY KEY``. A
   probe row kept at a high rowid of a table of its own would move with them; :func:`cut`
   checks it, and starts a new log when it moved.
-- A table the triggers do not cover (made by a migration since the last backup, or
-  rebuilt): :func:`cut` makes its triggers and starts a new log.
+- A schema or triggers changed since the triggers were made (a table made, renamed or
+  rebuilt, a unique index added, a trigger dropped): the log keeps a digest of both, and
+  :func:`cut` makes every trigger again and starts a new log when it differs.
 
 A new log has a new id: a backup whose manifest names another log id (an older log, or
 the database this one was restored from) cannot be the parent of an incremental backup,
@@ -42,6 +44,9 @@ parent older than that is not used either.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final
@@ -54,6 +59,7 @@ from mangostore.backup.snapshot import (
     read_plan,
 )
 from mangostore.engine.pragmas import Connection
+from mangostore.errors import BackupCorruptError
 from mangostore.ids import new_id
 from mangostore.schema import introspect
 from mangostore.sql import quote_identifier
@@ -64,8 +70,11 @@ __all__ = [
     "LogMark",
     "RowDelta",
     "changed_keys",
+    "collision_match",
+    "current_log_id",
     "cut",
     "logged_tables",
+    "restart",
     "row_deltas",
     "trigger_sql",
     "written_since",
@@ -83,6 +92,11 @@ LOG_SHIFT: Final = 2
 #: The probe row's rowid: far from 1, where a renumbering ``VACUUM`` would move it.
 _PROBE_ROWID: Final = 1_000_003
 _PROBE_TABLE: Final = "backup_log_probe"
+#: One SQL literal as ``quote()`` renders it: NULL, a number, a text, a blob.
+_LITERAL: Final = r"(?:NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|'(?:[^']|'')*'|X'[0-9A-F]*')"
+#: A primary key as the triggers log it: its columns' literals joined by ``,``. Keys go
+#: into a statement as the literals they are (TablePlan.keyed_sql), so nothing else may.
+_KEY_LITERALS: Final = re.compile(rf"{_LITERAL}(?:,{_LITERAL})*", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,35 +130,59 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _log_key(table: TablePlan, key: str, counted: str = "", where: str = "") -> str:
-    """An upsert of one key into ``backup_log``, tagged with the current epoch, adding
-    one to its ``counted`` column (``added`` or ``removed``) when given."""
-    columns, values, update = "", "", ""
-    if counted:
-        columns, values, update = f", {counted}", ", 1", f", {counted} = {counted} + 1"
+def _log_key(table: TablePlan, key: str, where: str = "") -> str:
+    """An upsert of one key into ``backup_log``, tagged with the current epoch (an entry
+    already tagged with it is not written again)."""
     return (
-        f"INSERT INTO backup_log (tbl, key, epoch{columns}) SELECT {_literal(table.name)}, "
-        f"{key}, s.epoch{values} FROM backup_log_state AS s WHERE s.id = 1{where} "
-        f"ON CONFLICT (tbl, key) DO UPDATE SET epoch = excluded.epoch{update}"
-        + ("" if counted else " WHERE epoch < excluded.epoch")
-        + ";"
+        f"INSERT INTO backup_log (tbl, key, epoch) SELECT {_literal(table.name)}, {key}, "
+        f"s.epoch FROM backup_log_state AS s WHERE s.id = 1{where} "
+        "ON CONFLICT (tbl, key) DO UPDATE SET epoch = excluded.epoch "
+        "WHERE epoch < excluded.epoch;"
     )
 
 
-def _collision_match(conn: Connection, table: TablePlan) -> tuple[str, list[str]]:
+def _count(table: TablePlan, column: str) -> str:
+    """Add one to this table's ``column`` (``added``, ``removed``) for the epoch."""
+    return (
+        f"INSERT INTO backup_log_counts (tbl, epoch, {column}) SELECT {_literal(table.name)}, "
+        "s.epoch, 1 FROM backup_log_state AS s WHERE s.id = 1 "
+        f"ON CONFLICT (tbl, epoch) DO UPDATE SET {column} = {column} + 1;"
+    )
+
+
+def _collision_terms(conn: Connection, table: TablePlan) -> tuple[str, list[str]]:
     """The condition on ``t`` (a row of ``table``) that the new values ``NEW`` collide
-    with, on the rowid or primary key or any unique index; and the columns involved."""
+    with, on the rowid or primary key or any unique index (each column compared under
+    the index's own collation); and the columns involved."""
     parts, columns = [], []
     if table.by_rowid:
         parts.append("t.rowid = NEW.rowid")
     for index in introspect.indexes(conn, table.name):
-        if index.unique:
-            names = [str(c) for c in index.columns]
-            columns += names
-            parts.append(
-                " AND ".join(f"t.{quote_identifier(c)} = NEW.{quote_identifier(c)}" for c in names)
-            )
+        if not index.unique:
+            continue
+        names = [str(c) for c in index.columns]
+        columns += names
+        collations = index.collations or ("BINARY",) * len(names)
+        parts.append(" AND ".join(map(_equal, names, collations)))
     return " OR ".join(f"({p})" for p in parts), columns
+
+
+def collision_match(conn: Connection, table: TablePlan) -> str:
+    """The condition on ``t``, a row of ``table``, that a row ``NEW`` would collide
+    with on its rowid, primary key or a unique index."""
+    return _collision_terms(conn, table)[0]
+
+
+def _equal(column: str, collation: str) -> str:
+    """``t.column = NEW.column`` as a unique index compares them. A collation is named
+    only when it is not SQLite's default: naming one, even ``BINARY``, keeps SQLite from
+    serving an ``OR`` of such terms with several indexes (it would scan the table); a
+    column declared with a looser collation than its index's only finds more rows,
+    which costs a recount, never a missed one."""
+    term = f"t.{quote_identifier(column)} = NEW.{quote_identifier(column)}"
+    return (
+        term if collation.upper() == "BINARY" else f"{term} COLLATE {quote_identifier(collation)}"
+    )
 
 
 def _collision_trigger(table: TablePlan, trigger: str, when: str, match: str) -> str:
@@ -152,7 +190,7 @@ def _collision_trigger(table: TablePlan, trigger: str, when: str, match: str) ->
     REPLACE`` would delete with no trigger), logs those rows and marks the table's count
     for this epoch uncertain: whether the statement replaces, ignores or updates them is
     not known here, so the backup counts that table itself. The ``WHEN`` test keeps the
-    usual write, which collides with nothing, to one index lookup."""
+    usual write, which collides with nothing, to an index lookup or two."""
     name, lit = quote_identifier(table.name), _literal(table.name)
     return (
         f"CREATE TRIGGER {trigger} {when} ON {name} "
@@ -168,35 +206,32 @@ def _collision_trigger(table: TablePlan, trigger: str, when: str, match: str) ->
 
 
 def trigger_sql(conn: Connection, table: TablePlan) -> list[str]:
-    """The CREATE TRIGGER statements that log the writes of ``table``: one upsert a row
-    (the count of rows added or removed rides on the key's entry)."""
+    """The CREATE TRIGGER statements that log the writes of ``table``."""
     name = quote_identifier(table.name)
     new, old = table.key_sql("NEW.", LOG_SHIFT), table.key_sql("OLD.", LOG_SHIFT)
-    match, columns = _collision_match(conn, table)
-    if not table.by_rowid:
+    match, columns = _collision_terms(conn, table)
+    if table.by_rowid:
+        itself, moved = "t.rowid <> OLD.rowid", ["NEW.rowid <> OLD.rowid"]
+    else:
+        itself, moved = f"({table.key_sql('t.')}) <> ({old})", []
         columns += table.key
-    itself = "t.rowid <> OLD.rowid" if table.by_rowid else f"({table.key_sql('t.')}) <> ({old})"
-    statements = [
+    # Only an update that changes the rowid, the key or a unique column can collide.
+    moved += [f"NEW.{quote_identifier(c)} IS NOT OLD.{quote_identifier(c)}" for c in columns]
+    return [
         f"CREATE TRIGGER {_trigger(table, 'i')} AFTER INSERT ON {name} BEGIN "
-        f"{_log_key(table, new, 'added')} END",
+        f"{_log_key(table, new)} {_count(table, 'added')} END",
         f"CREATE TRIGGER {_trigger(table, 'u')} AFTER UPDATE ON {name} BEGIN "
-        f"{_log_key(table, new)} {_log_key(table, old, where=f' AND ({old}) IS NOT ({new})')} END",
+        f"{_log_key(table, new)} {_log_key(table, old, f' AND ({old}) IS NOT ({new})')} END",
         f"CREATE TRIGGER {_trigger(table, 'd')} AFTER DELETE ON {name} BEGIN "
-        f"{_log_key(table, old, 'removed')} END",
+        f"{_log_key(table, old)} {_count(table, 'removed')} END",
         _collision_trigger(table, _trigger(table, "bi"), "BEFORE INSERT", match),
+        _collision_trigger(
+            table,
+            _trigger(table, "bu"),
+            "BEFORE UPDATE",
+            f"({' OR '.join(dict.fromkeys(moved))}) AND ({match}) AND {itself}",
+        ),
     ]
-    if columns:
-        # Only an update of a unique or key column can collide with another row.
-        listed = ", ".join(quote_identifier(c) for c in dict.fromkeys(columns))
-        statements.append(
-            _collision_trigger(
-                table,
-                _trigger(table, "bu"),
-                f"BEFORE UPDATE OF {listed}",
-                f"({match}) AND {itself}",
-            )
-        )
-    return statements
 
 
 def logged_tables(conn: Connection, plan: SchemaPlan) -> frozenset[str]:
@@ -207,30 +242,31 @@ def logged_tables(conn: Connection, plan: SchemaPlan) -> frozenset[str]:
     return frozenset(t.name for t in plan.tables if t.logged and t.name not in unsearchable)
 
 
-def _installed(conn: Connection) -> set[str]:
-    return {
-        o.name
+def _installed(conn: Connection) -> list[tuple[str, str]]:
+    """The log's triggers: name and SQL, in name order."""
+    return sorted(
+        (o.name, o.sql)
         for o in introspect.schema_objects(conn, "trigger")
         if o.name.startswith(LOG_TRIGGER_PREFIX)
-    }
+    )
 
 
-def _install(conn: Connection, plan: SchemaPlan) -> bool:
-    """Make the triggers of every logged table that lacks them; whether any was missing."""
-    have = _installed(conn)
-    missing = False
+def _digest(conn: Connection, plan: SchemaPlan) -> str:
+    """What the log's soundness rests on: the schema, the blocks and the triggers."""
+    state = json.dumps([plan.digest, LOG_SHIFT, _installed(conn)])
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def _install(conn: Connection, plan: SchemaPlan) -> None:
+    """Make the triggers of every logged table again (dropping every trigger of the
+    log first, such as those a renamed table took with it)."""
+    for name, _ in _installed(conn):
+        conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
     logged = logged_tables(conn, plan)
     for table in plan.tables:
-        if table.name not in logged:
-            continue
-        if all(f"{LOG_TRIGGER_PREFIX}{e}_{table.name}" in have for e in ("i", "u", "d", "bi")):
-            continue
-        missing = True
-        for event in ("i", "u", "d", "bi", "bu"):
-            conn.execute(f"DROP TRIGGER IF EXISTS {_trigger(table, event)}")
-        for statement in trigger_sql(conn, table):
-            conn.execute(statement)
-    return missing
+        if table.name in logged:
+            for statement in trigger_sql(conn, table):
+                conn.execute(statement)
 
 
 def _probe_moved(conn: Connection) -> bool:
@@ -240,22 +276,20 @@ def _probe_moved(conn: Connection) -> bool:
 
 def cut(conn: Connection) -> LogMark:
     """Cut the log for a backup whose snapshot starts as this write transaction commits
-    (run inside it; see :meth:`Store.snapshot_after`).
+    (run inside it; see :meth:`Store.snapshot_after`). It reads and writes a few rows,
+    however long the log: writers wait for it no longer than for any short write.
 
-    Makes the triggers of any table that lacks them; then, when the log cannot be
-    trusted (it never existed, a table was not covered, a ``VACUUM`` moved rowids),
-    starts a new one, else bumps the epoch and prunes entries older than
+    When the log cannot be trusted (it never existed, the schema or its triggers
+    changed since they were made, a ``VACUUM`` moved rowids), makes the triggers again
+    and starts a new log; else bumps the epoch and prunes entries older than
     :data:`KEEP_EPOCHS` backups.
     """
     plan = read_plan(conn)
     state = conn.execute(
-        "SELECT log_id, epoch, pruned_to, shift FROM backup_log_state WHERE id = 1"
+        "SELECT log_id, epoch, pruned_to, digest FROM backup_log_state WHERE id = 1"
     ).fetchone()
-    if state is not None and state[3] != LOG_SHIFT:
-        for name in _installed(conn):  # made for other blocks: made again
-            conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
-    missing = _install(conn, plan)
-    if state is None or missing or _probe_moved(conn):
+    if state is None or state[3] != _digest(conn, plan) or _probe_moved(conn):
+        _install(conn, plan)
         conn.execute("DELETE FROM backup_log")
         conn.execute("DELETE FROM backup_log_counts")
         conn.execute("DELETE FROM backup_log_state")
@@ -265,29 +299,13 @@ def cut(conn: Connection) -> LogMark:
         # The snapshot holds everything up to now (epoch 1); the log records what
         # follows (epoch 2).
         conn.execute(
-            "INSERT INTO backup_log_state (id, log_id, epoch, pruned_to, shift) "
+            "INSERT INTO backup_log_state (id, log_id, epoch, pruned_to, digest) "
             "VALUES (1, ?, 2, 1, ?)",
-            (log_id, LOG_SHIFT),
+            (log_id, _digest(conn, plan)),
         )
         return LogMark(log_id, 1, 1, LOG_SHIFT)
     log_id, epoch, pruned_to = str(state[0]), int(state[1]), int(state[2])
     conn.execute("UPDATE backup_log_state SET epoch = epoch + 1 WHERE id = 1")
-    # The counts of the epoch that ends move from its entries to backup_log_counts, so
-    # an entry written again later counts from zero. The snapshot starts before this
-    # commits: it reads them still on the entries (see row_deltas).
-    conn.execute(
-        "INSERT INTO backup_log_counts (tbl, epoch, added, removed) "
-        "SELECT tbl, epoch, sum(added), sum(removed) FROM backup_log WHERE epoch = ? "
-        "AND (added > 0 OR removed > 0) GROUP BY tbl "
-        "ON CONFLICT (tbl, epoch) DO UPDATE SET added = added + excluded.added, "
-        "removed = removed + excluded.removed",
-        (epoch,),
-    )
-    conn.execute(
-        "UPDATE backup_log SET added = 0, removed = 0 WHERE epoch = ? "
-        "AND (added > 0 OR removed > 0)",
-        (epoch,),
-    )
     horizon = epoch - KEEP_EPOCHS
     if horizon > pruned_to:
         conn.execute("DELETE FROM backup_log WHERE epoch <= ?", (horizon,))
@@ -297,25 +315,50 @@ def cut(conn: Connection) -> LogMark:
     return LogMark(log_id, epoch, pruned_to, LOG_SHIFT)
 
 
-def changed_keys(conn: Connection, since: int) -> dict[str, list[Key]]:
+def restart(conn: Connection) -> None:
+    """Have the next cut start a new log (after the log was found damaged)."""
+    conn.execute("DELETE FROM backup_log_state")
+
+
+def changed_keys(conn: Connection, since: int, plan: SchemaPlan) -> dict[str, list[Key]]:
     """The keys (blocks, or primary key literals) written after epoch ``since``, by
-    table, sorted; read in the backup's snapshot."""
+    table, sorted; read in the backup's snapshot.
+
+    Raises:
+        BackupCorruptError: an entry is not a key of its table: the log was written by
+            something other than its triggers (the next backup starts a new log).
+    """
+    by_rowid = {t.name: t.by_rowid for t in plan.tables}
     found: dict[str, list[Key]] = defaultdict(list)
     cursor = conn.execute("SELECT tbl, key FROM backup_log WHERE epoch > ?", (since,))
     cursor.row_factory = None
     for table, key in cursor:
+        rowid = by_rowid.get(str(table))
+        valid = (
+            isinstance(key, int)
+            if rowid
+            else isinstance(key, str) and _KEY_LITERALS.fullmatch(key) is not None
+        )
+        if rowid is None or not valid:
+            raise BackupCorruptError(
+                f"the backup change log holds an entry that is not a row key of a table "
+                f"({str(table)[:64]!r}): it was written by something other than its "
+                "triggers; make a full backup (it starts a new log)"
+            )
         found[str(table)].append(key)
     for keys in found.values():
         keys.sort()
     return dict(found)
 
 
-def written_since(conn: Connection, log_id: str | None, epoch: int | None) -> bool:
-    """Whether the database changed after the cut ``(log_id, epoch)`` of a backup; true
-    when the log cannot tell (another log, or none yet)."""
-    state = conn.execute("SELECT log_id FROM backup_log_state WHERE id = 1").fetchone()
-    if state is None or epoch is None or str(state[0]) != log_id:
-        return True
+def current_log_id(conn: Connection) -> str | None:
+    """The id of the database's change log (``None`` before its first backup)."""
+    row = conn.execute("SELECT log_id FROM backup_log_state WHERE id = 1").fetchone()
+    return None if row is None else str(row[0])
+
+
+def written_since(conn: Connection, epoch: int) -> bool:
+    """Whether the database changed after the cut at ``epoch`` of its current log."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM backup_log WHERE epoch > ?)", (epoch,)
     ).fetchone()
@@ -338,14 +381,10 @@ class RowDelta:
 
 
 def row_deltas(conn: Connection, since: int) -> dict[str, RowDelta]:
-    """What each table gained and lost after epoch ``since``: the counts of the epochs
-    cut since, and those still on the entries of the epoch this snapshot ends."""
+    """What each table gained and lost after epoch ``since``."""
     cursor = conn.execute(
-        "SELECT tbl, sum(added), sum(removed), max(uncertain) FROM ("
-        " SELECT tbl, added, removed, uncertain FROM backup_log_counts WHERE epoch > ?1"
-        " UNION ALL SELECT tbl, added, removed, 0 FROM backup_log WHERE epoch > ?1"
-        " AND (added > 0 OR removed > 0)"
-        ") GROUP BY tbl",
+        "SELECT tbl, sum(added), sum(removed), max(uncertain) FROM backup_log_counts "
+        "WHERE epoch > ? GROUP BY tbl",
         (since,),
     )
     cursor.row_factory = None

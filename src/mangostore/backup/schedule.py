@@ -33,11 +33,11 @@ def due_kind(
     catalog: Catalog,
     now_ms: int,
     policy: BackupPolicy,
-    written_since: Callable[[Manifest], bool] | None = None,
+    changed: Callable[[], bool] | None = None,
 ) -> Literal["full", "auto"] | None:
     """Which backup is due at ``now_ms``: ``"full"``, ``"auto"`` (incremental when
-    possible) or ``None``. ``written_since(backup)`` tells whether the database
-    changed after ``backup`` (asked only with ``policy.after_writes_s`` set)."""
+    possible) or ``None``. ``changed()`` tells whether the database changed since its
+    own newest backup (asked only with ``policy.after_writes_s`` set)."""
     fulls = [m for m in catalog.backups if m.kind == "full"]
     if not fulls or now_ms - fulls[-1].created_at >= policy.full_every_s * 1000:
         return "full"
@@ -48,9 +48,9 @@ def due_kind(
         return "auto"
     if (
         policy.after_writes_s is not None
-        and written_since is not None
+        and changed is not None
         and age_ms >= policy.after_writes_s * 1000
-        and written_since(latest)
+        and changed()
     ):
         return "auto"
     return None

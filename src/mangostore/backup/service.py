@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mangostore.backup.catalog import Catalog, load_catalog
-from mangostore.backup.changelog import written_since
+from mangostore.backup.changelog import current_log_id, written_since
 from mangostore.backup.destinations import Destination, open_destination
 from mangostore.backup.keyblock import scrub_keyblocks
 from mangostore.backup.manifest import Manifest, sign_manifest
@@ -174,6 +174,8 @@ class BackupService:
 
         Raises:
             ConfigurationError: the database has no keyring.
+            DatabaseError: called inside a transaction: a backup's snapshot starts as it
+                cuts the change log, in a write transaction of its own.
             BackupError: ``kind="incremental"`` with nothing to build on.
             BackupDestinationError: the destination failed (nothing that looks like a
                 backup was left).
@@ -297,11 +299,9 @@ class BackupService:
         What the schedule runs at every check; see :mod:`mangostore.backup.schedule`.
         """
         destination = self.destination(to)
+        catalog = self._catalog(destination)
         kind = due_kind(
-            self._catalog(destination),
-            self._store.clock.now_ms(),
-            self._policy,
-            self._written_since,
+            catalog, self._store.clock.now_ms(), self._policy, lambda: self._changed(catalog)
         )
         if kind is None:
             return None
@@ -336,9 +336,15 @@ class BackupService:
             self._schedule.stop()
             self._schedule = None
 
-    def _written_since(self, backup: Manifest) -> bool:
+    def _changed(self, catalog: Catalog) -> bool:
+        """Whether this database changed since its own newest backup in ``catalog``
+        (true when it has none there, or its log cannot tell)."""
         with self._store.snapshot() as conn:
-            return written_since(conn, backup.log_id, backup.log_epoch)
+            log_id = current_log_id(conn)
+            own = catalog.latest_of_log(log_id) if log_id is not None else None
+            if own is None or own.log_epoch is None:
+                return True
+            return written_since(conn, own.log_epoch)
 
     def _maker(self) -> MakeDatabase:
         maker = self._store.make_device

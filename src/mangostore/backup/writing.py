@@ -31,6 +31,7 @@ from mangostore.backup.changelog import (
     changed_keys,
     cut,
     logged_tables,
+    restart,
     row_deltas,
 )
 from mangostore.backup.destinations import Destination, put_bytes
@@ -167,7 +168,7 @@ def take_backup(
                 written = deleted = 0
                 old = ParentIndex(destination, parent, backup_key) if parent else None
                 since = parent.log_epoch if parent is not None else None
-                changed = changed_keys(conn, since) if since is not None else {}
+                changed = changed_keys(conn, since, plan) if since is not None else {}
                 deltas = row_deltas(conn, since) if since is not None else {}
                 logged = logged_tables(conn, plan)
                 utf8 = is_utf8(conn)
@@ -239,13 +240,16 @@ def take_backup(
         abort()
         if parent is None:
             raise
-        # What is read while a backup is written is the parent's chain and index: an
-        # incremental on them could not be restored, and a full backup needs neither.
+        # What is read while a backup is written is the parent's chain and index, and
+        # the change log: an incremental on them could not be restored, and a full
+        # backup needs none of them (the log starts again with it).
         if kind == "auto":
+            with store.transaction() as conn:
+                restart(conn)
             return take_backup(store, destination, policy, files, kind="full", progress=progress)
         raise BackupCorruptError(
-            f"backup {parent.id}, which an incremental backup builds on, or its index is "
-            f"damaged ({exc}); make a full backup (kind='full')"
+            f"backup {parent.id}, which an incremental backup builds on, its index or the "
+            f"change log is damaged ({exc}); make a full backup (kind='full')"
         ) from exc
     except BaseException:
         abort()
@@ -284,6 +288,8 @@ def _parent(
     # device, a restored copy) sharing the destination keeps a chain of its own.
     latest = catalog.latest_of_log(mark.log_id) or catalog.latest()
     why = _unusable(latest, plan, mark)
+    if not why and latest is not None and policy.max_chain == 0:
+        why = "max_chain is 0 (every backup is a full one)"
     if not why and latest is not None and latest.depth >= policy.max_chain:
         # Roll the chain up: an incremental on the chain's full backup holds every
         # change since it, so a restore of it reads two backups, not the whole chain.

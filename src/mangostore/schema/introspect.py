@@ -290,6 +290,7 @@ class Index:
             ``"pk"`` by a PRIMARY KEY.
         partial: whether it has a WHERE clause.
         columns: its key columns in order; ``None`` for an expression.
+        collations: the collating sequence of each key column, in the same order.
     """
 
     name: str
@@ -298,6 +299,7 @@ class Index:
     origin: str
     partial: bool
     columns: tuple[str | None, ...]
+    collations: tuple[str, ...] = ()
 
 
 def indexes(conn: Connection, table: str) -> list[Index]:
@@ -305,12 +307,25 @@ def indexes(conn: Connection, table: str) -> list[Index]:
     listing = _execute(
         conn, 'SELECT name, "unique", origin, partial FROM pragma_index_list(?)', (table,)
     ).fetchall()
-    return [
-        Index(
-            str(name), table, bool(unique), str(origin), bool(partial), _index_columns(conn, name)
+    found = []
+    for name, unique, origin, partial in listing:
+        keys = _execute(
+            conn,
+            "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key ORDER BY seqno",
+            (name,),
+        ).fetchall()
+        found.append(
+            Index(
+                str(name),
+                table,
+                bool(unique),
+                str(origin),
+                bool(partial),
+                tuple(None if c is None else str(c) for c, _ in keys),
+                tuple(str(coll) for _, coll in keys),
+            )
         )
-        for name, unique, origin, partial in listing
-    ]
+    return found
 
 
 def unique_expression_tables(conn: Connection) -> frozenset[str]:
@@ -323,10 +338,3 @@ def unique_expression_tables(conn: Connection) -> frozenset[str]:
         "WHERE m.type = 'table' AND il.\"unique\" AND ii.cid = -2",
     ).fetchall()
     return frozenset(str(row[0]) for row in rows)
-
-
-def _index_columns(conn: Connection, index: str) -> tuple[str | None, ...]:
-    rows = _execute(
-        conn, "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)
-    ).fetchall()
-    return tuple(None if row[0] is None else str(row[0]) for row in rows)

@@ -6,14 +6,15 @@
 -- touched, tagged with the current epoch. A backup bumps the epoch in the same instant
 -- its snapshot starts, so an incremental backup writes exactly the blocks and keys
 -- tagged after its parent's epoch, without reading the rest of the database.
--- Each entry also adds up the rows inserted into and deleted from its block during its
--- epoch; when a backup ends the epoch, those sums move to backup_log_counts (per table
--- and epoch), so the row counts a manifest records come without counting (uncertain:
--- a write met a row on a unique key, which OR REPLACE deletes with no trigger; that
--- table is counted).
+-- backup_log_counts adds up the rows inserted and deleted per table and epoch, so the
+-- row counts a manifest records come without counting (uncertain: a write met a row on
+-- a unique key, which OR REPLACE deletes with no trigger; that table is counted).
 --
--- backup_log_probe holds one row at a high rowid: a VACUUM that renumbers the rowids
--- of tables without an INTEGER PRIMARY KEY moves it too, and the log starts again.
+-- backup_log_state.digest covers the schema and the log's triggers as they were made:
+-- when either changed (a migration, a table renamed or rebuilt, a unique index added),
+-- the triggers are made again and a new log begins. backup_log_probe holds one row at a
+-- high rowid: a VACUUM that renumbers the rowids of tables without an INTEGER PRIMARY
+-- KEY moves it too, and the log starts again.
 --
 -- These tables are this copy's own bookkeeping: backups hold their schema but not their
 -- rows, and a restored database starts a new log (a new log_id).
@@ -24,20 +25,19 @@ CREATE TABLE backup_log_state (
     log_id TEXT NOT NULL,
     epoch INTEGER NOT NULL CHECK (epoch >= 1),
     pruned_to INTEGER NOT NULL DEFAULT 0 CHECK (pruned_to >= 0),
-    shift INTEGER NOT NULL CHECK (shift BETWEEN 0 AND 30)
+    digest TEXT NOT NULL
 );
 CREATE TABLE backup_log_probe (placed INTEGER NOT NULL);
 CREATE TABLE backup_log (
     tbl TEXT NOT NULL,
     key NOT NULL, -- no type: a block number or a key literal, stored as given
     epoch INTEGER NOT NULL,
-    added INTEGER NOT NULL DEFAULT 0,
-    removed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tbl, key)
 ) WITHOUT ROWID;
--- No index on epoch: every insert updates its entry's count, and an index on a column
--- the upsert sets would be rewritten each time; a backup reads the log whole instead
--- (one entry per block of rows ever written since the log began).
+-- An entry is rewritten once per block and epoch (the upsert skips an entry already
+-- tagged with the current epoch), so this index costs little, and it keeps a backup's
+-- reads of the log, and its pruning, to the entries it needs.
+CREATE INDEX backup_log_by_epoch ON backup_log (epoch);
 CREATE TABLE backup_log_counts (
     tbl TEXT NOT NULL,
     epoch INTEGER NOT NULL,
