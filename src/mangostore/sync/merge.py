@@ -116,6 +116,8 @@ class Merger:
     #: can break no reference but its own (see :mod:`mangostore.sync.writes`).
     only_new: bool = True
     _sites: dict[str, int] = field(default_factory=dict)
+    #: The inverse of _sites (site number to device), kept beside it.
+    _devices: dict[int, str] = field(default_factory=dict)
     #: New rows queued to be adopted together (see merge), and their keys.
     _run: list[RowState] = field(default_factory=list)
     _run_keys: set[str] = field(default_factory=set)
@@ -126,7 +128,8 @@ class Merger:
     _redirected: set[str] | None = None
 
     def __post_init__(self) -> None:
-        self._sites = {device: site for site, device in read_sites(self.conn).items()}
+        self._devices = read_sites(self.conn)
+        self._sites = {device: site for site, device in self._devices.items()}
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -141,6 +144,7 @@ class Merger:
                 "INSERT INTO sync_sites (site, device_id) VALUES (?, ?)", (found, device)
             )
             self._sites[device] = found
+            self._devices[found] = device
         return found
 
     def columns(self, table: str) -> list[str]:
@@ -159,8 +163,7 @@ class Merger:
         """This device's state of a row."""
         if (table, pk) in self._unseen:
             return None  # no bookkeeping: a row this device has never seen
-        sites = {site: device for device, site in self._sites.items()}
-        return read_state(self.conn, table, pk, sites, self.columns(table))
+        return read_state(self.conn, table, pk, self._devices, self.columns(table))
 
     def local_known(self, table: str, pk: str) -> bool:
         """Whether the row may have bookkeeping here (``False`` only when known not to)."""
