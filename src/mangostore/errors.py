@@ -48,9 +48,10 @@ what to do; they never contain keys, passphrases or plaintext of encrypted field
     │   └── SessionRevoked            the session was revoked
     ├── PermissionDenied              the user lacks the permission asked for
     ├── SyncError                     sync cannot go on (not enabled, unreadable batch)
-    │   └── SyncTransportError        the relay could not be reached or refused a batch
-    │       ├── SyncAuthError         the sync server refused this device (removed, other vault)
-    │       └── SyncCompactedError    the relay dropped the batches after this device's cursor
+    │   ├── SyncTransportError        the relay could not be reached or refused a batch
+    │   │   ├── SyncAuthError         the sync server refused this device (removed, other vault)
+    │   │   └── SyncCompactedError    the relay dropped the batches after this device's cursor
+    │   └── UnsettledSnapshotError    changes kept coming; no snapshot was uploaded
     ├── BackupError                   a backup cannot be made, found or restored
     │   ├── BackupCorruptError        a backup object is missing, damaged, reordered or foreign
     │   └── BackupDestinationError    the backup destination could not be reached or written
@@ -123,6 +124,7 @@ __all__ = [
     "TemplateError",
     "UniqueConstraintError",
     "UnknownColumnError",
+    "UnsettledSnapshotError",
     "ValidationError",
     "WrongPassphraseError",
 ]
@@ -331,6 +333,11 @@ class SyncError(MangoError):
 
 class SyncTransportError(SyncError):
     """The relay could not be reached or refused a batch; sync retries later."""
+
+
+class UnsettledSnapshotError(SyncError):
+    """The device kept having changes the relay lacked, so no snapshot was uploaded (a
+    snapshot holds nothing the relay does not); try again once writes settle."""
 
 
 class SyncAuthError(SyncTransportError):

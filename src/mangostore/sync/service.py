@@ -9,6 +9,7 @@ is never held for more than one batch, and never while waiting for the network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,7 @@ from mangostore.errors import (
     SyncCompactedError,
     SyncError,
     TamperedDataError,
+    UnsettledSnapshotError,
     ValidationError,
 )
 from mangostore.filestore.remote import BlobRelay
@@ -33,7 +35,7 @@ from mangostore.sync.identity import VaultSigner
 from mangostore.sync.merge import MergeCounts
 from mangostore.sync.pushing import Pusher
 from mangostore.sync.scheduler import SyncScheduler
-from mangostore.sync.snapshots import Snapshot, SnapshotTransport, read_snapshot
+from mangostore.sync.snapshots import Snapshot, SnapshotTransport, read_settled
 from mangostore.sync.transport import SyncTransport
 
 if TYPE_CHECKING:
@@ -329,21 +331,22 @@ class SyncService:
 
         New devices start from the latest snapshot, and the relay drops the batches
         it covers once every device is past them. :meth:`sync` calls this when the
-        vault has moved :data:`SNAPSHOT_EVERY` batches past the latest one. It pulls
-        first, so the snapshot covers everything the relay holds (a device that has
-        only pushed would otherwise snapshot at a cursor new devices skip).
+        vault has moved :data:`SNAPSHOT_EVERY` batches past the latest one. It pushes
+        what is pending and pulls first, until nothing is left to push, so the
+        snapshot covers everything the relay holds (a device that has only pushed would
+        otherwise snapshot at a cursor new devices skip) and holds nothing the relay
+        lacks (a device starting from it would send children of rows the others do not
+        have).
+
+        Raises:
+            UnsettledSnapshotError: changes kept being made faster than pushed.
         """
         transport = self._require()
         if not isinstance(transport, SnapshotTransport):
             return None
-        self.pull()
-        keyring = self._store.keyring
-        assert keyring is not None
-        erased = set(keyring.erased_users())
-        keys = [
-            (e.key_id, e.user_id, e.wrapped) for e in keyring.data_keys() if e.user_id not in erased
-        ]
-        snapshot, docs = read_snapshot(self._store, self.vault_id, self._db.schema_version, keys)
+        snapshot, docs = read_settled(
+            self._store, self.vault_id, self._db.schema_version, self.push, self.pull
+        )
         sealed = snapshot.seal_parts(self._sync_key(), docs)
         for i, body in enumerate(sealed):
             transport.put_snapshot_part(
@@ -369,7 +372,8 @@ class SyncService:
         if latest is not None and cursor - int(latest["cursor"]) < SNAPSHOT_EVERY:
             self._note_snapshot(int(latest["cursor"]))
             return
-        self.upload_snapshot()
+        with contextlib.suppress(UnsettledSnapshotError):  # the next sync tries again
+            self.upload_snapshot()
 
     def _note_snapshot(self, cursor: int) -> None:
         with self._store.transaction() as conn:

@@ -4,12 +4,18 @@ device starts from it and pulls only the batches after it.
 A snapshot is what one device knows at a relay cursor: the state of every synced row
 (tombstones included, so that an old edit arriving later cannot bring a deleted row
 back), the erased users and the wrapped data keys of the living ones; it is read in one
-read transaction. It travels as parts of :data:`PART_STATES` row states, each sealed
-like a batch body (zstd, then AES-GCM under the vault's sync key) with the snapshot's
-id, cursor, schema version, part number and a last-part flag as associated data: a
-part cannot be moved to another snapshot or place, and a snapshot cut short is
-detected. Applying one is merging its states (the same merge as batches, so applying
-it to a device that already has data is also right), then moving the cursor to it.
+read transaction, and only when the device has no change the relay lacks (it pushes
+and pulls first, see :func:`read_settled`). A row the snapshot held before the relay
+did would reach a device that starts from it ahead of every other device: what that
+device then made under it (a memory of a user) would reach the others before its
+parent, and be taken for the child of a row deleted elsewhere.
+
+It travels as parts of :data:`PART_STATES` row states, each sealed like a batch body
+(zstd, then AES-GCM under the vault's sync key) with the snapshot's id, cursor, schema
+version, part number and a last-part flag as associated data: a part cannot be moved
+to another snapshot or place, and a snapshot cut short is detected. Applying one is
+merging its states (the same merge as batches, so applying it to a device that
+already has data is also right), then moving the cursor to it.
 
 Parts are held in memory while uploading and downloading: about 150 bytes a row once
 compressed (15 MB for 100,000 rows).
@@ -17,11 +23,12 @@ compressed (15 MB for 100,000 rows).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mangostore.engine.pragmas import Connection
+from mangostore.errors import UnsettledSnapshotError
 from mangostore.ids import new_id
 from mangostore.sync.batches import BatchBody, open_body, pack_body, seal_doc
 from mangostore.sync.capture import synced_columns
@@ -31,11 +38,25 @@ from mangostore.sync.tables import SYNCED_BY_NAME
 if TYPE_CHECKING:
     from mangostore.engine.store import Store
 
-__all__ = ["PART_STATES", "SNAPSHOT_FORMAT", "Snapshot", "SnapshotTransport", "read_snapshot"]
+__all__ = [
+    "PART_STATES",
+    "SETTLE_ROUNDS",
+    "SNAPSHOT_FORMAT",
+    "Snapshot",
+    "SnapshotTransport",
+    "WrappedKeys",
+    "read_settled",
+    "read_snapshot",
+]
 
 SNAPSHOT_FORMAT = "mangostore-snapshot/1"
 #: Row states in one part.
 PART_STATES = 2000
+#: Pushes and pulls before a snapshot is given up: a pull may settle a clash (a change
+#: of this device's, to push in turn), and a write may come between.
+SETTLE_ROUNDS = 3
+
+WrappedKeys = list[tuple[str, str, bytes]]
 
 
 @runtime_checkable
@@ -93,16 +114,58 @@ class Snapshot:
         return open_body(key, self.aad(part, last), sealed, what)
 
 
-def read_snapshot(
-    store: Store, vault_id: str, schema_version: int, keys: list[tuple[str, str, bytes]]
+def read_settled(
+    store: Store,
+    vault_id: str,
+    schema_version: int,
+    push: Callable[[], object],
+    pull: Callable[[], object],
 ) -> tuple[Snapshot, list[dict[str, Any]]]:
+    """Push what the device has not sent (when it has something), pull, and read its
+    snapshot (:func:`read_snapshot`, with the wrapped data keys of the users not
+    erased, as the keyring has them once the pull is done); again while the device
+    has changes the relay lacks (a clash the pull settled, a write meanwhile).
+
+    Raises:
+        UnsettledSnapshotError: changes were still waiting after :data:`SETTLE_ROUNDS`.
+    """
+    for _round in range(SETTLE_ROUNDS):
+        with store.reading() as conn:
+            unpushed = _unpushed(conn)
+        if unpushed:
+            push()
+        pull()
+        made = read_snapshot(store, vault_id, schema_version, _live_keys(store))
+        if made is not None:
+            return made
+    raise UnsettledSnapshotError(
+        "this device kept having changes not yet sent; no snapshot was uploaded (try again)"
+    )
+
+
+def _live_keys(store: Store) -> WrappedKeys:
+    """The wrapped data keys of the users not erased."""
+    keyring = store.keyring
+    assert keyring is not None
+    erased = set(keyring.erased_users())
+    return [
+        (e.key_id, e.user_id, e.wrapped) for e in keyring.data_keys() if e.user_id not in erased
+    ]
+
+
+def read_snapshot(
+    store: Store, vault_id: str, schema_version: int, keys: WrappedKeys
+) -> tuple[Snapshot, list[dict[str, Any]]] | None:
     """Read the device's whole synced state in one read transaction; return the
-    snapshot's identity and its parts' documents (not yet sealed).
+    snapshot's identity and its parts' documents (not yet sealed), or ``None`` when
+    the device has changes it has not pushed (rows or erasures).
 
     ``keys`` are the wrapped data keys to carry (the living users'). The cursor is the
     device's, or just before the first batch it holds for a newer schema.
     """
     with store.snapshot() as conn:
+        if _unpushed(conn):
+            return None
         cursor = int(conn.execute("SELECT pulled_cursor FROM sync_device").fetchone()[0])
         held = conn.execute("SELECT min(cursor) FROM sync_inbox").fetchone()[0]
         if held is not None:
@@ -118,6 +181,15 @@ def read_snapshot(
         for i, group in enumerate(groups)
     ]
     return Snapshot(vault_id, new_id(), cursor, schema_version), docs
+
+
+def _unpushed(conn: Connection) -> bool:
+    """Whether the device has a change the relay does not have yet."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM sync_rows WHERE seq IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM sync_erasures WHERE pushed = 0)"
+    ).fetchone()
+    return bool(row[0])
 
 
 #: Rows whose states are read together (a few statements for each such group).
