@@ -100,7 +100,7 @@ def test_random_seeks_read_the_original_bytes(vault: Vault) -> None:
 
 
 def test_memory_stays_bounded_for_a_large_stream(vault: Vault) -> None:
-    size = 48 * MiB
+    size = 96 * MiB
     tracemalloc.start()
     try:
         record = vault.db.files.put(vault.ann, NoiseStream(size, seed=9))
@@ -115,9 +115,12 @@ def test_memory_stays_bounded_for_a_large_stream(vault: Vault) -> None:
         tracemalloc.stop()
     assert digest.hexdigest() == record.digest
     assert record.size == size
-    # A window of two maximal chunks and one chunk in flight, far below the file's size.
-    assert put_peak < 6 * MAX_CHUNK, put_peak
-    assert read_peak < 3 * MAX_CHUNK, read_peak
+    # A put holds the read windows its chunks in flight point into (at most ten chunks:
+    # three being named, three hashed, four sealed; more of them wait when the machine
+    # is busy), under ten maximal chunks and far below the file's size; a read holds
+    # the chunk it returns from, the two decrypted ahead and the sealed bytes of those.
+    assert put_peak < 10 * MAX_CHUNK, put_peak
+    assert read_peak < 5 * MAX_CHUNK, read_peak
 
 
 def test_storing_a_file_twice_adds_no_chunk(vault: Vault) -> None:
