@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.sync.server.api_helpers import Server, serve
 
 from mangostore.sync.server.sql_store import SqlRelayStore
+from mangostore.sync.server.sqlite_store import SqliteRelayStore
 
 PG_DSN_ENV = "MANGOSTORE_TEST_PG_DSN"
 
@@ -123,3 +125,13 @@ def sync_server(relay_target: StoreTarget, tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[Server]:
+    """The app over a fresh SQLite store."""
+    store = SqliteRelayStore(tmp_path / "relay.sqlite")
+    try:
+        yield serve(store)
+    finally:
+        store.close()

@@ -33,19 +33,8 @@ from mangostore.sync.http import fetch_escrow
 from mangostore.sync.identity import VaultSigner
 from mangostore.sync.joining import join
 from mangostore.sync.server.sql_store import SqlRelayStore
-from mangostore.sync.server.sqlite_store import SqliteRelayStore
 
 SETTINGS = Settings(kdf=FAST_KDF)
-
-
-@pytest.fixture
-def sqlite_server(tmp_path: Path) -> Iterator[Server]:
-    """The app over a fresh SQLite store."""
-    store = SqliteRelayStore(tmp_path / "relay.sqlite")
-    try:
-        yield serve(store)
-    finally:
-        store.close()
 
 
 @pytest.fixture

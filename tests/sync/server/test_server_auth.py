@@ -8,7 +8,6 @@ The raw HTTP tests run on both stores; the device side (HttpTransport) on SQLite
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from tests.sync.server.api_helpers import Member, Server, bearer, new_device, refused, serve
@@ -18,7 +17,6 @@ from mangostore.errors import SyncAuthError
 from mangostore.sync.identity import b64encode
 from mangostore.sync.server.settings import ServerSettings
 from mangostore.sync.server.sql_store import SqlRelayStore
-from mangostore.sync.server.sqlite_store import SqliteRelayStore
 from mangostore.sync.server.store import StoreStats
 
 EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes=0, blob_bytes=0)
@@ -28,16 +26,6 @@ EMPTY = StoreStats(vaults=0, devices=0, batches=0, batch_bytes=0, snapshot_bytes
 def server(relay_store: SqlRelayStore) -> Server:
     """The app over a fresh store, once per engine."""
     return serve(relay_store)
-
-
-@pytest.fixture
-def sqlite_server(tmp_path: Path) -> Iterator[Server]:
-    """The app over a fresh SQLite store (for the device-side tests)."""
-    store = SqliteRelayStore(tmp_path / "relay.sqlite")
-    try:
-        yield serve(store)
-    finally:
-        store.close()
 
 
 @pytest.fixture

@@ -11,41 +11,29 @@ while the devices that had the parent kept it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from tests.conftest import FAST_KDF, PASSPHRASE
-from tests.sync.server.api_helpers import URL, Server, new_device, serve
+from tests.sync.server.api_helpers import URL, Server, new_device
 from tests.sync.test_convergence import logical_content
 
 import mangostore
 from mangostore import Settings
 from mangostore.errors import UnsettledSnapshotError
-from mangostore.sync.server.sqlite_store import SqliteRelayStore
 from mangostore.sync.snapshots import SETTLE_ROUNDS, read_settled
 
 SETTINGS = Settings(kdf=FAST_KDF)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """The sync server's app, in process, over a fresh SQLite store."""
-    store = SqliteRelayStore(tmp_path / "relay.sqlite")
-    try:
-        yield serve(store)
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def three(server: Server) -> Iterator[list[mangostore.Database]]:
-    """Three in-memory devices of one vault, attached to ``server``."""
+def three(sqlite_server: Server) -> Iterator[list[mangostore.Database]]:
+    """Three in-memory devices of one vault, attached to ``sqlite_server``."""
     first = new_device()
-    first.sync.attach(URL, client=server.client)
+    first.sync.attach(URL, client=sqlite_server.client)
     made = [first]
     for _ in range(2):
         other = first.sync.new_device(":memory:", PASSPHRASE, settings=SETTINGS)[0]
-        other.sync.connect(server.transport(other))
+        other.sync.connect(sqlite_server.transport(other))
         made.append(other)
     yield made
     for db in made:
