@@ -18,14 +18,16 @@ setup only), next to a baseline measured in the same run:
 - ``sync apply, N commands|projects, new devices``: on two new devices of one vault,
   device A writes ``Config.rows`` rows through its repository (not timed), then
   ``a.sync.push()`` and ``b.sync.pull()`` through a :class:`MemoryRelay` are timed, and
-  their sum is the end-to-end time. Baseline: the raw engine inserting the same rows
-  (read back from device A) with one ``executemany`` into a new database without sync
-  (for commands also with the table's own triggers dropped). Goals at 10,000 changes:
-  the pull applies 20,000 changes a second or more; push and pull together take under
-  a second.
+  their sum is the end-to-end time. Baselines: the raw engine inserting the same rows
+  (read back from device A) into a new database without sync, with one
+  ``executemany`` (for commands also with the table's own triggers dropped), and with
+  multi-row INSERTs (``sync apply, N ..., against multi-row INSERTs``), the statements
+  a pull itself sends. Goals at 10,000 changes: the pull applies 20,000 changes a
+  second or more; push and pull together take under a second.
 - ``sync apply, N commands, device holding 10 N``: the same pull into a device that
   already holds ten times as many commands (loaded through the raw engine with capture
-  off), against the pulls into new devices above.
+  off), against the pulls into new devices above, and against the raw engine's
+  multi-row INSERTs of as many commands into a database holding as many.
 
 Run as a script it measures the bookkeeping instead:
 ``python -m bench.bench_sync --metadata N`` inserts N commands on a synced database,
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import sqlite3
@@ -54,7 +57,7 @@ import mangostore
 from bench.harness import Config, Measurement, Suite, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.clock import SystemClock
-from mangostore.sql import quote_identifier
+from mangostore.sql import execute_rows, quote_identifier, repeated_rows
 from mangostore.sync import MemoryRelay
 from mangostore.sync.clock import CaptureState
 
@@ -342,7 +345,8 @@ def _bench_apply(config: Config, folder: Path) -> list[Measurement]:
     results: list[Measurement] = []
     fresh_pulls: list[float] = []
     for kind in ("commands", "projects"):
-        samples: dict[str, list[float]] = {k: [] for k in ("raw", "bare", "push", "pull", "both")}
+        names = ("raw", "multi", "bare", "push", "pull", "both")
+        samples: dict[str, list[float]] = {k: [] for k in names}
         for round_ in range(config.warmup + rounds):
             timed = _apply_round(folder / f"{kind}-{round_}", kind, config.rows)
             if round_ >= config.warmup:
@@ -350,8 +354,15 @@ def _bench_apply(config: Config, folder: Path) -> list[Measurement]:
                     samples[name].append(seconds)
         group = f"sync apply, {config.rows:,} {kind}, new devices"
         base = measure_seconds(group, "sqlcipher3 executemany of the same rows", samples["raw"])
+        multi = "sqlcipher3 multi-row INSERTs of the same rows"
         named = (("push", "a.sync.push()"), ("pull", "b.sync.pull()"), ("both", "push + pull"))
         results += [base, *(measure_seconds(group, n, samples[k], base) for k, n in named)]
+        # The raw engine's fastest way (the one the pull itself takes), as a second
+        # baseline: for commands, executemany flushes the full-text index at every row.
+        fastest = f"sync apply, {config.rows:,} {kind}, against multi-row INSERTs"
+        floor_multi = measure_seconds(fastest, multi, samples["multi"])
+        pull = measure_seconds(fastest, "b.sync.pull()", samples["pull"], floor_multi)
+        results += [floor_multi, pull]
         if samples["bare"]:  # what the table's own triggers cost the floor
             floor = f"sync apply, {config.rows:,} {kind}, the floor without triggers"
             full = measure_seconds(floor, base.name, samples["raw"])
@@ -405,7 +416,7 @@ def _apply_round(folder: Path, kind: str, count: int) -> dict[str, float]:
         table = _fill(a, kind, user, count)
         # The rows exactly as device A holds them, for the raw engine to write.
         rows = [tuple(r) for r in a.query(f"SELECT * FROM {table}", use_cache=False)]
-        floors = ("raw", "bare") if kind == "commands" else ("raw",)
+        floors = ("raw", "multi", "bare") if kind == "commands" else ("raw", "multi")
         timed = {name: _raw_insert(folder, name, table, user, rows) for name in floors}
         return {**timed, **_sync_once(a, b, count)}
     finally:
@@ -415,7 +426,9 @@ def _apply_round(folder: Path, kind: str, count: int) -> dict[str, float]:
 
 def _raw_insert(folder: Path, name: str, table: str, user: str, rows: list[Any]) -> float:
     """Seconds the raw engine takes to insert ``rows`` into ``table`` of a new database
-    without sync; for ``"bare"``, with the table's own triggers dropped first."""
+    without sync, with one ``executemany``; for ``"multi"``, with multi-row INSERTs of
+    as many rows as :func:`mangostore.sql.statement_sizes` allows (what a pull sends);
+    for ``"bare"``, with ``executemany`` and the table's own triggers dropped first."""
     db = _create(folder, f"{name}.db")
     raw = _raw_writer(db, capture=False)
     try:
@@ -425,7 +438,11 @@ def _raw_insert(folder: Path, name: str, table: str, user: str, rows: list[Any])
             raw.execute(f"DROP TRIGGER {quote_identifier(trigger)}")
         started = time.perf_counter()
         raw.execute("BEGIN IMMEDIATE")
-        raw.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        row = f"({', '.join('?' * len(rows[0]))})"
+        if name == "multi":
+            execute_rows(raw, lambda n: f"INSERT INTO {table} VALUES {repeated_rows(row, n)}", rows)
+        else:
+            raw.executemany(f"INSERT INTO {table} VALUES {row}", rows)
         raw.execute("COMMIT")
         return time.perf_counter() - started
     finally:
@@ -433,35 +450,64 @@ def _raw_insert(folder: Path, name: str, table: str, user: str, rows: list[Any])
         db.close()
 
 
+def _insert_commands(single: str, rows: int) -> str:
+    """``single`` (an INSERT of one row) made to insert ``rows`` rows."""
+    head, _, row = single.partition(" VALUES ")
+    return f"{head} VALUES {repeated_rows(row, rows)}"
+
+
 def _apply_onto_larger(
     config: Config, folder: Path, rounds: int, fresh_pulls: list[float]
 ) -> list[Measurement]:
     """Pulls of ``Config.rows`` commands into a device already holding ten times as many,
-    against the pulls of as many commands into new devices (``fresh_pulls``).
+    against the pulls of as many commands into new devices (``fresh_pulls``), and
+    against the raw engine inserting as many into a database holding as many.
 
     The older commands are loaded through the raw engine with capture off, as rows
-    that arrived before; what is timed is the same pull as on new devices.
+    that arrived before, with multi-row statements as a pull writes them
+    (``executemany`` would flush the full-text index at every row, leaving it in
+    pieces); what is timed is the same pull as on new devices.
     """
     count, held = config.rows, LARGER * config.rows
     a, b, user = _devices(folder)
     raw = _raw_writer(b, capture=True, applying=True)
+    bare_db = _create(folder, "raw-larger.db")
+    bare = _raw_writer(bare_db, capture=False)
+    bare.execute(INSERT_USER, (user, "ann"))
+    insert = functools.partial(_insert_commands, INSERT_COMMAND)
     pulls: list[float] = []
+    raws: list[float] = []
     try:
-        for start in range(0, held, 10_000):
-            raw.execute("BEGIN IMMEDIATE")
-            raw.executemany(INSERT_COMMAND, _command_rows(user, min(10_000, held - start)))
-            raw.execute("COMMIT")
+        for writer in (raw, bare):
+            for start in range(0, held, 10_000):
+                writer.execute("BEGIN IMMEDIATE")
+                execute_rows(writer, insert, _command_rows(user, min(10_000, held - start)))
+                writer.execute("COMMIT")
         for round_ in range(config.warmup + min(rounds, LARGER_ROUNDS)):
             _fill(a, "commands", user, count)
             timed = _sync_once(a, b, count)
+            rows = _command_rows(user, count)
+            started = time.perf_counter()
+            bare.execute("BEGIN IMMEDIATE")
+            execute_rows(bare, insert, rows)
+            bare.execute("COMMIT")
             if round_ >= config.warmup:
                 pulls.append(timed["pull"])
+                raws.append(time.perf_counter() - started)
     finally:
-        for closing in (raw, a, b):
+        for closing in (raw, bare, bare_db, a, b):
             closing.close()
     group = f"sync apply, {count:,} commands, device holding {held:,}"
     base = measure_seconds(group, "b.sync.pull(), new device", fresh_pulls)
-    return [base, measure_seconds(group, f"b.sync.pull(), device holding {held:,}", pulls, base)]
+    pulled = f"b.sync.pull(), device holding {held:,}"
+    floor = f"sync apply, {count:,} commands, raw engine, database holding {held:,}"
+    raw_base = measure_seconds(floor, f"sqlcipher3 multi-row INSERTs, holding {held:,}", raws)
+    return [
+        base,
+        measure_seconds(group, pulled, pulls, base),
+        raw_base,
+        measure_seconds(floor, pulled, pulls, raw_base),
+    ]
 
 
 # -- bookkeeping size -------------------------------------------------------------------

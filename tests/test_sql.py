@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from mangostore.sql import IN_LIST_SIZE, batches, placeholders, quote_identifier
+import sqlite3
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mangostore.sql import (
+    IN_LIST_SIZE,
+    MAX_PARAMETERS,
+    MAX_ROWS,
+    batches,
+    execute_rows,
+    placeholders,
+    quote_identifier,
+    repeated_rows,
+    statement_sizes,
+)
 
 
 def test_placeholders() -> None:
@@ -22,3 +37,29 @@ def test_batches_cover_every_item_once_within_the_limit() -> None:
 
 def test_quote_identifier_doubles_quotes() -> None:
     assert quote_identifier('we"ird') == '"we""ird"'
+
+
+@given(rows=st.integers(0, 2_000), columns=st.integers(1, 40))
+def test_statement_sizes_cover_the_rows_within_the_limits(rows: int, columns: int) -> None:
+    sizes = list(statement_sizes(rows, columns))
+    assert sum(sizes) == rows
+    assert all(size <= MAX_ROWS and size * columns <= MAX_PARAMETERS for size in sizes)
+    # Powers of two, largest first: few statement texts serve every batch.
+    assert all(size & (size - 1) == 0 for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_execute_rows_writes_every_row_in_order_in_few_statements() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (n INTEGER, s TEXT, k INTEGER)")
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    rows = [(n, f"s{n}") for n in range(1_000)]
+    execute_rows(conn, lambda n: f"INSERT INTO t VALUES {repeated_rows('(?, ?, 7)', n)}", rows)
+    conn.set_trace_callback(None)
+    assert conn.execute("SELECT n, s FROM t ORDER BY rowid").fetchall() == rows
+    assert conn.execute("SELECT DISTINCT k FROM t").fetchall() == [(7,)]
+    inserts = [sql for sql in ran if sql.startswith("INSERT")]
+    assert len(inserts) == len(list(statement_sizes(1_000, 2))) < 10
+    execute_rows(conn, lambda n: "not run", [])
+    assert repeated_rows("(?)", 3) == "(?), (?), (?)"

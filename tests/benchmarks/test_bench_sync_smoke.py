@@ -29,8 +29,17 @@ def test_sync_benchmarks_run_against_their_baselines() -> None:
             "push + pull",
         ]
         assert {m.baseline for m in rows[1:]} == {rows[0].name}
+        fastest = [
+            m for m in results if m.group == f"sync apply, 50 {kind}, against multi-row INSERTs"
+        ]
+        assert [(m.name, m.baseline) for m in fastest] == [
+            ("sqlcipher3 multi-row INSERTs of the same rows", None),
+            ("b.sync.pull()", "sqlcipher3 multi-row INSERTs of the same rows"),
+        ]
     larger = [m for m in results if m.group == "sync apply, 50 commands, device holding 500"]
     assert [m.baseline for m in larger] == [None, "b.sync.pull(), new device"]
+    floor = [m for m in results if m.group.endswith("raw engine, database holding 500")]
+    assert [m.baseline for m in floor] == [None, "sqlcipher3 multi-row INSERTs, holding 500"]
 
 
 def test_the_bookkeeping_measurement_runs(tmp_path: Path) -> None:

@@ -620,6 +620,9 @@ def test_data_keys_round_trip_and_destroy(ring_file: tuple[Path, Keyring, str]) 
     assert other.destroy_user_keys("alice") == []
     assert ring.erased_users() == ["alice"]
     assert Keyring.unlock(path, passphrase=PASSPHRASE).describe()["data_keys"] == 1
+    # The list of erased users is read again once another handle changed the file.
+    assert other.destroy_user_keys("bob") == ["k2"]
+    assert sorted(ring.erased_users()) == ["alice", "bob"]
 
 
 def test_concurrent_put_data_key_from_threads_loses_nothing(

@@ -31,8 +31,9 @@ from mangostore.errors import (
     UnknownColumnError,
 )
 from mangostore.records import CommandHistory
-from mangostore.repos.batch import plain_rows, statement_sizes
+from mangostore.repos.batch import plain_rows
 from mangostore.repos.spec import table_spec
+from mangostore.sql import statement_sizes
 
 pytestmark = pytest.mark.database("plain_db", "memory_db")
 

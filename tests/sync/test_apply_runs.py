@@ -80,6 +80,43 @@ def test_new_rows_adopted_in_runs_match_those_adopted_one_by_one(
     assert b.projects.get(projects[0].id).metadata == {"n": 0, "tag": "y"}
 
 
+def test_a_run_of_new_commands_is_written_a_statement_for_many_rows(devices: Devices) -> None:
+    """Each execution of a statement whose triggers feed a full-text table flushes the
+    table's pending terms: the rows of a run go in statements of many rows, and the
+    index they feed finds every one of them."""
+    a, b = devices(2)
+    user = a.users.create(username="ann")
+    sync_all([a, b])
+    a.command_history.create_many(
+        [
+            {"user_id": user.id, "command": f"deploy service-{n} --fast", "timestamp": n}
+            for n in range(300)
+        ]
+    )
+    a.sync.push()
+    seen: list[str] = []
+    conn = b.store.writer.connection
+    conn.set_trace_callback(seen.append)
+    try:
+        _, counts = b.sync.pull()
+    finally:
+        conn.set_trace_callback(None)
+    assert counts.applied == 300
+    inserts = [s for s in seen if s.lstrip().upper().startswith('INSERT INTO "COMMAND_HISTORY"')]
+    # The trace repeats a statement's text at each of its triggers' runs: count texts.
+    # executemany ran one statement, with its own values, a row.
+    assert 0 < len(set(inserts)) <= 300 // 16
+    assert len(b.command_history.search(user.id, "service-12", limit=None)) == 11
+    assert [c.command for c in b.command_history.search(user.id, "service-299 ")] == [
+        "deploy service-299 --fast"
+    ]
+    with b.store.reading() as read:
+        read.execute(
+            "INSERT INTO command_history_fts (command_history_fts) VALUES ('integrity-check')"
+        )
+    assert logical_content(a) == logical_content(b)
+
+
 def test_a_unique_key_clash_inside_a_run_is_settled_as_one_by_one(devices: Devices) -> None:
     a, b = devices(2)
     user = a.users.create(username="ann")

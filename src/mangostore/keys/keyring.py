@@ -435,8 +435,14 @@ class Keyring:
         return gone
 
     def erased_users(self) -> list[str]:
-        """Return the ids of users whose keys were destroyed."""
-        return list(self._refresh()["erased_users"])
+        """Return the ids of users whose keys were destroyed.
+
+        Re-read from disk only when the sidecar changed there (as :meth:`get_data_key`
+        does): a pull asks once a batch, and another process's erasure replaces the
+        file, which changes its identity.
+        """
+        doc = self._refresh() if self._changed_on_disk() else self._doc
+        return list(doc["erased_users"])
 
     # -- persistence --------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 One INSERT naming many rows (``VALUES (...), (...), ...``) costs SQLite about half of
 what ``executemany`` of the same rows costs, because the statement is stepped once.
-Rows that name the same columns are cut into statements of a power-of-two number of
-rows, at most :data:`MAX_ROWS` and :data:`MAX_PARAMETERS` parameters: the same few
-statement texts then serve every batch, and stay prepared in the driver's cache.
+Rows that name the same columns are cut into statements by
+:func:`mangostore.sql.statement_sizes`: the same few statement texts then serve every
+batch, and stay prepared in the driver's cache.
 
 Checking each value of each row with :meth:`ColumnSpec.check` costs more than SQLite
 takes to store it. :func:`plain_rows` checks a run of rows naming the same plain
@@ -20,45 +20,21 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mangostore.engine.connection import is_driver_error
 from mangostore.engine.pragmas import Connection
 from mangostore.repos.spec import INT64_MAX, INT64_MIN, ColumnSpec, TableSpec, encodable
 from mangostore.repos.stored import check_count
-from mangostore.sql import quote_identifier
+from mangostore.sql import quote_identifier, repeated_rows, statement_sizes
 
 __all__ = [
-    "MAX_PARAMETERS",
-    "MAX_ROWS",
     "StatementRefused",
     "insert_rows",
     "insert_sql",
     "plain_rows",
-    "statement_sizes",
 ]
-
-#: Most rows one statement inserts.
-MAX_ROWS = 256
-#: Most parameters one statement binds: SQLite's smallest default limit, so that any
-#: build of SQLite accepts the statement.
-MAX_PARAMETERS = 999
-
-
-def statement_sizes(rows: int, columns: int) -> Iterator[int]:
-    """Yield how many rows each statement inserts, in order, to insert ``rows`` rows
-    of ``columns`` values: the largest allowed power of two while it fits, then the
-    powers of two of what is left."""
-    largest = 1
-    while largest * 2 <= MAX_ROWS and largest * 2 * columns <= MAX_PARAMETERS:
-        largest *= 2
-    size = largest
-    while rows:
-        while size > rows:
-            size //= 2
-        yield size
-        rows -= size
 
 
 @functools.lru_cache(maxsize=512)
@@ -70,7 +46,7 @@ def insert_sql(quoted_table: str, columns: tuple[str, ...], rows: int) -> str:
     """
     marks = "(" + ", ".join("?" * len(columns)) + ")"
     names = ", ".join(map(quote_identifier, columns))
-    return f"INSERT INTO {quoted_table} ({names}) VALUES " + ", ".join([marks] * rows)
+    return f"INSERT INTO {quoted_table} ({names}) VALUES " + repeated_rows(marks, rows)
 
 
 class StatementRefused(Exception):

@@ -19,6 +19,7 @@ rows whatever the order in which batches arrive:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -29,7 +30,7 @@ from mangostore.engine.pragmas import Connection
 from mangostore.errors import UniqueConstraintError
 from mangostore.ids import new_id
 from mangostore.schema import introspect
-from mangostore.sql import quote_identifier
+from mangostore.sql import execute_rows, quote_identifier, repeated_rows
 from mangostore.sync.capture import KEY_SEPARATOR
 from mangostore.sync.changes import Cell, RowState, read_sites, read_state
 from mangostore.sync.clock import HybridClock
@@ -61,18 +62,32 @@ _SET_META = (
 )
 #: The life of rows adopted in a run, with the relay position of their batch (what
 #: the caller would otherwise set after the merge, a statement a row).
-_ADOPT_META = (
-    "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq, pos) "
-    "VALUES (?, ?, ?, ?, 0, NULL, ?) "
-    "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
-    "life_site = excluded.life_site, dead = excluded.dead, pos = CASE WHEN excluded.pos "
-    "IS NULL THEN sync_rows.pos ELSE max(coalesce(sync_rows.pos, 0), excluded.pos) END"
-)
-_STORE_CELL = (
-    "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, site = excluded.site, "
-    "prev = excluded.prev"
-)
+
+
+@functools.lru_cache(maxsize=16)
+def _adopt_meta(rows: int) -> str:
+    """The upsert of ``rows`` rows' lives (new rows adopted from another device)."""
+    return (
+        "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq, pos) VALUES "
+        + repeated_rows("(?, ?, ?, ?, 0, NULL, ?)", rows)
+        + " ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
+        "life_site = excluded.life_site, dead = excluded.dead, pos = CASE WHEN excluded.pos "
+        "IS NULL THEN sync_rows.pos ELSE max(coalesce(sync_rows.pos, 0), excluded.pos) END"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _store_cells(rows: int) -> str:
+    """The upsert of ``rows`` cells' clocks."""
+    return (
+        "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) VALUES "
+        + repeated_rows("(?, ?, ?, ?, ?, ?)", rows)
+        + " ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = excluded.hlc, "
+        "site = excluded.site, prev = excluded.prev"
+    )
+
+
+_STORE_CELL = _store_cells(1)
 
 
 @dataclass(slots=True)
@@ -265,9 +280,8 @@ class Merger:
         table = run[0].table
         try:
             with self.savepoint():
-                self.conn.executemany(_ADOPT_META, metas)
-                if cells:
-                    self.conn.executemany(_STORE_CELL, cells)
+                execute_rows(self.conn, _adopt_meta, metas)
+                execute_rows(self.conn, _store_cells, cells)
                 if self.only_new and not self._quietly_written(run):
                     self.only_new = False
                 write_rows(self, SYNCED_BY_NAME[table], [s.values for s in run])

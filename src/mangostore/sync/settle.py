@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mangostore.engine.connection import is_driver_error
 from mangostore.errors import DatabaseError
 from mangostore.schema import introspect
-from mangostore.sql import quote_identifier
+from mangostore.sql import execute_rows, quote_identifier, repeated_rows
 from mangostore.sync.tables import SYNCED_BY_NAME, TableSpec
 from mangostore.sync.writes import SchemaCache, any_broken
 
@@ -130,12 +130,24 @@ def write_rows(merger: Merger, spec: TableSpec, rows: list[dict[str, Any]]) -> N
             values = _follow_redirects(merger, spec, values)
         cols = tuple(values)
         if cols != shape and params:
-            conn.executemany(_upsert_sql(spec.name, spec.key, shape, True), params)
+            _upsert_many(conn, spec, shape, params)
             params = []
         shape = cols
         params.append(tuple(values.values()))
     if params:
-        conn.executemany(_upsert_sql(spec.name, spec.key, shape, True), params)
+        _upsert_many(conn, spec, shape, params)
+
+
+def _upsert_many(
+    conn: Any, spec: TableSpec, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Upsert ``rows`` (values of ``cols``) with multi-row statements, in order.
+
+    Not ``executemany``: every execution of a statement that fires triggers opens a
+    statement savepoint, at which a full-text table flushes its pending terms, so a
+    trigger feeding one (``command_history``'s) wrote an index segment a row.
+    """
+    execute_rows(conn, functools.partial(_upsert_sql, spec.name, spec.key, cols, True), rows)
 
 
 def update_row(merger: Merger, spec: TableSpec, state: RowState, changed: dict[str, Any]) -> None:
@@ -165,11 +177,13 @@ def _upsert(conn: Any, spec: TableSpec, values: dict[str, Any], *, replace: bool
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_sql(table: str, key_column: str, cols: tuple[str, ...], replace: bool) -> str:
-    """The statement writing ``cols`` of a ``table`` row (made once per shape: applying
-    a batch writes thousands of rows of a few shapes)."""
+def _upsert_sql(
+    table: str, key_column: str, cols: tuple[str, ...], replace: bool, rows: int = 1
+) -> str:
+    """The statement writing ``cols`` of ``rows`` rows of ``table`` (made once per shape
+    and size: applying a batch writes thousands of rows of a few shapes)."""
     names = ", ".join(quote_identifier(c) for c in cols)
-    marks = ", ".join("?" for _ in cols)
+    marks = repeated_rows("(" + ", ".join("?" for _ in cols) + ")", rows)
     key = quote_identifier(key_column)
     rest = [c for c in cols if c != key_column]
     if replace and rest:
@@ -177,7 +191,7 @@ def _upsert_sql(table: str, key_column: str, cols: tuple[str, ...], replace: boo
         tail = f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
     else:
         tail = f" ON CONFLICT ({key}) DO NOTHING" if replace else ""
-    return f"INSERT INTO {quote_identifier(table)} ({names}) VALUES ({marks}){tail}"
+    return f"INSERT INTO {quote_identifier(table)} ({names}) VALUES {marks}{tail}"
 
 
 def _clashing_row(
