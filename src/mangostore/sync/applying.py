@@ -16,7 +16,7 @@ from mangostore.sync.batches import Batch, BatchBody, open_batch
 from mangostore.sync.graph import fold_duplicate_entities
 from mangostore.sync.merge import MergeCounts, Merger
 from mangostore.sync.settle import fix_references
-from mangostore.sync.snapshots import Snapshot
+from mangostore.sync.snapshots import Redirect, Snapshot, merge_redirects
 from mangostore.sync.tables import SYNCED_BY_NAME
 from mangostore.sync.transport import SyncTransport
 from mangostore.sync.writes import SchemaCache
@@ -162,11 +162,20 @@ class Applier:
         total.add(counts)
 
     def _merge(
-        self, states: list[Any], cursor: int | None, device: str, ack: int, *, content: bool
+        self,
+        states: list[Any],
+        cursor: int | None,
+        device: str,
+        ack: int,
+        *,
+        content: bool,
+        redirects: list[Redirect] | None = None,
     ) -> MergeCounts:
         store = self._store
         erased = set(store.keyring.erased_users()) if store.keyring is not None else set()
         with store.transaction() as conn:
+            if redirects:  # a snapshot's, followed by the merge of its states below
+                merge_redirects(conn, redirects)
             erased |= {str(u) for (u,) in conn.execute("SELECT user_id FROM sync_erasures")}
             manual = {
                 (str(t), str(c)) for t, c in conn.execute("SELECT tbl, col FROM sync_strategies")
@@ -271,21 +280,26 @@ class Applier:
         self, key: bytes, snapshot: Snapshot, parts: list[bytes], device_id: str
     ) -> MergeCounts:
         """Merge a snapshot's parts (all authenticated before any is applied), then
-        move the cursor to the snapshot's.
+        move the cursor to the snapshot's. A part's redirects of folded rows are merged
+        in the transaction of its states, before them.
 
         Raises:
             TamperedDataError: a part was changed, moved, or is missing at the end.
+            SyncError: a part authenticates but cannot be read (a newer format).
         """
         last = len(parts) - 1
         for i, sealed in enumerate(parts):
             snapshot.open_part(key, i, i == last, sealed)
         total = MergeCounts()
         for i, sealed in enumerate(parts):
-            body = snapshot.open_part(key, i, i == last, sealed)
+            opened = snapshot.open_part(key, i, i == last, sealed)
+            body = opened.body
             for user_id, _when in body.erasures:
                 self._erase(user_id)
             self._keep_keys(body.keys)
-            counts = self._merge(body.states, None, device_id, body.ack, content=False)
+            counts = self._merge(
+                body.states, None, device_id, body.ack, content=False, redirects=opened.redirects
+            )
             self._fold_entities(body.states)
             total.add(counts)
         self._advance(snapshot.cursor)

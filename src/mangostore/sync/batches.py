@@ -28,14 +28,17 @@ __all__ = [
     "FORMAT",
     "Batch",
     "BatchBody",
+    "body_of",
     "chunk",
     "open_batch",
     "open_body",
+    "open_doc",
     "pack_body",
     "seal_batch",
     "seal_doc",
     "seal_plain",
     "seal_texts",
+    "unreadable",
 ]
 
 FORMAT = "mangostore-sync/1"
@@ -174,6 +177,47 @@ def seal_plain(key: bytes, aad: bytes, plain: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, packed, aad)
 
 
+def open_doc(key: bytes, aad: bytes, sealed_doc: bytes, what: str) -> Any:
+    """Authenticate, decrypt and decompress a JSON document sealed by :func:`seal_doc`;
+    ``what`` names it in errors.
+
+    Raises:
+        TamperedDataError: the document fails authentication (changed, moved, or
+            sealed by another vault).
+        SyncError: it authenticates but is not compressed JSON (a newer format).
+    """
+    if len(sealed_doc) <= _NONCE_BYTES:
+        raise TamperedDataError(f"{what} is truncated")
+    nonce, sealed = sealed_doc[:_NONCE_BYTES], sealed_doc[_NONCE_BYTES:]
+    try:
+        packed = AESGCM(key).decrypt(nonce, sealed, aad)
+    except InvalidTag:
+        raise TamperedDataError(
+            f"{what} failed authentication: it was changed in storage or sealed for another vault"
+        ) from None
+    try:
+        plain = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BODY_BYTES)
+        return json.loads(plain)
+    except (zstandard.ZstdError, ValueError) as exc:
+        raise unreadable(what, exc) from None
+
+
+def body_of(doc: Any, what: str) -> BatchBody:
+    """Decode an opened document made by :func:`pack_body`.
+
+    Raises:
+        SyncError: it is not such a document (a newer format).
+    """
+    try:
+        states = [decode_state(raw) for raw in doc["s"]]
+        erasures = [(str(u), int(t)) for u, t in doc["e"]]
+        keys = [(str(k), str(u), base64.b64decode(w)) for k, u, w in doc["k"]]
+        ack = int(doc["a"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise unreadable(what, exc) from None
+    return BatchBody(states, erasures, keys, ack)
+
+
 def open_body(key: bytes, aad: bytes, sealed_body: bytes, what: str) -> BatchBody:
     """Authenticate, decrypt and decode a body sealed by :func:`seal_doc` with
     :func:`pack_body`; ``what`` names it in errors.
@@ -183,27 +227,14 @@ def open_body(key: bytes, aad: bytes, sealed_body: bytes, what: str) -> BatchBod
             by another vault).
         SyncError: the body authenticates but cannot be read (a newer format).
     """
-    if len(sealed_body) <= _NONCE_BYTES:
-        raise TamperedDataError(f"{what} is truncated")
-    nonce, sealed = sealed_body[:_NONCE_BYTES], sealed_body[_NONCE_BYTES:]
-    try:
-        packed = AESGCM(key).decrypt(nonce, sealed, aad)
-    except InvalidTag:
-        raise TamperedDataError(
-            f"{what} failed authentication: it was changed in storage or sealed for another vault"
-        ) from None
-    try:
-        plain = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BODY_BYTES)
-        doc = json.loads(plain)
-        states = [decode_state(raw) for raw in doc["s"]]
-        erasures = [(str(u), int(t)) for u, t in doc["e"]]
-        keys = [(str(k), str(u), base64.b64decode(w)) for k, u, w in doc["k"]]
-        ack = int(doc["a"])
-    except (zstandard.ZstdError, ValueError, TypeError, KeyError) as exc:
-        raise SyncError(
-            f"{what} cannot be read ({type(exc).__name__}); upgrade mangostore on this device"
-        ) from None
-    return BatchBody(states, erasures, keys, ack)
+    return body_of(open_doc(key, aad, sealed_body, what), what)
+
+
+def unreadable(what: str, exc: Exception) -> SyncError:
+    """The error for a sealed document that authenticates but cannot be read."""
+    return SyncError(
+        f"{what} cannot be read ({type(exc).__name__}); upgrade mangostore on this device"
+    )
 
 
 def open_batch(key: bytes, batch: Batch) -> BatchBody:

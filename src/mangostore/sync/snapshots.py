@@ -3,19 +3,29 @@ device starts from it and pulls only the batches after it.
 
 A snapshot is what one device knows at a relay cursor: the state of every synced row
 (tombstones included, so that an old edit arriving later cannot bring a deleted row
-back), the erased users and the wrapped data keys of the living ones; it is read in one
-read transaction, and only when the device has no change the relay lacks (it pushes
-and pulls first, see :func:`read_settled`). A row the snapshot held before the relay
-did would reach a device that starts from it ahead of every other device: what that
+back), the redirects of rows folded into another on a unique-key clash (so that a
+child of a folded row that arrives later follows it to its survivor, as on the devices
+that folded it), the erased users and the wrapped data keys of the living ones; it is
+read in one read transaction, and only when the device has no change the relay lacks
+(it pushes and pulls first, see :func:`read_settled`). A row the snapshot held before
+the relay did would reach a device that starts from it ahead of every other device: what that
 device then made under it (a memory of a user) would reach the others before its
 parent, and be taken for the child of a row deleted elsewhere.
 
 It travels as parts of :data:`PART_STATES` row states, each sealed like a batch body
 (zstd, then AES-GCM under the vault's sync key) with the snapshot's id, cursor, schema
 version, part number and a last-part flag as associated data: a part cannot be moved
-to another snapshot or place, and a snapshot cut short is detected. Applying one is
-merging its states (the same merge as batches, so applying it to a device that
-already has data is also right), then moving the cursor to it.
+to another snapshot or place, and a snapshot cut short is detected. A part's document
+is a batch body's (``s`` states, ``e`` erasures, ``k`` wrapped keys, ``a`` cursor) and
+the first part's also holds ``r``, the redirects as ``[table, from pk, to pk]``; a part
+without ``r`` carries none (a device that ignores it reads the rest as before).
+
+Applying one is merging its states (the same merge as batches, so applying it to a
+device that already has data is also right), then moving the cursor to it. The
+redirects are merged in the first part's transaction, before its states
+(:func:`merge_redirects`): a device that still has a row the snapshot holds as folded
+then moves that row's children to the survivor when the row's deletion is merged,
+instead of dropping them as orphans.
 
 Parts are held in memory while uploading and downloading: about 150 bytes a row once
 compressed (15 MB for 100,000 rows).
@@ -23,14 +33,21 @@ compressed (15 MB for 100,000 rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mangostore.engine.pragmas import Connection
 from mangostore.errors import UnsettledSnapshotError
 from mangostore.ids import new_id
-from mangostore.sync.batches import BatchBody, open_body, pack_body, seal_doc
+from mangostore.sync.batches import (
+    BatchBody,
+    body_of,
+    open_doc,
+    pack_body,
+    seal_doc,
+    unreadable,
+)
 from mangostore.sync.capture import synced_columns
 from mangostore.sync.changes import encode_state, read_sites, read_states
 from mangostore.sync.tables import SYNCED_BY_NAME
@@ -42,9 +59,12 @@ __all__ = [
     "PART_STATES",
     "SETTLE_ROUNDS",
     "SNAPSHOT_FORMAT",
+    "Redirect",
     "Snapshot",
+    "SnapshotPart",
     "SnapshotTransport",
     "WrappedKeys",
+    "merge_redirects",
     "read_settled",
     "read_snapshot",
 ]
@@ -57,6 +77,12 @@ PART_STATES = 2000
 SETTLE_ROUNDS = 3
 
 WrappedKeys = list[tuple[str, str, bytes]]
+#: A row folded into another on a unique-key clash: (table, its key, its survivor's key).
+Redirect = tuple[str, str, str]
+#: Passes that lead redirects through chains of folds (a chain is as long as the rows
+#: that took one unique key, a handful; folds go from a later row to an earlier one, so
+#: none loops).
+_CHAIN_ROUNDS = 20
 
 
 @runtime_checkable
@@ -86,6 +112,14 @@ class SnapshotTransport(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotPart:
+    """One opened part: what a batch body carries, and the redirects."""
+
+    body: BatchBody
+    redirects: list[Redirect]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A snapshot's identity: what its parts are sealed to."""
 
@@ -104,14 +138,48 @@ class Snapshot:
         last = len(bodies) - 1
         return [seal_doc(key, self.aad(i, i == last), doc) for i, doc in enumerate(bodies)]
 
-    def open_part(self, key: bytes, part: int, last: bool, sealed: bytes) -> BatchBody:
-        """Authenticate and decode one part.
+    def open_part(self, key: bytes, part: int, last: bool, sealed: bytes) -> SnapshotPart:
+        """Authenticate and decode one part (its redirects: none when it has no ``r``).
 
         Raises:
             TamperedDataError: the part was changed, moved, or belongs elsewhere.
+            SyncError: the part authenticates but cannot be read (a newer format).
         """
         what = f"part {part} of snapshot {self.snapshot_id}"
-        return open_body(key, self.aad(part, last), sealed, what)
+        doc = open_doc(key, self.aad(part, last), sealed, what)
+        body = body_of(doc, what)
+        try:
+            redirects = [(str(t), str(f), str(to)) for t, f, to in doc.get("r", [])]
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise unreadable(what, exc) from None
+        return SnapshotPart(body, redirects)
+
+
+def merge_redirects(conn: Connection, redirects: Sequence[Redirect]) -> None:
+    """Add a snapshot's redirects to this device's own, in the caller's transaction
+    (before the snapshot's states are merged in it, so that the merge follows them).
+
+    A redirect this device already holds for the same row is kept. Both come from the
+    same rule applied to the same rows, so they are the same redirect, unless the two
+    devices had each seen a different earlier row with that unique key: those rows then
+    meet in the merge of the snapshot's states, and the fold there leads every redirect
+    to the later one on to the earliest. Finally a redirect that leads to a row itself
+    folded leads on to that row's survivor, as a fold made here would have left it.
+    """
+    conn.executemany(
+        "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES (?, ?, ?) "
+        "ON CONFLICT (tbl, from_pk) DO NOTHING",
+        [r for r in redirects if r[1] != r[2]],
+    )
+    for _round in range(_CHAIN_ROUNDS):
+        moved = conn.execute(
+            "UPDATE sync_redirects SET to_pk = (SELECT n.to_pk FROM sync_redirects AS n "
+            "WHERE n.tbl = sync_redirects.tbl AND n.from_pk = sync_redirects.to_pk) "
+            "WHERE EXISTS (SELECT 1 FROM sync_redirects AS n WHERE n.tbl = sync_redirects.tbl "
+            "AND n.from_pk = sync_redirects.to_pk AND n.to_pk <> sync_redirects.from_pk)"
+        ).rowcount
+        if moved <= 0:
+            return
 
 
 def read_settled(
@@ -174,12 +242,21 @@ def read_snapshot(
             (str(u), int(t))
             for u, t in conn.execute("SELECT user_id, erased_at FROM sync_erasures")
         ]
+        redirects = [
+            [str(t), str(f), str(to)]
+            for t, f, to in conn.execute(
+                "SELECT tbl, from_pk, to_pk FROM sync_redirects ORDER BY tbl, from_pk"
+            )
+        ]
         states = list(_all_states(conn))
     groups = [states[i : i + PART_STATES] for i in range(0, len(states), PART_STATES)] or [[]]
     docs = [
         pack_body(group, erasures if i == 0 else [], keys if i == 0 else [], cursor)
         for i, group in enumerate(groups)
     ]
+    # In the first part, which is applied first: the redirects must be there before
+    # any state is merged (see merge_redirects).
+    docs[0]["r"] = redirects
     return Snapshot(vault_id, new_id(), cursor, schema_version), docs
 
 
