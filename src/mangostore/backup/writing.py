@@ -146,12 +146,13 @@ def take_backup(
     if progress is not None:
         progress(0, None, "writing")
     chunk_objects: list[ObjectInfo] = []
+    key_blocks: list[ObjectInfo] = []
     parent: Manifest | None = None
 
     def abort() -> None:
         data.abort()
         index.abort()
-        for obj in data.objects + index.objects + chunk_objects:
+        for obj in data.objects + index.objects + chunk_objects + key_blocks:
             with contextlib.suppress(Exception):
                 destination.delete(obj.name)
 
@@ -212,7 +213,8 @@ def take_backup(
             )
         objects = data.close() + index.close() + chunk_objects
         block = KeyBlock(tuple(keyring.data_keys()), tuple(sorted(keyring.erased_users())))
-        objects.append(write_keyblock(destination, backup_id, 1, key, block))
+        key_blocks.append(write_keyblock(destination, backup_id, 1, key, block))
+        objects += key_blocks
         manifest = Manifest(
             id=backup_id,
             parent=parent.id if parent else None,
