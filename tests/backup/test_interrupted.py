@@ -52,7 +52,8 @@ def test_changes_cut_by_a_backup_that_failed_reach_the_next_one(
             table.backup.create(folder)
     # The failed backup moved the log's epoch on; it removed its objects.
     listed = table.backup.list(folder)
-    assert len(listed.backups) == 1 and not listed.problems
+    assert len(listed.backups) == 1
+    assert not listed.problems
     assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == before
     _write(table, "second")
     made = table.backup.create(folder)
@@ -95,7 +96,8 @@ def test_changes_cut_by_a_backup_whose_process_died_reach_the_next_one(
         # What the dead process wrote is listed by no manifest (prune removes it once
         # it is older than the grace period).
         listed = db.backup.list(folder)
-        assert len(listed.backups) == 1 and not listed.problems
+        assert len(listed.backups) == 1
+        assert not listed.problems
         _write(db, "second")
         made = db.backup.create(folder)
         assert made.kind == "incremental"

@@ -50,6 +50,7 @@ __all__ = [
     "TablePlan",
     "block_rows",
     "is_utf8",
+    "read_groups",
     "read_literals",
     "read_plan",
     "scan_blocks",
@@ -176,6 +177,17 @@ class TablePlan:
             f"SELECT rowid >> {int(shift)}, {self.literal_sql(utf8=utf8)} "
             f"FROM {quote_identifier(self.name)} ORDER BY rowid"
         )
+
+    def group_sql(self, *, utf8: bool) -> str:
+        """The statement that reads, for a rowid table, up to ``?`` rows after rowid ``?``
+        (in rowid order) as one value: their literals joined by ``,``, then the last
+        rowid and the number of rows."""
+        inner = (
+            f"SELECT rowid AS r, {self.literal_sql(utf8=False)} AS l "
+            f"FROM {quote_identifier(self.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        joined = "CAST(group_concat(l, ',') AS BLOB)" if utf8 else "group_concat(l, ',')"
+        return f"SELECT {joined}, max(r), count(*) FROM ({inner})"
 
     def range_sql(self, *, utf8: bool) -> str:
         """The statement that reads the literal rows whose rowid is between ``?`` and ``?``."""
@@ -311,6 +323,30 @@ def is_utf8(conn: Connection) -> bool:
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
+
+
+def read_groups(
+    conn: Connection, table: TablePlan, target_bytes: int, *, utf8: bool
+) -> Iterator[tuple[bytes, int]]:
+    """Every row of a rowid ``table``, as groups of literals joined by ``,`` (each with
+    its number of rows), in rowid order.
+
+    SQLite renders and joins a group's rows, so Python makes one object a group instead
+    of one a row: a full backup's reading is mostly this per-row work. A group holds at
+    most :data:`FETCH_ROWS` rows (the most any read holds at once), fewer when rows are
+    large, aiming at ``target_bytes``.
+    """
+    sql = table.group_sql(utf8=utf8)
+    after: float = float("-inf")  # below every rowid
+    size = FETCH_ROWS
+    while True:
+        joined, last, count = conn.execute(sql, (after, size)).fetchone()
+        if not count:
+            return
+        data = joined if utf8 else _as_bytes(joined)
+        yield data, count
+        after = last
+        size = max(1, min(FETCH_ROWS, target_bytes * count // max(len(data), 1)))
 
 
 def scan_rows(

@@ -39,6 +39,7 @@ from mangostore.backup.snapshot import (
     Key,
     TablePlan,
     block_rows,
+    read_groups,
     read_literals,
     scan_blocks,
     scan_rows,
@@ -141,8 +142,14 @@ def copy_logged(
 
 def _copy_all(conn: Connection, table: TablePlan, data: StreamWriter, utf8: bool) -> Copied:
     _table_record(data, table)
-    rows = _RowsBuffer(data)
     count = 0
+    if table.by_rowid:
+        # A group of rows, joined by SQLite, is one record (up to 1,000 rows).
+        for joined, rows_in in read_groups(conn, table, _RECORD_BYTES, utf8=utf8):
+            data.write(frame(b"R", joined))
+            count += rows_in
+        return Copied(count, count, 0)
+    rows = _RowsBuffer(data)
     sql = f"SELECT {table.literal_sql(utf8=utf8)} FROM {quote_identifier(table.name)}"
     for parts in read_literals(conn, sql, utf8=utf8):
         rows.add(parts)
