@@ -60,13 +60,13 @@ _SET_META = (
     "ON CONFLICT (tbl, pk) DO UPDATE SET life = excluded.life, "
     "life_site = excluded.life_site, dead = excluded.dead"
 )
-#: The life of rows adopted in a run, with the relay position of their batch (what
-#: the caller would otherwise set after the merge, a statement a row).
 
 
 @functools.lru_cache(maxsize=16)
 def _adopt_meta(rows: int) -> str:
-    """The upsert of ``rows`` rows' lives (new rows adopted from another device)."""
+    """The upsert of the lives of ``rows`` rows adopted in a run, with the relay
+    position of their batch (what the caller would otherwise set after the merge, a
+    statement a row)."""
     return (
         "INSERT INTO sync_rows (tbl, pk, life, life_site, dead, seq, pos) VALUES "
         + repeated_rows("(?, ?, ?, ?, 0, NULL, ?)", rows)
