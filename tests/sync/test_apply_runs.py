@@ -184,11 +184,16 @@ class TamperingOne:
 
     def pull(self, vault_id: str, after: int, limit: int) -> list[Pulled]:
         page = self.relay.pull(vault_id, after, limit)
+        # The last bit of the tag is flipped: replacing the last byte with a fixed one
+        # changed nothing when the tag already ended with it (one run in 256).
         return [
             dataclasses.replace(
-                p, batch=dataclasses.replace(p.batch, body=p.batch.body[:-1] + b"\x00")
+                p,
+                batch=dataclasses.replace(
+                    p.batch, body=p.batch.body[:-1] + bytes([p.batch.body[-1] ^ 1])
+                ),
             )
-            if p.cursor == self.cursor and p.batch.body[-1:] != b"\x00"
+            if p.cursor == self.cursor
             else p
             for p in page
         ]
