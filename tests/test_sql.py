@@ -15,6 +15,7 @@ from mangostore.sql import (
     execute_rows,
     placeholders,
     quote_identifier,
+    quote_text,
     repeated_rows,
     statement_sizes,
 )
@@ -63,3 +64,10 @@ def test_execute_rows_writes_every_row_in_order_in_few_statements() -> None:
     assert len(inserts) == len(list(statement_sizes(1_000, 2))) < 10
     execute_rows(conn, lambda n: "not run", [])
     assert repeated_rows("(?)", 3) == "(?), (?), (?)"
+
+
+@given(st.text())
+def test_quote_text_reads_back_as_the_same_text(value: str) -> None:
+    text = value.replace("\x00", "")  # SQLite's SQL text ends at a NUL
+    assert sqlite3.connect(":memory:").execute(f"SELECT {quote_text(text)}").fetchone() == (text,)
+    assert quote_text("it's") == "'it''s'"

@@ -25,6 +25,12 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_text(value: str) -> str:
+    """Quote ``value`` as an SQL string literal, for statement text that cannot take a
+    parameter (a trigger's body, a dump). Values bound at run time are parameters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 #: Most values bound in one ``IN (...)`` list: well under SQLite's variable limit.
 IN_LIST_SIZE = 500
 

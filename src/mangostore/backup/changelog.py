@@ -62,7 +62,7 @@ from mangostore.engine.pragmas import Connection
 from mangostore.errors import BackupCorruptError
 from mangostore.ids import new_id
 from mangostore.schema import introspect
-from mangostore.sql import quote_identifier
+from mangostore.sql import quote_identifier, quote_text
 
 __all__ = [
     "KEEP_EPOCHS",
@@ -126,15 +126,11 @@ def _trigger(table: TablePlan, event: str) -> str:
     return quote_identifier(f"{LOG_TRIGGER_PREFIX}{event}_{table.name}")
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _log_key(table: TablePlan, key: str, where: str = "") -> str:
     """An upsert of one key into ``backup_log``, tagged with the current epoch (an entry
     already tagged with it is not written again)."""
     return (
-        f"INSERT INTO backup_log (tbl, key, epoch) SELECT {_literal(table.name)}, {key}, "
+        f"INSERT INTO backup_log (tbl, key, epoch) SELECT {quote_text(table.name)}, {key}, "
         f"s.epoch FROM backup_log_state AS s WHERE s.id = 1{where} "
         "ON CONFLICT (tbl, key) DO UPDATE SET epoch = excluded.epoch "
         "WHERE epoch < excluded.epoch;"
@@ -144,7 +140,7 @@ def _log_key(table: TablePlan, key: str, where: str = "") -> str:
 def _count(table: TablePlan, column: str) -> str:
     """Add one to this table's ``column`` (``added``, ``removed``) for the epoch."""
     return (
-        f"INSERT INTO backup_log_counts (tbl, epoch, {column}) SELECT {_literal(table.name)}, "
+        f"INSERT INTO backup_log_counts (tbl, epoch, {column}) SELECT {quote_text(table.name)}, "
         "s.epoch, 1 FROM backup_log_state AS s WHERE s.id = 1 "
         f"ON CONFLICT (tbl, epoch) DO UPDATE SET {column} = {column} + 1;"
     )
@@ -191,7 +187,7 @@ def _collision_trigger(table: TablePlan, trigger: str, when: str, match: str) ->
     for this epoch uncertain: whether the statement replaces, ignores or updates them is
     not known here, so the backup counts that table itself. The ``WHEN`` test keeps the
     usual write, which collides with nothing, to an index lookup or two."""
-    name, lit = quote_identifier(table.name), _literal(table.name)
+    name, lit = quote_identifier(table.name), quote_text(table.name)
     return (
         f"CREATE TRIGGER {trigger} {when} ON {name} "
         f"WHEN EXISTS (SELECT 1 FROM {name} AS t WHERE {match}) BEGIN "

@@ -38,7 +38,7 @@ from mangostore.keys.field_cipher import FieldCipher, field_cipher_for
 from mangostore.schema.introspect import SCHEMA_TABLE, schema_objects
 from mangostore.schema.introspect import columns as table_columns
 from mangostore.schema.sensitive import ALL_SENSITIVE_FIELDS, OWNER_COLUMN, SYSTEM_OWNER
-from mangostore.sql import quote_identifier
+from mangostore.sql import quote_identifier, quote_text
 
 
 @dataclass(slots=True)
@@ -50,11 +50,6 @@ class DumpCounts:
     decrypted: int = 0
     #: Encrypted values that could not be opened (an erased user's), left as ciphertext.
     left_encrypted: int = 0
-
-
-def sql_text(value: str) -> str:
-    """Quote ``value`` as an SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def dump_statements(
@@ -92,7 +87,7 @@ def dump_statements(
             for name, sql in virtual:
                 yield (
                     f"INSERT INTO {SCHEMA_TABLE}(type,name,tbl_name,rootpage,sql) VALUES("
-                    f"'table',{sql_text(name)},{sql_text(name)},0,{sql_text(sql)});"
+                    f"'table',{quote_text(name)},{quote_text(name)},0,{quote_text(sql)});"
                 )
             yield "PRAGMA writable_schema=OFF;"
         for kind, _name, sql in objects:
@@ -151,7 +146,7 @@ def _open(
         counts.left_encrypted += 1
         return None
     counts.decrypted += 1
-    return sql_text(plaintext.decode("utf-8"))
+    return quote_text(plaintext.decode("utf-8"))
 
 
 @click.command()

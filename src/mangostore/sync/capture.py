@@ -23,7 +23,7 @@ import hashlib
 
 from mangostore.engine.pragmas import Connection
 from mangostore.schema import introspect
-from mangostore.sql import quote_identifier
+from mangostore.sql import quote_identifier, quote_text
 from mangostore.sync.tables import SYNCED, TableSpec
 
 __all__ = ["KEY_SEPARATOR", "capture_sql", "drop_triggers", "install", "synced_columns"]
@@ -41,10 +41,6 @@ def synced_columns(conn: Connection, spec: TableSpec) -> list[str]:
     return [spec.key, *rest]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _object(expr: str) -> str:
     """SQL for ``expr`` when it is a JSON object, else an empty object."""
     return (
@@ -59,7 +55,7 @@ def _trigger_name(table: str, event: str) -> str:
 
 def capture_sql(spec: TableSpec, columns: list[str]) -> list[str]:
     """The three CREATE TRIGGER statements of one table."""
-    t, lit = quote_identifier(spec.name), _literal(spec.name)
+    t, lit = quote_identifier(spec.name), quote_text(spec.name)
     key = quote_identifier(spec.key)
     upsert_cell = (
         " ON CONFLICT (tbl, pk, col) DO UPDATE SET hlc = max(excluded.hlc, sync_cells.hlc + 1),"
@@ -78,14 +74,14 @@ def capture_sql(spec: TableSpec, columns: list[str]) -> list[str]:
         c = quote_identifier(counter)
         insert.append(
             "INSERT INTO sync_counters (tbl, pk, col, site, amount, hlc) "
-            f"SELECT {lit}, NEW.{key}, {_literal(counter)}, 0, NEW.{c}, "
+            f"SELECT {lit}, NEW.{key}, {quote_text(counter)}, 0, NEW.{c}, "
             f"(SELECT life FROM sync_rows WHERE tbl = {lit} AND pk = NEW.{key}) "
             f"WHERE coalesce(NEW.{c}, 0) <> 0;"
         )
     insert.append("END")
 
     changed = " UNION ALL ".join(
-        f"SELECT {_literal(c)} AS col WHERE NEW.{q} IS NOT OLD.{q}"
+        f"SELECT {quote_text(c)} AS col WHERE NEW.{q} IS NOT OLD.{q}"
         for c, q in ((c, quote_identifier(c)) for c in plain)
     )
     update = [
@@ -107,7 +103,7 @@ def capture_sql(spec: TableSpec, columns: list[str]) -> list[str]:
         )
     for column in spec.json_merge:
         c = quote_identifier(column)
-        prefix = f"{_literal(column)} || char(31) || "
+        prefix = f"{quote_text(column)} || char(31) || "
         new_obj, old_obj = _object(f"NEW.{c}"), _object(f"OLD.{c}")
         update.append(
             "INSERT INTO sync_cells (tbl, pk, col, hlc, site, prev) "
@@ -126,7 +122,7 @@ def capture_sql(spec: TableSpec, columns: list[str]) -> list[str]:
         c = quote_identifier(counter)
         update.append(
             "INSERT INTO sync_counters (tbl, pk, col, site, amount, hlc) "
-            f"SELECT {lit}, NEW.{key}, {_literal(counter)}, 0, "
+            f"SELECT {lit}, NEW.{key}, {quote_text(counter)}, 0, "
             f"coalesce(NEW.{c}, 0) - coalesce(OLD.{c}, 0), mango_sync_tick() "
             f"WHERE NEW.{c} IS NOT OLD.{c} ON CONFLICT (tbl, pk, col, site) DO UPDATE SET "
             "amount = sync_counters.amount + excluded.amount, "
