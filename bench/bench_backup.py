@@ -39,7 +39,6 @@ command-like text rows, written through the raw engine (setup, not timed).
 from __future__ import annotations
 
 import argparse
-import operator
 import os
 import secrets
 import struct
@@ -56,13 +55,12 @@ import mangostore
 from bench.harness import Config, Measurement, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.backup import BackupPolicy, changelog
-from mangostore.backup.snapshot import TablePlan, read_plan
+from mangostore.backup.snapshot import TablePlan, read_groups, read_literals, read_plan
 from mangostore.sql import quote_identifier
 
 PASSPHRASE: Final = "bench: correct horse battery staple"
 SETTINGS: Final = Settings(kdf=KdfParams(memory_kib=19 * 1024, iterations=2, parallelism=1))
 GROUP: Final = "backup"
-_FIRST = operator.itemgetter(0)
 _WORDS = [
     "git",
     "push",
@@ -171,22 +169,16 @@ class _Bare:
 
 
 def _literals(conn: Any, table: TablePlan) -> Iterator[bytes]:
-    """A table's rows as literals joined by ``,``, a batch at a time."""
+    """A table's rows as literals joined by ``,``, a batch at a time, read with the
+    service's own readers: a table with a rowid in groups SQLite joins, any other a
+    literal a row."""
     if table.by_rowid:
-        sql = table.group_sql(utf8=True)
-        after: float = float("-inf")
-        while True:
-            joined, last, count = conn.execute(sql, (after, 1000)).fetchone()
-            if not count:
-                return
+        for joined, _ in read_groups(conn, table, utf8=True):
             yield joined
-            after = last
-    cursor = conn.execute(
-        f"SELECT {table.literal_sql(utf8=True)} FROM {quote_identifier(table.name)}"
-    )
-    cursor.row_factory = None
-    while batch := cursor.fetchmany(1000):
-        yield b",".join(map(_FIRST, batch))
+        return
+    sql = f"SELECT {table.literal_sql(utf8=True)} FROM {quote_identifier(table.name)}"
+    for parts in read_literals(conn, sql, utf8=True):
+        yield b",".join(parts)
 
 
 def _insert_rounds(db: mangostore.Database, rounds: int) -> tuple[list[float], list[float]]:

@@ -49,7 +49,7 @@ def test_groups_hold_at_most_the_fetch_bound_and_shrink_for_large_rows(
 ) -> None:
     with odd.store.reading() as conn:
         table = read_plan(conn).table("odd")
-        groups = list(read_groups(conn, table, 64 * 1024, utf8=snapshot.is_utf8(conn)))
+        groups = list(read_groups(conn, table, utf8=snapshot.is_utf8(conn), target_bytes=64 * 1024))
     assert sum(count for _, count in groups) == 5 + 3 * FETCH_ROWS
     assert all(0 < count <= FETCH_ROWS for _, count in groups)
     # The 2 MB row comes last: the groups before it aim at 64 KiB.

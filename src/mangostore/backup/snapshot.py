@@ -43,6 +43,7 @@ __all__ = [
     "BLOCK_SHIFT",
     "LOCAL_TABLES",
     "LOG_TRIGGER_PREFIX",
+    "RECORD_BYTES",
     "Block",
     "Key",
     "SchemaItem",
@@ -60,6 +61,9 @@ __all__ = [
 Key = int | str
 #: Rows fetched from SQLite at a time.
 FETCH_ROWS: Final = 1000
+#: A rows record is sent once it holds this many bytes of literals (a group of rows
+#: read at once aims at it too).
+RECORD_BYTES: Final = 256 * 1024
 #: Blocks handed to the caller at a time.
 FETCH_BLOCKS: Final = 256
 #: A block holds the rows whose rowid is the same once shifted right by this (16 rowids).
@@ -326,7 +330,7 @@ def _as_bytes(value: bytes | str) -> bytes:
 
 
 def read_groups(
-    conn: Connection, table: TablePlan, target_bytes: int, *, utf8: bool
+    conn: Connection, table: TablePlan, *, utf8: bool, target_bytes: int = RECORD_BYTES
 ) -> Iterator[tuple[bytes, int]]:
     """Every row of a rowid ``table``, as groups of literals joined by ``,`` (each with
     its number of rows), in rowid order.

@@ -36,6 +36,7 @@ from mangostore.backup.index import (
 )
 from mangostore.backup.snapshot import (
     BLOCK_SHIFT,
+    RECORD_BYTES,
     Key,
     TablePlan,
     block_rows,
@@ -50,8 +51,6 @@ from mangostore.sql import batches, quote_identifier
 
 __all__ = ["HOLD_BYTES", "Copied", "copy_logged", "copy_table"]
 
-#: A rows record is sent once it holds this many bytes of literals.
-_RECORD_BYTES: Final = 256 * 1024
 #: Keys (or rowid ranges) per removal record.
 _DELETE_KEYS: Final = 2000
 #: An incremental backup keeps the text of changed blocks in memory up to this many
@@ -145,7 +144,7 @@ def _copy_all(conn: Connection, table: TablePlan, data: StreamWriter, utf8: bool
     count = 0
     if table.by_rowid:
         # A group of rows, joined by SQLite, is one record (up to 1,000 rows).
-        for joined, rows_in in read_groups(conn, table, _RECORD_BYTES, utf8=utf8):
+        for joined, rows_in in read_groups(conn, table, utf8=utf8):
             data.write(frame(b"R", joined))
             count += rows_in
         return Copied(count, count, 0)
@@ -295,7 +294,7 @@ def _copy_rows(
 
 class _RowsBuffer:
     """Gathers literal rows (or blocks of them) into ``R`` records of about
-    :data:`_RECORD_BYTES`."""
+    :data:`RECORD_BYTES`."""
 
     def __init__(self, out: StreamWriter) -> None:
         self._out = out
@@ -310,7 +309,7 @@ class _RowsBuffer:
         ends = list(itertools.accumulate(map(operator.add, map(len, parts), itertools.repeat(1))))
         start, before = 0, 0
         while start < len(parts):
-            last = bisect.bisect_left(ends, _RECORD_BYTES - self._size + before, lo=start)
+            last = bisect.bisect_left(ends, RECORD_BYTES - self._size + before, lo=start)
             if last >= len(parts):  # the rest fits: no record fills up
                 self._parts.extend(parts[start:])
                 self._size += ends[-1] - before
