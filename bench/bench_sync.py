@@ -57,6 +57,7 @@ import mangostore
 from bench.harness import Config, Measurement, Suite, measure_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.clock import SystemClock
+from mangostore.repos.batch import insert_sql
 from mangostore.sql import execute_rows, quote_identifier, repeated_rows
 from mangostore.sync import MemoryRelay
 from mangostore.sync.clock import CaptureState
@@ -450,12 +451,6 @@ def _raw_insert(folder: Path, name: str, table: str, user: str, rows: list[Any])
         db.close()
 
 
-def _insert_commands(single: str, rows: int) -> str:
-    """``single`` (an INSERT of one row) made to insert ``rows`` rows."""
-    head, _, row = single.partition(" VALUES ")
-    return f"{head} VALUES {repeated_rows(row, rows)}"
-
-
 def _apply_onto_larger(
     config: Config, folder: Path, rounds: int, fresh_pulls: list[float]
 ) -> list[Measurement]:
@@ -474,7 +469,7 @@ def _apply_onto_larger(
     bare_db = _create(folder, "raw-larger.db")
     bare = _raw_writer(bare_db, capture=False)
     bare.execute(INSERT_USER, (user, "ann"))
-    insert = functools.partial(_insert_commands, INSERT_COMMAND)
+    insert = functools.partial(insert_sql, quote_identifier("command_history"), COMMAND_COLUMNS)
     pulls: list[float] = []
     raws: list[float] = []
     try:
