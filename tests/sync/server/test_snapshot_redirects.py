@@ -26,6 +26,7 @@ from tests.sync.test_convergence import logical_content
 
 import mangostore
 from mangostore import Settings
+from mangostore.errors import SyncError
 from mangostore.sync.snapshots import merge_redirects, read_snapshot
 
 
@@ -218,3 +219,18 @@ def test_merging_redirects_keeps_the_device_own_and_follows_chains(
         ("projects", "u", "w"),
         ("notification_types", "x", "t"),
     }
+
+
+def test_a_snapshot_part_with_malformed_redirects_is_refused(
+    three: list[mangostore.Database],
+) -> None:
+    first = three[0]
+    first.users.create(username="ann")
+    first.sync.sync()
+    made = read_snapshot(first.store, first.sync.vault_id, first.schema_version, [])
+    assert made is not None
+    snapshot, docs = made
+    docs[0]["r"] = [["projects", "only two"]]  # sealed by a device of another format
+    key = first.store.keyring.subkey("sync")  # type: ignore[union-attr]
+    with pytest.raises(SyncError, match="cannot be read"):
+        snapshot.open_part(key, 0, True, snapshot.seal_parts(key, docs)[0])
