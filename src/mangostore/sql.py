@@ -3,7 +3,6 @@ marks for lists of values, and statements that write many rows at once."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -62,10 +61,9 @@ def statement_sizes(rows: int, columns: int) -> Iterator[int]:
         rows -= size
 
 
-@functools.lru_cache(maxsize=512)
 def repeated_rows(row: str, rows: int) -> str:
     """Return ``row`` (a parenthesised ``VALUES`` row such as ``(?, ?, 0)``) ``rows``
-    times, comma-separated."""
+    times, comma-separated (callers cache the statements they build with it)."""
     return ", ".join([row] * rows)
 
 
@@ -79,9 +77,11 @@ def execute_rows(
     conn: Executes,
     sql_of: Callable[[int], str],
     rows: Sequence[Sequence[Any]],
+    check: Callable[[int, Any], None] | None = None,
 ) -> None:
     """Run ``sql_of(n)`` (a statement naming ``n`` rows of values) over ``rows``, in
-    order, with as few statements as :func:`statement_sizes` allows.
+    order, with as few statements as :func:`statement_sizes` allows; ``check(n,
+    cursor)`` after each statement, when given (to compare its row count).
 
     One statement of many rows costs SQLite about half of what ``executemany`` of the
     same rows costs, because it is stepped once; and where the statement fires
@@ -94,5 +94,7 @@ def execute_rows(
     done = 0
     for size in statement_sizes(len(rows), width):
         params = [value for values in rows[done : done + size] for value in values]
-        conn.execute(sql_of(size), params)
+        cursor = conn.execute(sql_of(size), params)
+        if check is not None:
+            check(size, cursor)
         done += size

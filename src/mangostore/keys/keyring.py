@@ -387,7 +387,7 @@ class Keyring:
         Raises:
             KeyringMissingError, KeyringCorruptError: the sidecar changed and is unusable.
         """
-        doc = self._refresh() if self._changed_on_disk() else self._doc
+        doc = self._current()
         entry = doc["data_keys"].get(key_id)
         if entry is None:
             return None
@@ -441,7 +441,7 @@ class Keyring:
         does): a pull asks once a batch, and another process's erasure replaces the
         file, which changes its identity.
         """
-        doc = self._refresh() if self._changed_on_disk() else self._doc
+        doc = self._current()
         return list(doc["erased_users"])
 
     # -- persistence --------------------------------------------------------------------
@@ -473,6 +473,11 @@ class Keyring:
         with self._lock:
             self._doc, self._seen = doc, seen
         return doc
+
+    def _current(self) -> dict[str, Any]:
+        """The sidecar as it is now: read again only when it changed on disk (a lookup
+        otherwise costs one ``stat``)."""
+        return self._refresh() if self._changed_on_disk() else self._doc
 
     def _changed_on_disk(self) -> bool:
         """Tell whether the sidecar differs from the version held in memory."""

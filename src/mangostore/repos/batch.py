@@ -27,7 +27,7 @@ from mangostore.engine.connection import is_driver_error
 from mangostore.engine.pragmas import Connection
 from mangostore.repos.spec import INT64_MAX, INT64_MIN, ColumnSpec, TableSpec, encodable
 from mangostore.repos.stored import check_count
-from mangostore.sql import quote_identifier, repeated_rows, statement_sizes
+from mangostore.sql import execute_rows, quote_identifier, repeated_rows
 
 __all__ = [
     "StatementRefused",
@@ -68,17 +68,17 @@ def insert_rows(
         StatementRefused: SQLite refused a statement (a constraint, a full disk...).
         DatabaseError: a statement stored another number of rows than it named.
     """
-    done = 0
-    for size in statement_sizes(len(rows), len(columns)):
-        params = [value for values in rows[done : done + size] for value in values]
-        try:
-            count = conn.execute(insert_sql(quoted_table, columns, size), params).rowcount
-        except Exception as exc:
-            if is_driver_error(exc):
-                raise StatementRefused from exc
-            raise
-        check_count(table, count, size)
-        done += size
+    try:
+        execute_rows(
+            conn,
+            functools.partial(insert_sql, quoted_table, columns),
+            rows,
+            lambda size, cursor: check_count(table, cursor.rowcount, size),
+        )
+    except Exception as exc:
+        if is_driver_error(exc):
+            raise StatementRefused from exc
+        raise
 
 
 _NONE = type(None)

@@ -219,6 +219,12 @@ def test_merging_redirects_keeps_the_device_own_and_follows_chains(
         ("projects", "u", "w"),
         ("notification_types", "x", "t"),
     }
+    # A device's own redirect that no incoming one leads on from stays as it is.
+    with plain_db.store.transaction() as conn:
+        conn.execute("INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES ('kg', 'a', 'b')")
+        merge_redirects(conn, [("kg", "a", "c")])
+    assert ("kg", "a", "b") in _redirects(plain_db)
+    assert ("kg", "a", "c") not in _redirects(plain_db)
 
 
 def test_a_snapshot_part_with_malformed_redirects_is_refused(
