@@ -347,6 +347,33 @@ def test_a_log_entry_that_is_not_a_key_is_refused_and_the_log_starts_again(
     plain.close()
 
 
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("w", "'a''1'"),  # one literal for a key of two columns
+        ("w", "'a''1',1,2"),  # three
+        ("t", 1 << 62),  # a block beyond every rowid
+        ("t", "'3'"),  # text for a block of rowids
+        ("nowhere", 1),  # no such table
+    ],
+)
+def test_a_log_entry_of_the_wrong_shape_is_refused_and_the_log_starts_again(
+    plain: mangostore.Database, tmp_path: Path, table: str, key: object
+) -> None:
+    folder = tmp_path / "bk"
+    plain.backup.create(folder)
+    epoch = plain.query("SELECT epoch FROM backup_log_state")[0][0]
+    plain.execute("INSERT INTO backup_log (tbl, key, epoch) VALUES (?, ?, ?)", [table, key, epoch])
+    with pytest.raises(BackupCorruptError, match="not a row key"):
+        plain.backup.create(folder, kind="incremental")
+    # The automatic backup starts a new log and makes a full one; then incrementals.
+    assert plain.backup.create(folder).kind == "full"
+    plain.execute("UPDATE t SET v = 'again' WHERE id = 5")
+    assert plain.backup.create(folder).kind == "incremental"
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
 def test_max_chain_zero_makes_every_backup_full(plain: mangostore.Database, tmp_path: Path) -> None:
     plain.backup.configure(BackupPolicy(max_chain=0))
     folder = tmp_path / "bk"

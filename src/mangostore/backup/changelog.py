@@ -97,6 +97,10 @@ _LITERAL: Final = r"(?:NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|'(?:[^']|'')*
 #: A primary key as the triggers log it: its columns' literals joined by ``,``. Keys go
 #: into a statement as the literals they are (TablePlan.keyed_sql), so nothing else may.
 _KEY_LITERALS: Final = re.compile(rf"{_LITERAL}(?:,{_LITERAL})*", re.DOTALL)
+_ONE_LITERAL: Final = re.compile(_LITERAL, re.DOTALL)
+#: The blocks rowids fall in (a rowid is a signed 64-bit integer).
+_MIN_BLOCK: Final = -(1 << 63) >> LOG_SHIFT
+_MAX_BLOCK: Final = ((1 << 63) - 1) >> LOG_SHIFT
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,18 +328,22 @@ def changed_keys(conn: Connection, since: int, plan: SchemaPlan) -> dict[str, li
         BackupCorruptError: an entry is not a key of its table: the log was written by
             something other than its triggers (the next backup starts a new log).
     """
-    by_rowid = {t.name: t.by_rowid for t in plan.tables}
+    widths = {t.name: None if t.by_rowid else len(t.key) for t in plan.tables}
     found: dict[str, list[Key]] = defaultdict(list)
     cursor = conn.execute("SELECT tbl, key FROM backup_log WHERE epoch > ?", (since,))
     cursor.row_factory = None
     for table, key in cursor:
-        rowid = by_rowid.get(str(table))
-        valid = (
-            isinstance(key, int)
-            if rowid
-            else isinstance(key, str) and _KEY_LITERALS.fullmatch(key) is not None
-        )
-        if rowid is None or not valid:
+        width = widths.get(str(table), 0)
+        if width is None:  # a block of rowids: it and its rowids within 64 bits
+            valid = isinstance(key, int) and _MIN_BLOCK <= key <= _MAX_BLOCK
+        else:  # as many literals as the primary key has columns
+            valid = (
+                width > 0
+                and isinstance(key, str)
+                and _KEY_LITERALS.fullmatch(key) is not None
+                and len(_ONE_LITERAL.findall(key)) == width
+            )
+        if not valid:
             raise BackupCorruptError(
                 f"the backup change log holds an entry that is not a row key of a table "
                 f"({str(table)[:64]!r}): it was written by something other than its "
