@@ -374,6 +374,21 @@ def test_a_log_entry_of_the_wrong_shape_is_refused_and_the_log_starts_again(
     plain.close()
 
 
+def test_a_log_state_altered_outside_the_log_starts_a_new_log(
+    plain: mangostore.Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bk"
+    made = plain.backup.create(folder)
+    plain.execute("UPDATE backup_log_state SET epoch = 'two'")
+    again = plain.backup.create(folder)
+    assert again.kind == "full"
+    assert again.log_id != made.log_id
+    plain.execute("UPDATE t SET v = 'after' WHERE id = 7")
+    assert plain.backup.create(folder).kind == "incremental"
+    assert restored(plain, folder, tmp_path / "r.db") == logical(plain)
+    plain.close()
+
+
 def test_max_chain_zero_makes_every_backup_full(plain: mangostore.Database, tmp_path: Path) -> None:
     plain.backup.configure(BackupPolicy(max_chain=0))
     folder = tmp_path / "bk"

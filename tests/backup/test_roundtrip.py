@@ -104,6 +104,10 @@ def test_chains_are_rolled_up_onto_their_full_backup(
     catalog = vault.backup.list(folder)
     assert all(len(catalog.chain(m)) <= 3 for m in made)
     assert full.id in {m.id for m in catalog.backups if m.objects_of("index")}
+    # Of the incrementals, only the newest keeps its index (the tips of rolled-up
+    # chains are never built on again).
+    indexed = [m.id for m in catalog.backups if m.kind == "incremental" and m.objects_of("index")]
+    assert indexed == [made[-1].id]
     for manifest in made:
         assert vault.backup.verify(folder, manifest.id).ok
     assert restored(vault, folder, tmp_path / "r.db") == logical(vault)

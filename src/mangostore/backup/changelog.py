@@ -162,8 +162,7 @@ def _collision_terms(conn: Connection, table: TablePlan) -> tuple[str, list[str]
             continue
         names = [str(c) for c in index.columns]
         columns += names
-        collations = index.collations or ("BINARY",) * len(names)
-        parts.append(" AND ".join(map(_equal, names, collations)))
+        parts.append(" AND ".join(map(_equal, names, index.collations)))
     return " OR ".join(f"({p})" for p in parts), columns
 
 
@@ -280,7 +279,8 @@ def cut(conn: Connection) -> LogMark:
     however long the log: writers wait for it no longer than for any short write.
 
     When the log cannot be trusted (it never existed, the schema or its triggers
-    changed since they were made, a ``VACUUM`` moved rowids), makes the triggers again
+    changed since they were made, a ``VACUUM`` moved rowids, its state was altered
+    outside this module), makes the triggers again
     and starts a new log; else bumps the epoch and prunes entries older than
     :data:`KEEP_EPOCHS` backups.
     """
@@ -288,7 +288,10 @@ def cut(conn: Connection) -> LogMark:
     state = conn.execute(
         "SELECT log_id, epoch, pruned_to, digest FROM backup_log_state WHERE id = 1"
     ).fetchone()
-    if state is None or state[3] != _digest(conn, plan) or _probe_moved(conn):
+    # A state of the wrong types was written by something other than this module:
+    # the log is not trusted, as when the schema changed.
+    sound = state is not None and all(map(isinstance, state[:3], (str, int, int)))
+    if not sound or state[3] != _digest(conn, plan) or _probe_moved(conn):
         _install(conn, plan)
         conn.execute("DELETE FROM backup_log")
         conn.execute("DELETE FROM backup_log_counts")

@@ -256,10 +256,14 @@ def take_backup(
     except BaseException:
         abort()
         raise
-    if parent is not None and parent.kind == "incremental":
-        # A full backup keeps its index: the roll-up of its chain is built on it.
-        with contextlib.suppress(BackupError):
-            drop_index(destination, parent, backup_key)
+    # Nothing is built on the parent or on this database's previous newest backup (the
+    # tip of a chain just rolled up) again: the next one builds on this one or on the
+    # full backup, which keeps its index for the roll-ups.
+    previous = catalog.latest_of_log(manifest.log_id) if manifest.log_id else None
+    for done in {m.id: m for m in (parent, previous) if m is not None}.values():
+        if done.kind == "incremental" and done.objects_of("index"):
+            with contextlib.suppress(BackupError):
+                drop_index(destination, done, backup_key)
     return manifest
 
 

@@ -299,7 +299,7 @@ class Index:
     origin: str
     partial: bool
     columns: tuple[str | None, ...]
-    collations: tuple[str, ...] = ()
+    collations: tuple[str, ...]
 
 
 def indexes(conn: Connection, table: str) -> list[Index]:
