@@ -259,8 +259,7 @@ def _digest(conn: Connection, plan: SchemaPlan) -> str:
 def _install(conn: Connection, plan: SchemaPlan) -> None:
     """Make the triggers of every logged table again (dropping every trigger of the
     log first, such as those a renamed table took with it)."""
-    for name, _ in _installed(conn):
-        conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
+    introspect.drop_triggers(conn, LOG_TRIGGER_PREFIX)
     logged = logged_tables(conn, plan)
     for table in plan.tables:
         if table.name in logged:

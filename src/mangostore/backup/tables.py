@@ -49,7 +49,7 @@ from mangostore.backup.stream import StreamWriter, frame
 from mangostore.engine.pragmas import Connection
 from mangostore.sql import batches, quote_identifier
 
-__all__ = ["HOLD_BYTES", "Copied", "copy_logged", "copy_table"]
+__all__ = ["HOLD_BYTES", "Copied", "copy_all", "copy_logged", "copy_table"]
 
 #: Keys (or rowid ranges) per removal record.
 _DELETE_KEYS: Final = 2000
@@ -80,17 +80,14 @@ def copy_table(
     conn: Connection,
     table: TablePlan,
     data: StreamWriter,
-    index: IndexWriter | None,
+    index: IndexWriter,
     hasher: Hasher,
     before: OldTable | None,
     *,
     utf8: bool,
 ) -> Copied:
     """Write one table's rows (all of them, or what changed since ``before``, the
-    parent's entries) and its index entries (none when ``index`` is ``None``: a full
-    copy of a table the change log covers)."""
-    if index is None:
-        return _copy_all(conn, table, data, utf8)
+    parent's entries) and its index entries: a table the change log does not cover."""
     if table.by_rowid:
         return _copy_blocks(conn, table, data, index, hasher, before, utf8)
     return _copy_rows(conn, table, data, index, hasher, before, utf8)
@@ -139,7 +136,9 @@ def copy_logged(
     return Copied(count, written, delta.removed)
 
 
-def _copy_all(conn: Connection, table: TablePlan, data: StreamWriter, utf8: bool) -> Copied:
+def copy_all(conn: Connection, table: TablePlan, data: StreamWriter, *, utf8: bool) -> Copied:
+    """Write every row of ``table``, with no index entries: the full copy of a table
+    the change log covers (the next incremental reads the log, not digests)."""
     _table_record(data, table)
     count = 0
     if table.by_rowid:

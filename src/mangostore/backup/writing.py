@@ -49,7 +49,7 @@ from mangostore.backup.manifest import (
 from mangostore.backup.policy import BackupPolicy
 from mangostore.backup.snapshot import SchemaPlan, is_utf8, read_plan
 from mangostore.backup.stream import ObjectInfo, StreamReader, StreamWriter, frame, read_records
-from mangostore.backup.tables import Copied, copy_logged, copy_table
+from mangostore.backup.tables import Copied, copy_all, copy_logged, copy_table
 from mangostore.engine.pragmas import Connection
 from mangostore.engine.store import StoreProtocol
 from mangostore.errors import BackupCorruptError, BackupError, ConfigurationError
@@ -179,7 +179,7 @@ def take_backup(
                         before = old.table(table.name) if old is not None else None
                         copied = copy_table(conn, table, data, entries, hasher, before, utf8=utf8)
                     elif parent is None:
-                        copied = copy_table(conn, table, data, None, hasher, None, utf8=utf8)
+                        copied = copy_all(conn, table, data, utf8=utf8)
                     else:
                         copied = copy_logged(
                             conn,

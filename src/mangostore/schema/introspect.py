@@ -28,7 +28,7 @@ from typing import Final, Literal
 import sqlcipher3
 
 from mangostore.engine.pragmas import Connection
-from mangostore.sql import placeholders
+from mangostore.sql import placeholders, quote_identifier
 
 __all__ = [
     "SCHEMA_TABLE",
@@ -338,3 +338,12 @@ def unique_expression_tables(conn: Connection) -> frozenset[str]:
         "WHERE m.type = 'table' AND il.\"unique\" AND ii.cid = -2",
     ).fetchall()
     return frozenset(str(row[0]) for row in rows)
+
+
+def drop_triggers(conn: Connection, prefixes: str | tuple[str, ...]) -> list[str]:
+    """Drop every trigger whose name begins with one of ``prefixes`` (run-time
+    triggers a module makes for itself); return their names, sorted."""
+    names = sorted(o.name for o in schema_objects(conn, "trigger") if o.name.startswith(prefixes))
+    for name in names:
+        conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
+    return names

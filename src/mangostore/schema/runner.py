@@ -34,8 +34,7 @@ from mangostore.errors import (
     MigrationError,
     SchemaTooNewError,
 )
-from mangostore.schema.introspect import has_table, schema_objects
-from mangostore.sql import quote_identifier
+from mangostore.schema.introspect import drop_triggers, has_table
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _UP = "-- migrate:up"
@@ -327,13 +326,8 @@ class MigrationRunner:
         started = time.perf_counter()
         label = f"migration {migration.version} ({migration.name}) {'up' if up else 'down'}"
         try:
-            if not up:
-                for name in sorted(
-                    o.name
-                    for o in schema_objects(conn, "trigger")
-                    if o.name.startswith(migration.trigger_prefixes)
-                ):
-                    conn.execute(f"DROP TRIGGER {quote_identifier(name)}")
+            if not up and migration.trigger_prefixes:
+                drop_triggers(conn, migration.trigger_prefixes)
             for statement in split_statements(migration.up if up else migration.down):
                 if is_transaction_control(statement):
                     raise MigrationError(
