@@ -16,7 +16,7 @@ from mangostore.sync.batches import Batch, BatchBody, open_batch
 from mangostore.sync.graph import fold_duplicate_entities
 from mangostore.sync.merge import MergeCounts, Merger
 from mangostore.sync.settle import fix_references
-from mangostore.sync.snapshots import Redirect, Snapshot, merge_redirects
+from mangostore.sync.snapshots import Snapshot, merge_redirects
 from mangostore.sync.tables import SYNCED_BY_NAME
 from mangostore.sync.transport import SyncTransport
 from mangostore.sync.writes import SchemaCache
@@ -169,13 +169,10 @@ class Applier:
         ack: int,
         *,
         content: bool,
-        redirects: list[Redirect] | None = None,
     ) -> MergeCounts:
         store = self._store
         erased = set(store.keyring.erased_users()) if store.keyring is not None else set()
         with store.transaction() as conn:
-            if redirects:  # a snapshot's, followed by the merge of its states below
-                merge_redirects(conn, redirects)
             erased |= {str(u) for (u,) in conn.execute("SELECT user_id FROM sync_erasures")}
             manual = {
                 (str(t), str(c)) for t, c in conn.execute("SELECT tbl, col FROM sync_strategies")
@@ -297,9 +294,11 @@ class Applier:
             for user_id, _when in body.erasures:
                 self._erase(user_id)
             self._keep_keys(body.keys)
-            counts = self._merge(
-                body.states, None, device_id, body.ack, content=False, redirects=opened.redirects
-            )
+            # The redirects go in first, in a transaction the merge of the states is
+            # a savepoint of: a state that deletes a folded row then finds its survivor.
+            with self._store.transaction() as conn:
+                merge_redirects(conn, opened.redirects)
+                counts = self._merge(body.states, None, device_id, body.ack, content=False)
             self._fold_entities(body.states)
             total.add(counts)
         self._advance(snapshot.cursor)

@@ -12,7 +12,8 @@ also compacts a change set for free: ten edits of one row before a push are one 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import json
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "RowState",
     "decode_state",
     "encode_state",
+    "has_unpushed",
     "pending_states",
     "read_sites",
     "read_state",
@@ -160,6 +162,24 @@ def pending_states(conn: Connection, limit: int) -> Iterator[tuple[RowState, int
         state = states.get(str(table), {}).get(str(pk))
         if state is not None:
             yield state, int(seq)
+
+
+def has_unpushed(conn: Connection, erased: Collection[str] = ()) -> bool:
+    """Whether the device has a change the relay does not have yet: a row changed here
+    and not pushed, an erasure not pushed, or one of ``erased`` (the users the keyring
+    holds as erased) not yet noted as an erasure at all.
+
+    The last is a user erased here since the last push: the keyring knows it at once,
+    ``sync_erasures`` only once the next push notes it (``Pusher.note_erasures``).
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM sync_rows WHERE seq IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM sync_erasures WHERE pushed = 0) "
+        "OR EXISTS (SELECT 1 FROM json_each(?) AS e WHERE NOT EXISTS "
+        "(SELECT 1 FROM sync_erasures AS s WHERE s.user_id = e.value))",
+        (json.dumps(sorted(set(erased))),),
+    ).fetchone()
+    return bool(row[0])
 
 
 def _value(value: Any) -> Any:

@@ -27,6 +27,7 @@ from mangostore.filestore.remote import BlobRelay
 from mangostore.progress import Progress
 from mangostore.sync.applying import Applier, read_device, record_error
 from mangostore.sync.capture import backfill, current_digest, install
+from mangostore.sync.changes import has_unpushed
 from mangostore.sync.clock import unpack
 from mangostore.sync.compaction import drop_acknowledged
 from mangostore.sync.conflicts import Conflict, list_conflicts, resolve, set_strategy
@@ -341,11 +342,17 @@ class SyncService:
         Raises:
             UnsettledSnapshotError: changes kept being made faster than pushed.
         """
+        return self._upload_snapshot(pulled=False)
+
+    def _upload_snapshot(self, *, pulled: bool) -> int | None:
+        """What :meth:`upload_snapshot` does; ``pulled``: the device has just pushed
+        and pulled, so it pulls again only after pushing something (read_settled)."""
         transport = self._require()
         if not isinstance(transport, SnapshotTransport):
             return None
+        version = self._db.schema_version
         snapshot, docs = read_settled(
-            self._store, self.vault_id, self._db.schema_version, self.push, self.pull
+            self._store, self.vault_id, version, self.push, self.pull, pulled=pulled
         )
         sealed = snapshot.seal_parts(self._sync_key(), docs)
         for i, body in enumerate(sealed):
@@ -361,6 +368,7 @@ class SyncService:
         return snapshot.cursor
 
     def _snapshot_if_due(self) -> None:
+        """Upload a snapshot when one is due (:meth:`sync`, after its push and pull)."""
         transport = self._transport
         if not isinstance(transport, SnapshotTransport):
             return
@@ -373,7 +381,7 @@ class SyncService:
             self._note_snapshot(int(latest["cursor"]))
             return
         with contextlib.suppress(UnsettledSnapshotError):  # the next sync tries again
-            self.upload_snapshot()
+            self._upload_snapshot(pulled=True)
 
     def _note_snapshot(self, cursor: int) -> None:
         with self._store.transaction() as conn:
@@ -439,12 +447,13 @@ class SyncService:
         record_error(self._store, message)
 
     def sync(self, *, progress: Progress | None = None) -> SyncReport:
-        """Push pending changes, then pull and apply what other devices sent
-        (``progress`` hears stages ``pushing`` and ``pulling``).
+        """Push pending changes, pull and apply what other devices sent, and upload a
+        snapshot when one is due (``progress`` hears stages ``pushing`` and ``pulling``).
 
         Raises:
             SyncError: sync is not enabled or has no transport.
-            SyncTransportError: the relay could not be reached.
+            SyncTransportError: the relay could not be reached (status keeps the error,
+                as it keeps every sync error, a failed snapshot upload's included).
             DatabaseError: called inside a transaction.
         """
         if self._store.in_transaction():
@@ -452,11 +461,12 @@ class SyncService:
         try:
             pushed, changes = self.push(progress=progress)
             pulled, counts = self.pull(progress=progress)
+            self.compact()
+            # Inside the try: a snapshot upload that fails is this sync's error too.
+            self._snapshot_if_due()
         except (SyncError, TamperedDataError) as exc:
             self._record_error(str(exc))
             raise
-        self.compact()
-        self._snapshot_if_due()
         return SyncReport(pushed, changes, pulled, counts.applied, counts.ignored, counts.conflicts)
 
     def compact(self) -> int:
@@ -561,10 +571,12 @@ class SyncService:
         self._scheduler.start()
 
     def _has_pending(self) -> bool:
-        """Whether local changes wait to be pushed (one probe of the pending index)."""
+        """Whether local changes wait to be pushed: rows, erasures, users the keyring
+        holds as erased that no push has noted yet (the probe snapshots use too)."""
+        keyring = self._store.keyring
+        erased = keyring.erased_users() if keyring is not None else []
         with self._store.reading() as conn:
-            row = conn.execute("SELECT 1 FROM sync_rows WHERE seq IS NOT NULL LIMIT 1").fetchone()
-        return row is not None
+            return has_unpushed(conn, erased)
 
     def stop(self) -> None:
         """Stop the background thread, waiting for a sync in progress to finish."""

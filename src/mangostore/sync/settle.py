@@ -79,7 +79,7 @@ class Merger(Protocol):
         ...
 
 
-__all__ = ["fix_references", "update_row", "write_row", "write_rows"]
+__all__ = ["fix_references", "record_redirect", "update_row", "write_row", "write_rows"]
 
 _MAX_FIX_ROUNDS = 20
 
@@ -404,17 +404,46 @@ def _end_life(merger: Merger, table: str, pk: str, *, send: bool = False) -> Non
 
 
 def _redirect(merger: Merger, table: str, from_pk: str, to_pk: str) -> None:
-    conn = merger.conn
     merger.note_redirect(table)
+    record_redirect(merger.conn, table, from_pk, to_pk)
+
+
+def record_redirect(
+    conn: Connection, table: str, from_pk: str, to_pk: str, *, keep: bool = False
+) -> bool:
+    """Record, in the caller's transaction, that row ``from_pk`` of ``table`` was folded
+    into ``to_pk``; return whether it was recorded.
+
+    The redirect leads to the last survivor: to ``to_pk``'s own survivor when that row
+    was folded too, and the redirects that led to ``from_pk`` now lead there as well.
+    Recorded one at a time this way, no redirect ever leads to a folded row, so a chain
+    of folds is followed in one step. With ``keep``, a redirect already held for
+    ``from_pk`` stays as it is (and nothing is recorded). A redirect that would lead a
+    row back to itself is not recorded (folds go from a later row to an earlier one, so
+    none should).
+    """
+    held = conn.execute(
+        "SELECT to_pk FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (table, to_pk)
+    ).fetchone()
+    target = to_pk if held is None else str(held[0])
+    if target == from_pk:
+        return False
+    if keep:
+        own = conn.execute(
+            "SELECT 1 FROM sync_redirects WHERE tbl = ? AND from_pk = ?", (table, from_pk)
+        ).fetchone()
+        if own is not None:
+            return False
     conn.execute(
         "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES (?, ?, ?) "
         "ON CONFLICT (tbl, from_pk) DO UPDATE SET to_pk = excluded.to_pk",
-        (table, from_pk, to_pk),
+        (table, from_pk, target),
     )
     # Redirects that led to the folded row now lead to its survivor.
     conn.execute(
-        "UPDATE sync_redirects SET to_pk = ? WHERE tbl = ? AND to_pk = ?", (to_pk, table, from_pk)
+        "UPDATE sync_redirects SET to_pk = ? WHERE tbl = ? AND to_pk = ?", (target, table, from_pk)
     )
+    return True
 
 
 def _follow_redirects(merger: Merger, spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:

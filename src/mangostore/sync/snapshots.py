@@ -49,7 +49,8 @@ from mangostore.sync.batches import (
     unreadable,
 )
 from mangostore.sync.capture import synced_columns
-from mangostore.sync.changes import encode_state, read_sites, read_states
+from mangostore.sync.changes import encode_state, has_unpushed, read_sites, read_states
+from mangostore.sync.settle import record_redirect
 from mangostore.sync.tables import SYNCED_BY_NAME
 
 if TYPE_CHECKING:
@@ -79,10 +80,6 @@ SETTLE_ROUNDS = 3
 WrappedKeys = list[tuple[str, str, bytes]]
 #: A row folded into another on a unique-key clash: (table, its key, its survivor's key).
 Redirect = tuple[str, str, str]
-#: Passes that lead redirects through chains of folds (a chain is as long as the rows
-#: that took one unique key, a handful; folds go from a later row to an earlier one, so
-#: none loops).
-_CHAIN_ROUNDS = 20
 
 
 @runtime_checkable
@@ -163,23 +160,13 @@ def merge_redirects(conn: Connection, redirects: Sequence[Redirect]) -> None:
     same rule applied to the same rows, so they are the same redirect, unless the two
     devices had each seen a different earlier row with that unique key: those rows then
     meet in the merge of the snapshot's states, and the fold there leads every redirect
-    to the later one on to the earliest. Finally a redirect that leads to a row itself
-    folded leads on to that row's survivor, as a fold made here would have left it.
+    to the later one on to the earliest. Each redirect is recorded as a fold made here
+    records its own (:func:`~mangostore.sync.settle.record_redirect`), so every chain of
+    them leads to the last survivor.
     """
-    conn.executemany(
-        "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES (?, ?, ?) "
-        "ON CONFLICT (tbl, from_pk) DO NOTHING",
-        [r for r in redirects if r[1] != r[2]],
-    )
-    for _round in range(_CHAIN_ROUNDS):
-        moved = conn.execute(
-            "UPDATE sync_redirects SET to_pk = (SELECT n.to_pk FROM sync_redirects AS n "
-            "WHERE n.tbl = sync_redirects.tbl AND n.from_pk = sync_redirects.to_pk) "
-            "WHERE EXISTS (SELECT 1 FROM sync_redirects AS n WHERE n.tbl = sync_redirects.tbl "
-            "AND n.from_pk = sync_redirects.to_pk AND n.to_pk <> sync_redirects.from_pk)"
-        ).rowcount
-        if moved <= 0:
-            return
+    for table, from_pk, to_pk in redirects:
+        if from_pk != to_pk:
+            record_redirect(conn, table, from_pk, to_pk, keep=True)
 
 
 def read_settled(
@@ -188,27 +175,40 @@ def read_settled(
     schema_version: int,
     push: Callable[[], object],
     pull: Callable[[], object],
+    *,
+    pulled: bool = False,
 ) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Push what the device has not sent (when it has something), pull, and read its
     snapshot (:func:`read_snapshot`, with the wrapped data keys of the users not
     erased, as the keyring has them once the pull is done); again while the device
     has changes the relay lacks (a clash the pull settled, a write meanwhile).
 
+    ``pulled`` says the device has just pushed and pulled (``db.sync.sync()`` before a
+    snapshot it finds due): with nothing to push, the first round then reads at once,
+    as another pull would only bring what arrived since.
+
     Raises:
         UnsettledSnapshotError: changes were still waiting after :data:`SETTLE_ROUNDS`.
     """
-    for _round in range(SETTLE_ROUNDS):
+    for round_ in range(SETTLE_ROUNDS):
         with store.reading() as conn:
-            unpushed = _unpushed(conn)
+            unpushed = has_unpushed(conn, _erased(store))
         if unpushed:
             push()
-        pull()
+        if unpushed or not (pulled and round_ == 0):
+            pull()
         made = read_snapshot(store, vault_id, schema_version, _live_keys(store))
         if made is not None:
             return made
     raise UnsettledSnapshotError(
         "this device kept having changes not yet sent; no snapshot was uploaded (try again)"
     )
+
+
+def _erased(store: Store) -> list[str]:
+    """The users the keyring holds as erased."""
+    keyring = store.keyring
+    return [] if keyring is None else keyring.erased_users()
 
 
 def _live_keys(store: Store) -> WrappedKeys:
@@ -226,13 +226,14 @@ def read_snapshot(
 ) -> tuple[Snapshot, list[dict[str, Any]]] | None:
     """Read the device's whole synced state in one read transaction; return the
     snapshot's identity and its parts' documents (not yet sealed), or ``None`` when
-    the device has changes it has not pushed (rows or erasures).
+    the device has changes it has not pushed (:func:`~mangostore.sync.changes.has_unpushed`:
+    rows, erasures, users the keyring holds as erased that no push has noted yet).
 
     ``keys`` are the wrapped data keys to carry (the living users'). The cursor is the
     device's, or just before the first batch it holds for a newer schema.
     """
     with store.snapshot() as conn:
-        if _unpushed(conn):
+        if has_unpushed(conn, _erased(store)):
             return None
         cursor = int(conn.execute("SELECT pulled_cursor FROM sync_device").fetchone()[0])
         held = conn.execute("SELECT min(cursor) FROM sync_inbox").fetchone()[0]
@@ -258,15 +259,6 @@ def read_snapshot(
     # any state is merged (see merge_redirects).
     docs[0]["r"] = redirects
     return Snapshot(vault_id, new_id(), cursor, schema_version), docs
-
-
-def _unpushed(conn: Connection) -> bool:
-    """Whether the device has a change the relay does not have yet."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM sync_rows WHERE seq IS NOT NULL) "
-        "OR EXISTS (SELECT 1 FROM sync_erasures WHERE pushed = 0)"
-    ).fetchone()
-    return bool(row[0])
 
 
 #: Rows whose states are read together (a few statements for each such group).

@@ -27,6 +27,7 @@ from tests.sync.test_convergence import logical_content
 import mangostore
 from mangostore import Settings
 from mangostore.errors import SyncError
+from mangostore.sync.settle import record_redirect
 from mangostore.sync.snapshots import merge_redirects, read_snapshot
 
 
@@ -225,6 +226,40 @@ def test_merging_redirects_keeps_the_device_own_and_follows_chains(
         merge_redirects(conn, [("kg", "a", "c")])
     assert ("kg", "a", "b") in _redirects(plain_db)
     assert ("kg", "a", "c") not in _redirects(plain_db)
+
+
+def test_merging_a_long_chain_of_redirects_leads_each_to_the_last_survivor(
+    plain_db: mangostore.Database,
+) -> None:
+    # Each row folded into the next, listed from the first fold: every redirect must
+    # end at the last row, however long the chain.
+    chain = [("projects", f"p{i:02}", f"p{i + 1:02}") for i in range(40)]
+    with plain_db.store.transaction() as conn:
+        merge_redirects(conn, chain)
+    assert _redirects(plain_db) == {("projects", f"p{i:02}", "p40") for i in range(40)}
+
+
+def test_a_fold_leads_its_redirect_and_those_to_it_to_the_last_survivor(
+    plain_db: mangostore.Database,
+) -> None:
+    with plain_db.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO sync_redirects (tbl, from_pk, to_pk) VALUES "
+            "('projects', 'b', 'c'), ('projects', 'x', 'a'), ('kg', 'a', 'z')"
+        )
+        # a folds into b, itself folded into c: a and x (folded into a) lead to c.
+        assert record_redirect(conn, "projects", "a", "b")
+        # c folding into a would lead c back to itself: nothing is recorded.
+        assert not record_redirect(conn, "projects", "c", "a")
+        # With keep, a redirect held for the row stays; without, it is replaced.
+        assert not record_redirect(conn, "kg", "a", "y", keep=True)
+        assert record_redirect(conn, "kg", "a", "w")
+    assert _redirects(plain_db) == {
+        ("projects", "b", "c"),
+        ("projects", "a", "c"),
+        ("projects", "x", "c"),
+        ("kg", "a", "w"),
+    }
 
 
 def test_a_snapshot_part_with_malformed_redirects_is_refused(
