@@ -52,7 +52,7 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import mangostore
-from bench.harness import Config, Measurement, measure_seconds, raw_connection
+from bench.harness import Config, Measurement, measure_seconds, print_seconds, raw_connection
 from mangostore import KdfParams, Settings
 from mangostore.backup import BackupPolicy, changelog
 from mangostore.backup.snapshot import TablePlan, read_groups, read_literals, read_plan
@@ -376,11 +376,7 @@ def main() -> None:
         "--commands", type=int, default=200_000, help="commands in the full-text case"
     )
     args = parser.parse_args()
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for m in run(Config(rounds=5 * args.rounds), args.mb, args.commands):
-        ratio = f"  x{m.ratio:.2f} of {m.baseline}" if m.baseline else ""
-        print(f"{m.name}: {m.median_us / 1e6:.2f} s (median of {m.calls}){ratio}")
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_seconds(lambda: run(Config(rounds=5 * args.rounds), args.mb, args.commands))
 
 
 if __name__ == "__main__":

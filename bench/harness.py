@@ -14,6 +14,7 @@ does not put a named in-run baseline and the ratio to it in one table.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -213,3 +214,13 @@ def measure_seconds(
         ratio=median / baseline.median_us if baseline else 1.0,
         max_us=ordered[-1] * 1e6,
     )
+
+
+def print_seconds(produce: Callable[[], list[Measurement]]) -> None:
+    """Run ``produce`` and print its whole-run figures in seconds, each with its ratio,
+    between the machine's load averages (other work on a shared machine skews them)."""
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for m in produce():
+        ratio = f"  x{m.ratio:.2f} of {m.baseline}" if m.baseline else ""
+        print(f"{m.name}: {m.median_us / 1e6:.3f} s (median of {m.calls}){ratio}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

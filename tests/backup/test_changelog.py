@@ -17,7 +17,7 @@ from tests.conftest import PASSPHRASE
 import mangostore
 from mangostore.backup import BackupPolicy, changelog
 from mangostore.backup.snapshot import read_plan
-from mangostore.errors import BackupCorruptError, BackupError
+from mangostore.errors import BackupCorruptError, BackupError, ValidationError
 from mangostore.sql import quote_identifier
 
 
@@ -389,15 +389,13 @@ def test_a_log_state_altered_outside_the_log_starts_a_new_log(
     plain.close()
 
 
-def test_max_chain_zero_makes_every_backup_full(plain: mangostore.Database, tmp_path: Path) -> None:
-    plain.backup.configure(BackupPolicy(max_chain=0))
-    folder = tmp_path / "bk"
-    kinds = []
-    for n in range(3):
-        plain.execute("UPDATE t SET v = ? WHERE id = 1", [str(n)])
-        kinds.append(plain.backup.create(folder).kind)
-    assert kinds == ["full", "full", "full"]
-    plain.close()
+@pytest.mark.parametrize(
+    "fields",
+    [{"fanout": 1}, {"fanout": 0}, {"keep_all_days": 0}, {"thin_every_s": -1}],
+)
+def test_a_policy_out_of_range_is_refused(fields: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="must be"):
+        BackupPolicy(**fields)  # type: ignore[arg-type]
 
 
 def test_no_collision_check_scans_a_table(tmp_path: Path) -> None:

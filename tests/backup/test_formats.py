@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.conftest import PASSPHRASE
 import mangostore
 from mangostore.backup import open_destination, restore_backup
 from mangostore.backup.catalog import load_catalog
-from mangostore.backup.manifest import manifest_name, sign_manifest
+from mangostore.backup.manifest import VERSION, manifest_name, sign_manifest
 from mangostore.errors import BackupCorruptError, BackupError
 from mangostore.keys.keyring import Keyring
 
@@ -76,7 +77,7 @@ def test_a_version_1_backup_is_not_built_on(v1: tuple[Path, Keyring], tmp_path: 
             db.backup.create(folder, kind="incremental")
         made = db.backup.create(folder)
         assert made.kind == "full"
-        assert made.format_version == 3
+        assert made.format_version == VERSION
         db.execute("UPDATE kinds SET n = 8 WHERE id = 1")
         inc = db.backup.create(folder)
         assert inc.kind == "incremental"
@@ -117,3 +118,24 @@ def test_a_newer_format_is_refused_with_advice(v1: tuple[Path, Keyring]) -> None
     assert "upgrade mangostore" in str(catalog.problems[0][1])
     with pytest.raises(BackupCorruptError):
         catalog.get(full.id)
+
+
+def test_a_version_3_backup_is_read_and_not_built_on(tmp_path: Path) -> None:
+    # Version 3 differs from 4 only in its manifest (no ``seq``): its readers refuse
+    # a field they do not know, so a re-signed version 3 manifest stays without one.
+    db = mangostore.create(tmp_path / "v.db", passphrase=PASSPHRASE, settings=SETTINGS).db
+    folder = tmp_path / "bk"
+    made = db.backup.create(folder)
+    ring = db.store.keyring
+    assert ring is not None
+    key = ring.subkey("backup")
+    old = replace(made, format_version=3)
+    (folder / manifest_name(made.id)).write_bytes(sign_manifest(old, key))
+    assert "seq" not in json.loads((folder / manifest_name(made.id)).read_bytes())
+    assert db.backup.list(folder).backups[0].format_version == 3
+    assert db.backup.verify(folder, made.id).ok
+    db.execute("UPDATE users SET email = 'x@example.org'")
+    with pytest.raises(BackupError, match="older format"):
+        db.backup.create(folder, kind="incremental")
+    assert db.backup.create(folder).kind == "full"
+    db.close()

@@ -25,7 +25,7 @@ def test_prune_keeps_every_backup_a_kept_one_needs(
     clocked_vault: mangostore.Database, folder: Path, clock: ManualClock, tmp_path: Path
 ) -> None:
     db = clocked_vault
-    db.backup.configure(BackupPolicy(retention_days=2, max_chain=10))
+    db.backup.configure(BackupPolicy(retention_days=2))
     made = []
     for day in range(5):
         _write(db, day)
@@ -38,6 +38,41 @@ def test_prune_keeps_every_backup_a_kept_one_needs(
     assert made[-1].id in kept
     assert report.deleted == []
     db.backup.restore(tmp_path / "r.db", passphrase=PASSPHRASE, to=folder, settings=SETTINGS)
+
+
+def test_old_restore_points_are_thinned_to_one_an_hour(
+    clocked_vault: mangostore.Database, folder: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    db = clocked_vault
+    db.backup.configure(BackupPolicy(fanout=4, keep_all_days=1, thin_every_s=3600))
+    made = []
+    for n in range(18):  # every 10 minutes for three hours
+        _write(db, n)
+        made.append(db.backup.create(folder))
+        clock.advance(600_000)
+    clock.advance(2 * DAY_MS)
+    _write(db, 99)
+    newest = db.backup.create(folder, kind="full")
+    report = db.backup.prune(folder)
+    catalog = db.backup.list(folder)
+    kept = {m.id: m for m in catalog.backups}
+    assert report.deleted
+    assert newest.id in kept
+    # Each hour of the old day keeps the point whose restore reads the fewest backups
+    # (the newest of those), with its chain; the incrementals in between are gone.
+    for hour in range(3):
+        slot = made[hour * 6 : hour * 6 + 6]
+        best = min(m.depth for m in slot)
+        chosen = [m for m in slot if m.depth == best][-1]
+        assert chosen.id in kept
+        assert all(p.id in kept for p in catalog.chain(kept[chosen.id]))
+    assert len(kept) < len(made)
+    # Whatever is kept still verifies and restores.
+    assert db.backup.verify(folder).ok
+    for manifest in catalog.backups:
+        assert db.backup.verify(folder, manifest.id).ok
+    at = made[7].created_at + 1
+    db.backup.restore(tmp_path / "r.db", passphrase=PASSPHRASE, to=folder, settings=SETTINGS, at=at)
 
 
 def test_prune_deletes_old_chains_and_orphans(
@@ -111,9 +146,12 @@ def test_backups_can_follow_the_writes(
     assert follow.kind == "incremental"
     clock.advance(600_000)
     assert db.backup.tick(folder) is None  # nothing written since: nothing to back up
-    db.backup.configure(BackupPolicy())
+    db.backup.configure(BackupPolicy(after_writes_s=None))
     _write(db, 2)
     assert db.backup.tick(folder) is None  # without after_writes_s: hourly
+    # By default, restore points follow the writes a minute apart.
+    db.backup.configure(BackupPolicy())
+    assert db.backup.tick(folder) is not None
 
 
 def test_after_writes_s_must_be_positive() -> None:

@@ -85,32 +85,52 @@ def test_a_changed_schema_starts_a_new_full_backup(
         vault.backup.create(folder, kind="incremental")
 
 
-def test_chains_are_rolled_up_onto_their_full_backup(
+def test_incrementals_form_levels_so_a_restore_reads_few_backups(
     vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
-    vault.backup.configure(BackupPolicy(max_chain=2))
+    vault.backup.configure(BackupPolicy(fanout=2))
     made = []
-    for n in range(6):
+    for n in range(9):
         vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
         made.append(vault.backup.create(folder))
     full = made[0]
-    assert [m.kind for m in made] == ["full", *["incremental"] * 5]
-    # Once a chain has max_chain incrementals, the next one holds every change since
-    # the full backup: a restore reads at most max_chain + 1 backups.
-    assert [m.depth for m in made] == [0, 1, 2, 1, 2, 1]
-    assert made[3].parent == full.id
-    assert made[5].parent == full.id
-    assert made[3].changed_rows >= made[1].changed_rows
+    assert [m.kind for m in made] == ["full", *["incremental"] * 8]
+    assert [m.seq for m in made] == list(range(9))
+    # With fanout 2, the n-th incremental is built on the newest backup whose level
+    # (the trailing zero bits of its seq) is at least its own: 2, 4 and 8 on the full
+    # backup, 3 on 2, 5 and 6 on 4, 7 on 6.
+    parents = [m.parent for m in made[1:]]
+    ids = [m.id for m in made]
+    assert parents == [ids[0], ids[0], ids[2], ids[0], ids[4], ids[4], ids[6], ids[0]]
+    assert [m.depth for m in made] == [0, 1, 1, 2, 1, 2, 2, 3, 1]
+    # A level-3 incremental holds every change of the seven before it.
+    assert made[8].changed_rows >= made[4].changed_rows >= made[2].changed_rows
     catalog = vault.backup.list(folder)
-    assert all(len(catalog.chain(m)) <= 3 for m in made)
-    assert full.id in {m.id for m in catalog.backups if m.objects_of("index")}
-    # Of the incrementals, only the newest keeps its index (the tips of rolled-up
-    # chains are never built on again).
-    indexed = [m.id for m in catalog.backups if m.kind == "incremental" and m.objects_of("index")]
-    assert indexed == [made[-1].id]
+    assert [len(catalog.chain(m)) for m in made] == [m.depth + 1 for m in made]
+    # Only the backups a later one may be built on keep their index: the newest,
+    # and the full backup (every level rolls up onto it).
+    indexed = {m.id for m in catalog.backups if m.objects_of("index")}
+    assert indexed == {full.id, made[8].id}
     for manifest in made:
         assert vault.backup.verify(folder, manifest.id).ok
     assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
+
+
+def test_the_indexes_kept_are_those_a_later_incremental_builds_on(
+    vault: mangostore.Database, folder: Path
+) -> None:
+    vault.backup.configure(BackupPolicy(fanout=2))
+    made = []
+    for n in range(7):
+        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
+        made.append(vault.backup.create(folder))
+    # seq 6 (level 1, on 4) is the newest. The backups of its chain a later one may be
+    # built on keep their index: 6, 4 (level 2), the full one; 1, 2, 3 and 5 drop it.
+    catalog = vault.backup.list(folder)
+    indexed = {m.seq for m in catalog.backups if m.objects_of("index")}
+    assert indexed == {0, 4, 6}
+    vault.command_history.record(vault.users.list()[0].id, "ls again")
+    assert vault.backup.create(folder).parent == made[6].id
 
 
 def test_a_full_backup_is_made_when_its_chain_cannot_be_rolled_up(
@@ -118,12 +138,13 @@ def test_a_full_backup_is_made_when_its_chain_cannot_be_rolled_up(
 ) -> None:
     # The log keeps one backup's entries: by the roll-up, the full backup's are gone.
     monkeypatch.setattr(changelog, "KEEP_EPOCHS", 1)
-    vault.backup.configure(BackupPolicy(max_chain=1))
+    vault.backup.configure(BackupPolicy(fanout=2))
     vault.backup.create(folder)
     vault.execute("UPDATE projects SET name = 'renamed'")
     assert vault.backup.create(folder).kind == "incremental"
     vault.execute("UPDATE projects SET name = 'again'")
-    with pytest.raises(BackupError, match=r"max_chain.*change log does not reach back"):
+    # The second incremental (level 1) is built on the full backup.
+    with pytest.raises(BackupError, match=r"builds on backup.*change log does not reach back"):
         vault.backup.create(folder, kind="incremental")
     assert vault.backup.create(folder).kind == "full"
 
@@ -137,10 +158,10 @@ def test_restoring_at_each_point_gives_the_database_as_it_was(
         tmp_path / "v.db", passphrase=PASSPHRASE, settings=SETTINGS, clock=clock
     ).db
     folder = tmp_path / "bk"
-    db.backup.configure(BackupPolicy(max_chain=3))
+    db.backup.configure(BackupPolicy(fanout=2))
     fill(db, users=1, commands=5)
     points: list[tuple[int, dict]] = []
-    for _ in range(5):
+    for _ in range(9):  # with fanout 2, levels 0 to 3
         for _ in range(rng.randint(1, 6)):
             users = db.users.list()
             action = rng.choice(["add", "edit", "delete", "user"])

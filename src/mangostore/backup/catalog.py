@@ -8,7 +8,7 @@ from mangostore.backup.destinations import Destination, get_bytes
 from mangostore.backup.manifest import Manifest, manifest_name, parse_manifest
 from mangostore.errors import BackupCorruptError, BackupError
 
-__all__ = ["Catalog", "load_catalog"]
+__all__ = ["Catalog", "ManifestCache", "load_catalog"]
 
 
 @dataclass
@@ -100,21 +100,66 @@ class Catalog:
         return [m for m in self.backups if m.parent == backup_id]
 
 
-def load_catalog(destination: Destination, backup_key: bytes, vault_id: str) -> Catalog:
-    """Read and check every manifest of ``destination``.
+class ManifestCache:
+    """Manifests parsed and checked before, by name and stamp
+    (:meth:`~mangostore.backup.destinations.Destination.stamps`).
+
+    A schedule looks at the catalog every minute; with restore points a minute apart
+    it holds thousands of manifests, and reading each again (one request each, on S3)
+    would cost more than the backups. A manifest is read again only when its stamp
+    changed (it was re-signed: an index dropped, a key block rewritten) or the
+    destination gives no stamp. One cache serves one vault's key.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, Manifest]] = {}
+
+    def get(self, name: str, stamp: str) -> Manifest | None:
+        """The manifest read under ``name`` when it had ``stamp``, if any."""
+        found = self._seen.get(name)
+        return found[1] if found is not None and stamp and found[0] == stamp else None
+
+    def keep(self, name: str, stamp: str, manifest: Manifest) -> None:
+        """Remember ``manifest``, read under ``name`` with ``stamp``."""
+        if stamp:
+            self._seen[name] = (stamp, manifest)
+
+    def forget_missing(self, names: set[str]) -> None:
+        """Drop the manifests no longer listed."""
+        for name in set(self._seen) - names:
+            self._seen.pop(name, None)
+
+
+def load_catalog(
+    destination: Destination,
+    backup_key: bytes,
+    vault_id: str,
+    cache: ManifestCache | None = None,
+) -> Catalog:
+    """Read and check every manifest of ``destination`` (those ``cache`` holds with an
+    unchanged stamp are not read again).
 
     A manifest of another vault, or one that fails its signature, is a problem
     reported in the catalog, not an error: the others are still usable.
     """
     catalog = Catalog()
-    for name in destination.names("manifests/"):
-        if not name.endswith(".json"):
-            continue
-        try:
-            manifest = parse_manifest(get_bytes(destination, name), name, backup_key, vault_id)
-        except BackupCorruptError as exc:
-            catalog.problems.append((name, exc))
-            continue
+    stamps = {
+        name: stamp
+        for name, stamp in destination.stamps("manifests/").items()
+        if name.endswith(".json")
+    }
+    if cache is not None:
+        cache.forget_missing(set(stamps))
+    for name in sorted(stamps):
+        manifest = cache.get(name, stamps[name]) if cache is not None else None
+        if manifest is None:
+            try:
+                manifest = parse_manifest(get_bytes(destination, name), name, backup_key, vault_id)
+            except BackupCorruptError as exc:
+                catalog.problems.append((name, exc))
+                continue
+            if cache is not None:
+                cache.keep(name, stamps[name], manifest)
         catalog.backups.append(manifest)
     catalog.backups.sort(key=lambda m: (m.created_at, m.id))
     return catalog

@@ -16,6 +16,7 @@ complete: its objects are orphans that ``prune`` removes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import secrets
@@ -52,6 +53,12 @@ class Destination(Protocol):
 
     def names(self, prefix: str) -> list[str]:
         """Every object name under ``prefix`` (a folder such as ``manifests/``)."""
+        ...
+
+    def stamps(self, prefix: str) -> dict[str, str]:
+        """Every object name under ``prefix``, each with a stamp that changes whenever
+        the object is written again (an ETag, or inode, size and time); ``""`` where
+        the file system gives none. Lets a reader keep what it parsed before."""
         ...
 
     def delete(self, name: str) -> None:
@@ -166,21 +173,25 @@ class FsspecDestination:
 
     def names(self, prefix: str) -> list[str]:
         """See :meth:`Destination.names`."""
+        return sorted(self.stamps(prefix))
+
+    def stamps(self, prefix: str) -> dict[str, str]:
+        """See :meth:`Destination.stamps`."""
         base = self._path(prefix.rstrip("/"))
         with _fs_errors(self.url):
             self._fs.invalidate_cache()
             try:
-                found = self._fs.find(base)
+                found = self._fs.find(base, detail=True)
             except FileNotFoundError:
-                return []
+                return {}
         root = self._root + "/"
-        out = []
-        for full in found:
+        out = {}
+        for full, info in found.items():
             text = str(full)
             rel = text[len(root) :] if text.startswith(root) else text
             if ".tmp-" not in rel:
-                out.append(rel)
-        return sorted(out)
+                out[rel] = _stamp(info)
+        return out
 
     def delete(self, name: str) -> None:
         """See :meth:`Destination.delete`."""
@@ -191,6 +202,16 @@ class FsspecDestination:
             return
         except OSError as exc:
             raise BackupDestinationError(f"cannot delete {name} from {self.url}: {exc}") from exc
+
+
+def _stamp(info: dict[str, Any]) -> str:
+    # Object stores give an ETag (a digest of the content); a local file is replaced by
+    # a rename, so its inode changes with every write, and so does its time.
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return str(etag)
+    parts = [info.get(k) for k in ("ino", "size", "mtime")]
+    return ":".join(map(str, parts)) if all(p is not None for p in parts) else ""
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -231,6 +252,14 @@ class MemoryDestination:
     def names(self, prefix: str) -> list[str]:
         """See :meth:`Destination.names`."""
         return sorted(n for n in self.objects if n.startswith(prefix))
+
+    def stamps(self, prefix: str) -> dict[str, str]:
+        """See :meth:`Destination.stamps` (a digest of each object)."""
+        return {
+            n: hashlib.sha256(data).hexdigest()
+            for n, data in self.objects.items()
+            if n.startswith(prefix)
+        }
 
     def delete(self, name: str) -> None:
         """See :meth:`Destination.delete`."""

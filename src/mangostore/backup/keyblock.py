@@ -115,19 +115,30 @@ def scrub_keyblocks(
     backup_key: bytes,
     erased: set[str],
     sign: Callable[[Manifest], bytes],
+    clean: dict[str, frozenset[str]] | None = None,
 ) -> list[str]:
     """Rewrite the key block of every backup that still holds a key of an ``erased``
     user (or does not yet list them as erased); return the ids of the backups rewritten.
 
     Each rewrite writes the new key block, then the re-signed manifest that lists it,
     then removes the old block: an interruption leaves either version whole.
+
+    ``clean`` remembers, by a key block's SHA-256 (from its signed manifest), the
+    users it lists as erased and holds no key of; a block already known to be clean
+    is not read again (once anyone was erased, every backup and prune calls this).
     """
     rewritten = []
     for manifest in backups:
+        blocks = manifest.objects_of(_STREAM)
+        known = clean.get(blocks[-1].sha256) if clean is not None and blocks else None
+        if known is not None and erased <= known:
+            continue
         key = data_key(backup_key, manifest.id)
         block = read_keyblock(destination, manifest, key)
         listed = set(block.erased_users)
         if erased <= listed and not any(e.user_id in erased for e in block.entries):
+            if clean is not None and blocks:
+                clean[blocks[-1].sha256] = frozenset(listed)
             continue
         version = manifest.keys_version + 1
         new_obj = write_keyblock(destination, manifest.id, version, key, block.without(erased))
@@ -135,6 +146,8 @@ def scrub_keyblocks(
         objects = [o for o in manifest.objects if o.role != _STREAM] + [new_obj]
         updated = manifest.with_objects(objects, keys_version=version)
         put_bytes(destination, manifest_name(manifest.id), sign(updated))
+        if clean is not None:
+            clean[new_obj.sha256] = frozenset(listed | erased)
         for obj in old:
             destination.delete(obj.name)
         rewritten.append(manifest.id)

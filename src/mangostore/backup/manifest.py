@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -31,6 +32,7 @@ __all__ = [
     "Manifest",
     "data_key",
     "derive_key",
+    "level_of",
     "manifest_key",
     "manifest_name",
     "parse_manifest",
@@ -38,14 +40,37 @@ __all__ = [
 ]
 
 FORMAT: Final = "mangostore-backup"
-#: The format this version writes. 3: incrementals are built from the change log (the
-#: manifest names the log and its cut), and the index covers only the tables SQLite
-#: writes itself; 2: tables with a rowid are indexed by blocks of rowids, and
-#: incrementals remove rowid ranges (``E`` records); 1: row by row.
-VERSION: Final = 3
+#: The format this version writes. 4: incrementals form levels (the manifest's ``seq``
+#: places a backup in its series, and decides which backup it is built on); 3:
+#: incrementals are built from the change log (the manifest names the log and its
+#: cut), and the index covers only the tables SQLite writes itself; 2: tables with a
+#: rowid are indexed by blocks of rowids, and incrementals remove rowid ranges (``E``
+#: records); 1: row by row.
+VERSION: Final = 4
 #: The formats this version reads (restores and verifies).
-READABLE: Final = (1, 2, 3)
+READABLE: Final = (1, 2, 3, 4)
 Kind = Literal["full", "incremental"]
+
+
+def level_of(manifest: Manifest, fanout: int) -> float:
+    """The level of a backup in its series: a full backup is above every level; an
+    incremental at ``seq`` is at the number of times ``fanout`` divides ``seq`` (the
+    trailing zero digits of ``seq`` written in base ``fanout``).
+
+    An incremental is built on the newest backup of its series at its level or above,
+    so a level-``k`` incremental holds the changes of the ``fanout`` level-``k - 1``
+    ones before it: each change is stored once per level, and a restore reads at most
+    ``fanout - 1`` backups per level.
+    """
+    if manifest.kind == "full":
+        return math.inf
+    level, seq = 0, manifest.seq
+    if seq <= 0:  # an incremental from before version 4: nothing is built on it
+        return 0
+    while seq % fanout == 0:
+        level += 1
+        seq //= fanout
+    return level
 
 
 def derive_key(backup_key: bytes, info: str) -> bytes:
@@ -79,7 +104,8 @@ class Manifest:
         parent: the backup an incremental applies on top of (``None`` for a full one).
         base: the full backup its chain starts from (its own id for a full one).
         kind: ``"full"`` or ``"incremental"``.
-        depth: incrementals between it and its base (0 for a full backup).
+        depth: incrementals between it and its base (0 for a full backup): a restore
+            reads ``depth + 1`` backups.
         schema_version: the database's schema version when the snapshot was taken.
         schema_digest: SHA-256 of the snapshot's schema; an incremental has its parent's.
         vault_id: the vault whose keys sealed it.
@@ -99,6 +125,9 @@ class Manifest:
         keys_version: bumped each time the key block is rewritten (an erasure).
         log_id, log_epoch: the change log the snapshot cut and where (since version 3):
             an incremental built on this backup sends what the log tagged later.
+        seq: its place in its series (since version 4): 0 for a full backup, and one
+            more than the newest backup of the series for each incremental; its
+            level, and so its parent, follow from it (:func:`level_of`).
         format_version: the format the backup was written in (``version`` in the
             file; see :data:`READABLE`).
     """
@@ -124,6 +153,7 @@ class Manifest:
     keys_version: int = 1
     log_id: str | None = None
     log_epoch: int | None = None
+    seq: int = 0
     format_version: int = VERSION
 
     def objects_of(self, role: str) -> list[ObjectInfo]:
@@ -145,6 +175,8 @@ class Manifest:
         doc["objects"] = [asdict(o) for o in self.objects]
         # A manifest re-signed later (an index dropped, an erasure) keeps its version.
         version = doc.pop("format_version")
+        if version < 4:  # written as that version was: its readers know no ``seq``
+            doc.pop("seq")
         return {"format": FORMAT, "version": version, **doc}
 
 

@@ -1,8 +1,10 @@
 """Retention: which backups to keep, and pruning the others without breaking a chain.
 
-A backup is kept when it is younger than the retention period, and so is every backup
-it needs (its parent, its parent's parent, up to the full backup it starts from); the
-newest backup's chain is always kept, however old. Everything else is pruned: its
+Every backup younger than ``keep_all_days`` is kept; older ones, up to
+``retention_days``, are thinned to one restore point per ``thin_every_s`` (an hour) for
+each database. A kept backup keeps every backup it needs (its parent, its parent's
+parent, up to the full backup it starts from); the newest backup's chain is always
+kept, however old. Everything else is pruned: its
 manifest first (from then on it is no backup), then its objects. An interruption
 leaves objects no manifest lists; they are removed as orphans once older than
 ``orphan_grace_s`` (younger ones may belong to a backup being written right now).
@@ -46,7 +48,9 @@ class PruneReport:
 def chosen_for_keeping(catalog: Catalog, now_ms: int, policy: BackupPolicy) -> set[str]:
     """The ids of the backups retention keeps (each with its whole chain)."""
     cutoff = now_ms - int(policy.retention_days * _DAY_MS)
-    wanted = [m for m in catalog.backups if m.created_at >= cutoff]
+    dense = now_ms - int(policy.keep_all_days * _DAY_MS)
+    wanted = [m for m in catalog.backups if m.created_at >= max(cutoff, dense)]
+    wanted.extend(_thinned(catalog, cutoff, dense, int(policy.thin_every_s * 1000)))
     latest = catalog.latest()
     if latest is not None:
         wanted.append(latest)
@@ -58,6 +62,22 @@ def chosen_for_keeping(catalog: Catalog, now_ms: int, policy: BackupPolicy) -> s
             keep.add(current.id)
             current = by_id.get(current.parent) if current.parent else None
     return keep
+
+
+def _thinned(catalog: Catalog, start_ms: int, end_ms: int, every_ms: int) -> list[Manifest]:
+    """One backup of each database per ``every_ms`` slot from ``start_ms`` to
+    ``end_ms``: the one whose restore reads the fewest backups (the newest of those).
+    Its chain is of higher levels, shared with the other slots' choices, so thinning
+    frees the incrementals in between."""
+    chosen: dict[tuple[str | None, int], Manifest] = {}
+    for manifest in catalog.backups:
+        if not start_ms <= manifest.created_at < end_ms:
+            continue
+        slot = (manifest.log_id, manifest.created_at // every_ms)
+        best = chosen.get(slot)
+        if best is None or manifest.depth <= best.depth:
+            chosen[slot] = manifest
+    return list(chosen.values())
 
 
 def _created_ms(backup_id: str) -> int | None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from mangostore.backup.catalog import Catalog, load_catalog
+from mangostore.backup.catalog import Catalog, ManifestCache, load_catalog
 from mangostore.backup.changelog import current_log_id, written_since
 from mangostore.backup.destinations import Destination, open_destination
 from mangostore.backup.keyblock import scrub_keyblocks
@@ -103,6 +103,10 @@ class BackupService:
         self._files = files
         self._policy = policy or BackupPolicy()
         self._schedule: BackupSchedule | None = None
+        # What was read from each destination before (by URL), and the key blocks
+        # known to hold no key of an erased user (by SHA-256): see ManifestCache.
+        self._manifests: dict[str, ManifestCache] = {}
+        self._clean_keyblocks: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return f"<BackupService {self._store.path!r}>"
@@ -154,9 +158,14 @@ class BackupService:
 
     # -- operations -----------------------------------------------------------------------
 
+    def _cache(self, destination: Destination) -> ManifestCache:
+        return self._manifests.setdefault(destination.url, ManifestCache())
+
     def _catalog(self, destination: Destination) -> Catalog:
         keyring = backup_keyring(self._store)
-        return load_catalog(destination, keyring.subkey("backup"), keyring.vault_id)
+        return load_catalog(
+            destination, keyring.subkey("backup"), keyring.vault_id, self._cache(destination)
+        )
 
     def create(
         self,
@@ -168,8 +177,9 @@ class BackupService:
         """Make a backup now and return its manifest.
 
         ``kind="auto"`` (the default) makes an incremental backup on top of the newest
-        one when it can (same schema, chain shorter than ``policy.max_chain``), else a
-        full one. Writers are not blocked: the snapshot is one read transaction.
+        one when it can (same schema, the change log reaching back to the backup it
+        builds on: see ``policy.fanout``), else a full one. Writers are not blocked:
+        the snapshot is one read transaction.
         Progress stage: ``writing`` (stored bytes; the total is not known).
 
         Raises:
@@ -190,6 +200,7 @@ class BackupService:
             self._files,
             kind=kind,
             progress=progress,
+            cache=self._cache(destination),
         )
 
     def list(self, to: Target = None) -> Catalog:
@@ -282,13 +293,13 @@ class BackupService:
         if not erased:
             return []
         backup_key = keyring.subkey("backup")
-        catalog = load_catalog(destination, backup_key, keyring.vault_id)
         return scrub_keyblocks(
             destination,
-            catalog.backups,
+            self._catalog(destination).backups,
             backup_key,
             erased,
             lambda m: sign_manifest(m, backup_key),
+            self._clean_keyblocks,
         )
 
     # -- the schedule ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Making a backup: a full one, or an incremental one on top of the newest.
+"""Making a backup: a full one, or an incremental one in the newest one's series.
 
 Both read one consistent snapshot (:mod:`mangostore.backup.snapshot`), which starts as
 the backup cuts the change log (:mod:`mangostore.backup.changelog`), and write three
@@ -10,10 +10,16 @@ An incremental backup writes the blocks and keys the change log tagged after its
 parent's cut, reading only those rows, and compares the few tables the log does not
 cover (full-text shadow tables, ``sqlite_sequence``) with its parent's index
 (:mod:`mangostore.backup.tables`). It is built only on a backup of this format cut
-from the same log. Once the new backup's manifest is written, an incremental parent's
-index is no longer needed and is dropped; a full backup keeps its own, for the roll-up
-of its chain (an incremental built on the full backup once the chain has
-``max_chain`` incrementals, so a restore reads a bounded number of backups).
+from the same log.
+
+The incrementals since a full backup form levels (:func:`level_parent`): the ``n``-th
+is built on the newest backup at its level or above, so with ``fanout`` 8 the 8th,
+16th, ... hold the changes of the eight before them, the 64th, 128th, ... those of
+the eight level-1 ones before them, and so on. Restore points can then be a minute
+apart while a restore reads at most ``fanout - 1`` backups per level and each change
+is stored once per level. Once the new backup's manifest is written, the indexes of
+the incrementals nothing will be built on again (outside :func:`spine`) are dropped;
+a full backup keeps its own.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Literal
 
-from mangostore.backup.catalog import Catalog, load_catalog
+from mangostore.backup.catalog import Catalog, ManifestCache, load_catalog
 from mangostore.backup.changelog import (
     KEEP_EPOCHS,
     LogMark,
@@ -43,6 +50,7 @@ from mangostore.backup.manifest import (
     Manifest,
     data_key,
     derive_key,
+    level_of,
     manifest_name,
     sign_manifest,
 )
@@ -60,7 +68,7 @@ from mangostore.keys.keyring import Keyring
 from mangostore.progress import Progress
 from mangostore.schema import introspect
 
-__all__ = ["backup_keyring", "drop_index", "take_backup"]
+__all__ = ["backup_keyring", "drop_index", "level_parent", "spine", "take_backup"]
 
 
 def backup_keyring(store: StoreProtocol) -> Keyring:
@@ -103,6 +111,7 @@ def take_backup(
     *,
     kind: Literal["auto", "full", "incremental"] = "auto",
     progress: Progress | None = None,
+    cache: ManifestCache | None = None,
 ) -> Manifest:
     """Make one backup of ``store`` in ``destination`` and return its manifest.
 
@@ -123,7 +132,7 @@ def take_backup(
     """
     keyring = backup_keyring(store)
     backup_key = keyring.subkey("backup")
-    catalog = load_catalog(destination, backup_key, keyring.vault_id)
+    catalog = load_catalog(destination, backup_key, keyring.vault_id, cache)
     backup_id = new_id()
     key = data_key(backup_key, backup_id)
     digest_key = index_digest_key(backup_key)
@@ -163,7 +172,7 @@ def take_backup(
             with store.snapshot_after(cut) as (conn, mark):
                 plan = read_plan(conn)
                 created_at = store.clock.now_ms()
-                parent = _parent(catalog, plan, policy, kind, mark)
+                parent, seq = _parent(catalog, plan, policy, kind, mark)
                 data.write(frame(b"P", json.dumps(plan.to_json()).encode()))
                 counts: dict[str, int] = {}
                 written = deleted = 0
@@ -236,6 +245,7 @@ def take_backup(
             objects=tuple(objects),
             log_id=mark.log_id,
             log_epoch=mark.epoch,
+            seq=seq,
         )
         put_bytes(destination, manifest_name(backup_id), sign_manifest(manifest, backup_key))
     except BackupCorruptError as exc:
@@ -248,7 +258,9 @@ def take_backup(
         if kind == "auto":
             with store.transaction() as conn:
                 restart(conn)
-            return take_backup(store, destination, policy, files, kind="full", progress=progress)
+            return take_backup(
+                store, destination, policy, files, kind="full", progress=progress, cache=cache
+            )
         raise BackupCorruptError(
             f"backup {parent.id}, which an incremental backup builds on, its index or the "
             f"change log is damaged ({exc}); make a full backup (kind='full')"
@@ -256,15 +268,33 @@ def take_backup(
     except BaseException:
         abort()
         raise
-    # Nothing is built on the parent or on this database's previous newest backup (the
-    # tip of a chain just rolled up) again: the next one builds on this one or on the
-    # full backup, which keeps its index for the roll-ups.
-    previous = catalog.latest_of_log(manifest.log_id) if manifest.log_id else None
-    for done in {m.id: m for m in (parent, previous) if m is not None}.values():
-        if done.kind == "incremental" and done.objects_of("index"):
+    _drop_spent_indexes(destination, catalog, manifest, policy.fanout, backup_key)
+    return manifest
+
+
+def _drop_spent_indexes(
+    destination: Destination,
+    catalog: Catalog,
+    made: Manifest,
+    fanout: int,
+    backup_key: bytes,
+) -> None:
+    """Drop the indexes of the incrementals no later backup of this series will be
+    built on: those of the previous newest backup's chain outside the new spine. A
+    full backup keeps its index (every level rolls up onto it)."""
+    previous = catalog.latest_of_log(made.log_id) if made.log_id else None
+    if previous is None:
+        return
+    try:
+        before = catalog.chain(previous)
+        after = catalog.chain(made) if made.parent else [made]
+    except BackupCorruptError:
+        before, after = [previous], [made]
+    needed = spine(after, fanout)
+    for done in before:
+        if done.kind == "incremental" and done.id not in needed and done.objects_of("index"):
             with contextlib.suppress(BackupError):
                 drop_index(destination, done, backup_key)
-    return manifest
 
 
 def drop_index(destination: Destination, manifest: Manifest, backup_key: bytes) -> Manifest:
@@ -287,31 +317,55 @@ def _parent(
     policy: BackupPolicy,
     kind: str,
     mark: LogMark,
-) -> Manifest | None:
+) -> tuple[Manifest | None, int]:
+    """The backup the next one is built on (``None``: make a full one) and the next
+    one's ``seq``."""
     if kind == "full":
-        return None
+        return None, 0
     # This database's own newest backup: another database of the vault (another
-    # device, a restored copy) sharing the destination keeps a chain of its own.
+    # device, a restored copy) sharing the destination keeps a series of its own.
     latest = catalog.latest_of_log(mark.log_id) or catalog.latest()
     why = _unusable(latest, plan, mark)
-    if not why and latest is not None and policy.max_chain == 0:
-        why = "max_chain is 0 (every backup is a full one)"
-    if not why and latest is not None and latest.depth >= policy.max_chain:
-        # Roll the chain up: an incremental on the chain's full backup holds every
-        # change since it, so a restore of it reads two backups, not the whole chain.
+    if not why and latest is not None:
         try:
-            base: Manifest | None = catalog.get(latest.base)
-        except BackupError:
-            base = None
-        why = _unusable(base, plan, mark)
-        if not why:
-            return base
-        why = f"the newest chain already has {latest.depth} incrementals (max_chain) and {why}"
-    if not why:
-        return latest
+            parent = level_parent(catalog.chain(latest), policy.fanout)
+        except BackupCorruptError as exc:
+            why = f"the newest backup's chain is broken ({exc})"
+        else:
+            why = _unusable(parent, plan, mark)
+            if not why:
+                return parent, latest.seq + 1
+            why = f"the next incremental builds on backup {parent.id}, and {why}"
     if kind == "incremental":
         raise BackupError(f"cannot make an incremental backup: {why}; make a full one")
-    return None
+    return None, 0
+
+
+def level_parent(chain: list[Manifest], fanout: int) -> Manifest:
+    """What the next incremental after ``chain`` (a full backup, then the incrementals
+    up to the newest of its series) is built on: the newest backup of the chain at the
+    next one's level or above (:func:`~mangostore.backup.manifest.level_of`).
+
+    That backup is always in the newest one's chain: nothing at that level or above
+    was made between a backup and its parent.
+    """
+    successor = replace(chain[-1], kind="incremental", seq=chain[-1].seq + 1)
+    wanted = level_of(successor, fanout)
+    return next(m for m in reversed(chain) if level_of(m, fanout) >= wanted)
+
+
+def spine(chain: list[Manifest], fanout: int) -> set[str]:
+    """The ids of the backups of ``chain`` (ending with the newest of its series) that
+    a later incremental may be built on: the newest, then each older one of a higher
+    level than every one after it. The others' indexes are no longer needed."""
+    kept: set[str] = set()
+    top = -1.0
+    for manifest in reversed(chain):
+        level = level_of(manifest, fanout)
+        if level > top:
+            kept.add(manifest.id)
+            top = level
+    return kept
 
 
 def _unusable(parent: Manifest | None, plan: SchemaPlan, mark: LogMark) -> str:
@@ -320,19 +374,19 @@ def _unusable(parent: Manifest | None, plan: SchemaPlan, mark: LogMark) -> str:
         return "there is no backup here yet"
     if parent.format_version < VERSION:
         return (
-            f"the newest backup is in an older format (version {parent.format_version}), "
+            f"backup {parent.id} is in an older format (version {parent.format_version}), "
             "which this version does not build on"
         )
     if parent.schema_digest != plan.digest:
-        return "the schema changed since the newest backup"
+        return f"the schema changed since backup {parent.id}"
     if not parent.objects_of("index"):
         return (
-            f"backup {parent.id} has no index (an incremental was built on it, or it is a "
-            "full backup from before full backups kept theirs)"
+            f"backup {parent.id} has no index (nothing is built on it any more, or it is "
+            "a full backup from before full backups kept theirs)"
         )
     if not mark.serves(parent.log_id, parent.log_epoch):
         return (
-            "the database's change log does not reach back to the newest backup (the "
+            f"the database's change log does not reach back to backup {parent.id} (the "
             "database was restored or vacuumed, a table was added or rebuilt, or more "
             f"than {KEEP_EPOCHS} backups were made elsewhere since)"
         )

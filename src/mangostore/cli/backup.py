@@ -60,6 +60,7 @@ def _manifest_json(m: Manifest) -> dict[str, Any]:
         "parent": m.parent,
         "base": m.base,
         "depth": m.depth,
+        "seq": m.seq,
         "created_at": iso_time(m.created_at),
         "since": iso_time(m.since),
         "schema_version": m.schema_version,
