@@ -28,9 +28,10 @@ command-like text rows, written through the raw engine (setup, not timed).
   transaction of 1,000) into a table whose writes the backup change log records,
   against the same inserts into an identical table without its triggers.
 - ``incremental among commands``: a database of ``--commands`` (default 200,000)
-  commands recorded through ``db.command_history`` (so with the full-text index whose
-  shadow tables SQLite writes itself, which incrementals compare with digests), a full
-  backup, then 10,000 randomly chosen commands updated and an incremental backup.
+  commands recorded through ``db.command_history`` (so with the trigram full-text
+  index, which backups leave out and restores build again), a full backup, then 10,000
+  randomly chosen commands updated and an incremental backup, and a restore of that
+  chain (which builds the full-text index again).
 - ``record commands with the change log``: ``db.command_history.create_many`` of 2,000
   commands (the schema's own indexes, full-text and statistics triggers included) in a
   database that has been backed up, against one that has not.
@@ -228,9 +229,11 @@ def _command_rounds(tmp: Path, rounds: int) -> tuple[list[float], list[float]]:
     return timings["logged"], timings["unlogged"]
 
 
-def _commands_incremental(tmp: Path, commands: int, rounds: int) -> tuple[float, list[float]]:
-    """The full backup's seconds and each incremental's after 10,000 scattered updates,
-    in a database of ``commands`` recorded commands."""
+def _commands_incremental(
+    tmp: Path, commands: int, rounds: int
+) -> tuple[float, list[float], float]:
+    """The full backup's seconds, each incremental's after 10,000 scattered updates,
+    and a restore of the last one, in a database of ``commands`` recorded commands."""
     db = mangostore.create(tmp / "commands.db", passphrase=PASSPHRASE, settings=SETTINGS).db
     rng = secrets.SystemRandom()
     try:
@@ -260,9 +263,17 @@ def _commands_incremental(tmp: Path, commands: int, rounds: int) -> tuple[float,
             made = db.backup.create(tmp / "commands-bk")
             inc_s.append(time.perf_counter() - started)
             assert made.kind == "incremental"
+        started = time.perf_counter()
+        db.backup.restore(
+            tmp / "commands-restored.db",
+            passphrase=PASSPHRASE,
+            to=tmp / "commands-bk",
+            settings=SETTINGS,
+        )
+        restore_s = time.perf_counter() - started
     finally:
         db.close()
-    return full_s, inc_s
+    return full_s, inc_s, restore_s
 
 
 def run(
@@ -317,7 +328,9 @@ def run(
             bare_restore_s = [bare.restore() for _ in range(rounds)]
             logged_s, unlogged_s = _insert_rounds(db, rounds)
             commands_logged_s, commands_s = _command_rounds(tmp, max(5, rounds))
-            commands_full_s, commands_inc_s = _commands_incremental(tmp, commands_count, rounds)
+            commands_full_s, commands_inc_s, commands_restore_s = _commands_incremental(
+                tmp, commands_count, rounds
+            )
         finally:
             db.close()
     ratio_ours = size_mb * 1e6 / max(stored, 1)
@@ -362,6 +375,12 @@ def run(
             GROUP,
             f"backup incremental, 10,000 of {commands_count:,} commands changed",
             commands_inc_s,
+            commands_full,
+        ),
+        measure_seconds(
+            GROUP,
+            f"backup restore, {commands_count:,} commands (full-text index built again)",
+            [commands_restore_s],
             commands_full,
         ),
     ]

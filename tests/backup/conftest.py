@@ -15,6 +15,8 @@ import mangostore
 from mangostore import Settings
 from mangostore.backup.snapshot import LOCAL_TABLES
 from mangostore.clock import ManualClock
+from mangostore.schema import derived
+from mangostore.sql import quote_identifier
 
 SETTINGS = Settings(kdf=FAST_KDF)
 
@@ -37,21 +39,32 @@ def fill(db: mangostore.Database, users: int = 2, commands: int = 50) -> list[st
 
 
 def logical(db: mangostore.Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table (shadow tables of full-text indexes included) as sorted rows; the
-    change log's tables, which each copy keeps for itself, are left out."""
-    names = [
-        str(r["name"])
-        for r in db.query(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' "
-            "AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE 'sqlite_%'"
-        )
-    ]
+    """Every table as sorted rows, and every full-text index as what it holds (each
+    term's occurrences: the shadow tables' bytes depend on how the index was built, and
+    a restore builds some again); the change log's tables, which each copy keeps for
+    itself, are left out."""
+    found = db.query(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
+    fts = [str(r["name"]) for r in found if derived.is_fts5(str(r["sql"]))]
+    layout = {f"{name}_{suffix}" for name in fts for suffix in derived.REBUILT_SHADOWS}
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for name in names:
-        if name in LOCAL_TABLES:
+    for row in found:
+        name = str(row["name"])
+        if name in LOCAL_TABLES or name in layout or str(row["sql"]).startswith("CREATE VIRTUAL"):
             continue
         rows = db.query(f'SELECT * FROM "{name}"', use_cache=False)
         out[name] = sorted((tuple(r) for r in rows), key=repr)
+    with db.store.transaction() as conn:
+        for name in fts:
+            vocab = quote_identifier(f"instances of {name}")
+            conn.execute(
+                f"CREATE VIRTUAL TABLE temp.{vocab} USING fts5vocab(main, "
+                f"{quote_identifier(name)}, instance)"
+            )
+            rows = conn.execute(f"SELECT * FROM temp.{vocab}").fetchall()
+            conn.execute(f"DROP TABLE temp.{vocab}")
+            out[f"fts5 {name}"] = sorted((tuple(r) for r in rows), key=repr)
     return out
 
 

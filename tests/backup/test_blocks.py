@@ -93,7 +93,7 @@ def test_a_parent_indexed_with_other_blocks_is_replaced_whole(
     monkeypatch.setattr(tables, "BLOCK_SHIFT", 6)
     inc = edgy.backup.create(folder)
     assert inc.kind == "incremental"
-    whole = inc.tables["f_docsize"]
+    whole = inc.tables["f_content"]
     assert whole == 101
     assert inc.changed_rows >= whole
     edgy.execute("INSERT INTO f (x) VALUES ('and another')")

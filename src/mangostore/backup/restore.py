@@ -3,11 +3,12 @@
 A restore never writes into an existing database. It makes a new database of the same
 vault (its own passphrase, its own recovery key) under a temporary name beside the
 target, creates the tables, applies the full backup and then each incremental of the
-chain in one transaction, creates indexes, views and triggers last, puts the per-user
-data keys of the chain's key blocks into the new keyring (without those of erased
-users), re-applies every erasure it knows of, and only then moves the files into
-place. Any failure, a damaged object included, removes the temporary files: the
-target is untouched.
+chain in one transaction, builds the full-text indexes the backup left out again
+(:mod:`mangostore.schema.derived`), creates indexes, views and triggers last, puts the
+per-user data keys of the chain's key blocks into the new keyring (without those of
+erased users), re-applies every erasure it knows of, and only then moves the files into
+place. Any failure, a damaged object included, removes the temporary files: the target
+is untouched.
 """
 
 from __future__ import annotations
@@ -256,6 +257,10 @@ def apply_chain(
         for position, manifest in enumerate(chain):
             plan = _apply_one(conn, destination, manifest, backup_key, plan, on_bytes, position)
         assert plan is not None
+        with driver_errors("building a backup's full-text indexes again"):
+            for _, statements in plan.rebuilt:
+                for sql in statements:
+                    conn.execute(sql)
         with driver_errors("restoring a backup's schema"):
             for item in plan.items:
                 if item.type in ("index", "view", "trigger"):

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from mangostore.engine.pragmas import Connection
-from mangostore.schema import introspect
+from mangostore.schema import derived, introspect
 from mangostore.sql import quote_identifier
 
 __all__ = [
@@ -229,6 +229,10 @@ class SchemaPlan:
     tables: tuple[TablePlan, ...]
     user_version: int
     application_id: int
+    #: Full-text indexes built again at restore instead of copied (their index shadow
+    #: tables are not in ``tables``), each with the statements that build it
+    #: (:mod:`mangostore.schema.derived`).
+    rebuilt: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @functools.cached_property
     def digest(self) -> str:
@@ -248,12 +252,15 @@ class SchemaPlan:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        doc: dict[str, Any] = {
             "items": [asdict(i) for i in self.items],
             "tables": [asdict(t) for t in self.tables],
             "user_version": self.user_version,
             "application_id": self.application_id,
         }
+        if self.rebuilt:  # absent from older plans, whose digest must not change
+            doc["rebuilt"] = [[name, list(sql)] for name, sql in self.rebuilt]
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> SchemaPlan:
@@ -270,17 +277,18 @@ class SchemaPlan:
             ),
             int(doc["user_version"]),
             int(doc["application_id"]),
+            tuple((str(name), tuple(map(str, sql))) for name, sql in doc.get("rebuilt", ())),
         )
 
 
 def read_plan(conn: Connection) -> SchemaPlan:
     """Read the schema of the database ``conn`` is in a read transaction on."""
-    shadow = set()
+    listed = introspect.table_list(conn)
+    shadow = {entry.name for entry in listed if entry.kind == "shadow"}
+    rebuilt, skipped = _rebuilt_indexes(conn, shadow)
     tables: list[TablePlan] = []
-    for entry in introspect.table_list(conn):
-        if entry.kind == "shadow":
-            shadow.add(entry.name)
-        if entry.kind not in ("table", "shadow"):
+    for entry in listed:
+        if entry.kind not in ("table", "shadow") or entry.name in skipped:
             continue
         if entry.internal and entry.name not in _COPIED_INTERNAL:
             continue
@@ -311,7 +319,29 @@ def read_plan(conn: Connection) -> SchemaPlan:
     ]
     user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-    return SchemaPlan(tuple(items), tuple(tables), user_version, application_id)
+    return SchemaPlan(tuple(items), tuple(tables), user_version, application_id, rebuilt)
+
+
+def _rebuilt_indexes(
+    conn: Connection, shadow: set[str]
+) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], set[str]]:
+    """The full-text indexes a restore builds again, with their statements, and the
+    shadow tables a backup therefore leaves out."""
+    rebuilt = []
+    skipped: set[str] = set()
+    for obj in introspect.schema_objects(conn, order="creation"):
+        if obj.kind != "table" or not obj.sql or not derived.is_fts5(obj.sql):
+            continue
+        statements = derived.rebuild_statements(obj.name, f"{obj.name}_content" in shadow)
+        if not statements:
+            continue
+        rebuilt.append((obj.name, statements))
+        skipped.update(
+            name
+            for name in (f"{obj.name}_{suffix}" for suffix in derived.REBUILT_SHADOWS)
+            if name in shadow
+        )
+    return tuple(rebuilt), skipped
 
 
 def _has_pk_index(conn: Connection, table: str) -> bool:
