@@ -133,6 +133,25 @@ def test_the_indexes_kept_are_those_a_later_incremental_builds_on(
     assert vault.backup.create(folder).parent == made[6].id
 
 
+def test_a_broken_chain_under_the_newest_backup_makes_a_full_one(
+    vault: mangostore.Database, folder: Path, tmp_path: Path
+) -> None:
+    vault.backup.configure(BackupPolicy(fanout=2))
+    made = []
+    for n in range(4):
+        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
+        made.append(vault.backup.create(folder))
+    assert made[3].parent == made[2].id
+    # Backup 2 (which 3 builds on) is lost: nothing can be built on 3's chain.
+    (folder / f"manifests/{made[2].id}.json").unlink()
+    vault.command_history.record(vault.users.list()[0].id, "ls again")
+    with pytest.raises(BackupError, match="chain is broken"):
+        vault.backup.create(folder, kind="incremental")
+    again = vault.backup.create(folder)
+    assert again.kind == "full"
+    assert restored(vault, folder, tmp_path / "r.db") == logical(vault)
+
+
 def test_a_full_backup_is_made_when_its_chain_cannot_be_rolled_up(
     vault: mangostore.Database, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
