@@ -92,6 +92,21 @@ def test_the_command_line_creates_lists_verifies_restores_and_prunes(
     assert json.loads(second.stdout)["kind"] == "incremental", second.stderr
     listed = json.loads(_cli("backup", "list", path, "--json").stdout)
     assert [b["kind"] for b in listed["backups"]] == ["full", "incremental"]
+    assert [b["seq"] for b in listed["backups"]] == [0, 1]
+    table = _cli("backup", "list", path).stdout
+    # Every id whole (folded onto more lines on a narrow terminal), each backup with
+    # the backups a restore of it reads: the full one alone, then both.
+    ids: list[str] = []
+    reads: list[str] = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[1]:  # a backup's first line
+            ids.append(cells[0])
+            reads.append(cells[-1])
+        elif cells:
+            ids[-1] += cells[0]
+    assert ids == [b["id"] for b in listed["backups"]]
+    assert reads == ["1", "2"]
     checked = _cli("backup", "verify", path, "--json")
     assert checked.returncode == 0
     assert json.loads(checked.stdout)["ok"] is True

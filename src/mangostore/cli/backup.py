@@ -139,11 +139,22 @@ def list_(path: Path, to: str | None, as_json: bool, key_file: Path | None) -> N
         )
         return
     grid = Table()
-    for column in ("id", "kind", "made", "stored", "rows changed"):
+    # An id folds onto a second line rather than be cut on a narrow terminal: it is
+    # what `verify --backup` and `restore --backup` take. "reads": the backups a
+    # restore of this one reads (its chain).
+    grid.add_column("id", overflow="fold", min_width=14)
+    grid.add_column("kind")
+    grid.add_column("made", overflow="fold")
+    for column in ("stored", "rows", "reads"):
         grid.add_column(column)
     for m in catalog.backups:
         grid.add_row(
-            m.id, m.kind, iso_time(m.created_at), human_bytes(m.stored_bytes), str(m.changed_rows)
+            m.id,
+            m.kind,
+            iso_time(m.created_at),
+            human_bytes(m.stored_bytes),
+            str(m.changed_rows),
+            str(m.depth + 1),
         )
     out = console()
     out.print(grid)
