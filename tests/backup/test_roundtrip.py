@@ -17,6 +17,7 @@ from mangostore.backup import (
     MemoryDestination,
     changelog,
 )
+from mangostore.backup.manifest import Manifest
 from mangostore.clock import ManualClock
 from mangostore.errors import BackupError, ConfigurationError
 
@@ -85,14 +86,20 @@ def test_a_changed_schema_starts_a_new_full_backup(
         vault.backup.create(folder, kind="incremental")
 
 
+def _series(vault: mangostore.Database, folder: Path, count: int) -> list[Manifest]:
+    """``count`` backups with fanout 2, a command recorded before each."""
+    vault.backup.configure(BackupPolicy(fanout=2))
+    made = []
+    for n in range(count):
+        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
+        made.append(vault.backup.create(folder))
+    return made
+
+
 def test_incrementals_form_levels_so_a_restore_reads_few_backups(
     vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
-    vault.backup.configure(BackupPolicy(fanout=2))
-    made = []
-    for n in range(9):
-        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
-        made.append(vault.backup.create(folder))
+    made = _series(vault, folder, 9)
     full = made[0]
     assert [m.kind for m in made] == ["full", *["incremental"] * 8]
     assert [m.seq for m in made] == list(range(9))
@@ -119,11 +126,7 @@ def test_incrementals_form_levels_so_a_restore_reads_few_backups(
 def test_the_indexes_kept_are_those_a_later_incremental_builds_on(
     vault: mangostore.Database, folder: Path
 ) -> None:
-    vault.backup.configure(BackupPolicy(fanout=2))
-    made = []
-    for n in range(7):
-        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
-        made.append(vault.backup.create(folder))
+    made = _series(vault, folder, 7)
     # seq 6 (level 1, on 4) is the newest. The backups of its chain a later one may be
     # built on keep their index: 6, 4 (level 2), the full one; 1, 2, 3 and 5 drop it.
     catalog = vault.backup.list(folder)
@@ -136,11 +139,7 @@ def test_the_indexes_kept_are_those_a_later_incremental_builds_on(
 def test_a_broken_chain_under_the_newest_backup_makes_a_full_one(
     vault: mangostore.Database, folder: Path, tmp_path: Path
 ) -> None:
-    vault.backup.configure(BackupPolicy(fanout=2))
-    made = []
-    for n in range(4):
-        vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
-        made.append(vault.backup.create(folder))
+    made = _series(vault, folder, 4)
     assert made[3].parent == made[2].id
     # Backup 2 (which 3 builds on) is lost: nothing can be built on 3's chain.
     (folder / f"manifests/{made[2].id}.json").unlink()
