@@ -35,16 +35,21 @@ def _reads(dest: CountingDestination, folder: str) -> int:
     return sum(1 for name in dest.reads if name.startswith(folder))
 
 
+def _look(vault: mangostore.Database, dest: CountingDestination) -> list[str]:
+    """What the schedule's look at the destination reads (prune reads the catalog)."""
+    dest.reads.clear()
+    vault.backup.prune(dest, dry_run=True)
+    return [name for name in dest.reads if name.startswith("manifests/")]
+
+
 def test_a_manifest_is_read_again_only_when_it_changed(vault: mangostore.Database) -> None:
     dest = CountingDestination()
     made = [vault.backup.create(dest)]
     for n in range(4):
         vault.command_history.record(vault.users.list()[0].id, f"ls {n}")
         made.append(vault.backup.create(dest))
-    vault.backup.list(dest)
-    dest.reads.clear()
-    assert len(vault.backup.list(dest).backups) == 5
-    assert _reads(dest, "manifests/") == 0
+    _look(vault, dest)
+    assert _look(vault, dest) == []
     # A backup writes its own manifest and re-signs those whose index it drops: the
     # next look reads only those.
     vault.command_history.record(vault.users.list()[0].id, "ls more")
@@ -53,17 +58,26 @@ def test_a_manifest_is_read_again_only_when_it_changed(vault: mangostore.Databas
     changed = {
         n for n in dest.objects if n.startswith("manifests/") and before.get(n) != dest.objects[n]
     }
-    dest.reads.clear()
-    vault.backup.list(dest)
-    assert set(dest.reads) == changed
     assert len(changed) == 2
+    assert set(_look(vault, dest)) == changed
     # A manifest changed by someone else is read again, and still checked.
     name = manifest_name(made[2].id)
     dest.objects[name] = dest.objects[name].replace(b'"changed_rows": ', b'"changed_rows": 1')
-    dest.reads.clear()
+    assert _look(vault, dest) == [name]
     catalog = vault.backup.list(dest)
-    assert _reads(dest, "manifests/") == 1
     assert [n for n, _ in catalog.problems] == [name]
+
+
+def test_list_and_verify_read_every_manifest_again(vault: mangostore.Database) -> None:
+    # What they report is what the destination holds now, whatever a cache kept.
+    dest = CountingDestination()
+    vault.backup.create(dest)
+    vault.command_history.record(vault.users.list()[0].id, "ls")
+    vault.backup.create(dest)
+    for look in (lambda: vault.backup.list(dest), lambda: vault.backup.verify(dest)):
+        dest.reads.clear()
+        look()
+        assert _reads(dest, "manifests/") == 2
 
 
 def test_a_cache_gives_what_a_fresh_read_gives(vault: mangostore.Database) -> None:

@@ -161,11 +161,12 @@ class BackupService:
     def _cache(self, destination: Destination) -> ManifestCache:
         return self._manifests.setdefault(destination.url, ManifestCache())
 
-    def _catalog(self, destination: Destination) -> Catalog:
+    def _catalog(self, destination: Destination, *, fresh: bool = False) -> Catalog:
+        """The catalog of ``destination``; ``fresh``: every manifest read and checked
+        again (what ``list`` and ``verify`` report), not taken from the cache."""
         keyring = backup_keyring(self._store)
-        return load_catalog(
-            destination, keyring.subkey("backup"), keyring.vault_id, self._cache(destination)
-        )
+        cache = None if fresh else self._cache(destination)
+        return load_catalog(destination, keyring.subkey("backup"), keyring.vault_id, cache)
 
     def create(
         self,
@@ -207,7 +208,7 @@ class BackupService:
         """The backups of this vault at ``to`` (oldest first) and the manifests that
         failed their checks."""
         self._store.check_open()
-        return self._catalog(self.destination(to))
+        return self._catalog(self.destination(to), fresh=True)
 
     def verify(
         self, to: Target = None, backup_id: str | None = None, *, progress: Progress | None = None
@@ -221,7 +222,7 @@ class BackupService:
         """
         self._store.check_open()
         destination = self.destination(to)
-        catalog = self._catalog(destination)
+        catalog = self._catalog(destination, fresh=True)
         target = _choose(catalog, None, backup_id)
         keyring = backup_keyring(self._store)
         return verify_backup(
