@@ -10,8 +10,8 @@ command-like text rows, written through the raw engine (setup, not timed).
   zstd and AES-256-GCM in 1 MiB chunks. It copies encrypted pages, which do not
   compress (file/stored 1.0x), and an incremental backup cannot be made from it.
 - ``bare rows pipeline``: a plain script doing the service's work without its
-  bookkeeping: every table's rows read on a reader connection of the engine inside one
-  read transaction, rendered by SQLite as the same ``quote()`` literals (for a table
+  bookkeeping: every table's rows read on a connection of its own inside one read
+  transaction, rendered by SQLite as the same ``quote()`` literals (for a table
   with a rowid, joined by SQLite 1,000 rows at a time, as the service reads it), then the
   same zstd (level and worker threads of the backup policy) and AES-256-GCM in 1 MiB
   chunks into a file. No digests, no index, no manifest.
@@ -143,7 +143,12 @@ class _Bare:
             level=policy.zstd_level, threads=policy.zstd_threads
         ).compressobj()
         pending = bytearray()
-        with self._db.store.snapshot() as conn, open(self.out_rows, "wb") as dst:
+        # A connection of the script's own, in one read transaction, keeping no
+        # prepared statement (as the service's snapshot connection).
+        page_key = self._db.store.keyring.subkey("page")  # type: ignore[union-attr]
+        conn = raw_connection(Path(self._db.store.path), page_key, cached_statements=0)
+        conn.execute("BEGIN")
+        with open(self.out_rows, "wb") as dst:
             # The tables, row literals and groups of rows the service reads: a table
             # with a rowid 1,000 rows joined by SQLite at a time, after the last rowid
             # read; any other table one statement.
@@ -155,6 +160,8 @@ class _Bare:
                         del pending[: 1 << 20]
             pending += compressor.flush()
             self._seal(dst, aead, bytes(pending))
+        conn.execute("COMMIT")
+        conn.close()
         return time.perf_counter() - started
 
     def restore(self) -> float:

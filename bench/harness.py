@@ -177,7 +177,12 @@ def timer_overhead_ns(calls: int = 10_000) -> float:
 
 
 def raw_connection(
-    path: Path, page_key: bytes | None, *, writer: bool = False, page_cache: bool = True
+    path: Path,
+    page_key: bytes | None,
+    *,
+    writer: bool = False,
+    page_cache: bool = True,
+    cached_statements: int = 128,
 ) -> Any:
     """Open the baseline: a bare sqlcipher3 connection, keyed as mangostore keys its own.
 
@@ -185,8 +190,10 @@ def raw_connection(
     keys, ``synchronous = NORMAL``, secure delete, ...), so a ratio shows the library's
     own overhead, not a difference in fsyncs. ``page_cache=False`` sets ``cache_size =
     0``: nearly every page a lookup touches is then read (and decrypted) again.
+    ``cached_statements``: the driver's statement cache (0 for one long read, as a
+    backup's snapshot connection keeps none).
     """
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    conn = sqlcipher3.connect(str(path), isolation_level=None, cached_statements=cached_statements)
     if page_key is not None:
         apply_key(conn, page_key)
     if not page_cache:

@@ -393,6 +393,18 @@ class _Engine:
             )
         )
 
+    def _long_reader(self) -> Connection:
+        """A reader that keeps no prepared statement (see Store.snapshot_after)."""
+        return self.instruments.reader(
+            connect(
+                self.path,
+                self.page_key,
+                reader_setup(self.settings.busy_timeout_ms),
+                factory=self.instruments.factory,
+                cached_statements=0,
+            )
+        )
+
     def store(self, clock: Clock, keyring: Keyring | None, capture: CaptureState) -> Store:
         """Hand the started engine over to a :class:`Store`."""
         assert self.writer is not None, "start() first"
@@ -401,6 +413,7 @@ class _Engine:
             self.path,
             writer=self.writer,
             pool=self.pool,
+            long_reader=self._long_reader if self.pool is not None else None,
             commits=self.commits,
             instruments=self.instruments,
             settings=self.settings,

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlcipher3
 from tests.conftest import FAST_KDF, PASSPHRASE
 
 import mangostore
@@ -72,3 +73,20 @@ def test_in_memory_the_block_runs_inside_the_write() -> None:
             assert value == 1
             assert conn.execute("SELECT n FROM c").fetchone()[0] == 1
         assert memory.query("SELECT n FROM c", use_cache=False)[0][0] == 1
+
+
+def test_the_read_has_a_connection_of_its_own(db: mangostore.Database) -> None:
+    # Pooled connections keep up to STATEMENT_CACHE_SIZE prepared statements, which
+    # hold SQLite's per-connection small-allocation memory and slow a long scan; the
+    # snapshot's connection is made for it (keeping none) and closed after it.
+    pool = db.store.pool
+    assert pool is not None
+    with db.store.reading():
+        pass  # one pooled connection now idle
+    before = pool.stats()
+    with db.store.snapshot_after(_bump) as (conn, _):
+        assert pool.stats() == before  # no pooled connection lent
+        assert conn.execute("SELECT n FROM c WHERE id = 1").fetchone()[0] == 0
+    with pytest.raises(sqlcipher3.ProgrammingError):
+        conn.execute("SELECT 1")
+    assert pool.stats() == before

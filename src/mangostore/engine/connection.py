@@ -68,13 +68,16 @@ def connect(
     *,
     check: Callable[[Connection], None] | None = None,
     factory: type | None = None,
+    cached_statements: int = STATEMENT_CACHE_SIZE,
 ) -> Connection:
     """Open one connection, apply the page key, prove it can read, then run ``setup``.
 
     ``check`` runs before ``setup``, which changes the file (WAL): a caller that must
     first make sure the file is its own refuses it there, leaving it untouched.
     ``factory`` is a subclass of the driver's connection to make instead (the
-    monitor's instrumented connection).
+    monitor's instrumented connection). ``cached_statements``: how many prepared
+    statements it keeps (0 for a connection made for one long read: see
+    :meth:`mangostore.engine.store.Store.snapshot_after`).
 
     Raises:
         NotADatabaseError: the file is not SQLite, is damaged, or the key does not
@@ -90,7 +93,7 @@ def connect(
             check_same_thread=False,
             uri=path.startswith("file:"),
             factory=factory or sqlcipher3.Connection,
-            cached_statements=STATEMENT_CACHE_SIZE,
+            cached_statements=cached_statements,
         )
     except sqlcipher3.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}") from exc
