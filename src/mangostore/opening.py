@@ -25,7 +25,12 @@ from typing import NamedTuple
 from mangostore.clock import Clock, SystemClock
 from mangostore.db import MEMORY, Database, page_key_of, pre_migration_backup
 from mangostore.engine.commits import ChangesWatch, CommitWatch, DataVersionWatch
-from mangostore.engine.connection import connect, driver_errors, is_plain_sqlite
+from mangostore.engine.connection import (
+    STATEMENT_CACHE_SIZE,
+    connect,
+    driver_errors,
+    is_plain_sqlite,
+)
 from mangostore.engine.pool import ReaderPool
 from mangostore.engine.pragmas import Connection, reader_setup, writer_setup
 from mangostore.engine.store import Store
@@ -383,27 +388,20 @@ class _Engine:
             )
         return writer
 
-    def _new_reader(self) -> Connection:
+    def _new_reader(self, cached_statements: int = STATEMENT_CACHE_SIZE) -> Connection:
         return self.instruments.reader(
             connect(
                 self.path,
                 self.page_key,
                 reader_setup(self.settings.busy_timeout_ms),
                 factory=self.instruments.factory,
+                cached_statements=cached_statements,
             )
         )
 
     def _long_reader(self) -> Connection:
         """A reader that keeps no prepared statement (see Store.snapshot_after)."""
-        return self.instruments.reader(
-            connect(
-                self.path,
-                self.page_key,
-                reader_setup(self.settings.busy_timeout_ms),
-                factory=self.instruments.factory,
-                cached_statements=0,
-            )
-        )
+        return self._new_reader(cached_statements=0)
 
     def store(self, clock: Clock, keyring: Keyring | None, capture: CaptureState) -> Store:
         """Hand the started engine over to a :class:`Store`."""

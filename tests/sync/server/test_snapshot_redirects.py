@@ -180,17 +180,24 @@ def test_a_snapshot_carries_the_redirects_of_its_device(
     assert opened.redirects == [("projects", FOLDED, SURVIVOR)]
 
 
-def test_a_snapshot_part_without_redirects_carries_none(
-    three: list[mangostore.Database],
-) -> None:
+def _first_part_docs(three: list[mangostore.Database]) -> tuple[Any, list[Any], bytes]:
+    """A snapshot of the first device (after a user and a sync), its parts' documents
+    and the sync key, to seal them again changed."""
     first = three[0]
     first.users.create(username="ann")
     first.sync.sync()
     made = read_snapshot(first.store, first.sync.vault_id, first.schema_version, [])
     assert made is not None
     snapshot, docs = made
-    del docs[0]["r"]  # as a snapshot sealed without redirects holds them
     key = first.store.keyring.subkey("sync")  # type: ignore[union-attr]
+    return snapshot, docs, key
+
+
+def test_a_snapshot_part_without_redirects_carries_none(
+    three: list[mangostore.Database],
+) -> None:
+    snapshot, docs, key = _first_part_docs(three)
+    del docs[0]["r"]  # as a snapshot sealed without redirects holds them
     opened = snapshot.open_part(key, 0, True, snapshot.seal_parts(key, docs)[0])
     assert opened.redirects == []
     assert [s.table for s in opened.body.states] == ["users"]
@@ -265,13 +272,7 @@ def test_a_fold_leads_its_redirect_and_those_to_it_to_the_last_survivor(
 def test_a_snapshot_part_with_malformed_redirects_is_refused(
     three: list[mangostore.Database],
 ) -> None:
-    first = three[0]
-    first.users.create(username="ann")
-    first.sync.sync()
-    made = read_snapshot(first.store, first.sync.vault_id, first.schema_version, [])
-    assert made is not None
-    snapshot, docs = made
+    snapshot, docs, key = _first_part_docs(three)
     docs[0]["r"] = [["projects", "only two"]]  # sealed by a device of another format
-    key = first.store.keyring.subkey("sync")  # type: ignore[union-attr]
     with pytest.raises(SyncError, match="cannot be read"):
         snapshot.open_part(key, 0, True, snapshot.seal_parts(key, docs)[0])
